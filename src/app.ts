@@ -1,0 +1,87 @@
+import { Elysia } from 'elysia'
+import type { Config } from './config'
+import { ApiError, toErrorResponse } from './errors'
+import type { HistoryStore } from './logs/history-store'
+import { Hub } from './logs/hub'
+import { docsRoutes } from './routes/docs'
+import { logRoutes } from './routes/logs'
+import { opsRoutes } from './routes/ops'
+import { streamRoutes } from './routes/stream'
+import { subtaskRoutes } from './routes/subtasks'
+import { taskRoutes } from './routes/tasks'
+import { simpleDecomposer, type Decomposer } from './tasks/decompose'
+import { SubtaskDirectory } from './tasks/subtask-directory'
+import type { TaskStore } from './tasks/task-store'
+
+export interface AppDeps {
+  config: Config
+  tasks: TaskStore
+  history: HistoryStore
+  decomposer?: Decomposer
+}
+
+const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i
+
+/** Builds the whole service; `index.ts` listens, tests build their own with their own stores. */
+export function createApp({ config, tasks, history, decomposer = simpleDecomposer }: AppDeps) {
+  const hub = new Hub(history, { replayMax: config.logHistoryMax })
+  const subtasks = new SubtaskDirectory(tasks)
+  return new Elysia({
+    serve: { maxRequestBodySize: config.maxBodyBytes + 1024 },
+    websocket: {
+      idleTimeout: config.wsIdleTimeoutSeconds,
+      sendPings: true,
+      backpressureLimit: config.wsBackpressureBytes,
+      closeOnBackpressureLimit: true,
+      maxPayloadLength: 64 * 1024,
+    },
+  })
+    .decorate('hub', hub)
+    .onStart(({ server }) => {
+      if (server) hub.attach(server)
+    })
+    .onRequest(({ request }) => {
+      const length = Number(request.headers.get('content-length'))
+      if (length > config.maxBodyBytes)
+        throw new ApiError('payload_too_large', `Request body is ${length} bytes; at most ${config.maxBodyBytes} are accepted`)
+    })
+    .onParse(async ({ request, contentType }) => {
+      // JSON only; a missing Content-Type is read as JSON, so minimal clients work.
+      if (contentType && !JSON_TYPE.test(contentType))
+        throw new ApiError('validation', `Content-Type must be application/json, not ${contentType}`, [
+          { path: '/', message: 'unsupported content type' },
+        ])
+      const text = await request.text()
+      try {
+        return JSON.parse(text)
+      } catch {
+        throw new ApiError('validation', 'Request body is not valid JSON', [{ path: '/', message: 'malformed JSON' }])
+      }
+    })
+    .onError(({ code, error, set }) => {
+      const failure = toErrorResponse(code, error)
+      if (failure.code === 'internal') console.error(error)
+      set.status = failure.status
+      if (failure.headers) Object.assign(set.headers, failure.headers)
+      return failure.toJSON()
+    })
+    .use(docsRoutes)
+    .use(opsRoutes([
+      { name: 'tasks', ping: () => tasks.ping() },
+      { name: 'history', ping: () => history.ping() },
+    ]))
+    .use(taskRoutes(tasks, decomposer))
+    .use(subtaskRoutes(tasks, subtasks, hub))
+    .use(
+      logRoutes({
+        tasks,
+        subtasks,
+        history,
+        hub,
+        limits: { maxMessageBytes: config.maxMessageBytes, maxMetadataBytes: config.maxMetadataBytes, maxBatch: config.maxBatch },
+      }),
+    )
+    .use(streamRoutes(tasks, hub, config.logHistoryMax))
+}
+
+export type App = ReturnType<typeof createApp>

@@ -1,0 +1,66 @@
+/** Environment variables, validated once at start-up. */
+export interface Config {
+  port: number
+  host: string
+  /** Unset: history lives in process memory. */
+  redisUrl: string | undefined
+  databaseUrl: string
+  logTtlSeconds: number
+  logHistoryMax: number
+  maxMessageBytes: number
+  maxMetadataBytes: number
+  maxBatch: number
+  /** Largest accepted request body; a larger one is a 413 before it is read. */
+  maxBodyBytes: number
+  /** WebSocket: bytes queued for one slow socket before it is closed with 1013. */
+  wsBackpressureBytes: number
+  /** WebSocket: seconds of silence before a peer is considered dead (pings are sent before). */
+  wsIdleTimeoutSeconds: number
+}
+
+/** A bad environment variable; start-up prints the message and exits 1. */
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    throw new ConfigError(`${name}=${raw} is invalid: expected a whole number from ${min} to ${max}`)
+  }
+  return value
+}
+
+function url(env: Env, name: string, fallback: string | undefined, schemes: string[]): string | undefined {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return fallback
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(raw)?.[1]?.toLowerCase()
+  if (!scheme || !schemes.includes(scheme)) {
+    throw new ConfigError(`${name}=${raw} is invalid: expected a URL starting with ${schemes.map((s) => `${s}://`).join(', ')}`)
+  }
+  return raw
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const maxBatch = integer(env, 'MAX_BATCH', 1000, 1, 100_000)
+  const maxMessageBytes = integer(env, 'MAX_MESSAGE_BYTES', 65_536, 1, 16 * 1024 * 1024)
+  const maxMetadataBytes = integer(env, 'MAX_METADATA_BYTES', 16_384, 2, 16 * 1024 * 1024)
+  // The default fits a full batch of typical lines; a single line of maximum size always fits.
+  const defaultBody = Math.max(8 * 1024 * 1024, 2 * (maxMessageBytes + maxMetadataBytes) + 4096)
+  return {
+    port: integer(env, 'PORT', 8000, 0, 65_535),
+    host: env.HOST?.trim() || '0.0.0.0',
+    redisUrl: url(env, 'REDIS_URL', undefined, ['redis', 'rediss']),
+    databaseUrl: url(env, 'DATABASE_URL', 'sqlite://data/tasklog.sqlite', ['sqlite', 'postgres', 'postgresql'])!,
+    logTtlSeconds: integer(env, 'LOG_TTL_SECONDS', 3600, 1, 365 * 24 * 3600),
+    logHistoryMax: integer(env, 'LOG_HISTORY_MAX', 10_000, 1, 10_000_000),
+    maxMessageBytes,
+    maxMetadataBytes,
+    maxBatch,
+    maxBodyBytes: integer(env, 'MAX_BODY_BYTES', defaultBody, 1024, 1024 * 1024 * 1024),
+    wsBackpressureBytes: integer(env, 'WS_BACKPRESSURE_BYTES', 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    wsIdleTimeoutSeconds: integer(env, 'WS_IDLE_TIMEOUT_SECONDS', 60, 5, 960),
+  }
+}

@@ -1,0 +1,75 @@
+/** Error codes of the DESIGN error shape, with their HTTP status. */
+export const ERROR_STATUS = {
+  validation: 422,
+  bad_request: 400,
+  not_found: 404,
+  method_not_allowed: 405,
+  unsupported_media_type: 415,
+  payload_too_large: 413,
+  unauthorized: 401,
+  forbidden: 403,
+  rate_limited: 429,
+  unavailable: 503,
+  internal: 500,
+} as const
+export type ErrorCode = keyof typeof ERROR_STATUS
+
+export interface ErrorDetail {
+  path: string
+  message: string
+}
+
+/** An error a client can act on; rendered as `{ error, message, details? }`. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: ErrorDetail[],
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message)
+  }
+
+  get status(): number {
+    return ERROR_STATUS[this.code]
+  }
+
+  toJSON() {
+    return this.details
+      ? { error: this.code, message: this.message, details: this.details }
+      : { error: this.code, message: this.message }
+  }
+}
+
+export const notFound = (what: string, id: string) => new ApiError('not_found', `${what} ${id} not found`)
+
+/** A store (Redis, the task database) did not answer; nothing was stored. */
+export class StoreUnavailableError extends ApiError {
+  constructor(store: string, cause?: unknown) {
+    super('unavailable', `${store} is unavailable; nothing was stored, retry later`)
+    this.cause = cause
+  }
+}
+
+/**
+ * Renders every failure in the DESIGN error shape. Elysia's own errors (validation, parse,
+ * unknown route) are translated; anything unexpected is a 500 that hides internals.
+ */
+export function toErrorResponse(code: string | number, error: unknown): ApiError {
+  if (error instanceof ApiError) return error
+  switch (code) {
+    case 'VALIDATION': {
+      const v = error as { type?: string; all?: { path?: string; message?: string; summary?: string }[] }
+      const details = (v.all ?? []).map((e) => ({ path: e.path || '/', message: e.summary ?? e.message ?? 'Invalid value' }))
+      const where = v.type === 'params' ? 'path parameter' : v.type === 'query' ? 'query parameter' : 'request body'
+      const first = details[0]
+      return new ApiError('validation', `Invalid ${where}${first ? ` at ${first.path}: ${first.message}` : ''}`, details)
+    }
+    case 'PARSE':
+      return new ApiError('validation', 'Request body is not valid JSON', [{ path: '/', message: 'Malformed JSON' }])
+    case 'NOT_FOUND':
+      return new ApiError('not_found', 'No such route; see /swagger for the API')
+    default:
+      return new ApiError('internal', 'Internal server error')
+  }
+}

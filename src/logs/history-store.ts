@@ -1,0 +1,56 @@
+import type { Level } from '../schemas/common'
+import type { LogMessage, NewLog } from '../schemas/log'
+
+/** A log as stored: its id plus its JSON body serialized exactly once at ingest. */
+export interface StoredLog {
+  id: string
+  level: Level
+  /** `JSON.stringify(NewLog)`, i.e. the LogMessage without its id. */
+  body: string
+}
+
+export interface HistoryQuery {
+  /** Maximum number of logs returned. */
+  limit: number
+  /** `desc`: newest first (default). `asc`: oldest first. */
+  order: 'asc' | 'desc'
+  /** Only logs with ids strictly greater than this one. */
+  since?: string
+  /** Only logs at this level and above. */
+  minLevel?: Level
+  subtaskId?: string
+}
+
+export interface Replay {
+  logs: StoredLog[]
+  /**
+   * False when history no longer holds every log after `since`
+   * (trimmed by count or age, or the whole key expired), so the client has a gap.
+   */
+  recovered: boolean
+}
+
+/**
+ * Per-task log history: append-only, ids strictly increasing within a task,
+ * each log kept for `ttlSeconds` after it was written and at most `maxPerTask` per task.
+ */
+export interface HistoryStore {
+  /** Where history lives, for the start-up line and /ready. */
+  readonly description: string
+  /**
+   * Stores the logs of one task atomically (one round trip for a remote store) and returns
+   * them with their ids, in order. Rejects with StoreUnavailableError when the store is down:
+   * then nothing was stored.
+   */
+  append(taskId: string, logs: NewLog[]): Promise<StoredLog[]>
+  /** Reads logs for the history endpoint. */
+  read(taskId: string, query: HistoryQuery): Promise<StoredLog[]>
+  /** Logs after `since` (oldest first, at most `limit`), or the newest `limit` when `since` is undefined. */
+  replay(taskId: string, since: string | undefined, limit: number): Promise<Replay>
+  /** Resolves when the store answers; rejects otherwise. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+/** Parses a stored log back into its wire shape. */
+export const toLogMessage = (log: StoredLog): LogMessage => ({ id: log.id, ...(JSON.parse(log.body) as NewLog) })

@@ -1,0 +1,198 @@
+import type { Server, ServerWebSocket } from 'bun'
+import { LEVELS, levelRank, type Level, type Status } from '../schemas/common'
+import type { Subtask } from '../schemas/task'
+import { rawFrame, toLiveLog, type LiveLog } from './frames'
+import type { HistoryStore, StoredLog } from './history-store'
+import { compareLogIds } from './log-id'
+
+/**
+ * One subscriber of one task: a WebSocket subscription (live logs arrive through Bun's native
+ * topic) or an SSE stream (live logs are handed to it by the hub).
+ */
+export interface Watcher {
+  readonly minLevel: Level
+  /** WebSocket subscribers get live frames natively through this socket's topic subscription. */
+  readonly socket?: ServerWebSocket<unknown>
+  /** Called once history is read, before any replayed log. `recovered` is set when `since` was given. */
+  subscribed(taskId: string, recovered: boolean | undefined): void
+  sendLog(log: LiveLog, frame: string): void
+  sendStatus(data: string, frame: string): void
+  /** Too many live logs arrived while history was being replayed to a slow reader. */
+  overflow(): void
+}
+
+export interface ReplayRequest {
+  /** Replay every log after this id. */
+  since?: string
+  /** Replay the newest n logs. */
+  history?: number
+}
+
+/** Live frames held for a watcher while its history is read (see `watch`). */
+type Pending = { id?: string; log?: LiveLog; data?: string; frame: string }[]
+
+/** The topic of one task at one minimum level: a log of level L is published to every topic of level <= L. */
+export const topicOf = (taskId: string, level: Level) => `${taskId}:${level}`
+
+/**
+ * Fan-out of a task's logs and status changes to its subscribers on this instance.
+ * WebSocket delivery is Bun's native pub/sub: one publish per log and level topic, no
+ * per-socket JavaScript. Cross-instance delivery calls `publishLogs` from the adapter.
+ */
+export class Hub {
+  private server: Server<unknown> | undefined
+  /** Per task: subscribers at each minimum level (index = level rank), WebSocket and SSE. */
+  private readonly counts = new Map<string, number[]>()
+  /** Per task: SSE watchers, which have no native topic. */
+  private readonly listeners = new Map<string, Set<Watcher>>()
+  /** Per task: watchers whose history is being read, with the live frames held for them. */
+  private readonly replaying = new Map<string, Map<Watcher, Pending>>()
+
+  constructor(
+    private readonly history: HistoryStore,
+    private readonly limits: { replayMax: number },
+  ) {}
+
+  attach(server: Server<unknown>): void {
+    this.server = server
+  }
+
+  /** Subscribers of the task whose filter accepts a log of `level` (all of them for `debug`). */
+  subscriberCount(taskId: string, level: Level = 'error'): number {
+    const counts = this.counts.get(taskId)
+    if (!counts) return 0
+    let n = 0
+    for (let r = levelRank(level); r >= 0; r--) n += counts[r]!
+    return n
+  }
+
+  /** Tasks with at least one subscriber here. */
+  watchedTasks(): string[] {
+    return [...this.counts.keys()]
+  }
+
+  /**
+   * Starts delivering a task's logs to a watcher, replaying history first when asked.
+   * Live logs published while history is read are held and flushed, minus the ids replay
+   * already sent, in the same tick the watcher goes live: no gap, no duplicate.
+   * When reading history fails the watcher is not subscribed and the error is rethrown.
+   */
+  async watch(taskId: string, watcher: Watcher, replay: ReplayRequest = {}): Promise<void> {
+    this.count(taskId, watcher.minLevel, +1)
+    if (replay.since === undefined && !replay.history) {
+      watcher.subscribed(taskId, undefined)
+      this.goLive(taskId, watcher)
+      return
+    }
+    let held = this.replaying.get(taskId)
+    if (!held) this.replaying.set(taskId, (held = new Map()))
+    const pending: Pending = []
+    held.set(watcher, pending)
+    try {
+      const limit = replay.since !== undefined ? this.limits.replayMax : Math.min(replay.history!, this.limits.replayMax)
+      const result = await this.history.replay(taskId, replay.since, limit)
+      if (held.get(watcher) !== pending) return // unwatched meanwhile
+      watcher.subscribed(taskId, replay.since !== undefined ? result.recovered : undefined)
+      const min = levelRank(watcher.minLevel)
+      let last = replay.since
+      for (const stored of result.logs) {
+        if (levelRank(stored.level) < min) continue
+        const log = toLiveLog(stored)
+        watcher.sendLog(log, rawFrame('log', log.data))
+        last = log.id
+      }
+      if (result.logs.length) last = result.logs[result.logs.length - 1]!.id
+      for (const item of pending) {
+        if (item.log) {
+          if (last === undefined || compareLogIds(item.log.id, last) > 0) watcher.sendLog(item.log, item.frame)
+        } else watcher.sendStatus(item.data!, item.frame)
+      }
+      this.goLive(taskId, watcher)
+    } catch (error) {
+      if (held.get(watcher) === pending) this.count(taskId, watcher.minLevel, -1)
+      throw error
+    } finally {
+      if (held.get(watcher) === pending) held.delete(watcher)
+      if (held.size === 0 && this.replaying.get(taskId) === held) this.replaying.delete(taskId)
+    }
+  }
+
+  /** Stops delivery to a watcher; safe to call while its replay is still running. */
+  unwatch(taskId: string, watcher: Watcher): void {
+    const held = this.replaying.get(taskId)
+    if (held?.delete(watcher) && held.size === 0) this.replaying.delete(taskId)
+    if (watcher.socket) watcher.socket.unsubscribe(topicOf(taskId, watcher.minLevel))
+    else {
+      const set = this.listeners.get(taskId)
+      if (set?.delete(watcher) && set.size === 0) this.listeners.delete(taskId)
+    }
+    this.count(taskId, watcher.minLevel, -1)
+  }
+
+  /**
+   * Delivers stored logs of one task to every subscriber here and returns how many
+   * subscribers accept at least one of them.
+   */
+  publishLogs(taskId: string, logs: StoredLog[]): number {
+    if (!this.counts.has(taskId) || logs.length === 0) return 0
+    const timestamp = new Date().toISOString()
+    const listeners = this.listeners.get(taskId)
+    const held = this.replaying.get(taskId)
+    let top = 0
+    for (const stored of logs) {
+      const log = toLiveLog(stored)
+      const rank = levelRank(log.level)
+      if (rank > top) top = rank
+      const text = rawFrame('log', log.data, timestamp)
+      for (let r = 0; r <= rank; r++) this.server?.publish(topicOf(taskId, LEVELS[r]!), text)
+      if (listeners) for (const w of listeners) if (levelRank(w.minLevel) <= rank) w.sendLog(log, text)
+      if (held) this.hold(held, (w) => levelRank(w.minLevel) <= rank, { id: log.id, log, frame: text })
+    }
+    return this.subscriberCount(taskId, LEVELS[top])
+  }
+
+  /** Broadcasts a subtask's status change to every subscriber of its task, whatever their level. */
+  publishStatus(subtask: Subtask, taskStatus: Status): void {
+    const taskId = subtask.task_id
+    if (!this.counts.has(taskId)) return
+    const data = JSON.stringify({
+      task_id: taskId,
+      subtask_id: subtask.subtask_id,
+      status: subtask.status,
+      task_status: taskStatus,
+      worker_name: subtask.worker_name,
+    })
+    const text = rawFrame('status', data)
+    for (const level of LEVELS) this.server?.publish(topicOf(taskId, level), text)
+    for (const w of this.listeners.get(taskId) ?? []) w.sendStatus(data, text)
+    const held = this.replaying.get(taskId)
+    if (held) this.hold(held, () => true, { data, frame: text })
+  }
+
+  private hold(held: Map<Watcher, Pending>, accepts: (w: Watcher) => boolean, item: Pending[number]): void {
+    for (const [w, pending] of held) {
+      if (!accepts(w)) continue
+      if (pending.length >= this.limits.replayMax) {
+        held.delete(w)
+        w.overflow()
+      } else pending.push(item)
+    }
+  }
+
+  private goLive(taskId: string, watcher: Watcher): void {
+    if (watcher.socket) watcher.socket.subscribe(topicOf(taskId, watcher.minLevel))
+    else {
+      let set = this.listeners.get(taskId)
+      if (!set) this.listeners.set(taskId, (set = new Set()))
+      set.add(watcher)
+    }
+  }
+
+  private count(taskId: string, level: Level, delta: number): void {
+    let counts = this.counts.get(taskId)
+    if (!counts) this.counts.set(taskId, (counts = LEVELS.map(() => 0)))
+    counts[levelRank(level)]! += delta
+    if (counts.every((n) => n === 0)) this.counts.delete(taskId)
+  }
+}
+

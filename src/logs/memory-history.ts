@@ -1,0 +1,225 @@
+/**
+ * In-process log history: the embedded default when REDIS_URL is unset.
+ *
+ * Same semantics as RedisHistory (see redis-history.ts), entry for entry:
+ * - ids are `<ms>-<seq>` like Redis stream ids: ms = max(Date.now(), last ms of the task),
+ *   seq restarts at 0 on a new ms and increments otherwise, so ids strictly increase per task;
+ * - a log is kept `ttlSeconds` after it was written (the id's ms is its write time): a log is
+ *   expired once `ms < now - ttlSeconds * 1000`, exactly the cut-off of Redis' `XTRIM MINID`;
+ * - at most `maxPerTask` logs per task (the oldest are dropped);
+ * - reads never return an expired log, even before the sweeper physically removed it.
+ *
+ * Removal (by age or by count) always takes the oldest logs, so what a task lost is a prefix
+ * of what it was given, and "the highest id ever removed" describes it exactly.
+ *
+ * `recovered` rule (identical in RedisHistory):
+ * - no `since`: true (nothing was asked to be continuous);
+ * - `since` given and the task has no history at all (never written, every log expired and the
+ *   task was dropped, or, for Redis, the key expired or was lost): false, since nothing proves
+ *   that no log after `since` existed;
+ * - otherwise true iff no log with an id greater than `since` was removed, i.e. the highest
+ *   removed id (counting logs past their TTL that are still physically present) is <= `since`.
+ */
+import { ApiError } from '../errors'
+import { levelRank } from '../schemas/common'
+import type { NewLog } from '../schemas/log'
+import type { HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
+
+/** A parsed log id. */
+export interface LogIdParts {
+  ms: number
+  seq: number
+}
+
+const LOG_ID = /^(\d{1,15})-(\d{1,15})$/
+
+/** Parses `<ms>-<seq>`; undefined when malformed. */
+export function parseLogId(id: string): LogIdParts | undefined {
+  const m = LOG_ID.exec(id)
+  if (!m) return undefined
+  return { ms: Number(m[1]), seq: Number(m[2]) }
+}
+
+/** Negative, zero or positive like a sort comparator. Both ids must be well formed. */
+export function compareLogIds(a: string, b: string): number {
+  const pa = parseLogId(a)
+  const pb = parseLogId(b)
+  if (!pa || !pb) throw new TypeError(`not a log id: ${pa ? b : a}`)
+  return pa.ms - pb.ms || pa.seq - pb.seq
+}
+
+/** Validates a `since` argument; a malformed one is the caller's error, not the store's. */
+export function requireLogId(id: string, field = 'since'): LogIdParts {
+  const parts = parseLogId(id)
+  if (!parts) {
+    throw new ApiError('validation', `${field} must be a log id of the form <ms>-<seq>`, [
+      { path: field, message: 'expected a log id such as 1764152130123-0' },
+    ])
+  }
+  return parts
+}
+
+const cmp = (a: LogIdParts, b: LogIdParts): number => a.ms - b.ms || a.seq - b.seq
+
+interface Entry extends LogIdParts {
+  subtaskId: string
+  log: StoredLog
+}
+
+interface TaskHistory {
+  /** Entries in id order; `entries[head..]` are live, the rest await compaction. */
+  entries: Entry[]
+  head: number
+  lastMs: number
+  lastSeq: number
+  /** Highest id ever removed (trimmed by count or expired). */
+  removed?: LogIdParts
+}
+
+export interface MemoryHistoryOptions {
+  ttlSeconds: number
+  maxPerTask: number
+}
+
+const size = (task: TaskHistory): number => task.entries.length - task.head
+
+export class MemoryHistory implements HistoryStore {
+  readonly description = 'memory (in-process; lost on restart)'
+  readonly #ttlMs: number
+  readonly #maxPerTask: number
+  readonly #tasks = new Map<string, TaskHistory>()
+  #sweeper: ReturnType<typeof setInterval> | undefined
+
+  constructor(opts: MemoryHistoryOptions) {
+    if (!(opts.ttlSeconds > 0) || !Number.isFinite(opts.ttlSeconds)) throw new RangeError('ttlSeconds must be > 0')
+    if (!Number.isInteger(opts.maxPerTask) || opts.maxPerTask < 1) throw new RangeError('maxPerTask must be an integer >= 1')
+    this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
+    this.#maxPerTask = opts.maxPerTask
+    // Bounded memory: drop expired logs and empty tasks even when nobody reads them.
+    const every = Math.min(60_000, Math.max(1_000, Math.floor(this.#ttlMs / 2)))
+    this.#sweeper = setInterval(() => this.sweep(), every)
+    this.#sweeper.unref?.()
+  }
+
+  /** Number of tasks currently holding logs (for tests and metrics). */
+  get taskCount(): number {
+    return this.#tasks.size
+  }
+
+  /** Drops expired logs and tasks left empty. Runs on a timer; callable directly. */
+  sweep(now = Date.now()): void {
+    for (const taskId of this.#tasks.keys()) this.#live(taskId, now)
+  }
+
+  async append(taskId: string, logs: NewLog[]): Promise<StoredLog[]> {
+    if (logs.length === 0) return []
+    const now = Date.now()
+    let task = this.#live(taskId, now)
+    if (!task) {
+      task = { entries: [], head: 0, lastMs: 0, lastSeq: -1 }
+      this.#tasks.set(taskId, task)
+    }
+    const out: StoredLog[] = []
+    for (const newLog of logs) {
+      const ms = Math.max(now, task.lastMs)
+      const seq = ms === task.lastMs ? task.lastSeq + 1 : 0
+      task.lastMs = ms
+      task.lastSeq = seq
+      const log: StoredLog = { id: `${ms}-${seq}`, level: newLog.level, body: JSON.stringify(newLog) }
+      task.entries.push({ ms, seq, subtaskId: newLog.subtask_id, log })
+      out.push(log)
+    }
+    const excess = size(task) - this.#maxPerTask
+    if (excess > 0) this.#drop(task, task.head + excess)
+    return out
+  }
+
+  async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
+    const since = query.since === undefined ? undefined : requireLogId(query.since)
+    const task = this.#live(taskId, Date.now())
+    if (!task || query.limit <= 0) return []
+    const min = query.minLevel ? levelRank(query.minLevel) : 0
+    const subtaskId = query.subtaskId
+    const matches = (e: Entry) =>
+      (min === 0 || levelRank(e.log.level) >= min) && (subtaskId === undefined || e.subtaskId === subtaskId)
+    const start = since ? this.#firstAfter(task, since) : task.head
+    const out: StoredLog[] = []
+    const { entries } = task
+    if (query.order === 'asc') {
+      for (let i = start; i < entries.length && out.length < query.limit; i++) {
+        const e = entries[i]!
+        if (matches(e)) out.push(e.log)
+      }
+    } else {
+      for (let i = entries.length - 1; i >= start && out.length < query.limit; i--) {
+        const e = entries[i]!
+        if (matches(e)) out.push(e.log)
+      }
+    }
+    return out
+  }
+
+  async replay(taskId: string, since: string | undefined, limit: number): Promise<Replay> {
+    const after = since === undefined ? undefined : requireLogId(since)
+    const task = this.#live(taskId, Date.now())
+    if (!task) return { logs: [], recovered: after === undefined }
+    const n = Math.max(0, limit)
+    if (!after) {
+      const from = Math.max(task.head, task.entries.length - n)
+      return { logs: task.entries.slice(from).map((e) => e.log), recovered: true }
+    }
+    const from = this.#firstAfter(task, after)
+    return {
+      logs: task.entries.slice(from, from + n).map((e) => e.log),
+      recovered: task.removed === undefined || cmp(task.removed, after) <= 0,
+    }
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    if (this.#sweeper) clearInterval(this.#sweeper)
+    this.#sweeper = undefined
+    this.#tasks.clear()
+  }
+
+  /** The task with its expired logs dropped; undefined (and forgotten) when nothing is left. */
+  #live(taskId: string, now: number): TaskHistory | undefined {
+    const task = this.#tasks.get(taskId)
+    if (!task) return undefined
+    const cutoff = now - this.#ttlMs
+    let i = task.head
+    const { entries } = task
+    while (i < entries.length && entries[i]!.ms < cutoff) i++
+    if (i > task.head) this.#drop(task, i)
+    if (size(task) === 0) {
+      this.#tasks.delete(taskId)
+      return undefined
+    }
+    return task
+  }
+
+  /** Removes entries[head..end) (the oldest), remembering the highest removed id. */
+  #drop(task: TaskHistory, end: number): void {
+    const last = task.entries[end - 1]!
+    task.removed = { ms: last.ms, seq: last.seq }
+    task.head = end
+    // Compact once dead slots outnumber live ones: amortized O(1), at most 2x memory.
+    if (task.head >= 16 && task.head * 2 >= task.entries.length) {
+      task.entries = task.entries.slice(task.head)
+      task.head = 0
+    }
+  }
+
+  /** Index of the first live entry with an id greater than `since`. */
+  #firstAfter(task: TaskHistory, since: LogIdParts): number {
+    let lo = task.head
+    let hi = task.entries.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (cmp(task.entries[mid]!, since) <= 0) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+}

@@ -1,0 +1,423 @@
+/**
+ * Log history in Redis: one stream per task under `logs:{<task_id>}` (literal braces: a
+ * Redis Cluster hash tag, so the stream and the pub/sub channel of a task share a slot).
+ *
+ * Entry fields: `l` = level, `s` = subtask_id, `d` = the log's JSON body (StoredLog.body).
+ *
+ * Every operation is ONE round trip: a Lua script run with EVALSHA (loaded once with
+ * SCRIPT LOAD; after a Redis restart emptied the script cache, the NOSCRIPT reply falls back
+ * to EVAL, which runs the script and caches it again).
+ *
+ * - append: per log XADD `*` and PUBLISH `<id>\n<level>\n<body>` on channel `logs:{<task_id>}`;
+ *   then exact trimming by age (XTRIM MINID at Redis TIME - TTL) and by count (XTRIM MAXLEN),
+ *   PEXPIRE of the key to the TTL; returns the ids. Redis 7.0 does NOT update the stream's
+ *   `max-deleted-entry-id` when XADD/XTRIM trim (verified in tests/history-store.test.ts), so
+ *   the script records the highest trimmed id itself with `XSETID <last id> MAXDELETEDID <id>`:
+ *   the record lives in the stream, expires with it, and costs no extra key.
+ * - read: pages through the stream inside the script applying the level/subtask filters, so
+ *   `limit` matches come back whenever they exist, and never a log older than the TTL (logs
+ *   are only physically trimmed on append).
+ * - replay: the range plus `recovered` from `max-deleted-entry-id` and the newest entry past its
+ *   TTL still present (see the rule in memory-history.ts; both stores share it).
+ *
+ * Outages: the client never queues commands while disconnected (`disableOfflineQueue`), every
+ * call is bounded by `timeoutMs` (default 2 s; node-redis' own command timeout only covers the
+ * wait before a command is written, so a hung server is caught by our own deadline), every
+ * failure is a StoreUnavailableError, and the client reconnects forever in the background.
+ * Caveat: when the deadline fires after an append was written, Redis may still apply it.
+ */
+import { createClient } from 'redis'
+import { StoreUnavailableError } from '../errors'
+import { levelRank, type Level } from '../schemas/common'
+import type { NewLog } from '../schemas/log'
+import type { HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
+import { requireLogId } from './memory-history'
+
+export interface RedisHistoryOptions {
+  url: string
+  ttlSeconds: number
+  maxPerTask: number
+  /** Upper bound for every call, in ms (default 2000). */
+  timeoutMs?: number
+  /** How long connect() waits for the first connection, in ms (default 5000). */
+  startupTimeoutMs?: number
+  /** Where outage/reconnect messages go (default console). */
+  logger?: Pick<Console, 'warn' | 'info'>
+}
+
+/** Stream key of a task's logs. */
+export const logKey = (taskId: string): string => `logs:{${taskId}}`
+/** Pub/sub channel of a task's logs (same name as the key; channels and keys are separate namespaces). */
+export const logChannel = logKey
+
+/** Decodes a message published on `logChannel(taskId)`: `<id>\n<level>\n<body>`. */
+export function decodePublished(message: string): StoredLog {
+  const a = message.indexOf('\n')
+  const b = message.indexOf('\n', a + 1)
+  if (a < 0 || b < 0) throw new TypeError('malformed log message')
+  return { id: message.slice(0, a), level: message.slice(a + 1, b) as Level, body: message.slice(b + 1) }
+}
+
+/** The URL without its password, for logs and /ready. */
+export function redactRedisUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    u.password = ''
+    return u.toString()
+  } catch {
+    return 'redis (unparsable URL)'
+  }
+}
+
+const PRELUDE = `
+local function parse(id)
+  local d = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, d - 1)), tonumber(string.sub(id, d + 1))
+end
+local function lt(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am < bm or (am == bm and as < bs)
+end
+-- Smallest id that is not expired ("<now - ttl>-0"), or nil when nothing can be expired yet.
+local function cutoff(ttlMs)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ttlMs
+  if ms <= 0 then return nil end
+  return string.format('%.0f', ms) .. '-0'
+end
+`
+
+/** KEYS[1] stream; ARGV: ttlMs, maxPerTask, then (level, subtask_id, body) per log. Returns the ids. */
+const APPEND = `${PRELUDE}
+local key = KEYS[1]
+local ttlMs = tonumber(ARGV[1])
+local maxLen = tonumber(ARGV[2])
+local ids = {}
+for i = 3, #ARGV, 3 do
+  local id = redis.call('XADD', key, '*', 'l', ARGV[i], 's', ARGV[i + 1], 'd', ARGV[i + 2])
+  ids[#ids + 1] = id
+  redis.call('PUBLISH', key, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 2])
+end
+-- Trimming removes a prefix of the stream; remember the highest id removed.
+local removed = nil
+local c = cutoff(ttlMs)
+if c then
+  local old = redis.call('XREVRANGE', key, '(' .. c, '-', 'COUNT', 1)
+  if old[1] then
+    removed = old[1][1]
+    redis.call('XTRIM', key, 'MINID', c)
+  end
+end
+local len = redis.call('XLEN', key)
+local excess = len - maxLen
+if excess > 0 then
+  local older = len - #ids
+  if older >= 0 and excess > older then
+    removed = ids[excess - older]
+  else
+    removed = redis.call('XRANGE', key, '-', '+', 'COUNT', excess)[excess][1]
+  end
+  redis.call('XTRIM', key, 'MAXLEN', maxLen)
+end
+if removed then
+  redis.call('XSETID', key, ids[#ids], 'MAXDELETEDID', removed)
+end
+redis.call('PEXPIRE', key, ttlMs)
+return ids
+`
+
+/** Pushes id, level, body of entry e onto out when it passes the filters. */
+const ENTRY = `
+local rank = { debug = 0, info = 1, warning = 2, error = 3 }
+local function fields(e)
+  local f = e[2]
+  local l, s, d
+  for j = 1, #f, 2 do
+    local k = f[j]
+    if k == 'l' then l = f[j + 1] elseif k == 's' then s = f[j + 1] elseif k == 'd' then d = f[j + 1] end
+  end
+  return l, s, d
+end
+`
+
+/** KEYS[1] stream; ARGV: ttlMs, order, since|'', minRank, subtask|'', limit. Returns id, level, body, ... */
+const READ = `${PRELUDE}${ENTRY}
+local key = KEYS[1]
+local ttlMs = tonumber(ARGV[1])
+local asc = ARGV[2] == 'asc'
+local since = ARGV[3]
+local minRank = tonumber(ARGV[4])
+local subtask = ARGV[5]
+local limit = tonumber(ARGV[6])
+local c = cutoff(ttlMs)
+local lo = c or '-'
+if since ~= '' and (c == nil or not lt(since, c)) then lo = '(' .. since end
+local page = limit
+if (minRank > 0 or subtask ~= '') and page < 256 then page = 256 end
+local out = {}
+local n = 0
+local bound = asc and lo or '+'
+while n < limit do
+  local batch
+  if asc then
+    batch = redis.call('XRANGE', key, bound, '+', 'COUNT', page)
+  else
+    batch = redis.call('XREVRANGE', key, bound, lo, 'COUNT', page)
+  end
+  for _, e in ipairs(batch) do
+    local l, s, d = fields(e)
+    if (minRank == 0 or (rank[l] or 0) >= minRank) and (subtask == '' or s == subtask) then
+      out[#out + 1] = e[1]
+      out[#out + 1] = l
+      out[#out + 1] = d
+      n = n + 1
+      if n >= limit then break end
+    end
+  end
+  if #batch < page then break end
+  bound = '(' .. batch[#batch][1]
+end
+return out
+`
+
+/** KEYS[1] stream; ARGV: ttlMs, since|'', limit. Returns { recovered 0|1, { id, level, body, ... } }. */
+const REPLAY = `${PRELUDE}${ENTRY}
+local key = KEYS[1]
+local ttlMs = tonumber(ARGV[1])
+local since = ARGV[2]
+local limit = tonumber(ARGV[3])
+if redis.call('EXISTS', key) == 0 then
+  if since == '' then return { 1, {} } end
+  return { 0, {} }
+end
+local c = cutoff(ttlMs)
+local batch = {}
+if limit > 0 then
+  if since == '' then
+    local rev = redis.call('XREVRANGE', key, '+', c or '-', 'COUNT', limit)
+    for i = #rev, 1, -1 do batch[#batch + 1] = rev[i] end
+  else
+    local lo = '(' .. since
+    if c and lt(since, c) then lo = c end
+    batch = redis.call('XRANGE', key, lo, '+', 'COUNT', limit)
+  end
+end
+local out = {}
+for _, e in ipairs(batch) do
+  local l, s, d = fields(e)
+  out[#out + 1] = e[1]
+  out[#out + 1] = l
+  out[#out + 1] = d
+end
+local recovered = 1
+if since ~= '' then
+  local removed = nil
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'max-deleted-entry-id' then removed = info[i + 1] end
+  end
+  if removed == '0-0' then removed = nil end
+  if c then
+    -- Entries past their TTL not trimmed yet count as removed; they are above every trimmed id.
+    local expired = redis.call('XREVRANGE', key, '(' .. c, '-', 'COUNT', 1)
+    if expired[1] then removed = expired[1][1] end
+  end
+  if removed and lt(since, removed) then recovered = 0 end
+end
+return { recovered, out }
+`
+
+interface Script {
+  name: string
+  source: string
+  sha: string
+}
+
+const script = (name: string, source: string): Script => ({
+  name,
+  source,
+  sha: new Bun.CryptoHasher('sha1').update(source).digest('hex'),
+})
+
+const SCRIPTS = {
+  append: script('append', APPEND),
+  read: script('read', READ),
+  replay: script('replay', REPLAY),
+}
+
+type Client = ReturnType<typeof createClient>
+
+const STORE_NAME = 'Log history (Redis)'
+
+function toStoredLogs(flat: unknown): StoredLog[] {
+  if (!Array.isArray(flat)) throw new TypeError('unexpected reply from Redis')
+  const out: StoredLog[] = []
+  for (let i = 0; i + 2 < flat.length; i += 3) {
+    out.push({ id: String(flat[i]), level: String(flat[i + 1]) as Level, body: String(flat[i + 2]) })
+  }
+  return out
+}
+
+export class RedisHistory implements HistoryStore {
+  readonly description: string
+  readonly #client: Client
+  readonly #ttlMs: number
+  readonly #maxPerTask: number
+  readonly #timeoutMs: number
+  readonly #logger: Pick<Console, 'warn' | 'info'>
+  #healthy = false
+  #started = false
+  #closed = false
+
+  private constructor(opts: RedisHistoryOptions) {
+    if (!(opts.ttlSeconds > 0) || !Number.isFinite(opts.ttlSeconds)) throw new RangeError('ttlSeconds must be > 0')
+    if (!Number.isInteger(opts.maxPerTask) || opts.maxPerTask < 1) throw new RangeError('maxPerTask must be an integer >= 1')
+    this.description = redactRedisUrl(opts.url)
+    this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
+    this.#maxPerTask = opts.maxPerTask
+    this.#timeoutMs = opts.timeoutMs ?? 2000
+    this.#logger = opts.logger ?? console
+    this.#client = createClient({
+      url: opts.url,
+      // Fail fast instead of queueing while disconnected.
+      disableOfflineQueue: true,
+      // Keeps an idle connection active so that socketTimeout only fires on a dead peer.
+      pingInterval: 1000,
+      // Bounds the wait before a command is written (not the wait for its reply).
+      commandOptions: { timeout: this.#timeoutMs },
+      socket: {
+        connectTimeout: this.#timeoutMs,
+        // A connection that neither reads nor writes for this long (pings included) is dead:
+        // close it and reconnect, instead of waiting for TCP keep-alive.
+        socketTimeout: Math.max(3 * 1000, 2 * this.#timeoutMs),
+        // Always reconnect (the default gives up after a socket timeout), quickly and forever.
+        reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) + Math.floor(Math.random() * 100),
+      },
+    })
+    // Without an 'error' listener an outage would crash the process; log transitions only.
+    this.#client.on('error', (err: Error) => {
+      if (this.#healthy && !this.#closed) {
+        this.#logger.warn(`[history] ${this.description} unavailable (${err.message}); reconnecting`)
+      }
+      this.#healthy = false
+    })
+    this.#client.on('ready', () => {
+      if (!this.#healthy && this.#started && !this.#closed) this.#logger.info(`[history] ${this.description} reconnected`)
+      this.#healthy = true
+    })
+  }
+
+  /** Connects (waiting up to startupTimeoutMs), checks for Redis >= 7 and loads the scripts. */
+  static async connect(opts: RedisHistoryOptions): Promise<RedisHistory> {
+    const store = new RedisHistory(opts)
+    const wait = opts.startupTimeoutMs ?? 5000
+    try {
+      await withDeadline(store.#client.connect(), wait, `no connection within ${wait} ms`)
+      const info = String(await withDeadline(store.#client.sendCommand(['INFO', 'server']), store.#timeoutMs))
+      const version = /redis_version:(\d+)/.exec(info)?.[1]
+      if (version !== undefined && Number(version) < 7) {
+        throw new Error(`Redis ${version} is too old: log history needs Redis >= 7.0 (XSETID MAXDELETEDID)`)
+      }
+      for (const s of Object.values(SCRIPTS)) {
+        const sha = String(await withDeadline(store.#client.sendCommand(['SCRIPT', 'LOAD', s.source]), store.#timeoutMs))
+        if (sha !== s.sha) throw new Error(`SCRIPT LOAD returned ${sha} for ${s.name}, expected ${s.sha}`)
+      }
+    } catch (err) {
+      store.#closed = true
+      store.#client.destroy()
+      throw new StoreUnavailableError(`${STORE_NAME} at ${store.description}`, err)
+    }
+    store.#started = true
+    return store
+  }
+
+  async append(taskId: string, logs: NewLog[]): Promise<StoredLog[]> {
+    if (logs.length === 0) return []
+    const args: string[] = [String(this.#ttlMs), String(this.#maxPerTask)]
+    const bodies: string[] = []
+    for (const log of logs) {
+      const body = JSON.stringify(log)
+      bodies.push(body)
+      args.push(log.level, log.subtask_id, body)
+    }
+    const ids = await this.#eval(SCRIPTS.append, logKey(taskId), args)
+    if (!Array.isArray(ids) || ids.length !== logs.length) {
+      throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
+    }
+    return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: bodies[i]! }))
+  }
+
+  async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
+    if (query.since !== undefined) requireLogId(query.since)
+    if (query.limit <= 0) return []
+    const reply = await this.#eval(SCRIPTS.read, logKey(taskId), [
+      String(this.#ttlMs),
+      query.order === 'asc' ? 'asc' : 'desc',
+      query.since ?? '',
+      String(query.minLevel ? levelRank(query.minLevel) : 0),
+      query.subtaskId ?? '',
+      String(Math.floor(query.limit)),
+    ])
+    return toStoredLogs(reply)
+  }
+
+  async replay(taskId: string, since: string | undefined, limit: number): Promise<Replay> {
+    if (since !== undefined) requireLogId(since)
+    const reply = await this.#eval(SCRIPTS.replay, logKey(taskId), [
+      String(this.#ttlMs),
+      since ?? '',
+      String(Math.max(0, Math.floor(limit))),
+    ])
+    if (!Array.isArray(reply) || reply.length !== 2) {
+      throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to replay'))
+    }
+    return { logs: toStoredLogs(reply[1]), recovered: Number(reply[0]) === 1 }
+  }
+
+  async ping(): Promise<void> {
+    await this.#call(() => this.#client.sendCommand(['PING']))
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (!this.#client.isOpen) return
+    try {
+      await withDeadline(this.#client.close(), this.#timeoutMs)
+    } catch {
+      this.#client.destroy()
+    }
+  }
+
+  /** EVALSHA, or EVAL when Redis lost its script cache (restart, SCRIPT FLUSH). */
+  #eval(s: Script, key: string, args: string[]): Promise<unknown> {
+    return this.#call(async () => {
+      try {
+        return await this.#client.sendCommand(['EVALSHA', s.sha, '1', key, ...args])
+      } catch (err) {
+        if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err
+        return await this.#client.sendCommand(['EVAL', s.source, '1', key, ...args])
+      }
+    })
+  }
+
+  /** Runs one call against Redis within the deadline; any failure is a StoreUnavailableError. */
+  async #call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await withDeadline(fn(), this.#timeoutMs)
+    } catch (err) {
+      throw new StoreUnavailableError(STORE_NAME, err)
+    }
+  }
+}
+
+/** Resolves or rejects like `promise`, or rejects after `ms`; a late rejection is swallowed. */
+function withDeadline<T>(promise: Promise<T>, ms: number, message = `Redis did not answer within ${ms} ms`): Promise<T> {
+  promise.catch(() => {})
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms)
+  })
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
+}

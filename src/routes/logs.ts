@@ -1,0 +1,139 @@
+import { Elysia, t } from 'elysia'
+import { ApiError, notFound } from '../errors'
+import { toNewLogs, type LogLimits } from '../logs/encode'
+import { toLogMessage, type HistoryStore } from '../logs/history-store'
+import type { Hub } from '../logs/hub'
+import { compareLogIds } from '../logs/log-id'
+import { LevelSchema, LogId, Uuid } from '../schemas/common'
+import { ErrorBody, commonErrors } from '../schemas/error'
+import { LogMessage, LogRequest } from '../schemas/log'
+import type { SubtaskDirectory } from '../tasks/subtask-directory'
+import type { TaskStore } from '../tasks/task-store'
+import { SubtaskParams } from './subtasks'
+import { TaskParams } from './tasks'
+
+const LogAccepted = t.Object(
+  {
+    success: t.Literal(true),
+    message: t.String(),
+    broadcasted: t.Integer({ description: 'Subscribed connections (WebSocket and SSE) whose filter accepts this log' }),
+    id: LogId,
+  },
+  { examples: [{ success: true, message: 'Log stored and broadcast', broadcasted: 2, id: '1764152130123-0' }] },
+)
+
+const BatchAccepted = t.Object(
+  {
+    success: t.Literal(true),
+    accepted: t.Integer(),
+    broadcasted: t.Integer({ description: 'Subscribed connections that accept at least one log of the batch' }),
+    first_id: LogId,
+    last_id: LogId,
+  },
+  {
+    examples: [{ success: true, accepted: 2, broadcasted: 1, first_id: '1764152130123-0', last_id: '1764152130123-1' }],
+  },
+)
+
+const LogHistory = t.Object({
+  task_id: Uuid,
+  logs: t.Array(LogMessage),
+  count: t.Integer(),
+  next_since: t.Nullable(LogId, { description: 'The newest id returned: pass as `since` to poll for newer logs' }),
+})
+
+export const logRoutes = (deps: {
+  tasks: TaskStore
+  subtasks: SubtaskDirectory
+  history: HistoryStore
+  hub: Hub
+  limits: LogLimits & { maxBatch: number }
+}) => {
+  const { tasks, subtasks, history, hub, limits } = deps
+
+  async function ingest(subtaskId: string, requests: LogRequest[], path: string) {
+    const subtask = await subtasks.lookup(subtaskId)
+    if (!subtask) throw notFound('Subtask', subtaskId)
+    const stored = await history.append(subtask.task_id, toNewLogs(requests, subtask, limits, path))
+    return { stored, broadcasted: hub.publishLogs(subtask.task_id, stored) }
+  }
+
+  return new Elysia({ name: 'logs', prefix: '/api/v1', detail: { tags: ['logs'] } })
+    .post(
+      '/subtasks/:subtask_id/log',
+      async ({ params, body, set }) => {
+        const { stored, broadcasted } = await ingest(params.subtask_id, [body], '')
+        set.status = 201
+        return { success: true as const, message: 'Log stored and broadcast', broadcasted, id: stored[0]!.id }
+      },
+      {
+        params: SubtaskParams,
+        body: LogRequest,
+        response: { 201: LogAccepted, 404: ErrorBody, 413: ErrorBody, ...commonErrors },
+        detail: {
+          summary: 'Send one log line',
+          description:
+            "Stores the line in the task's history and broadcasts it to the task's subscribers. A 201 means stored; any other status means not stored, so retrying is safe.",
+        },
+      },
+    )
+    .post(
+      '/subtasks/:subtask_id/logs',
+      async ({ params, body, set }) => {
+        if (body.logs.length > limits.maxBatch)
+          throw new ApiError('validation', `A batch holds at most ${limits.maxBatch} logs; got ${body.logs.length}`, [
+            { path: '/logs', message: `at most ${limits.maxBatch} items` },
+          ])
+        const { stored, broadcasted } = await ingest(params.subtask_id, body.logs, '/logs/{i}')
+        set.status = 201
+        return {
+          success: true as const,
+          accepted: stored.length,
+          broadcasted,
+          first_id: stored[0]!.id,
+          last_id: stored[stored.length - 1]!.id,
+        }
+      },
+      {
+        params: SubtaskParams,
+        body: t.Object({ logs: t.Array(LogRequest, { minItems: 1, maxItems: 100_000 }) }),
+        response: { 201: BatchAccepted, 404: ErrorBody, 413: ErrorBody, ...commonErrors },
+        detail: {
+          summary: 'Send a batch of log lines',
+          description: `All or nothing: one invalid entry rejects the whole batch, and the error names its index. At most MAX_BATCH (default 1000) logs.`,
+        },
+      },
+    )
+    .get(
+      '/tasks/:task_id/logs',
+      async ({ params, query }) => {
+        if (!(await tasks.getTask(params.task_id))) throw notFound('Task', params.task_id)
+        const logs = await history.read(params.task_id, {
+          limit: query.limit ?? 100,
+          order: query.order ?? (query.since ? 'asc' : 'desc'),
+          since: query.since,
+          minLevel: query.level,
+          subtaskId: query.subtask_id,
+        })
+        let newest: string | null = null
+        for (const log of logs) if (newest === null || compareLogIds(log.id, newest) > 0) newest = log.id
+        return { task_id: params.task_id, logs: logs.map(toLogMessage), count: logs.length, next_since: newest }
+      },
+      {
+        params: TaskParams,
+        query: t.Object({
+          limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+          order: t.Optional(t.UnionEnum(['desc', 'asc'])),
+          since: t.Optional(LogId),
+          level: t.Optional(LevelSchema),
+          subtask_id: t.Optional(Uuid),
+        }),
+        response: { 200: LogHistory, 404: ErrorBody, ...commonErrors },
+        detail: {
+          summary: "Read a task's recent logs",
+          description:
+            'Default: the newest `limit` logs, newest first. With `since`: logs after that id, oldest first. `level` keeps that level and above. Logs expire LOG_TTL_SECONDS after they were written; a known task whose logs expired gives an empty list.',
+        },
+      },
+    )
+}

@@ -1,0 +1,51 @@
+import { Elysia, t } from 'elysia'
+
+/** A store /ready checks: its name and a ping that rejects when it does not answer. */
+export interface Dependency {
+  name: string
+  ping(): Promise<void>
+}
+
+const READY_TIMEOUT_MS = 2_000
+
+async function check(dep: Dependency): Promise<{ status: 'ok' | 'down'; error?: string }> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
+  })
+  try {
+    await Promise.race([dep.ping(), timeout])
+    return { status: 'ok' }
+  } catch (error) {
+    return { status: 'down', error: (error as Error).message }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+const Component = t.Object({ status: t.UnionEnum(['ok', 'down']), error: t.Optional(t.String()) })
+const Readiness = t.Object(
+  { status: t.UnionEnum(['ready', 'unavailable']), components: t.Record(t.String(), Component) },
+  { examples: [{ status: 'ready', components: { tasks: { status: 'ok' }, history: { status: 'ok' } } }] },
+)
+
+export const opsRoutes = (deps: Dependency[]) =>
+  new Elysia({ name: 'ops', detail: { tags: ['ops'] } })
+    .get('/health', () => ({ status: 'ok' as const }), {
+      response: { 200: t.Object({ status: t.Literal('ok') }) },
+      detail: { summary: 'Liveness: 200 while the process runs' },
+    })
+    .get(
+      '/ready',
+      async ({ set }) => {
+        const results = await Promise.all(deps.map(check))
+        const components = Object.fromEntries(deps.map((d, i) => [d.name, results[i]!]))
+        const ready = results.every((r) => r.status === 'ok')
+        if (!ready) set.status = 503
+        return { status: ready ? ('ready' as const) : ('unavailable' as const), components }
+      },
+      {
+        response: { 200: Readiness, 503: Readiness },
+        detail: { summary: 'Readiness: 200 when every configured store answers, else 503' },
+      },
+    )

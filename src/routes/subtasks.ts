@@ -1,0 +1,42 @@
+import { Elysia, t } from 'elysia'
+import { notFound } from '../errors'
+import type { Hub } from '../logs/hub'
+import { Uuid } from '../schemas/common'
+import { ErrorBody, commonErrors } from '../schemas/error'
+import { Subtask, UpdateSubtask } from '../schemas/task'
+import type { SubtaskDirectory } from '../tasks/subtask-directory'
+import type { TaskStore } from '../tasks/task-store'
+
+export const SubtaskParams = t.Object({ subtask_id: Uuid })
+
+export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub: Hub) =>
+  new Elysia({ name: 'subtasks', prefix: '/api/v1/subtasks', detail: { tags: ['subtasks'] } })
+    .get(
+      '/:subtask_id',
+      async ({ params }) => {
+        const subtask = await tasks.getSubtask(params.subtask_id)
+        if (!subtask) throw notFound('Subtask', params.subtask_id)
+        return subtask
+      },
+      { params: SubtaskParams, response: { 200: Subtask, 404: ErrorBody, ...commonErrors }, detail: { summary: 'Get a subtask' } },
+    )
+    .patch(
+      '/:subtask_id',
+      async ({ params, body }) => {
+        const update = await tasks.updateSubtask(params.subtask_id, body)
+        if (!update) throw notFound('Subtask', params.subtask_id)
+        directory.remember(update.subtask)
+        if (body.status !== undefined) hub.publishStatus(update.subtask, update.task_status)
+        return update.subtask
+      },
+      {
+        params: SubtaskParams,
+        body: UpdateSubtask,
+        response: { 200: Subtask, 404: ErrorBody, ...commonErrors },
+        detail: {
+          summary: 'Update a subtask',
+          description:
+            "Sets status and/or worker assignment. A status change is broadcast to the task's subscribers as a `status` frame; the task's status is derived from its subtasks.",
+        },
+      },
+    )

@@ -1,0 +1,37 @@
+import { t } from 'elysia'
+
+/** UUID v1-v8 in canonical form; anything else in a path is a 422. */
+export const Uuid = t.String({
+  format: 'uuid',
+  description: 'UUID',
+  examples: ['01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f'],
+})
+
+/** ISO 8601 UTC with milliseconds and `Z`. */
+export const Timestamp = t.String({
+  format: 'date-time',
+  description: 'ISO 8601 UTC timestamp with milliseconds',
+  examples: ['2026-11-26T10:15:30.123Z'],
+})
+
+export const STATUSES = ['pending', 'in_progress', 'completed', 'failed'] as const
+export type Status = (typeof STATUSES)[number]
+export const StatusSchema = t.UnionEnum(STATUSES, { description: 'Work status' })
+
+/** Log levels in ascending order of severity. */
+export const LEVELS = ['debug', 'info', 'warning', 'error'] as const
+export type Level = (typeof LEVELS)[number]
+export const LevelSchema = t.UnionEnum(LEVELS, { description: 'Log level: debug < info < warning < error' })
+
+/** Rank of a level, for "this level and above" filters. */
+export const levelRank = (level: Level): number => LEVELS.indexOf(level)
+
+/** Log ids are Redis stream entry ids: `<ms>-<seq>`. */
+export const LogId = t.String({
+  pattern: '^\\d{1,15}-\\d{1,15}$',
+  description: 'Log id: a Redis stream entry id `<ms>-<seq>`, strictly increasing within a task',
+  examples: ['1764152130123-0'],
+})
+
+/** The current time in the wire format. */
+export const now = (): string => new Date().toISOString()

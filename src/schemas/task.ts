@@ -1,0 +1,58 @@
+import { t, type Static } from 'elysia'
+import { StatusSchema, Timestamp, Uuid } from './common'
+
+export const Subtask = t.Object({
+  subtask_id: Uuid,
+  task_id: Uuid,
+  description: t.String(),
+  status: StatusSchema,
+  position: t.Integer({ minimum: 0, description: 'Order of the subtask within its task, from 0' }),
+  worker_id: t.Nullable(t.String()),
+  worker_name: t.Nullable(t.String()),
+  created_at: Timestamp,
+  updated_at: Timestamp,
+})
+export type Subtask = Static<typeof Subtask>
+
+export const Task = t.Object({
+  task_id: Uuid,
+  description: t.String(),
+  status: StatusSchema,
+  created_at: Timestamp,
+  updated_at: Timestamp,
+  subtasks: t.Array(Subtask),
+})
+export type Task = Static<typeof Task>
+
+export const CreateTask = t.Object(
+  {
+    description: t.String({ minLength: 1, maxLength: 10000, pattern: '\\S', description: 'What the task does; decomposed into subtasks when `subtasks` is absent' }),
+    subtasks: t.Optional(
+      t.Array(t.Object({ description: t.String({ minLength: 1, maxLength: 10000, pattern: '\\S' }) }), { minItems: 1, maxItems: 100 }),
+    ),
+  },
+  { examples: [{ description: 'Test task for WebSocket logging' }] },
+)
+export type CreateTask = Static<typeof CreateTask>
+
+export const TaskList = t.Object({
+  tasks: t.Array(Task),
+  next_cursor: t.Nullable(t.String({ description: 'Pass as `cursor` to get the next page; null on the last page' })),
+})
+export type TaskList = Static<typeof TaskList>
+
+export const ListTasksQuery = t.Object({
+  status: t.Optional(StatusSchema),
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
+  cursor: t.Optional(t.String({ description: '`next_cursor` of the previous page' })),
+})
+
+export const UpdateSubtask = t.Object(
+  {
+    status: t.Optional(StatusSchema),
+    worker_id: t.Optional(t.Nullable(t.String({ maxLength: 200 }))),
+    worker_name: t.Optional(t.Nullable(t.String({ maxLength: 200 }))),
+  },
+  { examples: [{ status: 'in_progress', worker_id: 'worker-7', worker_name: 'builder-7' }] },
+)
+export type UpdateSubtask = Static<typeof UpdateSubtask>

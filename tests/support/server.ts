@@ -1,0 +1,160 @@
+/**
+ * Test harness: the real app on a free port with its own stores (SQLite in memory, and
+ * history in memory or in a real redis-server), plus small HTTP and WebSocket helpers.
+ */
+import { createApp, type App } from '../../src/app'
+import { loadConfig, type Config } from '../../src/config'
+import type { HistoryStore } from '../../src/logs/history-store'
+import { MemoryHistory } from '../../src/logs/memory-history'
+import { RedisHistory } from '../../src/logs/redis-history'
+import { SqlTaskStore } from '../../src/tasks/sql-task-store'
+import type { Task } from '../../src/schemas/task'
+
+export interface TestServer {
+  app: App
+  config: Config
+  history: HistoryStore
+  tasks: SqlTaskStore
+  /** `http://127.0.0.1:<port>` */
+  url: string
+  /** `ws://127.0.0.1:<port>` */
+  wsUrl: string
+  stop(): Promise<void>
+}
+
+/** Starts the app. `redisUrl` selects Redis history; `env` overrides configuration variables. */
+export async function startServer(options: { redisUrl?: string; env?: Record<string, string> } = {}): Promise<TestServer> {
+  const config = loadConfig({ DATABASE_URL: 'sqlite://:memory:', ...options.env, REDIS_URL: options.redisUrl })
+  const tasks = await SqlTaskStore.open(config.databaseUrl)
+  const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
+  const history = config.redisUrl ? await RedisHistory.connect({ url: config.redisUrl, ...limits }) : new MemoryHistory(limits)
+  const app = createApp({ config, tasks, history }).listen({ hostname: '127.0.0.1', port: 0 })
+  const port = app.server!.port
+  return {
+    app,
+    config,
+    history,
+    tasks,
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}`,
+    async stop() {
+      await app.stop(true)
+      await Promise.allSettled([history.close(), tasks.close()])
+    },
+  }
+}
+
+export async function json(res: Response): Promise<any> {
+  const text = await res.text()
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new Error(`expected JSON, got ${res.status}: ${text.slice(0, 200)}`)
+  }
+}
+
+export const post = (url: string, body: unknown) =>
+  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+
+/** Creates a task through the API. */
+export async function createTask(server: TestServer, body: object = { description: 'Test task for WebSocket logging' }): Promise<Task> {
+  const res = await post(`${server.url}/api/v1/tasks`, body)
+  if (res.status !== 201) throw new Error(`create task: ${res.status} ${await res.text()}`)
+  return json(res)
+}
+
+export async function sendLog(server: TestServer, subtaskId: string, log: object): Promise<any> {
+  const res = await post(`${server.url}/api/v1/subtasks/${subtaskId}/log`, log)
+  if (res.status !== 201) throw new Error(`send log: ${res.status} ${await res.text()}`)
+  return json(res)
+}
+
+export interface Frame {
+  type: string
+  data?: any
+  timestamp: string
+}
+
+/** A real WebSocket client that queues the frames it receives. */
+export class WsClient {
+  readonly socket: WebSocket
+  readonly frames: Frame[] = []
+  private waiters: (() => void)[] = []
+  readonly opened: Promise<void>
+  readonly closed: Promise<{ code: number; reason: string }>
+
+  constructor(url: string) {
+    this.socket = new WebSocket(url)
+    this.opened = new Promise((resolve, reject) => {
+      this.socket.addEventListener('open', () => resolve(), { once: true })
+      this.socket.addEventListener('error', () => reject(new Error(`cannot connect to ${url}`)), { once: true })
+    })
+    this.closed = new Promise((resolve) =>
+      this.socket.addEventListener('close', (e) => {
+        resolve({ code: e.code, reason: e.reason })
+        this.wake()
+      }),
+    )
+    this.socket.addEventListener('message', (e) => {
+      this.frames.push(JSON.parse(String(e.data)))
+      this.wake()
+    })
+  }
+
+  static async connect(url: string): Promise<WsClient> {
+    const client = new WsClient(url)
+    await client.opened
+    return client
+  }
+
+  send(message: unknown): void {
+    this.socket.send(typeof message === 'string' ? message : JSON.stringify(message))
+  }
+
+  /** Waits for (and removes) the next frame matching `predicate`; frames before it stay queued. */
+  async next(predicate: (f: Frame) => boolean = () => true, timeoutMs = 5_000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const i = this.frames.findIndex(predicate)
+      if (i >= 0) return this.frames.splice(i, 1)[0]!
+      if (this.socket.readyState === WebSocket.CLOSED) throw new Error('socket closed while waiting for a frame')
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(`no matching frame in ${timeoutMs} ms; queued: ${JSON.stringify(this.frames).slice(0, 500)}`)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left)
+        this.waiters.push(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
+  }
+
+  nextOfType(type: string, timeoutMs?: number): Promise<Frame> {
+    return this.next((f) => f.type === type, timeoutMs)
+  }
+
+  /** Waits until `n` log frames are queued and removes them. */
+  async logs(n: number, timeoutMs = 5_000): Promise<any[]> {
+    const out: any[] = []
+    while (out.length < n) out.push((await this.nextOfType('log', timeoutMs)).data)
+    return out
+  }
+
+  close(): void {
+    this.socket.close()
+  }
+
+  private wake() {
+    const waiters = this.waiters
+    this.waiters = []
+    for (const w of waiters) w()
+  }
+}
+
+/** Opens a task's log stream and waits for its `subscribed` frame. */
+export async function watch(server: TestServer, taskId: string, query = ''): Promise<WsClient> {
+  const client = await WsClient.connect(`${server.wsUrl}/api/v1/ws/tasks/${taskId}/logs${query}`)
+  await client.nextOfType('subscribed')
+  return client
+}

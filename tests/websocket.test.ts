@@ -1,0 +1,181 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { startRedis, type RedisServer } from './support/redis-server'
+import { WsClient, createTask, post, sendLog, startServer, watch, type TestServer } from './support/server'
+
+// The protocol must behave the same whichever history store backs it.
+let redis: RedisServer
+beforeAll(async () => {
+  redis = await startRedis()
+})
+afterAll(() => redis.stop())
+
+describe.each(['memory', 'redis'] as const)('WebSocket protocol (%s history)', (store) => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer(store === 'redis' ? { redisUrl: redis.url } : {})
+  })
+  afterAll(() => server.stop())
+
+  const streamUrl = (taskId: string, query = '') => `${server.wsUrl}/api/v1/ws/tasks/${taskId}/logs${query}`
+
+  test('subscribed frame first, then live logs with the LogMessage shape', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!
+    const client = await WsClient.connect(streamUrl(task.task_id))
+    const subscribed = await client.next()
+    expect(subscribed.type).toBe('subscribed')
+    expect(subscribed.data).toEqual({ task_id: task.task_id })
+    expect(subscribed.timestamp).toMatch(/Z$/)
+    const ack = await sendLog(server, sub.subtask_id, { level: 'info', message: 'Processing data', metadata: { step: 1 } })
+    expect(ack).toEqual({ success: true, message: 'Log stored and broadcast', broadcasted: 1, id: expect.stringMatching(/^\d+-\d+$/) })
+    const frame = await client.nextOfType('log')
+    expect(frame.data).toEqual({
+      id: ack.id,
+      task_id: task.task_id,
+      subtask_id: sub.subtask_id,
+      level: 'info',
+      message: 'Processing data',
+      metadata: { step: 1 },
+      worker_id: null,
+      worker_name: null,
+      timestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+    })
+    client.close()
+  })
+
+  test('unknown and malformed task ids: accepted, then closed with 1008', async () => {
+    for (const id of ['00000000-0000-4000-8000-000000000000', 'not-a-uuid']) {
+      const client = await WsClient.connect(streamUrl(id))
+      expect(await client.closed).toEqual({ code: 1008, reason: `Task ${id} not found` })
+    }
+  })
+
+  test('ping gets pong; bad messages get error frames and the connection stays open', async () => {
+    const task = await createTask(server)
+    const client = await watch(server, task.task_id)
+    client.send({ action: 'ping' })
+    expect((await client.next()).type).toBe('pong')
+    for (const bad of ['not json', '[1,2]', { action: 'dance' }, { task_id: task.task_id }, { action: 'subscribe' }, { action: 'unsubscribe' }]) {
+      client.send(bad)
+      const error = await client.next()
+      expect(error.type).toBe('error')
+      expect(error.data.message).toBeString()
+      expect(error.data.code).toBeString()
+    }
+    client.send({ action: 'ping' })
+    expect((await client.next()).type).toBe('pong')
+    client.close()
+  })
+
+  test('subscribe and unsubscribe a second task on the same connection', async () => {
+    const [a, b] = [await createTask(server), await createTask(server)]
+    const client = await watch(server, a.task_id)
+    client.send({ action: 'subscribe', task_id: b.task_id })
+    expect(await client.next()).toMatchObject({ type: 'subscribed', data: { task_id: b.task_id } })
+    await sendLog(server, b.subtasks[0]!.subtask_id, { level: 'info', message: 'from b' })
+    expect((await client.nextOfType('log')).data).toMatchObject({ task_id: b.task_id, message: 'from b' })
+
+    client.send({ action: 'unsubscribe', task_id: b.task_id })
+    expect(await client.next()).toMatchObject({ type: 'unsubscribed', data: { task_id: b.task_id } })
+    const ack = await sendLog(server, b.subtasks[0]!.subtask_id, { level: 'info', message: 'after' })
+    expect(ack.broadcasted).toBe(0)
+    await sendLog(server, a.subtasks[0]!.subtask_id, { level: 'info', message: 'from a' })
+    // The next frame is a's log: b's later log never arrived.
+    expect((await client.next()).data).toMatchObject({ task_id: a.task_id, message: 'from a' })
+
+    client.send({ action: 'subscribe', task_id: '00000000-0000-4000-8000-000000000000' })
+    expect(await client.next()).toMatchObject({ type: 'error', data: { code: 'not_found' } })
+    client.send({ action: 'subscribe', task_id: a.task_id })
+    expect((await client.next()).type).toBe('error') // already subscribed
+    client.close()
+  })
+
+  test('level filter: this level and above, and broadcasted counts only accepting connections', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!.subtask_id
+    const all = await watch(server, task.task_id)
+    const warnings = await watch(server, task.task_id, '?level=warning')
+    expect((await sendLog(server, sub, { level: 'debug', message: 'd' })).broadcasted).toBe(1)
+    expect((await sendLog(server, sub, { level: 'info', message: 'i' })).broadcasted).toBe(1)
+    expect((await sendLog(server, sub, { level: 'warning', message: 'w' })).broadcasted).toBe(2)
+    expect((await sendLog(server, sub, { level: 'error', message: 'e' })).broadcasted).toBe(2)
+    expect((await all.logs(4)).map((l) => l.message)).toEqual(['d', 'i', 'w', 'e'])
+    expect((await warnings.logs(2)).map((l) => l.message)).toEqual(['w', 'e'])
+    all.close()
+    warnings.close()
+  })
+
+  test('replay with history=n and with since, then live; recovered says whether history was complete', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!.subtask_id
+    const ids: string[] = []
+    for (let i = 0; i < 5; i++) ids.push((await sendLog(server, sub, { level: 'info', message: `m${i}` })).id)
+
+    const last2 = await WsClient.connect(streamUrl(task.task_id, '?history=2'))
+    expect(await last2.next()).toMatchObject({ type: 'subscribed', data: { task_id: task.task_id } })
+    expect((await last2.logs(2)).map((l) => l.id)).toEqual(ids.slice(3))
+
+    const resumed = await WsClient.connect(streamUrl(task.task_id, `?since=${ids[1]}`))
+    expect(await resumed.next()).toMatchObject({ type: 'subscribed', data: { task_id: task.task_id, recovered: true } })
+    expect((await resumed.logs(3)).map((l) => l.id)).toEqual(ids.slice(2))
+
+    const live = await sendLog(server, sub, { level: 'info', message: 'live' })
+    expect((await last2.logs(1))[0].id).toBe(live.id)
+    expect((await resumed.logs(1))[0].id).toBe(live.id)
+    last2.close()
+    resumed.close()
+  })
+
+  test('invalid stream options are refused with an error frame and 1008', async () => {
+    const task = await createTask(server)
+    const client = await WsClient.connect(streamUrl(task.task_id, '?level=loud'))
+    expect((await client.next()).type).toBe('error')
+    expect((await client.closed).code).toBe(1008)
+  })
+
+  test('a subtask status change reaches subscribers as a status frame', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!
+    const client = await watch(server, task.task_id, '?level=error')
+    await fetch(`${server.url}/api/v1/subtasks/${sub.subtask_id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ status: 'in_progress', worker_id: 'w1', worker_name: 'builder-1' }),
+    })
+    expect((await client.nextOfType('status')).data).toEqual({
+      task_id: task.task_id,
+      subtask_id: sub.subtask_id,
+      status: 'in_progress',
+      task_status: 'in_progress',
+      worker_name: 'builder-1',
+    })
+    // Logs carry the worker assignment.
+    await sendLog(server, sub.subtask_id, { level: 'error', message: 'boom' })
+    expect((await client.logs(1))[0]).toMatchObject({ worker_id: 'w1', worker_name: 'builder-1' })
+    client.close()
+  })
+
+  test('batch ingest: all or nothing, ids in order, delivered in order', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!.subtask_id
+    const client = await watch(server, task.task_id)
+    const bad = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
+      logs: [{ level: 'info', message: 'ok' }, { level: 'loud', message: 'bad' }],
+    })
+    expect(bad.status).toBe(422)
+    expect((await bad.json()).details[0].path).toBe('/logs/1/level')
+    const res = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
+      logs: Array.from({ length: 50 }, (_, i) => ({ level: 'info', message: `b${i}` })),
+    })
+    expect(res.status).toBe(201)
+    const ack = await res.json()
+    expect(ack).toMatchObject({ success: true, accepted: 50, broadcasted: 1 })
+    const logs = await client.logs(50)
+    expect(logs.map((l) => l.message)).toEqual(Array.from({ length: 50 }, (_, i) => `b${i}`))
+    expect(logs[0].id).toBe(ack.first_id)
+    expect(logs[49].id).toBe(ack.last_id)
+    const history = await (await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?limit=1000`)).json()
+    expect(history.count).toBe(50) // the rejected batch stored nothing
+    client.close()
+  })
+})
