@@ -46,6 +46,8 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
         throw new ApiError('payload_too_large', `Request body is ${length} bytes; at most ${config.maxBodyBytes} are accepted`)
     })
     .onParse(async ({ request, contentType }) => {
+      // WebSocket upgrades are GETs that Elysia would otherwise try to parse.
+      if (request.method === 'GET') return
       // JSON only; a missing Content-Type is read as JSON, so minimal clients work.
       if (contentType && !JSON_TYPE.test(contentType))
         throw new ApiError('validation', `Content-Type must be application/json, not ${contentType}`, [

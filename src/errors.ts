@@ -66,6 +66,8 @@ export function toErrorResponse(code: string | number, error: unknown): ApiError
       return new ApiError('validation', `Invalid ${where}${first ? ` at ${first.path}: ${first.message}` : ''}`, details)
     }
     case 'PARSE':
+      // Elysia wraps whatever the body parser threw; keep our own message when it was ours.
+      if ((error as Error).cause instanceof ApiError) return (error as Error).cause as ApiError
       return new ApiError('validation', 'Request body is not valid JSON', [{ path: '/', message: 'Malformed JSON' }])
     case 'NOT_FOUND':
       return new ApiError('not_found', 'No such route; see /swagger for the API')

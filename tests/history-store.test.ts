@@ -1,0 +1,483 @@
+/**
+ * One behavioural suite for every HistoryStore: MemoryHistory and RedisHistory (against a
+ * real redis-server started by the harness), plus Redis-only tests (pub/sub format, outages,
+ * one round trip per append, what Redis 7.0 does with max-deleted-entry-id).
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
+import { createClient } from 'redis'
+import { StoreUnavailableError } from '../src/errors'
+import type { HistoryStore, StoredLog } from '../src/logs/history-store'
+import { toLogMessage } from '../src/logs/history-store'
+import { compareLogIds, MemoryHistory } from '../src/logs/memory-history'
+import { decodePublished, logKey, RedisHistory } from '../src/logs/redis-history'
+import type { Level } from '../src/schemas/common'
+import type { NewLog } from '../src/schemas/log'
+import { startRedis, type RedisServer } from './support/redis-server'
+
+let redis: RedisServer
+beforeAll(async () => {
+  redis = await startRedis()
+})
+afterAll(async () => {
+  await redis?.stop()
+})
+
+const silent = { warn() {}, info() {} }
+
+interface StoreOptions {
+  ttlSeconds: number
+  maxPerTask: number
+}
+type Factory = (opts: StoreOptions) => Promise<HistoryStore>
+
+const factories: [string, Factory][] = [
+  ['MemoryHistory', async (opts) => new MemoryHistory(opts)],
+  ['RedisHistory', (opts) => RedisHistory.connect({ url: redis.url, ...opts, logger: silent })],
+]
+
+const uuid = () => crypto.randomUUID()
+
+function newLog(taskId: string, subtaskId: string, level: Level, message: string, extra: Partial<NewLog> = {}): NewLog {
+  return {
+    task_id: taskId,
+    subtask_id: subtaskId,
+    level,
+    message,
+    metadata: null,
+    worker_id: null,
+    worker_name: null,
+    timestamp: new Date().toISOString(),
+    ...extra,
+  }
+}
+
+const messages = (logs: StoredLog[]) => logs.map((l) => toLogMessage(l).message)
+const ids = (logs: StoredLog[]) => logs.map((l) => l.id)
+
+function expectStrictlyIncreasing(list: string[]) {
+  for (let i = 1; i < list.length; i++) expect(compareLogIds(list[i - 1]!, list[i]!)).toBeLessThan(0)
+}
+
+describe.each(factories)('%s', (_name, make) => {
+  const open: HistoryStore[] = []
+  const store = async (opts: StoreOptions = { ttlSeconds: 60, maxPerTask: 1000 }) => {
+    const s = await make(opts)
+    open.push(s)
+    return s
+  }
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((s) => s.close()))
+  })
+
+  test('ids are <ms>-<seq> and strictly increase, also within one millisecond', async () => {
+    const s = await store()
+    const task = uuid()
+    const sub = uuid()
+    const before = Date.now()
+    const single: StoredLog[] = []
+    for (let i = 0; i < 50; i++) single.push(...(await s.append(task, [newLog(task, sub, 'info', `s${i}`)])))
+    const batch = await s.append(task, Array.from({ length: 500 }, (_, i) => newLog(task, sub, 'debug', `b${i}`)))
+    const all = [...single, ...batch].map((l) => l.id)
+    for (const id of all) expect(id).toMatch(/^\d{1,15}-\d{1,15}$/)
+    const ms = Number(all[0]!.split('-')[0])
+    expect(ms).toBeGreaterThanOrEqual(before - 1000)
+    expect(ms).toBeLessThanOrEqual(Date.now() + 1000)
+    expectStrictlyIncreasing(all)
+    // 500 logs in one call cannot all get their own millisecond: seq must have counted up.
+    expect(batch.some((l) => Number(l.id.split('-')[1]) > 0)).toBe(true)
+    // ids are per task: another task starts its own sequence.
+    const other = uuid()
+    const [first] = await s.append(other, [newLog(other, sub, 'info', 'x')])
+    expect(first!.id).toMatch(/^\d+-\d+$/)
+  })
+
+  test('a batch keeps its order, returns bodies serialized once, and is never interleaved', async () => {
+    const s = await store()
+    const task = uuid()
+    const sub = uuid()
+    const input = Array.from({ length: 20 }, (_, i) => newLog(task, sub, 'info', `m${i}`))
+    const stored = await s.append(task, input)
+    expect(stored.length).toBe(20)
+    expect(stored.map((l) => l.body)).toEqual(input.map((l) => JSON.stringify(l)))
+    expect(stored.map((l) => l.level)).toEqual(input.map((l) => l.level))
+    expectStrictlyIncreasing(ids(stored))
+    expect(messages(await s.read(task, { limit: 100, order: 'asc' }))).toEqual(input.map((l) => l.message))
+
+    // Two concurrent batches: each one's entries are contiguous in the history.
+    const t2 = uuid()
+    const [a, b] = await Promise.all([
+      s.append(t2, Array.from({ length: 60 }, (_, i) => newLog(t2, sub, 'info', `a${i}`))),
+      s.append(t2, Array.from({ length: 60 }, (_, i) => newLog(t2, sub, 'info', `b${i}`))),
+    ])
+    const all = ids(await s.read(t2, { limit: 1000, order: 'asc' }))
+    expect(all.length).toBe(120)
+    const pos = (id: string) => all.indexOf(id)
+    for (const batch of [a!, b!]) {
+      const start = pos(batch[0]!.id)
+      expect(ids(batch)).toEqual(all.slice(start, start + batch.length))
+    }
+    expect(await s.append(t2, [])).toEqual([])
+  })
+
+  test('read: newest first by default, asc, since exclusive', async () => {
+    const s = await store()
+    const task = uuid()
+    const sub = uuid()
+    const stored = await s.append(task, Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)))
+    expect(messages(await s.read(task, { limit: 3, order: 'desc' }))).toEqual(['m9', 'm8', 'm7'])
+    expect(messages(await s.read(task, { limit: 3, order: 'asc' }))).toEqual(['m0', 'm1', 'm2'])
+    expect(messages(await s.read(task, { limit: 100, order: 'desc' })).length).toBe(10)
+    const since = stored[3]!.id
+    expect(messages(await s.read(task, { limit: 3, order: 'asc', since }))).toEqual(['m4', 'm5', 'm6'])
+    expect(messages(await s.read(task, { limit: 100, order: 'desc', since }))).toEqual(['m9', 'm8', 'm7', 'm6', 'm5', 'm4'])
+    expect(await s.read(task, { limit: 10, order: 'asc', since: stored[9]!.id })).toEqual([])
+    expect(messages(await s.read(task, { limit: 2, order: 'asc', since: '0-0' }))).toEqual(['m0', 'm1'])
+    expect(await s.read(task, { limit: 0, order: 'asc' })).toEqual([])
+  })
+
+  test('read: level and subtask filters return `limit` matches even far behind the newest page', async () => {
+    const s = await store()
+    const task = uuid()
+    const subA = uuid()
+    const subB = uuid()
+    const errors = await s.append(task, Array.from({ length: 10 }, (_, i) => newLog(task, subA, i % 2 ? 'error' : 'warning', `e${i}`)))
+    await s.append(task, Array.from({ length: 300 }, (_, i) => newLog(task, subB, i % 2 ? 'info' : 'debug', `d${i}`)))
+
+    expect(messages(await s.read(task, { limit: 3, order: 'desc', minLevel: 'error' }))).toEqual(['e9', 'e7', 'e5'])
+    expect(messages(await s.read(task, { limit: 5, order: 'desc', minLevel: 'warning' }))).toEqual(['e9', 'e8', 'e7', 'e6', 'e5'])
+    expect(messages(await s.read(task, { limit: 4, order: 'asc', minLevel: 'warning' }))).toEqual(['e0', 'e1', 'e2', 'e3'])
+    expect(messages(await s.read(task, { limit: 3, order: 'desc', subtaskId: subA }))).toEqual(['e9', 'e8', 'e7'])
+    expect(messages(await s.read(task, { limit: 2, order: 'desc', minLevel: 'info', subtaskId: subB }))).toEqual(['d299', 'd297'])
+    expect(await s.read(task, { limit: 10, order: 'desc', minLevel: 'error', subtaskId: subB })).toEqual([])
+    expect(messages(await s.read(task, { limit: 100, order: 'asc', minLevel: 'error', since: errors[4]!.id }))).toEqual(['e5', 'e7', 'e9'])
+    expect(messages(await s.read(task, { limit: 2, order: 'desc', minLevel: 'error', since: errors[4]!.id }))).toEqual(['e9', 'e7'])
+    expect((await s.read(task, { limit: 1000, order: 'asc', minLevel: 'debug' })).length).toBe(310)
+    expect((await s.read(task, { limit: 1000, order: 'asc', minLevel: 'info' })).length).toBe(160)
+  })
+
+  test('replay: after since oldest first, or the newest `limit` oldest first', async () => {
+    const s = await store()
+    const task = uuid()
+    const sub = uuid()
+    const stored = await s.append(task, Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)))
+    let r = await s.replay(task, stored[2]!.id, 3)
+    expect(messages(r.logs)).toEqual(['m3', 'm4', 'm5'])
+    expect(r.recovered).toBe(true)
+    r = await s.replay(task, undefined, 4)
+    expect(messages(r.logs)).toEqual(['m6', 'm7', 'm8', 'm9'])
+    expect(r.recovered).toBe(true)
+    r = await s.replay(task, stored[9]!.id, 100)
+    expect(r).toEqual({ logs: [], recovered: true })
+    r = await s.replay(task, '0-0', 100)
+    expect(r.logs.length).toBe(10)
+    expect(r.recovered).toBe(true)
+    expect(await s.replay(task, stored[0]!.id, 0)).toEqual({ logs: [], recovered: true })
+  })
+
+  test('count cap: maxPerTask=5, 12 appends keep exactly the newest 5; recovered reflects the trim', async () => {
+    const s = await store({ ttlSeconds: 60, maxPerTask: 5 })
+    const task = uuid()
+    const sub = uuid()
+    const stored: StoredLog[] = []
+    for (let i = 0; i < 12; i++) stored.push(...(await s.append(task, [newLog(task, sub, 'info', `m${i}`)])))
+    expect(messages(await s.read(task, { limit: 100, order: 'asc' }))).toEqual(['m7', 'm8', 'm9', 'm10', 'm11'])
+    expect(messages(await s.read(task, { limit: 100, order: 'desc', since: '0-0' })).length).toBe(5)
+    // m6 was the last trimmed: nothing after it is missing; after m5, m6 is.
+    let r = await s.replay(task, stored[6]!.id, 100)
+    expect(r.recovered).toBe(true)
+    expect(messages(r.logs)).toEqual(['m7', 'm8', 'm9', 'm10', 'm11'])
+    r = await s.replay(task, stored[5]!.id, 100)
+    expect(r.recovered).toBe(false)
+    expect(messages(r.logs)).toEqual(['m7', 'm8', 'm9', 'm10', 'm11'])
+    expect((await s.replay(task, '0-0', 2)).recovered).toBe(false)
+    expect(await s.replay(task, stored[8]!.id, 100)).toMatchObject({ recovered: true })
+
+    // One batch larger than the cap: only its newest 5 stay, and the trim is recorded.
+    const t2 = uuid()
+    const batch = await s.append(t2, Array.from({ length: 12 }, (_, i) => newLog(t2, sub, 'info', `b${i}`)))
+    expect(batch.length).toBe(12)
+    expect(messages(await s.read(t2, { limit: 100, order: 'desc' }))).toEqual(['b11', 'b10', 'b9', 'b8', 'b7'])
+    expect((await s.replay(t2, batch[6]!.id, 10)).recovered).toBe(true)
+    expect((await s.replay(t2, batch[5]!.id, 10)).recovered).toBe(false)
+    // Trimming into a full stream with a batch mixing old and new entries.
+    const more = await s.append(t2, Array.from({ length: 3 }, (_, i) => newLog(t2, sub, 'info', `c${i}`)))
+    expect(messages(await s.read(t2, { limit: 100, order: 'asc' }))).toEqual(['b10', 'b11', 'c0', 'c1', 'c2'])
+    expect((await s.replay(t2, batch[9]!.id, 10)).recovered).toBe(true)
+    expect((await s.replay(t2, batch[8]!.id, 10)).recovered).toBe(false)
+    expect(more.length).toBe(3)
+  })
+
+  test('the body round-trips: unicode, quotes, newlines, nested metadata', async () => {
+    const s = await store()
+    const task = uuid()
+    const sub = uuid()
+    const input: NewLog[] = [
+      newLog(task, sub, 'info', 'héllo wörld — 中文 — 🚀 emoji'),
+      newLog(task, sub, 'warning', 'line one\nline two\r\n\ttabbed "quoted" \'single\' back\\slash'),
+      newLog(task, sub, 'error', '', {
+        metadata: { nested: { a: [1, 2, { b: null }], s: 'x\ny' }, n: 1.5, t: true, u: '\u0000\u2028' },
+        worker_id: 'w-1',
+        worker_name: 'Wörker "one"',
+      }),
+      newLog(task, sub, 'debug', '{"looks":"like json"}\n', { metadata: {} }),
+    ]
+    const stored = await s.append(task, input)
+    const back = await s.read(task, { limit: 10, order: 'asc' })
+    expect(back.map(toLogMessage)).toEqual(input.map((l, i) => ({ id: stored[i]!.id, ...l })))
+    expect(back.map((l) => l.body)).toEqual(stored.map((l) => l.body))
+    expect(back.map((l) => l.level)).toEqual(['info', 'warning', 'error', 'debug'])
+    const replayed = await s.replay(task, undefined, 10)
+    expect(replayed.logs).toEqual(back)
+  })
+
+  test('unknown task: empty reads; recovered only without since', async () => {
+    const s = await store()
+    const task = uuid()
+    expect(await s.read(task, { limit: 10, order: 'desc' })).toEqual([])
+    expect(await s.read(task, { limit: 10, order: 'asc', since: '1-0', minLevel: 'error' })).toEqual([])
+    expect(await s.replay(task, undefined, 10)).toEqual({ logs: [], recovered: true })
+    expect(await s.replay(task, '1-0', 10)).toEqual({ logs: [], recovered: false })
+    await s.ping()
+    expect(s.description.length).toBeGreaterThan(0)
+  })
+
+  test('malformed since is a validation error, not an outage', async () => {
+    const s = await store()
+    await expect(s.read(uuid(), { limit: 1, order: 'asc', since: 'abc' })).rejects.toMatchObject({ code: 'validation' })
+    await expect(s.replay(uuid(), '12', 1)).rejects.toMatchObject({ code: 'validation' })
+  })
+
+  test('TTL: logs older than ttlSeconds disappear, newer ones stay; recovered after expiry', async () => {
+    const s = await store({ ttlSeconds: 2, maxPerTask: 1000 })
+    const task = uuid()
+    const sub = uuid()
+    const old = await s.append(task, [newLog(task, sub, 'error', 'old1'), newLog(task, sub, 'error', 'old2')])
+    await Bun.sleep(1200)
+    const fresh = await s.append(task, [newLog(task, sub, 'info', 'new1')])
+    await Bun.sleep(1300) // old: ~2.5 s, fresh: ~1.3 s
+    expect(messages(await s.read(task, { limit: 10, order: 'desc' }))).toEqual(['new1'])
+    expect(messages(await s.read(task, { limit: 10, order: 'asc', since: '0-0' }))).toEqual(['new1'])
+    expect(await s.read(task, { limit: 10, order: 'desc', minLevel: 'error' })).toEqual([])
+    expect(await s.replay(task, undefined, 10)).toEqual({ logs: fresh, recovered: true })
+    // old2 expired after old1: a client that saw only old1 has a gap; one that saw old2 has none.
+    expect(await s.replay(task, old[0]!.id, 10)).toEqual({ logs: fresh, recovered: false })
+    expect(await s.replay(task, old[1]!.id, 10)).toEqual({ logs: fresh, recovered: true })
+
+    await Bun.sleep(1000) // fresh: ~2.3 s, everything expired
+    expect(await s.read(task, { limit: 10, order: 'desc' })).toEqual([])
+    expect(await s.replay(task, undefined, 10)).toEqual({ logs: [], recovered: true })
+    // The history is gone: nothing proves no log followed, so the rule says "gap".
+    expect(await s.replay(task, fresh[0]!.id, 10)).toEqual({ logs: [], recovered: false })
+    // Memory is reclaimed.
+    if (s instanceof MemoryHistory) {
+      s.sweep()
+      expect(s.taskCount).toBe(0)
+    } else {
+      const raw = createClient({ url: redis.url })
+      await raw.connect()
+      expect(await raw.exists(logKey(task))).toBe(0)
+      await raw.close()
+    }
+  })
+})
+
+describe('MemoryHistory only', () => {
+  test('the sweeper drops expired tasks without any read; close() stops it', async () => {
+    const s = new MemoryHistory({ ttlSeconds: 1, maxPerTask: 10 })
+    const task = uuid()
+    await s.append(task, [newLog(task, uuid(), 'info', 'x')])
+    expect(s.taskCount).toBe(1)
+    await Bun.sleep(2100)
+    expect(s.taskCount).toBe(0)
+    await s.close()
+  })
+})
+
+describe('RedisHistory only', () => {
+  const open: RedisHistory[] = []
+  const connect = async (opts: Partial<StoreOptions> = {}) => {
+    const s = await RedisHistory.connect({ url: redis.url, ttlSeconds: 60, maxPerTask: 1000, logger: silent, ...opts })
+    open.push(s)
+    return s
+  }
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((s) => s.close()))
+  })
+
+  test('description hides the password', async () => {
+    const s = await connect()
+    expect(s.description).toBe(redis.url)
+    await expect(
+      RedisHistory.connect({ url: `redis://:hunter2@127.0.0.1:1`, ttlSeconds: 1, maxPerTask: 1, startupTimeoutMs: 300, logger: silent }),
+    ).rejects.toBeInstanceOf(StoreUnavailableError)
+  })
+
+  test('stream layout: key logs:{task}, fields l/s/d, TTL on the key', async () => {
+    const s = await connect({ ttlSeconds: 30 })
+    const task = uuid()
+    const sub = uuid()
+    const [log] = await s.append(task, [newLog(task, sub, 'warning', 'hello')])
+    const raw = createClient({ url: redis.url, RESP: 2 })
+    await raw.connect()
+    try {
+      const entries = (await raw.sendCommand(['XRANGE', `logs:{${task}}`, '-', '+'])) as [string, string[]][]
+      expect(entries).toEqual([[log!.id, ['l', 'warning', 's', sub, 'd', log!.body]]])
+      const pttl = Number(await raw.sendCommand(['PTTL', `logs:{${task}}`]))
+      expect(pttl).toBeGreaterThan(28_000)
+      expect(pttl).toBeLessThanOrEqual(30_000)
+    } finally {
+      await raw.close()
+    }
+  })
+
+  test('Redis 7.0: trimming by XADD MAXLEN / XTRIM MINID does not update max-deleted-entry-id', async () => {
+    const raw = createClient({ url: redis.url, RESP: 2 })
+    await raw.connect()
+    const maxDeleted = async (key: string) => {
+      const info = (await raw.sendCommand(['XINFO', 'STREAM', key])) as unknown[]
+      return info[info.indexOf('max-deleted-entry-id') + 1]
+    }
+    try {
+      const key = `probe:{${uuid()}}`
+      for (let i = 1; i <= 5; i++) await raw.sendCommand(['XADD', key, `${i}-0`, 'f', 'v'])
+      await raw.sendCommand(['XADD', key, 'MAXLEN', '3', '6-0', 'f', 'v'])
+      expect(Number(await raw.sendCommand(['XLEN', key]))).toBe(3)
+      expect(await maxDeleted(key)).toBe('0-0')
+      expect(Number(await raw.sendCommand(['XTRIM', key, 'MINID', '5']))).toBe(1)
+      expect(await maxDeleted(key)).toBe('0-0')
+      expect(Number(await raw.sendCommand(['XTRIM', key, 'MAXLEN', '1']))).toBe(1)
+      expect(await maxDeleted(key)).toBe('0-0')
+      // XDEL does update it; so does XSETID MAXDELETEDID, which RedisHistory uses to record trims.
+      await raw.sendCommand(['XDEL', key, '6-0'])
+      expect(await maxDeleted(key)).toBe('6-0')
+
+      // RedisHistory records the highest trimmed id itself.
+      const s = await connect({ maxPerTask: 2 })
+      const task = uuid()
+      const stored = await s.append(task, Array.from({ length: 4 }, (_, i) => newLog(task, task, 'info', `m${i}`)))
+      expect(await maxDeleted(logKey(task))).toBe(stored[1]!.id)
+    } finally {
+      await raw.close()
+    }
+  })
+
+  test('PUBLISH on logs:{task}: "<id>\\n<level>\\n<body>" per log, in order', async () => {
+    const s = await connect()
+    const task = uuid()
+    const sub = createClient({ url: redis.url })
+    await sub.connect()
+    const received: string[] = []
+    await sub.subscribe(`logs:{${task}}`, (message) => received.push(message))
+    try {
+      const stored = await s.append(task, [
+        newLog(task, task, 'info', 'one\ntwo'),
+        newLog(task, task, 'error', 'three', { metadata: { k: 'v\n' } }),
+      ])
+      const deadline = Date.now() + 2000
+      while (received.length < 2 && Date.now() < deadline) await Bun.sleep(10)
+      expect(received).toEqual(stored.map((l) => `${l.id}\n${l.level}\n${l.body}`))
+      expect(received.map(decodePublished)).toEqual(stored)
+    } finally {
+      await sub.close()
+    }
+  })
+
+  test('a 100-log batch is one EVALSHA round trip', async () => {
+    const s = await connect()
+    const task = uuid()
+    // MONITOR on a raw socket: every command a client sends, plus the ones scripts run ("lua").
+    let text = ''
+    let ok: () => void
+    const ready = new Promise<void>((resolve) => (ok = resolve))
+    const monitor = await Bun.connect({
+      hostname: '127.0.0.1',
+      port: redis.port,
+      socket: {
+        open(socket) {
+          socket.write('MONITOR\r\n')
+        },
+        data(_socket, chunk) {
+          text += chunk.toString()
+          if (text.startsWith('+OK\r\n')) ok()
+        },
+      },
+    })
+    await ready
+    const stats = createClient({ url: redis.url, RESP: 2 })
+    await stats.connect()
+    await stats.sendCommand(['CONFIG', 'RESETSTAT'])
+    await s.append(task, Array.from({ length: 100 }, (_, i) => newLog(task, task, 'info', `m${i}`)))
+    const info = String(await stats.sendCommand(['INFO', 'commandstats']))
+    await Bun.sleep(100)
+    monitor.end()
+    await stats.close()
+
+    const lines = text.split('\r\n').filter((l) => l.startsWith('+') && l !== '+OK')
+    const fromClients = lines.filter((l) => !/ \[\d+ lua\] /.test(l))
+    const fromScript = lines.filter((l) => / \[\d+ lua\] /.test(l))
+    const names = (ls: string[]) => ls.map((l) => /\] "([^"]+)"/.exec(l)?.[1]?.toLowerCase())
+    const appendCalls = names(fromClients).filter((n) => n !== 'ping' && n !== 'config' && n !== 'info')
+    expect(appendCalls).toEqual(['evalsha'])
+    expect(names(fromScript).filter((n) => n === 'xadd').length).toBe(100)
+    expect(names(fromScript).filter((n) => n === 'publish').length).toBe(100)
+    expect(info).toMatch(/cmdstat_evalsha:calls=1,/)
+    expect(info).not.toMatch(/cmdstat_eval:/)
+  })
+
+  test('outage: calls fail fast with StoreUnavailableError, then work again after a restart', async () => {
+    const s = await connect()
+    const task = uuid()
+    await s.append(task, [newLog(task, task, 'info', 'before')])
+
+    await redis.kill()
+    const started = Date.now()
+    await expect(s.append(task, [newLog(task, task, 'info', 'during')])).rejects.toBeInstanceOf(StoreUnavailableError)
+    await expect(s.read(task, { limit: 10, order: 'desc' })).rejects.toBeInstanceOf(StoreUnavailableError)
+    await expect(s.replay(task, undefined, 10)).rejects.toBeInstanceOf(StoreUnavailableError)
+    await expect(s.ping()).rejects.toBeInstanceOf(StoreUnavailableError)
+    expect(Date.now() - started).toBeLessThan(3000)
+
+    // A fresh server: data and script cache are gone (NOSCRIPT falls back to EVAL).
+    await redis.restart()
+    const deadline = Date.now() + 5000
+    for (;;) {
+      try {
+        await s.ping()
+        break
+      } catch (err) {
+        if (Date.now() > deadline) throw err
+        await Bun.sleep(50)
+      }
+    }
+    const [after] = await s.append(task, [newLog(task, task, 'info', 'after')])
+    expect(messages(await s.read(task, { limit: 10, order: 'desc' }))).toEqual(['after'])
+    expect(await s.replay(task, after!.id, 10)).toEqual({ logs: [], recovered: true })
+  })
+
+  test('a hung server (SIGSTOP): calls reject within ~2 s instead of hanging; recovers on SIGCONT', async () => {
+    const s = await connect()
+    const task = uuid()
+    await s.append(task, [newLog(task, task, 'info', 'before')])
+    redis.pause()
+    try {
+      const started = Date.now()
+      await expect(s.append(task, [newLog(task, task, 'info', 'during')])).rejects.toBeInstanceOf(StoreUnavailableError)
+      expect(Date.now() - started).toBeLessThan(3000)
+    } finally {
+      redis.resume()
+    }
+    const deadline = Date.now() + 8000
+    for (;;) {
+      try {
+        await s.ping()
+        break
+      } catch (err) {
+        if (Date.now() > deadline) throw err
+        await Bun.sleep(50)
+      }
+    }
+    await s.append(task, [newLog(task, task, 'info', 'after')])
+    // The append that timed out had been written: Redis applied it once the server resumed.
+    expect(messages(await s.read(task, { limit: 10, order: 'asc' }))).toEqual(['before', 'during', 'after'])
+  })
+})
