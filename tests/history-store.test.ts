@@ -9,7 +9,7 @@ import { StoreUnavailableError } from '../src/errors'
 import type { HistoryStore, StoredLog } from '../src/logs/history-store'
 import { toLogMessage } from '../src/logs/history-store'
 import { compareLogIds, MemoryHistory } from '../src/logs/memory-history'
-import { decodePublished, logKey, RedisHistory } from '../src/logs/redis-history'
+import { decodePublished, logKey, redactRedisUrl, RedisHistory } from '../src/logs/redis-history'
 import type { Level } from '../src/schemas/common'
 import type { NewLog } from '../src/schemas/log'
 import { startRedis, type RedisServer } from './support/redis-server'
@@ -283,11 +283,11 @@ describe.each(factories)('%s', (_name, make) => {
 
 describe('MemoryHistory only', () => {
   test('the sweeper drops expired tasks without any read; close() stops it', async () => {
-    const s = new MemoryHistory({ ttlSeconds: 1, maxPerTask: 10 })
+    const s = new MemoryHistory({ ttlSeconds: 0.5, maxPerTask: 10 })
     const task = uuid()
     await s.append(task, [newLog(task, uuid(), 'info', 'x')])
     expect(s.taskCount).toBe(1)
-    await Bun.sleep(2100)
+    await Bun.sleep(1150) // the sweeper runs every max(1 s, ttl / 2)
     expect(s.taskCount).toBe(0)
     await s.close()
   })
@@ -304,12 +304,23 @@ describe('RedisHistory only', () => {
     await Promise.all(open.splice(0).map((s) => s.close()))
   })
 
-  test('description hides the password', async () => {
+  test('description hides the password; connect() fails fast when nothing listens', async () => {
     const s = await connect()
     expect(s.description).toBe(redis.url)
-    await expect(
-      RedisHistory.connect({ url: `redis://:hunter2@127.0.0.1:1`, ttlSeconds: 1, maxPerTask: 1, startupTimeoutMs: 300, logger: silent }),
-    ).rejects.toBeInstanceOf(StoreUnavailableError)
+    expect(redactRedisUrl('redis://:hunter2@10.0.0.1:6380/2')).toBe('redis://10.0.0.1:6380/2')
+    expect(redactRedisUrl('redis://app:hunter2@cache.internal:6379')).toBe('redis://app@cache.internal:6379')
+    // Nothing listens on port 1: connect() gives up after startupTimeoutMs, naming the URL without its password.
+    const failed = RedisHistory.connect({
+      url: 'redis://:hunter2@127.0.0.1:1',
+      ttlSeconds: 1,
+      maxPerTask: 1,
+      startupTimeoutMs: 300,
+      logger: silent,
+    })
+    await expect(failed).rejects.toBeInstanceOf(StoreUnavailableError)
+    const err = (await failed.catch((e: unknown) => e)) as Error
+    expect(err.message).toContain('redis://127.0.0.1:1')
+    expect(err.message).not.toContain('hunter2')
   })
 
   test('stream layout: key logs:{task}, fields l/s/d, TTL on the key', async () => {
@@ -458,7 +469,7 @@ describe('RedisHistory only', () => {
     const s = await connect()
     const task = uuid()
     await s.append(task, [newLog(task, task, 'info', 'before')])
-    redis.pause()
+    await redis.pause()
     try {
       const started = Date.now()
       await expect(s.append(task, [newLog(task, task, 'info', 'during')])).rejects.toBeInstanceOf(StoreUnavailableError)

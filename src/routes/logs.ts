@@ -1,46 +1,15 @@
-import { Elysia, t } from 'elysia'
+import { Elysia } from 'elysia'
 import { ApiError, notFound } from '../errors'
 import { toNewLogs, type LogLimits } from '../logs/encode'
 import { toLogMessage, type HistoryStore } from '../logs/history-store'
 import type { Hub } from '../logs/hub'
 import { compareLogIds } from '../logs/log-id'
-import { LevelSchema, LogId, Uuid } from '../schemas/common'
 import { ErrorBody, commonErrors } from '../schemas/error'
-import { LogMessage, LogRequest } from '../schemas/log'
+import { BatchAccepted, LogAccepted, LogBatch, LogHistory, LogHistoryQuery, LogRequest } from '../schemas/log'
 import type { SubtaskDirectory } from '../tasks/subtask-directory'
 import type { TaskStore } from '../tasks/task-store'
 import { SubtaskParams } from './subtasks'
 import { TaskParams } from './tasks'
-
-const LogAccepted = t.Object(
-  {
-    success: t.Literal(true),
-    message: t.String(),
-    broadcasted: t.Integer({ description: 'Subscribed connections (WebSocket and SSE) whose filter accepts this log' }),
-    id: LogId,
-  },
-  { examples: [{ success: true, message: 'Log stored and broadcast', broadcasted: 2, id: '1764152130123-0' }] },
-)
-
-const BatchAccepted = t.Object(
-  {
-    success: t.Literal(true),
-    accepted: t.Integer(),
-    broadcasted: t.Integer({ description: 'Subscribed connections that accept at least one log of the batch' }),
-    first_id: LogId,
-    last_id: LogId,
-  },
-  {
-    examples: [{ success: true, accepted: 2, broadcasted: 1, first_id: '1764152130123-0', last_id: '1764152130123-1' }],
-  },
-)
-
-const LogHistory = t.Object({
-  task_id: Uuid,
-  logs: t.Array(LogMessage),
-  count: t.Integer(),
-  next_since: t.Nullable(LogId, { description: 'The newest id returned: pass as `since` to poll for newer logs' }),
-})
 
 export const logRoutes = (deps: {
   tasks: TaskStore
@@ -96,7 +65,7 @@ export const logRoutes = (deps: {
       },
       {
         params: SubtaskParams,
-        body: t.Object({ logs: t.Array(LogRequest, { minItems: 1, maxItems: 100_000 }) }),
+        body: LogBatch,
         response: { 201: BatchAccepted, 404: ErrorBody, 413: ErrorBody, ...commonErrors },
         detail: {
           summary: 'Send a batch of log lines',
@@ -121,13 +90,7 @@ export const logRoutes = (deps: {
       },
       {
         params: TaskParams,
-        query: t.Object({
-          limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-          order: t.Optional(t.UnionEnum(['desc', 'asc'])),
-          since: t.Optional(LogId),
-          level: t.Optional(LevelSchema),
-          subtask_id: t.Optional(Uuid),
-        }),
+        query: LogHistoryQuery,
         response: { 200: LogHistory, 404: ErrorBody, ...commonErrors },
         detail: {
           summary: "Read a task's recent logs",

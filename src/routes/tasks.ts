@@ -11,7 +11,7 @@ export const TaskParams = t.Object({ task_id: Uuid })
 export const taskRoutes = (tasks: TaskStore, decomposer: Decomposer) =>
   new Elysia({ name: 'tasks', prefix: '/api/v1/tasks', detail: { tags: ['tasks'] } })
     .post(
-      '/',
+      '',
       async ({ body, set }) => {
         const subtasks = body.subtasks?.map((s) => s.description.trim()) ?? decomposer.decompose(body.description)
         set.status = 201
@@ -27,7 +27,7 @@ export const taskRoutes = (tasks: TaskStore, decomposer: Decomposer) =>
         },
       },
     )
-    .get('/', ({ query }) => tasks.listTasks({ status: query.status, limit: query.limit ?? 20, cursor: query.cursor }), {
+    .get('', ({ query }) => tasks.listTasks({ status: query.status, limit: query.limit ?? 20, cursor: query.cursor }), {
       query: ListTasksQuery,
       response: { 200: TaskList, ...commonErrors },
       detail: { summary: 'List tasks, newest first', description: 'Cursor pagination: pass `next_cursor` as `cursor`.' },

@@ -1,4 +1,5 @@
 import { t } from 'elysia'
+import { Type, type IntegerOptions } from '@sinclair/typebox'
 
 /** UUID v1-v8 in canonical form; anything else in a path is a 422. */
 export const Uuid = t.String({
@@ -35,3 +36,9 @@ export const LogId = t.String({
 
 /** The current time in the wire format. */
 export const now = (): string => new Date().toISOString()
+
+/**
+ * A whole number in a body or response. Elysia's `t.Integer` also accepts numeric strings
+ * (right for query strings, wrong in JSON) and documents itself as a union.
+ */
+export const Int = (options?: IntegerOptions) => Type.Integer(options)

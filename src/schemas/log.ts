@@ -1,5 +1,5 @@
 import { t, type Static } from 'elysia'
-import { LevelSchema, LogId, Timestamp, Uuid } from './common'
+import { Int, LevelSchema, LogId, Timestamp, Uuid } from './common'
 
 export const LogRequest = t.Object(
   {
@@ -27,3 +27,46 @@ export type LogMessage = Static<typeof LogMessage>
 
 /** A log before the history store has given it an id. */
 export type NewLog = Omit<LogMessage, 'id'>
+
+export const LogAccepted = t.Object(
+  {
+    success: t.Literal(true),
+    message: t.String(),
+    broadcasted: Int({ description: 'Subscribed connections (WebSocket and SSE) whose filter accepts this log' }),
+    id: LogId,
+  },
+  { examples: [{ success: true, message: 'Log stored and broadcast', broadcasted: 2, id: '1764152130123-0' }] },
+)
+
+export const BatchAccepted = t.Object(
+  {
+    success: t.Literal(true),
+    accepted: Int({ minimum: 1 }),
+    broadcasted: Int({ description: 'Subscribed connections that accept at least one log of the batch' }),
+    first_id: LogId,
+    last_id: LogId,
+  },
+  {
+    examples: [{ success: true, accepted: 2, broadcasted: 1, first_id: '1764152130123-0', last_id: '1764152130123-1' }],
+  },
+)
+
+export const LogHistory = t.Object({
+  task_id: Uuid,
+  logs: t.Array(LogMessage),
+  count: Int({ minimum: 0 }),
+  next_since: t.Nullable(LogId, { description: 'The newest id returned: pass as `since` to poll for newer logs' }),
+})
+
+export const LogBatch = t.Object(
+  { logs: t.Array(LogRequest, { minItems: 1, maxItems: 100_000, description: 'At most MAX_BATCH (default 1000) logs' }) },
+  { examples: [{ logs: [{ level: 'info', message: 'step 1 done' }, { level: 'warning', message: 'High memory usage', metadata: { rss_mb: 900 } }] }] },
+)
+
+export const LogHistoryQuery = t.Object({
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  order: t.Optional(t.UnionEnum(['desc', 'asc'])),
+  since: t.Optional(LogId),
+  level: t.Optional(LevelSchema),
+  subtask_id: t.Optional(Uuid),
+})

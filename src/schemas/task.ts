@@ -1,12 +1,12 @@
 import { t, type Static } from 'elysia'
-import { StatusSchema, Timestamp, Uuid } from './common'
+import { Int, StatusSchema, Timestamp, Uuid } from './common'
 
 export const Subtask = t.Object({
   subtask_id: Uuid,
   task_id: Uuid,
   description: t.String(),
   status: StatusSchema,
-  position: t.Integer({ minimum: 0, description: 'Order of the subtask within its task, from 0' }),
+  position: Int({ minimum: 0, description: 'Order of the subtask within its task, from 0' }),
   worker_id: t.Nullable(t.String()),
   worker_name: t.Nullable(t.String()),
   created_at: Timestamp,

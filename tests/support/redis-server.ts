@@ -21,8 +21,8 @@ export interface RedisServer {
   kill(): Promise<void>
   /** Starts a new server on the same port (after kill or stop) and waits until it answers PING. */
   restart(): Promise<void>
-  /** SIGSTOP: the server keeps its connections open but stops answering (a hung server). */
-  pause(): void
+  /** SIGSTOP: the server keeps its connections open but stops answering (a hung server). Resolves once it is stopped. */
+  pause(): Promise<void>
   /** SIGCONT after pause(). */
   resume(): void
 }
@@ -169,8 +169,16 @@ export async function startRedis(): Promise<RedisServer> {
       }
       throw lastError
     },
-    pause() {
-      current?.kill('SIGSTOP')
+    async pause() {
+      const p = current
+      if (!p) return
+      p.kill('SIGSTOP')
+      // Wait until the kernel reports the process as stopped ("T"), so no command slips through.
+      for (let i = 0; i < 100; i++) {
+        const stat = await Bun.file(`/proc/${p.pid}/stat`).text().catch(() => '')
+        if (!stat || / T /.test(stat.slice(stat.lastIndexOf(')')))) return
+        await Bun.sleep(5)
+      }
     },
     resume() {
       current?.kill('SIGCONT')
