@@ -27,6 +27,8 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
   const hub = new Hub(history, { replayMax: config.logHistoryMax })
   const subtasks = new SubtaskDirectory(tasks)
   return new Elysia({
+    // Validate bodies as sent: the default mirror coerces e.g. a string `metadata` into an object.
+    normalize: 'typebox',
     serve: { maxRequestBodySize: config.maxBodyBytes + 1024 },
     websocket: {
       idleTimeout: config.wsIdleTimeoutSeconds,

@@ -1,3 +1,31 @@
+import { ApiError } from '../errors'
+
+/** A parsed log id. */
+export interface LogIdParts {
+  ms: number
+  seq: number
+}
+
+const LOG_ID = /^(\d{1,15})-(\d{1,15})$/
+
+/** Parses `<ms>-<seq>`; undefined when malformed. */
+export function parseLogId(id: string): LogIdParts | undefined {
+  const m = LOG_ID.exec(id)
+  if (!m) return undefined
+  return { ms: Number(m[1]), seq: Number(m[2]) }
+}
+
+/** Validates a `since` argument; a malformed one is the caller's error, not the store's. */
+export function requireLogId(id: string, field = 'since'): LogIdParts {
+  const parts = parseLogId(id)
+  if (!parts) {
+    throw new ApiError('validation', `${field} must be a log id of the form <ms>-<seq>`, [
+      { path: field, message: 'expected a log id such as 1764152130123-0' },
+    ])
+  }
+  return parts
+}
+
 /** Compares two log ids (`<ms>-<seq>`) numerically: negative, zero or positive. */
 export function compareLogIds(a: string, b: string): number {
   const da = a.indexOf('-')

@@ -20,44 +20,10 @@
  * - otherwise true iff no log with an id greater than `since` was removed, i.e. the highest
  *   removed id (counting logs past their TTL that are still physically present) is <= `since`.
  */
-import { ApiError } from '../errors'
 import { levelRank } from '../schemas/common'
 import type { NewLog } from '../schemas/log'
 import type { HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
-
-/** A parsed log id. */
-export interface LogIdParts {
-  ms: number
-  seq: number
-}
-
-const LOG_ID = /^(\d{1,15})-(\d{1,15})$/
-
-/** Parses `<ms>-<seq>`; undefined when malformed. */
-export function parseLogId(id: string): LogIdParts | undefined {
-  const m = LOG_ID.exec(id)
-  if (!m) return undefined
-  return { ms: Number(m[1]), seq: Number(m[2]) }
-}
-
-/** Negative, zero or positive like a sort comparator. Both ids must be well formed. */
-export function compareLogIds(a: string, b: string): number {
-  const pa = parseLogId(a)
-  const pb = parseLogId(b)
-  if (!pa || !pb) throw new TypeError(`not a log id: ${pa ? b : a}`)
-  return pa.ms - pb.ms || pa.seq - pb.seq
-}
-
-/** Validates a `since` argument; a malformed one is the caller's error, not the store's. */
-export function requireLogId(id: string, field = 'since'): LogIdParts {
-  const parts = parseLogId(id)
-  if (!parts) {
-    throw new ApiError('validation', `${field} must be a log id of the form <ms>-<seq>`, [
-      { path: field, message: 'expected a log id such as 1764152130123-0' },
-    ])
-  }
-  return parts
-}
+import { requireLogId, type LogIdParts } from './log-id'
 
 const cmp = (a: LogIdParts, b: LogIdParts): number => a.ms - b.ms || a.seq - b.seq
 

@@ -31,7 +31,7 @@ import { StoreUnavailableError } from '../errors'
 import { levelRank, type Level } from '../schemas/common'
 import type { NewLog } from '../schemas/log'
 import type { HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
-import { requireLogId } from './memory-history'
+import { requireLogId } from './log-id'
 
 export interface RedisHistoryOptions {
   url: string

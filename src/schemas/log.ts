@@ -65,7 +65,8 @@ export const LogBatch = t.Object(
 
 export const LogHistoryQuery = t.Object({
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-  order: t.Optional(t.UnionEnum(['desc', 'asc'])),
+  // Not t.UnionEnum: in a query Elysia would default it to its first value, hiding absence.
+  order: t.Optional(t.Union([t.Literal('desc'), t.Literal('asc')])),
   since: t.Optional(LogId),
   level: t.Optional(LevelSchema),
   subtask_id: t.Optional(Uuid),

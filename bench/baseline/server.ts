@@ -1,0 +1,278 @@
+/**
+ * The baseline: the smallest server this runtime allows for tasklog's wire contract, on raw
+ * `Bun.serve` + node-redis. It is the floor tasklog is measured against (issue 5), not a
+ * product: no validation beyond what keeps it honest, tasks in a Map, no SSE, no filters.
+ *
+ * - POST /api/v1/tasks → 201 Task with one subtask (DESIGN's Task shape).
+ * - POST /api/v1/subtasks/:id/log and /logs (batch): ONE Redis round trip per request, a Lua
+ *   script (EVALSHA) doing XADD (exact MAXLEN) + PUBLISH per log, then XTRIM MINID and
+ *   PEXPIRE; then one native `server.publish` per log to the task's topic.
+ * - WS /api/v1/ws/tasks/:task_id/logs[?since=<id>]: `subscribed`, then replay (XRANGE in one
+ *   script), then live. Subscribe-before-read: live frames are buffered while history is
+ *   read, then flushed minus ids already replayed in the same tick the socket subscribes.
+ *
+ * Env: PORT, REDIS_URL, LOG_TTL_SECONDS (3600), LOG_HISTORY_MAX (10000).
+ */
+import { createClient } from 'redis'
+import type { ServerWebSocket } from 'bun'
+
+const PORT = Number(process.env.PORT ?? 8001)
+const TTL_MS = Number(process.env.LOG_TTL_SECONDS ?? 3600) * 1000
+const MAX_LEN = String(Number(process.env.LOG_HISTORY_MAX ?? 10_000))
+const TTL_ARG = String(TTL_MS)
+const LEVELS = new Set(['debug', 'info', 'warning', 'error'])
+
+// ARGV: minid, maxlen, ttlMs, then (level, body) per log. Returns the ids.
+const APPEND = `
+local key = KEYS[1]
+local ids = {}
+for i = 4, #ARGV, 2 do
+  local id = redis.call('XADD', key, 'MAXLEN', ARGV[2], '*', 'l', ARGV[i], 'd', ARGV[i + 1])
+  ids[#ids + 1] = id
+  redis.call('PUBLISH', key, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1])
+end
+redis.call('XTRIM', key, 'MINID', ARGV[1])
+redis.call('PEXPIRE', key, ARGV[3])
+return ids
+`
+// ARGV: since, count. Returns { recovered, { id, body, ... } }.
+// Trimming removes a prefix, so if an entry <= since is still there nothing after it is gone;
+// otherwise entries-added == length means nothing was ever removed.
+const REPLAY = `
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return { 0, {} } end
+local out = {}
+for _, e in ipairs(redis.call('XRANGE', key, '(' .. ARGV[1], '+', 'COUNT', ARGV[2])) do
+  out[#out + 1] = e[1]
+  out[#out + 1] = e[2][4]
+end
+local recovered = 1
+if #redis.call('XRANGE', key, '-', ARGV[1], 'COUNT', 1) == 0 then
+  local info = redis.call('XINFO', 'STREAM', key)
+  local added, len
+  for i = 1, #info, 2 do
+    if info[i] == 'entries-added' then added = info[i + 1] elseif info[i] == 'length' then len = info[i + 1] end
+  end
+  if added ~= len then recovered = 0 end
+end
+return { recovered, out }
+`
+
+const redis = createClient({ url: process.env.REDIS_URL })
+redis.on('error', (err: Error) => console.error('baseline: redis:', err.message))
+await redis.connect()
+const APPEND_SHA = String(await redis.sendCommand(['SCRIPT', 'LOAD', APPEND]))
+const REPLAY_SHA = String(await redis.sendCommand(['SCRIPT', 'LOAD', REPLAY]))
+
+interface Subtask {
+  subtask_id: string
+  task_id: string
+  description: string
+  status: string
+  position: number
+  worker_id: string | null
+  worker_name: string | null
+  created_at: string
+  updated_at: string
+}
+const tasks = new Map<string, { subscribers: number }>()
+const subtasks = new Map<string, Subtask>()
+
+type Held = { id: string; frame: string }[]
+interface SocketData {
+  task: string
+  since: string | null
+  held?: Held
+}
+/** Per task: sockets whose history is being read, with the live frames held for them. */
+const replaying = new Map<string, Set<ServerWebSocket<SocketData>>>()
+
+const JSON_HEADERS = { 'content-type': 'application/json' }
+const json = (status: number, body: unknown) => new Response(JSON.stringify(body), { status, headers: JSON_HEADERS })
+const error = (status: number, code: string, message: string) => json(status, { error: code, message })
+const logKey = (taskId: string) => `logs:{${taskId}}`
+const logFrame = (id: string, body: string, ts: string) => `{"type":"log","data":{"id":"${id}",${body.slice(1)},"timestamp":"${ts}"}`
+
+function compareIds(a: string, b: string): number {
+  const da = a.indexOf('-')
+  const db = b.indexOf('-')
+  const ms = Number(a.slice(0, da)) - Number(b.slice(0, db))
+  return ms !== 0 ? ms : Number(a.slice(da + 1)) - Number(b.slice(db + 1))
+}
+
+/** Stores and broadcasts the logs of one subtask; returns ids or an error Response. */
+async function ingest(subtaskId: string, entries: unknown[]): Promise<{ ids: string[]; subscribers: number } | Response> {
+  const subtask = subtasks.get(subtaskId)
+  if (!subtask) return error(404, 'not_found', `Subtask ${subtaskId} not found`)
+  const taskId = subtask.task_id
+  const now = new Date().toISOString()
+  const key = logKey(taskId)
+  const args = ['EVALSHA', APPEND_SHA, '1', key, `${Date.now() - TTL_MS}-0`, MAX_LEN, TTL_ARG]
+  const bodies: string[] = []
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as { level?: unknown; message?: unknown; metadata?: unknown; timestamp?: unknown } | null
+    if (!e || typeof e.message !== 'string' || typeof e.level !== 'string' || !LEVELS.has(e.level))
+      return error(422, 'validation', `Log ${i}: level and message are required`)
+    const body = JSON.stringify({
+      task_id: taskId,
+      subtask_id: subtaskId,
+      level: e.level,
+      message: e.message,
+      metadata: e.metadata ?? null,
+      worker_id: subtask.worker_id,
+      worker_name: subtask.worker_name,
+      timestamp: typeof e.timestamp === 'string' ? new Date(e.timestamp).toISOString() : now,
+    })
+    bodies.push(body)
+    args.push(e.level, body)
+  }
+  let ids: string[]
+  try {
+    ids = (await redis.sendCommand(args)) as string[]
+  } catch (err) {
+    return error(503, 'unavailable', `Redis: ${(err as Error).message}`)
+  }
+  const frameTs = new Date().toISOString()
+  const held = replaying.get(taskId)
+  for (let i = 0; i < ids.length; i++) {
+    const frame = logFrame(ids[i]!, bodies[i]!, frameTs)
+    server.publish(taskId, frame)
+    if (held) for (const ws of held) ws.data.held!.push({ id: ids[i]!, frame })
+  }
+  return { ids, subscribers: tasks.get(taskId)!.subscribers }
+}
+
+async function readJson(req: Request): Promise<unknown> {
+  try {
+    return await req.json()
+  } catch {
+    return undefined
+  }
+}
+
+const server = Bun.serve<SocketData, any>({
+  hostname: process.env.HOST ?? '127.0.0.1',
+  port: PORT,
+  routes: {
+    '/health': () => json(200, { status: 'ok' }),
+    '/api/v1/tasks': {
+      POST: async (req) => {
+        const body = (await readJson(req)) as { description?: unknown } | undefined
+        if (!body || typeof body.description !== 'string' || !body.description)
+          return error(422, 'validation', 'description is required')
+        const now = new Date().toISOString()
+        const taskId = Bun.randomUUIDv7()
+        const subtask: Subtask = {
+          subtask_id: Bun.randomUUIDv7(),
+          task_id: taskId,
+          description: body.description,
+          status: 'pending',
+          position: 0,
+          worker_id: null,
+          worker_name: null,
+          created_at: now,
+          updated_at: now,
+        }
+        tasks.set(taskId, { subscribers: 0 })
+        subtasks.set(subtask.subtask_id, subtask)
+        return json(201, {
+          task_id: taskId,
+          description: body.description,
+          status: 'pending',
+          created_at: now,
+          updated_at: now,
+          subtasks: [subtask],
+        })
+      },
+    },
+    '/api/v1/subtasks/:id/log': {
+      POST: async (req) => {
+        const result = await ingest(req.params.id, [await readJson(req)])
+        if (result instanceof Response) return result
+        return json(201, { success: true, message: 'Log stored and broadcast', broadcasted: result.subscribers, id: result.ids[0] })
+      },
+    },
+    '/api/v1/subtasks/:id/logs': {
+      POST: async (req) => {
+        const body = (await readJson(req)) as { logs?: unknown } | undefined
+        if (!body || !Array.isArray(body.logs) || body.logs.length === 0 || body.logs.length > 1000)
+          return error(422, 'validation', 'logs must hold 1 to 1000 entries')
+        const result = await ingest(req.params.id, body.logs)
+        if (result instanceof Response) return result
+        return json(201, {
+          success: true,
+          accepted: result.ids.length,
+          broadcasted: result.subscribers,
+          first_id: result.ids[0],
+          last_id: result.ids[result.ids.length - 1],
+        })
+      },
+    },
+    '/api/v1/ws/tasks/:task_id/logs': (req, srv) => {
+      const since = new URL(req.url).searchParams.get('since')
+      if (srv.upgrade(req, { data: { task: req.params.task_id, since } })) return undefined
+      return error(426, 'validation', 'WebSocket upgrade expected')
+    },
+  },
+  fetch: () => error(404, 'not_found', 'No such route'),
+  websocket: {
+    idleTimeout: 60,
+    sendPings: true,
+    backpressureLimit: 4 * 1024 * 1024,
+    closeOnBackpressureLimit: true,
+    open(ws) {
+      const { task: taskId, since } = ws.data
+      const task = tasks.get(taskId)
+      if (!task) return ws.close(1008, `Task ${taskId} not found`)
+      task.subscribers++
+      if (since === null) {
+        ws.send(`{"type":"subscribed","data":{"task_id":"${taskId}"},"timestamp":"${new Date().toISOString()}"}`)
+        ws.subscribe(taskId)
+        return
+      }
+      // Subscribe before reading: hold live frames until history is sent.
+      ws.data.held = []
+      let set = replaying.get(taskId)
+      if (!set) replaying.set(taskId, (set = new Set()))
+      set.add(ws)
+      redis
+        .sendCommand(['EVALSHA', REPLAY_SHA, '1', logKey(taskId), since, MAX_LEN])
+        .then((reply) => {
+          const [recovered, flat] = reply as [number, string[]]
+          const held = ws.data.held!
+          set.delete(ws)
+          if (set.size === 0 && replaying.get(taskId) === set) replaying.delete(taskId)
+          ws.data.held = undefined
+          if (ws.readyState !== 1) return
+          const ts = new Date().toISOString()
+          ws.send(
+            `{"type":"subscribed","data":{"task_id":"${taskId}","recovered":${recovered === 1}},"timestamp":"${ts}"}`,
+          )
+          let last = since
+          for (let i = 0; i < flat.length; i += 2) ws.send(logFrame((last = flat[i]!), flat[i + 1]!, ts))
+          for (const item of held) if (compareIds(item.id, last) > 0) ws.send(item.frame)
+          ws.subscribe(taskId)
+        })
+        .catch(() => ws.close(1011, 'History unavailable'))
+    },
+    message(ws, message) {
+      if (typeof message === 'string' && message.includes('"ping"'))
+        ws.send(`{"type":"pong","timestamp":"${new Date().toISOString()}"}`)
+    },
+    close(ws) {
+      const task = tasks.get(ws.data.task)
+      if (!task) return
+      task.subscribers--
+      if (ws.data.held) replaying.get(ws.data.task)?.delete(ws)
+    },
+  },
+})
+
+console.log(`baseline listening on http://127.0.0.1:${server.port}`)
+const stop = () => {
+  server.stop(true)
+  redis.destroy()
+  process.exit(0)
+}
+process.on('SIGTERM', stop)
+process.on('SIGINT', stop)

@@ -1,0 +1,47 @@
+/**
+ * Reading a process's resource use from /proc, so that server CPU and memory are measured
+ * for the server process alone, whatever else (load generator, Redis) shares the machine.
+ */
+import { readFileSync } from 'node:fs'
+
+/** Clock ticks per second (`getconf CLK_TCK`), the unit of utime/stime in /proc/<pid>/stat. */
+export const CLK_TCK: number = (() => {
+  try {
+    const out = Bun.spawnSync(['getconf', 'CLK_TCK']).stdout.toString().trim()
+    const n = Number(out)
+    return Number.isInteger(n) && n > 0 ? n : 100
+  } catch {
+    return 100
+  }
+})()
+
+/** User + system CPU time of the whole process (all threads), in ms; NaN when it is gone. */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after "(comm)": state is field 3, utime 14, stime 15 (1-based).
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** Resident set size now and at its peak, in KiB; NaN when the process is gone. */
+export function memKiB(pid: number): { rss: number; hwm: number } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN)
+    return { rss: field('VmRSS'), hwm: field('VmHWM') }
+  } catch {
+    return { rss: Number.NaN, hwm: Number.NaN }
+  }
+}
+
+/** A port that was free a moment ago (the OS picks it). */
+export function freePort(): number {
+  const server = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+  const port = server.port
+  server.stop(true)
+  return port
+}

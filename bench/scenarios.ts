@@ -1,0 +1,92 @@
+/**
+ * The benchmark scenarios of issue 5, with their full and --quick sizes.
+ * Times are in ms. `warmupMs` of load runs before measuring starts (JIT, connection pools);
+ * logs sent during warm-up still count for correctness, not for rates, latency or CPU.
+ */
+export type ScenarioId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f'
+
+export interface LoadParams {
+  /** Tasks; each gets `subscribers` WebSocket watchers. */
+  tasks: number
+  subscribers: number
+  /** Closed loop: requests in flight. Open loop: 0 (see `rate`). */
+  concurrency: number
+  /** Open loop: logs per second over all tasks (0 = closed loop). */
+  rate: number
+  /** Logs per request (1 = POST .../log, more = POST .../logs). */
+  batch: number
+  warmupMs: number
+  durationMs: number
+  /** (e): idle WebSockets to open. */
+  idleConnections?: number
+  /** (f): how long subscribers stay away before reconnecting with `since`. */
+  reconnectGapMs?: number
+  /** (f): how long the worker keeps logging after the reconnect. */
+  afterReconnectMs?: number
+  /** WebSockets connecting at once. */
+  connectBatch: number
+}
+
+export interface Scenario {
+  id: ScenarioId
+  title: string
+  full: LoadParams
+  quick: LoadParams
+}
+
+const base = { tasks: 1, subscribers: 1, concurrency: 0, rate: 0, batch: 1, connectBatch: 250 }
+
+export const SCENARIOS: Scenario[] = [
+  {
+    id: 'a',
+    title: 'ingest: closed loop, 32 in flight, 1 task, 1 subscriber',
+    full: { ...base, concurrency: 32, warmupMs: 2000, durationMs: 8000 },
+    quick: { ...base, concurrency: 32, warmupMs: 300, durationMs: 1500 },
+  },
+  {
+    id: 'b',
+    title: 'fan-out: 1 task × 200 subscribers at 1,000 logs/s',
+    full: { ...base, subscribers: 200, rate: 1000, warmupMs: 2000, durationMs: 8000 },
+    quick: { ...base, subscribers: 50, rate: 1000, warmupMs: 300, durationMs: 1500 },
+  },
+  {
+    id: 'c',
+    title: '10 tasks × 10 subscribers at 2,000 logs/s',
+    full: { ...base, tasks: 10, subscribers: 10, rate: 2000, warmupMs: 2000, durationMs: 8000 },
+    quick: { ...base, tasks: 10, subscribers: 10, rate: 2000, warmupMs: 300, durationMs: 1500 },
+  },
+  {
+    id: 'd',
+    title: 'batch ingest: 100-line batches, closed loop, 8 in flight, 1 subscriber',
+    full: { ...base, concurrency: 8, batch: 100, warmupMs: 2000, durationMs: 8000 },
+    quick: { ...base, concurrency: 8, batch: 100, warmupMs: 300, durationMs: 1500 },
+  },
+  {
+    id: 'e',
+    title: 'idle WebSockets: server memory per connection',
+    full: { ...base, subscribers: 0, warmupMs: 0, durationMs: 0, idleConnections: 10_000, connectBatch: 500 },
+    quick: { ...base, subscribers: 0, warmupMs: 0, durationMs: 0, idleConnections: 1000, connectBatch: 500 },
+  },
+  {
+    id: 'f',
+    title: 'reconnect storm: subscribers drop and reconnect with since while a worker logs at 100/s',
+    full: {
+      ...base,
+      subscribers: 1000,
+      rate: 100,
+      warmupMs: 2000,
+      durationMs: 0,
+      reconnectGapMs: 1000,
+      afterReconnectMs: 4000,
+    },
+    quick: {
+      ...base,
+      subscribers: 200,
+      rate: 100,
+      warmupMs: 500,
+      durationMs: 0,
+      reconnectGapMs: 500,
+      afterReconnectMs: 1500,
+    },
+  },
+]

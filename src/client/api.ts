@@ -1,0 +1,80 @@
+import type { ErrorBody, LogHistory, Level, Status, Subtask, Task } from './types'
+
+/** `base` with its scheme switched to `http(s)` or `ws(s)` (keeping TLS) and no trailing slash. */
+export function baseUrlFor(base: string, scheme: 'http' | 'ws'): string {
+  const url = new URL(base)
+  const secure = url.protocol === 'https:' || url.protocol === 'wss:'
+  url.protocol = `${scheme}${secure ? 's' : ''}:`
+  url.search = ''
+  url.hash = ''
+  return url.toString().replace(/\/+$/, '')
+}
+
+/** A non-2xx answer, carrying the server's error code and sentence. */
+export class TasklogApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: ErrorBody['details'],
+  ) {
+    super(message)
+    this.name = 'TasklogApiError'
+  }
+}
+
+/** Reads a failed response as the DESIGN error shape, tolerating proxies that answer with HTML. */
+export async function toApiError(res: Response): Promise<TasklogApiError> {
+  const text = await res.text().catch(() => '')
+  try {
+    const body = JSON.parse(text) as ErrorBody
+    if (typeof body.message === 'string') return new TasklogApiError(res.status, body.error, body.message, body.details)
+  } catch {}
+  return new TasklogApiError(res.status, 'http_error', `HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`)
+}
+
+export interface LogQuery {
+  limit?: number
+  order?: 'asc' | 'desc'
+  since?: string
+  level?: Level
+  subtask_id?: string
+}
+
+/** The task endpoints the examples need: create a task, read it, update a subtask, read history. */
+export class TasklogApi {
+  readonly baseUrl: string
+
+  constructor(baseUrl = 'http://localhost:8000') {
+    this.baseUrl = baseUrlFor(baseUrl, 'http')
+  }
+
+  createTask(description: string, subtasks?: string[]): Promise<Task> {
+    return this.request('POST', '/tasks', { description, subtasks: subtasks?.map((d) => ({ description: d })) })
+  }
+
+  getTask(taskId: string): Promise<Task> {
+    return this.request('GET', `/tasks/${taskId}`)
+  }
+
+  updateSubtask(subtaskId: string, update: { status?: Status; worker_id?: string | null; worker_name?: string | null }): Promise<Subtask> {
+    return this.request('PATCH', `/subtasks/${subtaskId}`, update)
+  }
+
+  getLogs(taskId: string, query: LogQuery = {}): Promise<LogHistory> {
+    const params = new URLSearchParams()
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value))
+    const search = params.size ? `?${params}` : ''
+    return this.request('GET', `/tasks/${taskId}/logs${search}`)
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.baseUrl}/api/v1${path}`, {
+      method,
+      headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    })
+    if (!res.ok) throw await toApiError(res)
+    return (await res.json()) as T
+  }
+}

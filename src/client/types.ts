@@ -1,0 +1,92 @@
+/**
+ * Wire types of the tasklog API as a client sees them (DESIGN.md). Plain TypeScript, no
+ * runtime imports, so the SDK runs wherever `fetch` and `WebSocket` exist.
+ */
+
+/** Log levels in ascending order of severity: a level filter means "this level and above". */
+export const LEVELS = ['debug', 'info', 'warning', 'error'] as const
+export type Level = (typeof LEVELS)[number]
+export type Status = 'pending' | 'in_progress' | 'completed' | 'failed'
+
+export type Metadata = Record<string, unknown>
+
+/** A log line as stored and streamed. `id` is `<ms>-<seq>`, strictly increasing within a task. */
+export interface LogMessage {
+  id: string
+  task_id: string
+  subtask_id: string
+  level: Level
+  message: string
+  metadata: Metadata | null
+  worker_id: string | null
+  worker_name: string | null
+  timestamp: string
+}
+
+/** One line of `POST /subtasks/{id}/logs`. */
+export interface LogEntry {
+  level: Level
+  message: string
+  metadata?: Metadata | null
+  timestamp?: string
+}
+
+/** `201` answer of `POST /subtasks/{id}/logs`. */
+export interface BatchAccepted {
+  success: true
+  accepted: number
+  broadcasted: number
+  first_id: string
+  last_id: string
+}
+
+/** `data` of a `status` frame: a subtask changed status. */
+export interface StatusChange {
+  task_id: string
+  subtask_id: string
+  status: Status
+  task_status: Status
+  worker_name: string | null
+}
+
+/** Every error answer and the `data` of an `error` frame. */
+export interface ErrorBody {
+  error: string
+  message: string
+  details?: { path: string; message: string }[]
+}
+
+export interface Subtask {
+  subtask_id: string
+  task_id: string
+  description: string
+  status: Status
+  position: number
+  worker_id: string | null
+  worker_name: string | null
+  created_at: string
+  updated_at: string
+}
+
+export interface Task {
+  task_id: string
+  description: string
+  status: Status
+  created_at: string
+  updated_at: string
+  subtasks: Subtask[]
+}
+
+export interface LogHistory {
+  task_id: string
+  logs: LogMessage[]
+  count: number
+  next_since: string | null
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i
+
+/** True for a canonical UUID (the server answers 422 or closes with 1008 for anything else). */
+export const isUuid = (value: string): boolean => UUID.test(value)
+
+export const isLevel = (value: string): value is Level => (LEVELS as readonly string[]).includes(value)

@@ -1,0 +1,185 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { startRedis, type RedisServer } from './support/redis-server'
+import { createTask, json, post, sendLog, startServer, watch, type TestServer } from './support/server'
+
+let redis: RedisServer
+beforeAll(async () => {
+  redis = await startRedis()
+})
+afterAll(() => redis.stop())
+
+describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store) => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer({
+      ...(store === 'redis' ? { redisUrl: redis.url } : {}),
+      env: { MAX_MESSAGE_BYTES: '100', MAX_METADATA_BYTES: '64', MAX_BATCH: '10' },
+    })
+  })
+  afterAll(() => server.stop())
+
+  const logUrl = (subtaskId: string) => `${server.url}/api/v1/subtasks/${subtaskId}/log`
+  const history = async (taskId: string, query = '') => {
+    const res = await fetch(`${server.url}/api/v1/tasks/${taskId}/logs${query}`)
+    expect(res.status).toBe(200)
+    return json(res)
+  }
+
+  test('history: newest first by default, since gives oldest first, level and subtask filters', async () => {
+    const task = await createTask(server, { description: 't', subtasks: [{ description: 'a' }, { description: 'b' }] })
+    const [a, b] = task.subtasks.map((s) => s.subtask_id)
+    const sent = [
+      await sendLog(server, a!, { level: 'debug', message: 'one' }),
+      await sendLog(server, b!, { level: 'info', message: 'two' }),
+      await sendLog(server, a!, { level: 'warning', message: 'three' }),
+      await sendLog(server, b!, { level: 'error', message: 'four' }),
+    ].map((r) => r.id)
+
+    const newest = await history(task.task_id)
+    expect(newest.task_id).toBe(task.task_id)
+    expect(newest.logs.map((l: any) => l.message)).toEqual(['four', 'three', 'two', 'one'])
+    expect(newest.count).toBe(4)
+    expect(newest.next_since).toBe(sent[3])
+
+    expect((await history(task.task_id, '?limit=2')).logs.map((l: any) => l.id)).toEqual([sent[3], sent[2]])
+    expect((await history(task.task_id, `?since=${sent[1]}`)).logs.map((l: any) => l.id)).toEqual([sent[2], sent[3]])
+    expect((await history(task.task_id, '?order=asc&limit=4')).logs.map((l: any) => l.message)).toEqual(['one', 'two', 'three', 'four'])
+    expect((await history(task.task_id, '?level=warning')).logs.map((l: any) => l.message)).toEqual(['four', 'three'])
+    expect((await history(task.task_id, `?subtask_id=${b}`)).logs.map((l: any) => l.message)).toEqual(['four', 'two'])
+    const none = await history(task.task_id, `?since=${sent[3]}`)
+    expect(none).toEqual({ task_id: task.task_id, logs: [], count: 0, next_since: null })
+  })
+
+  test('history errors: unknown task 404, bad query 422', async () => {
+    const res = await fetch(`${server.url}/api/v1/tasks/00000000-0000-4000-8000-000000000000/logs`)
+    expect(res.status).toBe(404)
+    const task = await createTask(server)
+    for (const q of ['limit=0', 'limit=1001', 'order=up', 'since=abc', 'level=loud', 'subtask_id=x']) {
+      const bad = await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?${q}`)
+      expect(bad.status).toBe(422)
+      expect((await json(bad)).error).toBe('validation')
+    }
+  })
+
+  test('ingest errors: unknown subtask 404, bad fields 422 with paths, nothing stored', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!.subtask_id
+    const unknown = await post(logUrl('00000000-0000-4000-8000-000000000000'), { level: 'info', message: 'x' })
+    expect(unknown.status).toBe(404)
+    expect(await json(unknown)).toEqual({ error: 'not_found', message: 'Subtask 00000000-0000-4000-8000-000000000000 not found' })
+    const cases: [unknown, string][] = [
+      [{ level: 'loud', message: 'x' }, '/level'],
+      [{ level: 'info' }, '/message'],
+      [{ level: 'info', message: 'x', metadata: 'nope' }, '/metadata'],
+      [{ level: 'info', message: 'x', timestamp: 'yesterday' }, '/timestamp'],
+      [{ level: 'info', message: 'é'.repeat(51) }, '/message'], // 102 bytes of UTF-8 > 100
+      [{ level: 'info', message: 'x', metadata: { blob: 'y'.repeat(60) } }, '/metadata'],
+    ]
+    for (const [body, path] of cases) {
+      const res = await post(logUrl(sub), body)
+      expect(res.status).toBe(422)
+      const error = await json(res)
+      expect(error.error).toBe('validation')
+      expect(error.details.map((d: any) => d.path)).toContain(path)
+    }
+    const batch = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
+      logs: [{ level: 'info', message: 'fine' }, { level: 'info', message: 'x'.repeat(101) }],
+    })
+    expect(batch.status).toBe(422)
+    expect((await json(batch)).details[0].path).toBe('/logs/1/message')
+    const tooMany = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
+      logs: Array.from({ length: 11 }, () => ({ level: 'info', message: 'x' })),
+    })
+    expect(tooMany.status).toBe(422)
+    expect((await json(tooMany)).message).toContain('at most 10')
+    expect((await history(task.task_id)).count).toBe(0)
+  })
+
+  test('metadata defaults to null, a given timestamp is kept in UTC with milliseconds', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!.subtask_id
+    await sendLog(server, sub, { level: 'info', message: 'plain' })
+    await sendLog(server, sub, { level: 'info', message: 'stamped', timestamp: '2026-01-02T03:04:05+02:00', metadata: null })
+    const [stamped, plain] = (await history(task.task_id)).logs
+    expect(plain.metadata).toBeNull()
+    expect(stamped.timestamp).toBe('2026-01-02T01:04:05.000Z')
+  })
+
+  test('Server-Sent Events: live logs and status with ids, resume from Last-Event-ID', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!.subtask_id
+    const first = await sendLog(server, sub, { level: 'info', message: 'before' })
+    const second = await sendLog(server, sub, { level: 'info', message: 'missed' })
+    const controller = new AbortController()
+    const res = await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs/stream`, {
+      headers: { 'last-event-id': first.id },
+      signal: controller.signal,
+    })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toStartWith('text/event-stream')
+    const reader = res.body!.getReader()
+    const decoder = new TextDecoder()
+    let text = ''
+    const until = async (needle: string) => {
+      while (!text.includes(needle)) {
+        const { value, done } = await reader.read()
+        if (done) throw new Error(`stream ended before ${needle}`)
+        text += decoder.decode(value)
+      }
+    }
+    await until('missed')
+    const live = await sendLog(server, sub, { level: 'warning', message: 'live' })
+    expect(live.broadcasted).toBe(1)
+    await until('"live"')
+    await fetch(`${server.url}/api/v1/subtasks/${sub}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ status: 'completed' }),
+    })
+    await until('event: status')
+    const events = text.split('\n\n').filter((e) => e.includes('event:'))
+    expect(events[0]).toBe(`id: ${second.id}\nevent: log\ndata: ${JSON.stringify((await history(task.task_id, `?since=${first.id}&limit=1`)).logs[0])}`)
+    expect(events[1]).toStartWith(`id: ${live.id}\nevent: log\ndata: {`)
+    expect(JSON.parse(events[2]!.split('data: ')[1]!)).toMatchObject({ status: 'completed', task_status: 'completed' })
+    expect(text).not.toContain('"before"')
+    controller.abort()
+    // The aborted stream no longer counts as a subscriber.
+    for (let i = 0; i < 50 && server.app.decorator.hub.subscriberCount(task.task_id) > 0; i++) await Bun.sleep(20)
+    expect((await sendLog(server, sub, { level: 'info', message: 'after' })).broadcasted).toBe(0)
+  })
+
+  test('SSE for an unknown task is a 404', async () => {
+    const res = await fetch(`${server.url}/api/v1/tasks/00000000-0000-4000-8000-000000000000/logs/stream`)
+    expect(res.status).toBe(404)
+  })
+})
+
+describe("the seed's testing workflow, end to end", () => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer({ redisUrl: redis.url })
+  })
+  afterAll(() => server.stop())
+
+  test('real-time streaming, two clients receiving the same logs, historical logs', async () => {
+    const created = await post(`${server.url}/api/v1/tasks`, { description: 'Test task for WebSocket logging' })
+    expect(created.status).toBe(201)
+    const task = await json(created)
+    const subtaskId = task.subtasks[0].subtask_id
+    const [one, two] = [await watch(server, task.task_id), await watch(server, task.task_id)]
+    const lines = ['Task execution started', 'Processing step 1', 'High memory', 'Task completed successfully']
+    for (const [i, message] of lines.entries()) {
+      const ack = await sendLog(server, subtaskId, { level: i === 2 ? 'warning' : 'info', message, metadata: { step: i } })
+      expect(ack.broadcasted).toBe(2)
+    }
+    const got1 = await one.logs(4)
+    const got2 = await two.logs(4)
+    expect(got1.map((l) => l.message)).toEqual(lines)
+    expect(got2).toEqual(got1)
+    const hist = await json(await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?limit=50`))
+    expect(hist.logs.map((l: any) => l.message)).toEqual([...lines].reverse())
+    expect(hist.logs.reverse()).toEqual(got1)
+    one.close()
+    two.close()
+  })
+})
