@@ -33,7 +33,10 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
     websocket: {
       idleTimeout: config.wsIdleTimeoutSeconds,
       sendPings: true,
-      backpressureLimit: config.wsBackpressureBytes,
+      // The stream route closes slow readers with 1013 at wsBackpressureBytes; this hard cap
+      // catches bursts between its checks (Bun closes those abruptly, with 1006, rather than
+      // silently dropping frames).
+      backpressureLimit: 16 * config.wsBackpressureBytes,
       closeOnBackpressureLimit: true,
       maxPayloadLength: 64 * 1024,
     },
@@ -85,7 +88,7 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
         limits: { maxMessageBytes: config.maxMessageBytes, maxMetadataBytes: config.maxMetadataBytes, maxBatch: config.maxBatch },
       }),
     )
-    .use(streamRoutes(tasks, hub, config.logHistoryMax))
+    .use(streamRoutes(tasks, hub, { historyMax: config.logHistoryMax, backpressureBytes: config.wsBackpressureBytes }))
 }
 
 export type App = ReturnType<typeof createApp>

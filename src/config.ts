@@ -12,7 +12,7 @@ export interface Config {
   maxBatch: number
   /** Largest accepted request body; a larger one is a 413 before it is read. */
   maxBodyBytes: number
-  /** WebSocket: bytes queued for one slow socket before it is closed with 1013. */
+  /** WebSocket: bytes queued for one slow socket before it is closed with 1013 (hard cap: 16x). */
   wsBackpressureBytes: number
   /** WebSocket: seconds of silence before a peer is considered dead (pings are sent before). */
   wsIdleTimeoutSeconds: number
@@ -60,7 +60,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxMetadataBytes,
     maxBatch,
     maxBodyBytes: integer(env, 'MAX_BODY_BYTES', defaultBody, 1024, 1024 * 1024 * 1024),
-    wsBackpressureBytes: integer(env, 'WS_BACKPRESSURE_BYTES', 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    wsBackpressureBytes: integer(env, 'WS_BACKPRESSURE_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
     wsIdleTimeoutSeconds: integer(env, 'WS_IDLE_TIMEOUT_SECONDS', 60, 5, 960),
   }
 }

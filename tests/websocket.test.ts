@@ -179,3 +179,41 @@ describe.each(['memory', 'redis'] as const)('WebSocket protocol (%s history)', (
     client.close()
   })
 })
+
+describe('slow readers', () => {
+  test('a reader that stops reading is closed with 1013 and can resume with since, without gaps', async () => {
+    const server = await startServer({ env: { WS_BACKPRESSURE_BYTES: String(256 * 1024) } })
+    try {
+      const task = await createTask(server)
+      const sub = task.subtasks[0]!.subtask_id
+      const slow = await watch(server, task.task_id)
+      const fast = await watch(server, task.task_id)
+      ;(slow.socket as WebSocket & { pause(): boolean }).pause()
+      // ~24 MB at ~6 MB/s: more than the kernel's socket buffers and the server's limit together.
+      const big = 'x'.repeat(60_000)
+      for (let batch = 0; batch < 80; batch++) {
+        const res = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
+          logs: Array.from({ length: 5 }, (_, i) => ({ level: 'info', message: `${batch * 5 + i} ${big}` })),
+        })
+        expect(res.status).toBe(201)
+        await fast.logs(5, 10_000)
+        await Bun.sleep(50)
+      }
+      ;(slow.socket as WebSocket & { resume(): boolean }).resume()
+      const closed = await slow.closed
+      expect(closed.code).toBe(1013)
+      // What arrived before the close is gap-free; resuming from its last id gets the rest.
+      const got = slow.frames.filter((f) => f.type === 'log').map((f) => Number(f.data.message.split(' ')[0]))
+      expect(got).toEqual(got.map((_, i) => i))
+      const lastId = slow.frames.filter((f) => f.type === 'log').at(-1)?.data.id
+      const resumed = await WsClient.connect(`${server.wsUrl}/api/v1/ws/tasks/${task.task_id}/logs${lastId ? `?since=${lastId}` : '?history=10000'}`)
+      await resumed.nextOfType('subscribed')
+      const rest = (await resumed.logs(400 - got.length, 10_000)).map((l) => Number(l.message.split(' ')[0]))
+      expect([...got, ...rest]).toEqual(Array.from({ length: 400 }, (_, i) => i))
+      resumed.close()
+      fast.close()
+    } finally {
+      await server.stop()
+    }
+  }, 30_000)
+})

@@ -15,8 +15,11 @@ export interface Watcher {
   readonly socket?: ServerWebSocket<unknown>
   /** Called once history is read, before any replayed log. `recovered` is set when `since` was given. */
   subscribed(taskId: string, recovered: boolean | undefined): void
-  sendLog(log: LiveLog, frame: string): void
-  sendStatus(data: string, frame: string): void
+  /** Sends one frame directly; true when the reader is behind and the sender should await `drained`. */
+  sendLog(log: LiveLog, frame: string): boolean
+  sendStatus(data: string, frame: string): boolean
+  /** Resolves when the reader has caught up (or is gone). */
+  drained(): Promise<void>
   /** Too many live logs arrived while history was being replayed to a slow reader. */
   overflow(): void
 }
@@ -29,7 +32,10 @@ export interface ReplayRequest {
 }
 
 /** Live frames held for a watcher while its history is read (see `watch`). */
-type Pending = { id?: string; log?: LiveLog; data?: string; frame: string }[]
+type Pending = ({ log: LiveLog; frame: string } | { status: string; frame: string })[]
+
+/** History is replayed in pages of this many logs, so a long replay never sits in memory at once. */
+const REPLAY_PAGE = 500
 
 /** The topic of one task at one minimum level: a log of level L is published to every topic of level <= L. */
 export const topicOf = (taskId: string, level: Level) => `${taskId}:${level}`
@@ -88,31 +94,45 @@ export class Hub {
     if (!held) this.replaying.set(taskId, (held = new Map()))
     const pending: Pending = []
     held.set(watcher, pending)
+    const watching = () => held.get(watcher) === pending
     try {
-      const limit = replay.since !== undefined ? this.limits.replayMax : Math.min(replay.history!, this.limits.replayMax)
-      const result = await this.history.replay(taskId, replay.since, limit)
-      if (held.get(watcher) !== pending) return // unwatched meanwhile
-      watcher.subscribed(taskId, replay.since !== undefined ? result.recovered : undefined)
+      const paged = replay.since !== undefined
+      let page = await this.history.replay(taskId, replay.since, paged ? REPLAY_PAGE : Math.min(replay.history!, this.limits.replayMax))
+      if (!watching()) return
+      watcher.subscribed(taskId, paged ? page.recovered : undefined)
       const min = levelRank(watcher.minLevel)
       let last = replay.since
-      for (const stored of result.logs) {
-        if (levelRank(stored.level) < min) continue
-        const log = toLiveLog(stored)
-        watcher.sendLog(log, rawFrame('log', log.data))
-        last = log.id
+      for (;;) {
+        for (const stored of page.logs) {
+          if (levelRank(stored.level) < min) continue
+          const log = toLiveLog(stored)
+          if (watcher.sendLog(log, rawFrame('log', log.data))) await watcher.drained()
+          if (!watching()) return
+        }
+        if (page.logs.length) last = page.logs[page.logs.length - 1]!.id
+        if (!paged || page.logs.length < REPLAY_PAGE) break
+        page = await this.history.replay(taskId, last, REPLAY_PAGE)
+        if (!watching()) return
       }
-      if (result.logs.length) last = result.logs[result.logs.length - 1]!.id
-      for (const item of pending) {
-        if (item.log) {
-          if (last === undefined || compareLogIds(item.log.id, last) > 0) watcher.sendLog(item.log, item.frame)
-        } else watcher.sendStatus(item.data!, item.frame)
+      // Flush what was published meanwhile; it may grow while we wait for the reader, so
+      // only an empty queue (checked in the same tick as going live) ends the replay.
+      for (let i = 0; i < pending.length; i++) {
+        const item = pending[i]!
+        let behind = false
+        if ('status' in item) behind = watcher.sendStatus(item.status, item.frame)
+        else if (last === undefined || compareLogIds(item.log.id, last) > 0) {
+          behind = watcher.sendLog(item.log, item.frame)
+          last = item.log.id
+        }
+        if (behind) await watcher.drained()
+        if (!watching()) return
       }
       this.goLive(taskId, watcher)
     } catch (error) {
-      if (held.get(watcher) === pending) this.count(taskId, watcher.minLevel, -1)
+      if (watching()) this.count(taskId, watcher.minLevel, -1)
       throw error
     } finally {
-      if (held.get(watcher) === pending) held.delete(watcher)
+      if (watching()) held.delete(watcher)
       if (held.size === 0 && this.replaying.get(taskId) === held) this.replaying.delete(taskId)
     }
   }
@@ -146,7 +166,7 @@ export class Hub {
       const text = rawFrame('log', log.data, timestamp)
       for (let r = 0; r <= rank; r++) this.server?.publish(topicOf(taskId, LEVELS[r]!), text)
       if (listeners) for (const w of listeners) if (levelRank(w.minLevel) <= rank) w.sendLog(log, text)
-      if (held) this.hold(held, (w) => levelRank(w.minLevel) <= rank, { id: log.id, log, frame: text })
+      if (held) this.hold(held, (w) => levelRank(w.minLevel) <= rank, { log, frame: text })
     }
     return this.subscriberCount(taskId, LEVELS[top])
   }
@@ -166,7 +186,7 @@ export class Hub {
     for (const level of LEVELS) this.server?.publish(topicOf(taskId, level), text)
     for (const w of this.listeners.get(taskId) ?? []) w.sendStatus(data, text)
     const held = this.replaying.get(taskId)
-    if (held) this.hold(held, () => true, { data, frame: text })
+    if (held) this.hold(held, () => true, { status: data, frame: text })
   }
 
   private hold(held: Map<Watcher, Pending>, accepts: (w: Watcher) => boolean, item: Pending[number]): void {

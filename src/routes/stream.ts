@@ -14,6 +14,44 @@ const LOG_ID = /^\d{1,15}-\d{1,15}$/
 export const MAX_SUBSCRIPTIONS = 100
 /** SSE comment heartbeat, so proxies and clients see a live connection. */
 const SSE_HEARTBEAT_MS = 15_000
+/** How often sockets are checked for readers that fall behind. */
+const SLOW_READER_CHECK_MS = 250
+
+/**
+ * Closes WebSockets whose unsent frames exceed `limitBytes` with 1013, so a slow reader
+ * learns to reconnect with `since` instead of growing server memory. (Bun's own
+ * closeOnBackpressureLimit, set at 16 times this limit in app.ts, only catches bursts and
+ * closes abruptly with 1006.) The check runs on a timer, never on the fan-out path.
+ */
+class SlowReaderGuard {
+  private readonly sockets = new Set<ServerWebSocket<unknown>>()
+  private timer: ReturnType<typeof setInterval> | undefined
+
+  constructor(private readonly limitBytes: number) {}
+
+  add(socket: ServerWebSocket<unknown>): void {
+    this.sockets.add(socket)
+    this.timer ??= setInterval(() => this.check(), SLOW_READER_CHECK_MS)
+    this.timer.unref?.()
+  }
+
+  delete(socket: ServerWebSocket<unknown>): void {
+    this.sockets.delete(socket)
+    if (this.sockets.size === 0 && this.timer) {
+      clearInterval(this.timer)
+      this.timer = undefined
+    }
+  }
+
+  private check(): void {
+    for (const socket of this.sockets) {
+      if (socket.getBufferedAmount() > this.limitBytes) {
+        this.delete(socket)
+        socket.close(1013, 'Too slow: reconnect with since=<last id> to resume')
+      }
+    }
+  }
+}
 
 /** Validated stream options, shared by the WebSocket URL, its subscribe action and SSE. */
 interface StreamOptions extends ReplayRequest {
@@ -38,10 +76,21 @@ class Connection {
   /** Actions wait until the URL's own subscription is set up, so frames keep their order. */
   ready: Promise<void> = Promise.resolve()
   closed = false
+  private drainWaiters: (() => void)[] = []
   constructor(
     readonly socket: ServerWebSocket<unknown>,
     readonly minLevel: Level,
   ) {}
+
+  /** Bun's send() returns -1 when the frame was queued behind unsent data. */
+  private send = (text: string): boolean => this.socket.send(text) === -1
+
+  /** Wakes replays waiting for this socket to catch up; also called on close. */
+  drained(): void {
+    const waiters = this.drainWaiters
+    this.drainWaiters = []
+    for (const wake of waiters) wake()
+  }
 
   watcher(minLevel: Level): Watcher {
     const socket = this.socket
@@ -50,15 +99,18 @@ class Connection {
       socket,
       subscribed: (task_id, recovered) =>
         socket.send(frame('subscribed', recovered === undefined ? { task_id } : { task_id, recovered })),
-      sendLog: (_log, text) => socket.send(text),
-      sendStatus: (_data, text) => socket.send(text),
+      sendLog: (_log, text) => this.send(text),
+      sendStatus: (_data, text) => this.send(text),
+      drained: () => (this.closed ? Promise.resolve() : new Promise((wake) => this.drainWaiters.push(wake))),
       overflow: () => socket.close(1013, 'Too slow: live logs overflowed while history was replayed'),
     }
   }
 }
 
-export const streamRoutes = (tasks: TaskStore, hub: Hub, historyMax: number) => {
+export const streamRoutes = (tasks: TaskStore, hub: Hub, limits: { historyMax: number; backpressureBytes: number }) => {
+  const { historyMax } = limits
   const connections = new WeakMap<object, Connection>()
+  const slowReaders = new SlowReaderGuard(limits.backpressureBytes)
 
   /** Subscribes a connection to a task; returns an error message for the client, or undefined. */
   async function subscribe(conn: Connection, taskId: unknown, options: StreamOptions): Promise<string | undefined> {
@@ -131,6 +183,7 @@ export const streamRoutes = (tasks: TaskStore, hub: Hub, historyMax: number) => 
         }
         const conn = new Connection(ws.raw as ServerWebSocket<unknown>, options.minLevel)
         connections.set(ws.raw, conn)
+        slowReaders.add(conn.socket)
         conn.ready = subscribe(conn, taskId, options).then((problem) => {
           if (problem && !conn.closed) ws.close(1008, problem)
         })
@@ -141,10 +194,15 @@ export const streamRoutes = (tasks: TaskStore, hub: Hub, historyMax: number) => 
         await conn.ready
         await act(conn, message)
       },
+      drain(ws) {
+        connections.get(ws.raw)?.drained()
+      },
       close(ws) {
         const conn = connections.get(ws.raw)
         if (!conn) return
         conn.closed = true
+        conn.drained()
+        slowReaders.delete(conn.socket)
         for (const [taskId, watcher] of conn.subscriptions) hub.unwatch(taskId, watcher)
         conn.subscriptions.clear()
       },
@@ -176,45 +234,64 @@ export const streamRoutes = (tasks: TaskStore, hub: Hub, historyMax: number) => 
     )
 }
 
+/** Frames queued for one SSE reader before it is dropped; EventSource then reconnects with Last-Event-ID. */
+const SSE_QUEUE_MAX = 1_000
+/** Replay pauses while more than this many frames wait for the reader. */
+const SSE_QUEUE_REPLAY = 64
+
 function sseResponse(hub: Hub, taskId: string, options: StreamOptions): Response {
   const encoder = new TextEncoder()
+  let controller!: ReadableStreamDefaultController<Uint8Array>
   let heartbeat: ReturnType<typeof setInterval> | undefined
-  let watcher: Watcher | undefined
+  let open = true
+  let pullWaiters: (() => void)[] = []
+  const wake = () => {
+    const waiters = pullWaiters
+    pullWaiters = []
+    for (const w of waiters) w()
+  }
   const stop = () => {
+    if (!open) return
+    open = false
     clearInterval(heartbeat)
-    if (watcher) hub.unwatch(taskId, watcher)
-    watcher = undefined
+    hub.unwatch(taskId, watcher)
+    wake()
+  }
+  const end = () => {
+    stop()
+    controller.close()
+  }
+  /** Queues one event; true when the reader is behind. */
+  const write = (text: string): boolean => {
+    if (!open) return false
+    const queued = -(controller.desiredSize ?? 0)
+    if (queued >= SSE_QUEUE_MAX) {
+      end()
+      return false
+    }
+    controller.enqueue(encoder.encode(text))
+    return queued >= SSE_QUEUE_REPLAY
+  }
+  const watcher: Watcher = {
+    minLevel: options.minLevel,
+    subscribed: (_taskId, recovered) => write(`retry: 2000\n: subscribed${recovered === false ? ' (history has a gap)' : ''}\n\n`),
+    sendLog: (log) => write(`id: ${log.id}\nevent: log\ndata: ${log.data}\n\n`),
+    sendStatus: (data) => write(`event: status\ndata: ${data}\n\n`),
+    drained: () => (open ? new Promise((resolve) => pullWaiters.push(resolve)) : Promise.resolve()),
+    overflow: end,
   }
   const stream = new ReadableStream<Uint8Array>(
     {
-      start(controller) {
-        const write = (text: string) => {
-          if (!watcher) return
-          // A reader that stops reading would grow this queue without bound: drop it instead.
-          if ((controller.desiredSize ?? 0) < -1000) {
-            stop()
-            controller.close()
-            return
-          }
-          controller.enqueue(encoder.encode(text))
-        }
-        watcher = {
-          minLevel: options.minLevel,
-          subscribed: (_taskId, recovered) => write(`retry: 2000\n: subscribed${recovered === false ? ' (history has a gap)' : ''}\n\n`),
-          sendLog: (log) => write(`id: ${log.id}\nevent: log\ndata: ${log.data}\n\n`),
-          sendStatus: (data) => write(`event: status\ndata: ${data}\n\n`),
-          overflow: () => {
-            stop()
-            controller.close()
-          },
-        }
+      start(c) {
+        controller = c
         heartbeat = setInterval(() => write(': heartbeat\n\n'), SSE_HEARTBEAT_MS)
         hub.watch(taskId, watcher, options).catch(() => {
-          watcher = undefined
-          stop()
+          open = false // the hub has already forgotten this watcher
+          clearInterval(heartbeat)
           controller.close()
         })
       },
+      pull: wake,
       cancel: stop,
     },
     { highWaterMark: 0 },
