@@ -22,12 +22,18 @@ export interface TestServer {
   stop(): Promise<void>
 }
 
-/** Starts the app. `redisUrl` selects Redis history; `env` overrides configuration variables. */
-export async function startServer(options: { redisUrl?: string; env?: Record<string, string> } = {}): Promise<TestServer> {
+/**
+ * Starts the app. `redisUrl` selects Redis history; `env` overrides configuration variables;
+ * `wrapHistory` may decorate the real history store (e.g. to slow it down).
+ */
+export async function startServer(
+  options: { redisUrl?: string; env?: Record<string, string>; wrapHistory?: (h: HistoryStore) => HistoryStore } = {},
+): Promise<TestServer> {
   const config = loadConfig({ DATABASE_URL: 'sqlite://:memory:', ...options.env, REDIS_URL: options.redisUrl })
   const tasks = await SqlTaskStore.open(config.databaseUrl)
   const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
-  const history = config.redisUrl ? await RedisHistory.connect({ url: config.redisUrl, ...limits }) : new MemoryHistory(limits)
+  const store = config.redisUrl ? await RedisHistory.connect({ url: config.redisUrl, ...limits }) : new MemoryHistory(limits)
+  const history = options.wrapHistory?.(store) ?? store
   const app = createApp({ config, tasks, history }).listen({ hostname: '127.0.0.1', port: 0 })
   const port = app.server!.port
   return {
