@@ -1,0 +1,95 @@
+import { describe, expect, test } from 'bun:test'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig } from '../src/config'
+
+const ROOT = join(import.meta.dir, '..')
+
+function freePort(): number {
+  const server = Bun.serve({ port: 0, fetch: () => new Response() })
+  const port = server.port!
+  server.stop(true)
+  return port
+}
+
+/** Runs `bun run src/index.ts` with the given environment. */
+function start(env: Record<string, string>) {
+  return Bun.spawn(['bun', 'run', 'src/index.ts'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...env },
+    stdout: 'pipe',
+    stderr: 'pipe',
+  })
+}
+
+async function readLine(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const reader = stream.getReader()
+  let text = ''
+  while (!text.includes('\n')) {
+    const { value, done } = await reader.read()
+    if (done) break
+    text += new TextDecoder().decode(value)
+  }
+  reader.releaseLock()
+  return text.split('\n')[0]!
+}
+
+describe('configuration', () => {
+  test('defaults match DESIGN.md', () => {
+    expect(loadConfig({})).toMatchObject({
+      port: 8000,
+      host: '0.0.0.0',
+      redisUrl: undefined,
+      databaseUrl: 'sqlite://data/tasklog.sqlite',
+      logTtlSeconds: 3600,
+      logHistoryMax: 10_000,
+      maxMessageBytes: 65_536,
+      maxMetadataBytes: 16_384,
+      maxBatch: 1000,
+    })
+  })
+
+  test.each([
+    ['PORT', 'abc', 'PORT=abc is invalid: expected a whole number from 0 to 65535'],
+    ['PORT', '70000', 'PORT=70000 is invalid'],
+    ['DATABASE_URL', 'mysql://x', 'DATABASE_URL=mysql://x is invalid: expected a URL starting with sqlite://, postgres://, postgresql://'],
+    ['REDIS_URL', 'localhost:6379', 'REDIS_URL=localhost:6379 is invalid'],
+    ['LOG_TTL_SECONDS', '0', 'LOG_TTL_SECONDS=0 is invalid'],
+    ['MAX_BATCH', '-5', 'MAX_BATCH=-5 is invalid'],
+  ])('%s=%s is refused', (name, value, message) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(message)
+  })
+
+  test('a bad value stops start-up with one line naming the variable, exit code 1', async () => {
+    const proc = start({ PORT: 'abc' })
+    expect(await proc.exited).toBe(1)
+    const stderr = await new Response(proc.stderr).text()
+    expect(stderr.trim()).toBe('tasklog: PORT=abc is invalid: expected a whole number from 0 to 65535')
+  })
+})
+
+describe('the server process', () => {
+  test('starts with embedded defaults, says where things are stored, serves, and shuts down on SIGTERM', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tasklog-'))
+    const port = freePort()
+    const proc = start({ PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: `sqlite://${dir}/nested/tasklog.sqlite` })
+    try {
+      const line = await readLine(proc.stdout)
+      expect(line).toBe(
+        `tasklog listening on http://127.0.0.1:${port} · tasks: sqlite:${dir}/nested/tasklog.sqlite · history: memory (in-process; lost on restart) · docs: /swagger`,
+      )
+      const res = await fetch(`http://127.0.0.1:${port}/api/v1/tasks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ description: 'Test task for WebSocket logging' }),
+      })
+      expect(res.status).toBe(201)
+      expect(await Bun.file(`${dir}/nested/tasklog.sqlite`).exists()).toBe(true)
+      proc.kill('SIGTERM')
+      expect(await proc.exited).toBe(0)
+    } finally {
+      proc.kill('SIGKILL')
+    }
+  }, 20_000)
+})
