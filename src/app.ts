@@ -1,6 +1,7 @@
 import { Elysia } from 'elysia'
 import type { Config } from './config'
 import { ApiError, toErrorResponse } from './errors'
+import { Metrics } from './metrics'
 import type { HistoryStore } from './logs/history-store'
 import { Hub } from './logs/hub'
 import { docsRoutes } from './routes/docs'
@@ -25,7 +26,9 @@ const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i
 /** Builds the whole service; `index.ts` listens, tests build their own with their own stores. */
 export function createApp({ config, tasks, history, decomposer = simpleDecomposer }: AppDeps) {
   const hub = new Hub(history, { replayMax: config.logHistoryMax })
+  const metrics = new Metrics(hub)
   const subtasks = new SubtaskDirectory(tasks)
+  const started = new WeakMap<Request, number>()
   return new Elysia({
     // Validate bodies as sent: the default mirror coerces e.g. a string `metadata` into an object.
     normalize: 'typebox',
@@ -46,6 +49,7 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
       if (server) hub.attach(server)
     })
     .onRequest(({ request }) => {
+      started.set(request, performance.now())
       const length = Number(request.headers.get('content-length'))
       if (length > config.maxBodyBytes)
         throw new ApiError('payload_too_large', `Request body is ${length} bytes; at most ${config.maxBodyBytes} are accepted`)
@@ -65,18 +69,26 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
         throw new ApiError('validation', 'Request body is not valid JSON', [{ path: '/', message: 'malformed JSON' }])
       }
     })
+    .onAfterResponse(({ request, route, set }) => {
+      const start = started.get(request)
+      if (start === undefined || !route) return
+      metrics.requestFinished(request.method, route, Number(set.status ?? 200), (performance.now() - start) / 1000)
+    })
     .onError(({ code, error, set }) => {
       const failure = toErrorResponse(code, error)
       if (failure.code === 'internal') console.error(error)
+      if (failure.code === 'unavailable') metrics.storeErrors++
       set.status = failure.status
       if (failure.headers) Object.assign(set.headers, failure.headers)
       return failure.toJSON()
     })
     .use(docsRoutes)
-    .use(opsRoutes([
-      { name: 'tasks', ping: () => tasks.ping() },
-      { name: 'history', ping: () => history.ping() },
-    ]))
+    .use(
+      opsRoutes(metrics, [
+        { name: 'tasks', ping: () => tasks.ping() },
+        { name: 'history', ping: () => history.ping() },
+      ]),
+    )
     .use(taskRoutes(tasks, decomposer))
     .use(subtaskRoutes(tasks, subtasks, hub))
     .use(
@@ -85,10 +97,11 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
         subtasks,
         history,
         hub,
+        metrics,
         limits: { maxMessageBytes: config.maxMessageBytes, maxMetadataBytes: config.maxMetadataBytes, maxBatch: config.maxBatch },
       }),
     )
-    .use(streamRoutes(tasks, hub, { historyMax: config.logHistoryMax, backpressureBytes: config.wsBackpressureBytes }))
+    .use(streamRoutes(tasks, hub, metrics, { historyMax: config.logHistoryMax, backpressureBytes: config.wsBackpressureBytes }))
 }
 
 export type App = ReturnType<typeof createApp>

@@ -24,6 +24,7 @@ describe('OpenAPI document', () => {
       '/api/v1/tasks/{task_id}/logs',
       '/api/v1/tasks/{task_id}/logs/stream',
       '/health',
+      '/metrics',
       '/ready',
     ])
     for (const [path, methods] of Object.entries<Record<string, any>>(spec.paths)) {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { createTask, json, post, startServer, type TestServer } from './support/server'
+import { createTask, json, post, sendLog, startServer, watch, type TestServer } from './support/server'
 
 let server: TestServer
 beforeAll(async () => {
@@ -190,5 +190,32 @@ describe('errors and operations', () => {
     const ready = await fetch(`${server.url}/ready`)
     expect(ready.status).toBe(200)
     expect(await json(ready)).toEqual({ status: 'ready', components: { tasks: { status: 'ok' }, history: { status: 'ok' } } })
+  })
+})
+
+describe('GET /metrics', () => {
+  test('counts connections, subscriptions, logs by level, frames sent and request durations', async () => {
+    const fresh = await startServer()
+    try {
+      const task = await createTask(fresh)
+      const [a, b] = [await watch(fresh, task.task_id), await watch(fresh, task.task_id, '?level=error')]
+      await sendLog(fresh, task.subtasks[0]!.subtask_id, { level: 'warning', message: 'w' })
+      await sendLog(fresh, task.subtasks[0]!.subtask_id, { level: 'error', message: 'e' })
+      const res = await fetch(`${fresh.url}/metrics`)
+      expect(res.headers.get('content-type')).toStartWith('text/plain')
+      const text = await res.text()
+      const value = (name: string) => Number(text.match(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm'))?.[1])
+      expect(value('tasklog_websocket_connections')).toBe(2)
+      expect(value('tasklog_subscriptions')).toBe(2)
+      expect(value('tasklog_logs_ingested_total{level="warning"}')).toBe(1)
+      expect(value('tasklog_logs_ingested_total{level="error"}')).toBe(1)
+      expect(value('tasklog_logs_ingested_total{level="debug"}')).toBe(0)
+      expect(value('tasklog_frames_sent_total')).toBe(3) // warning to one socket, error to both
+      expect(text).toContain('tasklog_http_request_duration_seconds_count{method="POST",route="/api/v1/subtasks/:subtask_id/log",status="201"} 2')
+      a.close()
+      b.close()
+    } finally {
+      await fresh.stop()
+    }
   })
 })

@@ -53,6 +53,10 @@ export class Hub {
   private readonly listeners = new Map<string, Set<Watcher>>()
   /** Per task: watchers whose history is being read, with the live frames held for them. */
   private readonly replaying = new Map<string, Map<Watcher, Pending>>()
+  /** All subscriptions here, for metrics. */
+  subscriptions = 0
+  /** Live log and status frames delivered, one per accepting subscriber, for metrics. */
+  framesSent = 0
 
   constructor(
     private readonly history: HistoryStore,
@@ -63,18 +67,13 @@ export class Hub {
     this.server = server
   }
 
-  /** Subscribers of the task whose filter accepts a log of `level` (all of them for `debug`). */
+  /** Subscribers of the task whose filter accepts a log of `level`; all of them by default. */
   subscriberCount(taskId: string, level: Level = 'error'): number {
     const counts = this.counts.get(taskId)
     if (!counts) return 0
     let n = 0
     for (let r = levelRank(level); r >= 0; r--) n += counts[r]!
     return n
-  }
-
-  /** Tasks with at least one subscriber here. */
-  watchedTasks(): string[] {
-    return [...this.counts.keys()]
   }
 
   /**
@@ -163,6 +162,7 @@ export class Hub {
       const log = toLiveLog(stored)
       const rank = levelRank(log.level)
       if (rank > top) top = rank
+      this.framesSent += this.subscriberCount(taskId, log.level)
       const text = rawFrame('log', log.data, timestamp)
       for (let r = 0; r <= rank; r++) this.server?.publish(topicOf(taskId, LEVELS[r]!), text)
       if (listeners) for (const w of listeners) if (levelRank(w.minLevel) <= rank) w.sendLog(log, text)
@@ -183,6 +183,7 @@ export class Hub {
       worker_name: subtask.worker_name,
     })
     const text = rawFrame('status', data)
+    this.framesSent += this.subscriberCount(taskId)
     for (const level of LEVELS) this.server?.publish(topicOf(taskId, level), text)
     for (const w of this.listeners.get(taskId) ?? []) w.sendStatus(data, text)
     const held = this.replaying.get(taskId)
@@ -212,6 +213,7 @@ export class Hub {
     let counts = this.counts.get(taskId)
     if (!counts) this.counts.set(taskId, (counts = LEVELS.map(() => 0)))
     counts[levelRank(level)]! += delta
+    this.subscriptions += delta
     if (counts.every((n) => n === 0)) this.counts.delete(taskId)
   }
 }

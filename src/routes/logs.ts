@@ -3,6 +3,7 @@ import { ApiError, notFound } from '../errors'
 import { toNewLogs, type LogLimits } from '../logs/encode'
 import { toLogMessage, type HistoryStore } from '../logs/history-store'
 import type { Hub } from '../logs/hub'
+import type { Metrics } from '../metrics'
 import { compareLogIds } from '../logs/log-id'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { BatchAccepted, LogAccepted, LogBatch, LogHistory, LogHistoryQuery, LogRequest } from '../schemas/log'
@@ -16,14 +17,16 @@ export const logRoutes = (deps: {
   subtasks: SubtaskDirectory
   history: HistoryStore
   hub: Hub
+  metrics: Metrics
   limits: LogLimits & { maxBatch: number }
 }) => {
-  const { tasks, subtasks, history, hub, limits } = deps
+  const { tasks, subtasks, history, hub, metrics, limits } = deps
 
   async function ingest(subtaskId: string, requests: LogRequest[], path: string) {
     const subtask = await subtasks.lookup(subtaskId)
     if (!subtask) throw notFound('Subtask', subtaskId)
     const stored = await history.append(subtask.task_id, toNewLogs(requests, subtask, limits, path))
+    for (const log of stored) metrics.logIngested(log.level)
     return { stored, broadcasted: hub.publishLogs(subtask.task_id, stored) }
   }
 

@@ -1,4 +1,5 @@
 import { Elysia, t } from 'elysia'
+import type { Metrics } from '../metrics'
 
 /** A store /ready checks: its name and a ping that rejects when it does not answer. */
 export interface Dependency {
@@ -29,7 +30,7 @@ const Readiness = t.Object(
   { examples: [{ status: 'ready', components: { tasks: { status: 'ok' }, history: { status: 'ok' } } }] },
 )
 
-export const opsRoutes = (deps: Dependency[]) =>
+export const opsRoutes = (metrics: Metrics, deps: Dependency[]) =>
   new Elysia({ name: 'ops', detail: { tags: ['ops'] } })
     .get('/health', () => ({ status: 'ok' as const }), {
       response: { 200: t.Object({ status: t.Literal('ok') }) },
@@ -47,5 +48,17 @@ export const opsRoutes = (deps: Dependency[]) =>
       {
         response: { 200: Readiness, 503: Readiness },
         detail: { summary: 'Readiness: 200 when every configured store answers, else 503' },
+      },
+    )
+    .get(
+      '/metrics',
+      () => new Response(metrics.render(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } }),
+      {
+        detail: {
+          summary: 'Prometheus metrics',
+          description:
+            'Connections, subscriptions, logs ingested by level, frames sent, store errors and request durations, in the Prometheus text format.',
+          responses: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+        },
       },
     )

@@ -3,6 +3,7 @@ import type { ServerWebSocket } from 'bun'
 import { notFound } from '../errors'
 import { errorFrame, frame } from '../logs/frames'
 import type { Hub, ReplayRequest, Watcher } from '../logs/hub'
+import type { Metrics } from '../metrics'
 import { LEVELS, LevelSchema, LogId, type Level } from '../schemas/common'
 import { ErrorBody } from '../schemas/error'
 import type { TaskStore } from '../tasks/task-store'
@@ -107,7 +108,12 @@ class Connection {
   }
 }
 
-export const streamRoutes = (tasks: TaskStore, hub: Hub, limits: { historyMax: number; backpressureBytes: number }) => {
+export const streamRoutes = (
+  tasks: TaskStore,
+  hub: Hub,
+  metrics: Metrics,
+  limits: { historyMax: number; backpressureBytes: number },
+) => {
   const { historyMax } = limits
   const connections = new WeakMap<object, Connection>()
   const slowReaders = new SlowReaderGuard(limits.backpressureBytes)
@@ -184,6 +190,7 @@ export const streamRoutes = (tasks: TaskStore, hub: Hub, limits: { historyMax: n
         const conn = new Connection(ws.raw as ServerWebSocket<unknown>, options.minLevel)
         connections.set(ws.raw, conn)
         slowReaders.add(conn.socket)
+        metrics.connections++
         conn.ready = subscribe(conn, taskId, options).then((problem) => {
           if (problem && !conn.closed) ws.close(1008, problem)
         })
