@@ -17,8 +17,8 @@
  * - read: pages through the stream inside the script applying the level/subtask filters, so
  *   `limit` matches come back whenever they exist, and never a log older than the TTL (logs
  *   are only physically trimmed on append).
- * - replay: the range plus `recovered` from `max-deleted-entry-id` and the newest entry past its
- *   TTL still present (see the rule in memory-history.ts; both stores share it).
+ * - replay: the range plus `recovered` from `max-deleted-entry-id` and any entry after `since`
+ *   that is past its TTL but not trimmed yet (see the rule in memory-history.ts; both stores share it).
  *
  * Outages: the client never queues commands while disconnected (`disableOfflineQueue`), every
  * call is bounded by `timeoutMs` (default 2 s; node-redis' own command timeout only covers the
@@ -102,12 +102,18 @@ end
 -- Trimming removes a prefix of the stream; remember the highest id removed.
 local removed = nil
 local c = cutoff(ttlMs)
-if c then
-  local old = redis.call('XREVRANGE', key, '(' .. c, '-', 'COUNT', 1)
-  if old[1] then
-    removed = old[1][1]
-    redis.call('XTRIM', key, 'MINID', c)
+-- Usually nothing has expired: the first entry answers that in O(1). Otherwise walk the
+-- expired prefix forward (a reverse range ending at the cutoff scans large streams: ~1 ms).
+if c and lt(redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1][1], c) then
+  local from = '-'
+  while true do
+    local old = redis.call('XRANGE', key, from, '(' .. c, 'COUNT', 1000)
+    if #old == 0 then break end
+    removed = old[#old][1]
+    if #old < 1000 then break end
+    from = '(' .. removed
   end
+  redis.call('XTRIM', key, 'MINID', c)
 end
 local len = redis.call('XLEN', key)
 local excess = len - maxLen
@@ -218,12 +224,9 @@ if since ~= '' then
     if info[i] == 'max-deleted-entry-id' then removed = info[i + 1] end
   end
   if removed == '0-0' then removed = nil end
-  if c then
-    -- Entries past their TTL not trimmed yet count as removed; they are above every trimmed id.
-    local expired = redis.call('XREVRANGE', key, '(' .. c, '-', 'COUNT', 1)
-    if expired[1] then removed = expired[1][1] end
-  end
   if removed and lt(since, removed) then recovered = 0 end
+  -- Entries past their TTL but not trimmed yet count as removed: is one of them after since?
+  if c and lt(since, c) and #redis.call('XRANGE', key, '(' .. since, '(' .. c, 'COUNT', 1) > 0 then recovered = 0 end
 end
 return { recovered, out }
 `
