@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { startRedis, type RedisServer } from './support/redis-server'
-import { createTask, json, post, sendLog, startServer, watch, type TestServer } from './support/server'
+import { WsClient, createTask, json, post, sendLog, startServer, watch, type TestServer } from './support/server'
 
 describe('Redis outage', () => {
   let redis: RedisServer
@@ -36,7 +36,10 @@ describe('Redis outage', () => {
     // A subscribe that needs history gets an error frame, not a dropped connection.
     const other = await createTask(server)
     watcher.send({ action: 'subscribe', task_id: other.task_id, history: 10 })
-    expect((await watcher.nextOfType('error')).data.message).toContain('unavailable')
+    expect((await watcher.nextOfType('error')).data).toMatchObject({ code: 'unavailable' })
+    // A new connection that needs history is told to come back later (1013), not to give up (1008).
+    const late = await WsClient.connect(`${server.wsUrl}/api/v1/ws/tasks/${task.task_id}/logs?history=5`)
+    expect((await late.closed).code).toBe(1013)
 
     await redis.restart()
     let after: Response | undefined

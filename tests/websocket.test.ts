@@ -86,7 +86,7 @@ describe.each(['memory', 'redis'] as const)('WebSocket protocol (%s history)', (
     client.send({ action: 'subscribe', task_id: '00000000-0000-4000-8000-000000000000' })
     expect(await client.next()).toMatchObject({ type: 'error', data: { code: 'not_found' } })
     client.send({ action: 'subscribe', task_id: a.task_id })
-    expect((await client.next()).type).toBe('error') // already subscribed
+    expect(await client.next()).toMatchObject({ type: 'error', data: { code: 'already_subscribed' } })
     client.close()
   })
 

@@ -149,6 +149,7 @@ export class LogStreamClient {
     this.armWatchdog()
     socket.addEventListener('open', () => {
       if (socket !== this.socket) return
+      if (!this.tasks.has(taskId)) this.send({ action: 'unsubscribe', task_id: taskId }) // dropped while connecting
       for (const id of this.tasks.keys()) if (id !== taskId) this.sendSubscribe(id)
       this.heartbeat = setInterval(() => {
         this.send({ action: 'ping' })

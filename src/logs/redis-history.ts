@@ -21,8 +21,8 @@
  *   that is past its TTL but not trimmed yet (see the rule in memory-history.ts; both stores share it).
  *
  * Outages: the client never queues commands while disconnected (`disableOfflineQueue`), every
- * call is bounded by `timeoutMs` (default 2 s; node-redis' own command timeout only covers the
- * wait before a command is written, so a hung server is caught by our own deadline), every
+ * call is bounded by `timeoutMs` (default 2 s) with our own deadline (node-redis' per-command
+ * timeout costs an AbortSignal per command and does not cover the wait for the reply), every
  * failure is a StoreUnavailableError, and the client reconnects forever in the background.
  * Caveat: when the deadline fires after an append was written, Redis may still apply it.
  */
@@ -287,8 +287,6 @@ export class RedisHistory implements HistoryStore {
       disableOfflineQueue: true,
       // Keeps an idle connection active so that socketTimeout only fires on a dead peer.
       pingInterval: 1000,
-      // Bounds the wait before a command is written (not the wait for its reply).
-      commandOptions: { timeout: this.#timeoutMs },
       socket: {
         connectTimeout: this.#timeoutMs,
         // A connection that neither reads nor writes for this long (pings included) is dead:

@@ -61,6 +61,12 @@ interface StreamOptions extends ReplayRequest {
 
 class InvalidOption extends Error {}
 
+/** Why a subscription failed: the `code` and `message` of the error frame. */
+interface Problem {
+  code: 'not_found' | 'already_subscribed' | 'too_many_subscriptions' | 'unavailable'
+  message: string
+}
+
 function parseOptions(raw: Record<string, unknown>, defaults: { minLevel: Level }, historyMax: number): StreamOptions {
   const { since, history, level } = raw
   if (since !== undefined && (typeof since !== 'string' || !LOG_ID.test(since)))
@@ -118,12 +124,17 @@ export const streamRoutes = (
   const connections = new WeakMap<object, Connection>()
   const slowReaders = new SlowReaderGuard(limits.backpressureBytes)
 
-  /** Subscribes a connection to a task; returns an error message for the client, or undefined. */
-  async function subscribe(conn: Connection, taskId: unknown, options: StreamOptions): Promise<string | undefined> {
-    if (typeof taskId !== 'string' || !UUID.test(taskId)) return `Task ${String(taskId)} not found`
-    if (conn.subscriptions.has(taskId)) return `Already subscribed to task ${taskId}`
-    if (conn.subscriptions.size >= MAX_SUBSCRIPTIONS) return `At most ${MAX_SUBSCRIPTIONS} subscriptions per connection`
-    if (!(await tasks.getTask(taskId))) return `Task ${taskId} not found`
+  /** Subscribes a connection to a task; returns what went wrong for the client, or undefined. */
+  async function subscribe(conn: Connection, taskId: unknown, options: StreamOptions): Promise<Problem | undefined> {
+    if (typeof taskId !== 'string' || !UUID.test(taskId)) return { code: 'not_found', message: `Task ${String(taskId)} not found` }
+    if (conn.subscriptions.has(taskId)) return { code: 'already_subscribed', message: `Already subscribed to task ${taskId}` }
+    if (conn.subscriptions.size >= MAX_SUBSCRIPTIONS)
+      return { code: 'too_many_subscriptions', message: `At most ${MAX_SUBSCRIPTIONS} subscriptions per connection` }
+    try {
+      if (!(await tasks.getTask(taskId))) return { code: 'not_found', message: `Task ${taskId} not found` }
+    } catch {
+      return { code: 'unavailable', message: 'The task store is unavailable; subscribe again later' }
+    }
     if (conn.closed) return
     const watcher = conn.watcher(options.minLevel)
     conn.subscriptions.set(taskId, watcher)
@@ -131,7 +142,7 @@ export const streamRoutes = (
       await hub.watch(taskId, watcher, options)
     } catch {
       if (conn.subscriptions.get(taskId) === watcher) conn.subscriptions.delete(taskId)
-      return `History of task ${taskId} is unavailable; subscribe again later`
+      return { code: 'unavailable', message: `History of task ${taskId} is unavailable; subscribe again later` }
     }
   }
 
@@ -152,7 +163,7 @@ export const streamRoutes = (
           return void send('validation', (e as Error).message)
         }
         const problem = await subscribe(conn, taskId, options)
-        if (problem) send(problem.endsWith('not found') ? 'not_found' : 'subscribe_failed', problem)
+        if (problem) send(problem.code, problem.message)
         return
       }
       case 'unsubscribe': {
@@ -191,8 +202,9 @@ export const streamRoutes = (
         connections.set(ws.raw, conn)
         slowReaders.add(conn.socket)
         metrics.connections++
+        // 1008 tells clients to give up (unknown task); 1013 to come back later (a store is down).
         conn.ready = subscribe(conn, taskId, options).then((problem) => {
-          if (problem && !conn.closed) ws.close(1008, problem)
+          if (problem && !conn.closed) ws.close(problem.code === 'unavailable' ? 1013 : 1008, problem.message)
         })
       },
       async message(ws, message) {

@@ -1,0 +1,117 @@
+#!/usr/bin/env bun
+/**
+ * Follows a task's logs in real time over WebSocket, with colored output by level.
+ *
+ *   bun examples/websocket-client.ts <task_id> [base_url] [--also <task_id>]... [--level <min>] [--history <n>]
+ *
+ * base_url defaults to ws://localhost:8000. Reconnects with backoff and resumes after the
+ * last log seen (no gaps, no duplicates); pings the server to notice dead connections.
+ * Ctrl+C exits with 0; an unknown task (close code 1008) exits with 1.
+ */
+import { LEVELS, LogStreamClient, isLevel, isUuid, type Level, type LogMessage, type StatusChange } from '../src/client'
+
+const USAGE = `Usage: bun examples/websocket-client.ts <task_id> [base_url] [--also <task_id>]... [--level <min>] [--history <n>]
+
+  task_id         the task to follow (a UUID)
+  base_url        tasklog server (default ws://localhost:8000)
+  --also <id>     follow another task on the same connection (repeatable)
+  --level <min>   only this level and above: ${LEVELS.join(', ')}
+  --history <n>   first show the task's last n logs`
+
+const useColor = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR
+const paint = (sgr: string, text: string) => (useColor ? `\x1b[${sgr}m${text}\x1b[0m` : text)
+const LEVEL_SGR: Record<Level, string> = { debug: '36', info: '32', warning: '33', error: '1;31' }
+
+/** One log as terminal lines: `[time] LEVEL message`, then each metadata field indented. */
+export function formatLog(log: LogMessage, options: { showTask?: boolean; metadata?: boolean } = {}): string {
+  const time = log.timestamp.slice(11, 23)
+  const task = options.showTask ? `${paint('2', log.task_id.slice(0, 8))} ` : ''
+  const lines = [`${paint('2', `[${time}]`)} ${task}${paint(LEVEL_SGR[log.level], log.level.toUpperCase().padEnd(7))} ${log.message}`]
+  if (options.metadata !== false)
+    for (const [key, value] of Object.entries(log.metadata ?? {})) lines.push(`    ${paint('2', `${key}:`)} ${JSON.stringify(value)}`)
+  return lines.join('\n')
+}
+
+export function formatStatus(change: StatusChange): string {
+  const worker = change.worker_name ? ` by ${change.worker_name}` : ''
+  return paint('35', `● subtask ${change.subtask_id} is ${change.status}${worker} (task ${change.task_status})`)
+}
+
+interface Args {
+  taskIds: string[]
+  baseUrl: string
+  level?: Level
+  history?: number
+}
+
+/** Parses the command line; returns an error message for bad input. */
+function parseArgs(argv: string[]): Args | string {
+  const positional: string[] = []
+  const also: string[] = []
+  let level: Level | undefined
+  let history: number | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === '-h' || arg === '--help') return ''
+    if (!arg.startsWith('--')) {
+      positional.push(arg)
+      continue
+    }
+    const value = argv[++i]
+    if (value === undefined) return `${arg} needs a value`
+    if (arg === '--also') also.push(value)
+    else if (arg === '--level') {
+      if (!isLevel(value)) return `Invalid level: ${value}. Must be one of: ${LEVELS.join(', ')}`
+      level = value
+    } else if (arg === '--history') {
+      if (!/^\d+$/.test(value)) return `Invalid --history: ${value}. Must be a whole number`
+      history = Number(value)
+    } else return `Unknown option ${arg}`
+  }
+  const [taskId, baseUrl = 'ws://localhost:8000', ...extra] = positional
+  if (!taskId) return ''
+  if (extra.length) return `Unexpected argument ${extra[0]}`
+  for (const id of [taskId, ...also]) if (!isUuid(id)) return `Invalid task ID: ${id} (expected a UUID such as 550e8400-e29b-41d4-a716-446655440000)`
+  if (!URL.canParse(baseUrl)) return `Invalid base URL: ${baseUrl}`
+  return { taskIds: [taskId, ...also], baseUrl, level, history }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv)
+  if (typeof args === 'string') {
+    if (args) console.error(`Error: ${args}\n`)
+    console.error(USAGE)
+    return 1
+  }
+  const client = new LogStreamClient(args.baseUrl, { level: args.level })
+  const showTask = args.taskIds.length > 1
+
+  client.on('open', ({ url }) => console.log(paint('2', `Connected to ${url}`)))
+  client.on('subscribed', ({ task_id }) => console.log(paint('32', `✓ Subscribed to task ${task_id}`)))
+  client.on('log', (log) => console.log(formatLog(log, { showTask })))
+  client.on('status', (change) => console.log(formatStatus(change)))
+  client.on('gap', ({ task_id, since }) =>
+    console.log(paint('33', `⚠ Some logs of task ${task_id} after ${since} expired before they could be replayed`)),
+  )
+  client.on('error', ({ message }) => console.error(paint('31', `✗ ${message}`)))
+  client.on('close', ({ code, reason, reconnecting }) => {
+    if (reconnecting) console.log(paint('33', `Connection lost (code ${code}${reason ? `: ${reason}` : ''})`))
+  })
+  client.on('reconnecting', ({ attempt, delayMs }) =>
+    console.log(paint('33', `Reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt})…`)),
+  )
+
+  console.log(`Connecting to ${client.baseUrl} for task ${args.taskIds.join(', ')} (Ctrl+C to stop)`)
+  for (const taskId of args.taskIds) client.subscribe(taskId, { history: args.history })
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => client.close())
+
+  const { code, reason } = await client.closed
+  if (code === 1008) {
+    console.error(paint('31', `✗ ${reason || 'Task not found'} (close code 1008). Check the task id, or create the task first (POST /api/v1/tasks).`))
+    return 1
+  }
+  console.log('Disconnected.')
+  return 0
+}
+
+if (import.meta.main) process.exit(await main(Bun.argv.slice(2)))
