@@ -39,7 +39,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     task = await api.createTask('Test task for WebSocket logging')
   } catch (error) {
-    console.error(`✗ Cannot create a task at ${api.baseUrl}: ${(error as Error).message}. Is the server running (bun run src/index.ts)?`)
+    console.error(
+      `✗ Cannot create a task at ${api.baseUrl}: ${(error as Error).message}. Is the server running (bun run src/index.ts)?`,
+    )
     return 1
   }
   const subtask = task.subtasks[0]!
@@ -76,7 +78,9 @@ async function main(argv: string[]): Promise<number> {
   for (const { client } of watchers) client.close()
   const [first, second] = watchers.map((w) => w.logs.map((log) => log.id).join(','))
   if (!sent || !complete || first !== second) {
-    console.error(`✗ Expected both clients to receive the same ${expected} logs; got ${watchers.map((w) => w.logs.length).join(' and ')}`)
+    console.error(
+      `✗ Expected both clients to receive the same ${expected} logs; got ${watchers.map((w) => w.logs.length).join(' and ')}`,
+    )
     return 1
   }
   console.log(`✓ Both clients received the same ${expected} logs, in the same order`)

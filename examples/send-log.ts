@@ -37,7 +37,12 @@ export const SIMULATED_STEPS: Step[] = [
 ]
 
 /** Sends one line now and reports whether it was stored: `stats` after the attempt. */
-async function sendNow(logger: WorkerLogger, level: Level, message: string, metadata?: Metadata): Promise<{ stored: boolean; stats: LoggerStats }> {
+async function sendNow(
+  logger: WorkerLogger,
+  level: Level,
+  message: string,
+  metadata?: Metadata,
+): Promise<{ stored: boolean; stats: LoggerStats }> {
   const before = logger.stats.sent
   logger.log(level, message, metadata)
   const stats = await logger.flush()
@@ -50,7 +55,10 @@ const failure = (stats: LoggerStats) => {
 }
 
 /** Runs SIMULATED_STEPS, printing one line per log; resolves false at the first line not stored. */
-export async function simulate(logger: WorkerLogger, options: { delayMs?: number; print?: (line: string) => void } = {}): Promise<boolean> {
+export async function simulate(
+  logger: WorkerLogger,
+  options: { delayMs?: number; print?: (line: string) => void } = {},
+): Promise<boolean> {
   const print = options.print ?? console.log
   for (const [i, step] of SIMULATED_STEPS.entries()) {
     const { stored, stats } = await sendNow(logger, step.level, step.message, step.metadata)

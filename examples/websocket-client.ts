@@ -26,9 +26,12 @@ const LEVEL_SGR: Record<Level, string> = { debug: '36', info: '32', warning: '33
 export function formatLog(log: LogMessage, options: { showTask?: boolean; metadata?: boolean } = {}): string {
   const time = log.timestamp.slice(11, 23)
   const task = options.showTask ? `${paint('2', log.task_id.slice(0, 8))} ` : ''
-  const lines = [`${paint('2', `[${time}]`)} ${task}${paint(LEVEL_SGR[log.level], log.level.toUpperCase().padEnd(7))} ${log.message}`]
+  const lines = [
+    `${paint('2', `[${time}]`)} ${task}${paint(LEVEL_SGR[log.level], log.level.toUpperCase().padEnd(7))} ${log.message}`,
+  ]
   if (options.metadata !== false)
-    for (const [key, value] of Object.entries(log.metadata ?? {})) lines.push(`    ${paint('2', `${key}:`)} ${JSON.stringify(value)}`)
+    for (const [key, value] of Object.entries(log.metadata ?? {}))
+      lines.push(`    ${paint('2', `${key}:`)} ${JSON.stringify(value)}`)
   return lines.join('\n')
 }
 
@@ -71,7 +74,8 @@ function parseArgs(argv: string[]): Args | string {
   const [taskId, baseUrl = 'ws://localhost:8000', ...extra] = positional
   if (!taskId) return ''
   if (extra.length) return `Unexpected argument ${extra[0]}`
-  for (const id of [taskId, ...also]) if (!isUuid(id)) return `Invalid task ID: ${id} (expected a UUID such as 550e8400-e29b-41d4-a716-446655440000)`
+  for (const id of [taskId, ...also])
+    if (!isUuid(id)) return `Invalid task ID: ${id} (expected a UUID such as 550e8400-e29b-41d4-a716-446655440000)`
   if (!URL.canParse(baseUrl)) return `Invalid base URL: ${baseUrl}`
   return { taskIds: [taskId, ...also], baseUrl, level, history }
 }
@@ -107,7 +111,12 @@ async function main(argv: string[]): Promise<number> {
 
   const { code, reason } = await client.closed
   if (code === 1008) {
-    console.error(paint('31', `✗ ${reason || 'Task not found'} (close code 1008). Check the task id, or create the task first (POST /api/v1/tasks).`))
+    console.error(
+      paint(
+        '31',
+        `✗ ${reason || 'Task not found'} (close code 1008). Check the task id, or create the task first (POST /api/v1/tasks).`,
+      ),
+    )
     return 1
   }
   console.log('Disconnected.')

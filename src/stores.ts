@@ -9,8 +9,6 @@ import type { TaskStore } from './tasks/task-store'
 export async function openStores(config: Config): Promise<{ tasks: TaskStore; history: HistoryStore }> {
   const tasks = await SqlTaskStore.open(config.databaseUrl)
   const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
-  const history = config.redisUrl
-    ? await RedisHistory.connect({ url: config.redisUrl, ...limits })
-    : new MemoryHistory(limits)
+  const history = config.redisUrl ? await RedisHistory.connect({ url: config.redisUrl, ...limits }) : new MemoryHistory(limits)
   return { tasks, history }
 }

@@ -152,7 +152,10 @@ describe('WorkerLogger', () => {
   test('never throws into the caller; a full queue drops the oldest lines and says so once', async () => {
     const task = await createTask(server)
     const problems: string[] = []
-    const logger = new WorkerLogger(task.subtasks[0]!.subtask_id, server.url, { maxQueueSize: 3, onProblem: (m) => problems.push(m) })
+    const logger = new WorkerLogger(task.subtasks[0]!.subtask_id, server.url, {
+      maxQueueSize: 3,
+      onProblem: (m) => problems.push(m),
+    })
     for (let i = 1; i <= 6; i++) logger.info(`line ${i}`)
     const circular: Record<string, unknown> = {}
     circular.self = circular
@@ -272,7 +275,8 @@ describe('LogStreamClient', () => {
   test('history and level options; an unknown second task is an error event, the rest goes on', async () => {
     const task = await createTask(server)
     const subtaskId = task.subtasks[0]!.subtask_id
-    for (const level of ['debug', 'info', 'warning', 'error'] as const) await sendLog(server, subtaskId, { level, message: `old ${level}` })
+    for (const level of ['debug', 'info', 'warning', 'error'] as const)
+      await sendLog(server, subtaskId, { level, message: `old ${level}` })
     const stream = new LogStreamClient(server.url, { level: 'warning' }) // an http:// base works too
     const seen = record(stream)
     stream.subscribe(task.task_id, { history: 3 })
@@ -440,7 +444,11 @@ describe('LogStreamClient against a misbehaving WebSocket server', () => {
 
   test('replaces a connection that does not answer pings, resuming after the last id', async () => {
     const stub = stubServer([log('5-0')])
-    const stream = new LogStreamClient(stub.url, { heartbeatIntervalMs: 30, pongTimeoutMs: 60, reconnect: { baseDelayMs: 10, maxDelayMs: 20 } })
+    const stream = new LogStreamClient(stub.url, {
+      heartbeatIntervalMs: 30,
+      pongTimeoutMs: 60,
+      reconnect: { baseDelayMs: 10, maxDelayMs: 20 },
+    })
     const seen = record(stream)
     stream.subscribe(TASK)
     await until(() => stub.urls.length >= 2, 'a second connection')

@@ -38,7 +38,10 @@ describe('OpenAPI document', () => {
     expect(create.requestBody.content['application/json'].schema.properties.description.maxLength).toBe(10000)
     expect(create.responses['201']).toBeDefined()
     const log = spec.paths['/api/v1/subtasks/{subtask_id}/log'].post
-    expect(log.requestBody.content['application/json'].schema.properties.level.enum ?? log.requestBody.content['application/json'].schema.properties.level.anyOf).toBeDefined()
+    expect(
+      log.requestBody.content['application/json'].schema.properties.level.enum ??
+        log.requestBody.content['application/json'].schema.properties.level.anyOf,
+    ).toBeDefined()
     expect(log.responses['201'].content['application/json'].schema.properties.broadcasted.type).toBe('integer')
   })
 })
@@ -49,7 +52,15 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)('Swagger UI in a real 
   beforeAll(async () => {
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     })
   })
   afterAll(() => browser?.close())

@@ -7,9 +7,7 @@ import { createTask, json, sendLog, startServer, watch, type TestServer } from '
 const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000'
 const SLOW = 15_000 // ms, for tests that start several processes
 const TIME = String.raw`\[\d\d:\d\d:\d\d\.\d{3}\]`
-const SIMULATED_LINES = SIMULATED_STEPS.map(
-  (s, i) => `[${i + 1}/7] ✓ ${s.level}: ${s.message} (broadcasted to 1 clients)`,
-)
+const SIMULATED_LINES = SIMULATED_STEPS.map((s, i) => `[${i + 1}/7] ✓ ${s.level}: ${s.message} (broadcasted to 1 clients)`)
 
 let server: TestServer
 beforeAll(async () => {
@@ -71,7 +69,11 @@ function describeSeedExamples(language: string, cmds: { client: string[]; sender
       const subtaskId = task.subtasks[0]!.subtask_id
       const client = startExample([...cmds.client, task.task_id, server.wsUrl])
       await client.waitFor(`✓ Subscribed to task ${task.task_id}`)
-      await sendLog(server, subtaskId, { level: 'info', message: 'Processing data', metadata: { progress: 50, stage: { name: 'load' } } })
+      await sendLog(server, subtaskId, {
+        level: 'info',
+        message: 'Processing data',
+        metadata: { progress: 50, stage: { name: 'load' } },
+      })
       await sendLog(server, subtaskId, { level: 'error', message: 'Disk full' })
       await fetch(`${server.url}/api/v1/subtasks/${subtaskId}`, {
         method: 'PATCH',
@@ -119,7 +121,16 @@ function describeSeedExamples(language: string, cmds: { client: string[]; sender
       const task = await createTask(server)
       const watcher = await watch(server, task.task_id)
       const subtaskId = task.subtasks[0]!.subtask_id
-      const result = await runExample([...cmds.sender, 'send', subtaskId, 'warning', 'High memory', server.url, '--metadata', '{"memory_mb":1843}'])
+      const result = await runExample([
+        ...cmds.sender,
+        'send',
+        subtaskId,
+        'warning',
+        'High memory',
+        server.url,
+        '--metadata',
+        '{"memory_mb":1843}',
+      ])
       expect(result.code).toBe(0)
       const [log] = await watcher.logs(1)
       expect(result.stdout).toBe(`✓ Log sent (id ${log.id}): broadcasted to 1 clients\n`)
@@ -143,22 +154,31 @@ function describeSeedExamples(language: string, cmds: { client: string[]; sender
         [`Simulating task execution for subtask ${subtaskId}`, ...SIMULATED_LINES, 'Simulation complete', ''].join('\n'),
       )
       const logs = await watcher.logs(7)
-      expect(logs.map((l) => [l.level, l.message, l.metadata])).toEqual(SIMULATED_STEPS.map((s) => [s.level, s.message, s.metadata]))
+      expect(logs.map((l) => [l.level, l.message, l.metadata])).toEqual(
+        SIMULATED_STEPS.map((s) => [s.level, s.message, s.metadata]),
+      )
       watcher.close()
     })
   })
 
-  test(`${language}: a client follows a simulated run end to end`, async () => {
-    const task = await createTask(server)
-    const client = startExample([...cmds.client, task.task_id, server.wsUrl])
-    await client.waitFor('✓ Subscribed')
-    const sender = await runExample([...cmds.sender, 'simulate', task.subtasks[0]!.subtask_id, server.url, '--delay-ms', '0'])
-    expect(sender.code).toBe(0)
-    await client.waitFor('Task completed successfully')
-    const result = await client.stop('SIGINT')
-    const printed = result.stdout.split('\n').filter((line) => /^\[\d/.test(line)).map((line) => line.slice(15))
-    expect(printed).toEqual(SIMULATED_STEPS.map((s) => `${s.level.toUpperCase().padEnd(7)} ${s.message}`))
-  }, SLOW)
+  test(
+    `${language}: a client follows a simulated run end to end`,
+    async () => {
+      const task = await createTask(server)
+      const client = startExample([...cmds.client, task.task_id, server.wsUrl])
+      await client.waitFor('✓ Subscribed')
+      const sender = await runExample([...cmds.sender, 'simulate', task.subtasks[0]!.subtask_id, server.url, '--delay-ms', '0'])
+      expect(sender.code).toBe(0)
+      await client.waitFor('Task completed successfully')
+      const result = await client.stop('SIGINT')
+      const printed = result.stdout
+        .split('\n')
+        .filter((line) => /^\[\d/.test(line))
+        .map((line) => line.slice(15))
+      expect(printed).toEqual(SIMULATED_STEPS.map((s) => `${s.level.toUpperCase().padEnd(7)} ${s.message}`))
+    },
+    SLOW,
+  )
 }
 
 describeSeedExamples('TypeScript', scripts.ts)
@@ -169,7 +189,18 @@ describe('TypeScript: websocket-client options', () => {
     const [subA, subB] = [a.subtasks[0]!.subtask_id, b.subtasks[0]!.subtask_id]
     await sendLog(server, subA, { level: 'debug', message: 'old debug' })
     await sendLog(server, subA, { level: 'warning', message: 'old warning' })
-    const client = startExample(['bun', 'examples/websocket-client.ts', a.task_id, server.wsUrl, '--also', b.task_id, '--level', 'info', '--history', '5'])
+    const client = startExample([
+      'bun',
+      'examples/websocket-client.ts',
+      a.task_id,
+      server.wsUrl,
+      '--also',
+      b.task_id,
+      '--level',
+      'info',
+      '--history',
+      '5',
+    ])
     await client.waitFor(`✓ Subscribed to task ${b.task_id}`)
     await sendLog(server, subA, { level: 'debug', message: 'new debug' })
     await sendLog(server, subB, { level: 'info', message: 'from b' })
@@ -177,7 +208,10 @@ describe('TypeScript: websocket-client options', () => {
     const result = await client.stop('SIGTERM')
     expect(result.code).toBe(0)
     const logLines = result.stdout.split('\n').filter((line) => /^\[\d/.test(line))
-    expect(logLines.map((line) => line.slice(15))).toEqual([`${a.task_id.slice(0, 8)} WARNING old warning`, `${b.task_id.slice(0, 8)} INFO    from b`])
+    expect(logLines.map((line) => line.slice(15))).toEqual([
+      `${a.task_id.slice(0, 8)} WARNING old warning`,
+      `${b.task_id.slice(0, 8)} INFO    from b`,
+    ])
   })
 
   test('bad options: exit 1 with the reason', async () => {
@@ -206,7 +240,9 @@ describe('TypeScript: worker-agent', () => {
     const subtaskId = task.subtasks[0]!.subtask_id
     const result = await runExample(['bun', 'examples/worker-agent.ts', subtaskId, server.url]) // default pauses: 4 × 300 ms
     expect(result.code).toBe(0)
-    expect(result.stdout).toMatch(/^Worker worker-\d+ executing subtask .+\nLogs: 10 sent, 0 lost\nTask completed successfully\n$/)
+    expect(result.stdout).toMatch(
+      /^Worker worker-\d+ executing subtask .+\nLogs: 10 sent, 0 lost\nTask completed successfully\n$/,
+    )
     const logs = await history(task.task_id)
     expect(logs.map((l) => `${l.level} ${l.message}`)).toEqual([
       'info Task execution started',
@@ -230,37 +266,57 @@ describe('TypeScript: worker-agent', () => {
     expect(result.code).toBe(1)
     expect(result.stderr).toContain('Task failed: storage quota exceeded')
     const last = (await history(task.task_id)).at(-1)
-    expect(last).toMatchObject({ level: 'error', message: 'Task failed: storage quota exceeded', metadata: { step: 'Upload results' } })
+    expect(last).toMatchObject({
+      level: 'error',
+      message: 'Task failed: storage quota exceeded',
+      metadata: { step: 'Upload results' },
+    })
     expect(await subtaskStatus(subtaskId)).toBe('failed')
   })
 
-  test('an unreachable server never blocks the work: it completes, warns and exits 0', async () => {
-    const started = Date.now()
-    const result = await runExample(['bun', 'examples/worker-agent.ts', UNKNOWN_ID, `http://127.0.0.1:${closedPort()}`, '--delay-ms', '0'])
-    expect(result.code).toBe(0)
-    expect(Date.now() - started).toBeLessThan(8_000)
-    expect(result.stdout).toContain('Logs: 0 sent, 10 lost')
-    expect(result.stdout).toContain('Task completed successfully')
-    expect(result.stderr).toContain('Warning: logs not delivered: gave up on')
-    expect(result.stderr).toContain('Warning: could not set status in_progress')
-  }, SLOW)
+  test(
+    'an unreachable server never blocks the work: it completes, warns and exits 0',
+    async () => {
+      const started = Date.now()
+      const result = await runExample([
+        'bun',
+        'examples/worker-agent.ts',
+        UNKNOWN_ID,
+        `http://127.0.0.1:${closedPort()}`,
+        '--delay-ms',
+        '0',
+      ])
+      expect(result.code).toBe(0)
+      expect(Date.now() - started).toBeLessThan(8_000)
+      expect(result.stdout).toContain('Logs: 0 sent, 10 lost')
+      expect(result.stdout).toContain('Task completed successfully')
+      expect(result.stderr).toContain('Warning: logs not delivered: gave up on')
+      expect(result.stderr).toContain('Warning: could not set status in_progress')
+    },
+    SLOW,
+  )
 })
 
 describe('TypeScript: demo', () => {
-  test('runs the whole testing workflow: task, two clients, simulation, history', async () => {
-    const result = await runExample(['bun', 'examples/demo.ts', server.url, '--delay-ms', '0'])
-    expect(result.code).toBe(0)
-    const out = result.stdout
-    const taskId = /task_id: {4}(\S+)/.exec(out)![1]!
-    expect(out).toContain(`[client 1] ✓ subscribed to task ${taskId}`)
-    expect(out).toContain(`[client 2] ✓ subscribed to task ${taskId}`)
-    for (const line of SIMULATED_LINES.map((l) => l.replace('1 clients', '2 clients'))) expect(out).toContain(`[worker]   ${line}`)
-    for (const n of [1, 2]) expect(out.split('\n').filter((l) => l.startsWith(`[client ${n}] [`))).toHaveLength(7)
-    expect(out).toContain('✓ Both clients received the same 7 logs, in the same order')
-    expect(out).toContain(`== Test 3: history (GET /api/v1/tasks/${taskId}/logs?limit=50)\n7 logs, newest first:\n`)
-    expect(out.trimEnd().split('\n').at(-1)).toMatch(new RegExp(`^${TIME} INFO    Task execution started$`))
-    expect((await history(taskId)).map((l) => l.message)).toEqual(SIMULATED_STEPS.map((s) => s.message))
-  }, SLOW)
+  test(
+    'runs the whole testing workflow: task, two clients, simulation, history',
+    async () => {
+      const result = await runExample(['bun', 'examples/demo.ts', server.url, '--delay-ms', '0'])
+      expect(result.code).toBe(0)
+      const out = result.stdout
+      const taskId = /task_id: {4}(\S+)/.exec(out)![1]!
+      expect(out).toContain(`[client 1] ✓ subscribed to task ${taskId}`)
+      expect(out).toContain(`[client 2] ✓ subscribed to task ${taskId}`)
+      for (const line of SIMULATED_LINES.map((l) => l.replace('1 clients', '2 clients')))
+        expect(out).toContain(`[worker]   ${line}`)
+      for (const n of [1, 2]) expect(out.split('\n').filter((l) => l.startsWith(`[client ${n}] [`))).toHaveLength(7)
+      expect(out).toContain('✓ Both clients received the same 7 logs, in the same order')
+      expect(out).toContain(`== Test 3: history (GET /api/v1/tasks/${taskId}/logs?limit=50)\n7 logs, newest first:\n`)
+      expect(out.trimEnd().split('\n').at(-1)).toMatch(new RegExp(`^${TIME} INFO    Task execution started$`))
+      expect((await history(taskId)).map((l) => l.message)).toEqual(SIMULATED_STEPS.map((s) => s.message))
+    },
+    SLOW,
+  )
 
   test('without a server: says so and exits 1', async () => {
     const result = await runExample(['bun', 'examples/demo.ts', `http://127.0.0.1:${closedPort()}`])

@@ -77,7 +77,10 @@ describe.each(factories)('%s', (_name, make) => {
     const before = Date.now()
     const single: StoredLog[] = []
     for (let i = 0; i < 50; i++) single.push(...(await s.append(task, [newLog(task, sub, 'info', `s${i}`)])))
-    const batch = await s.append(task, Array.from({ length: 500 }, (_, i) => newLog(task, sub, 'debug', `b${i}`)))
+    const batch = await s.append(
+      task,
+      Array.from({ length: 500 }, (_, i) => newLog(task, sub, 'debug', `b${i}`)),
+    )
     const all = [...single, ...batch].map((l) => l.id)
     for (const id of all) expect(id).toMatch(/^\d{1,15}-\d{1,15}$/)
     const ms = Number(all[0]!.split('-')[0])
@@ -107,8 +110,14 @@ describe.each(factories)('%s', (_name, make) => {
     // Two concurrent batches: each one's entries are contiguous in the history.
     const t2 = uuid()
     const [a, b] = await Promise.all([
-      s.append(t2, Array.from({ length: 60 }, (_, i) => newLog(t2, sub, 'info', `a${i}`))),
-      s.append(t2, Array.from({ length: 60 }, (_, i) => newLog(t2, sub, 'info', `b${i}`))),
+      s.append(
+        t2,
+        Array.from({ length: 60 }, (_, i) => newLog(t2, sub, 'info', `a${i}`)),
+      ),
+      s.append(
+        t2,
+        Array.from({ length: 60 }, (_, i) => newLog(t2, sub, 'info', `b${i}`)),
+      ),
     ])
     const all = ids(await s.read(t2, { limit: 1000, order: 'asc' }))
     expect(all.length).toBe(120)
@@ -124,7 +133,10 @@ describe.each(factories)('%s', (_name, make) => {
     const s = await store()
     const task = uuid()
     const sub = uuid()
-    const stored = await s.append(task, Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)))
+    const stored = await s.append(
+      task,
+      Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)),
+    )
     expect(messages(await s.read(task, { limit: 3, order: 'desc' }))).toEqual(['m9', 'm8', 'm7'])
     expect(messages(await s.read(task, { limit: 3, order: 'asc' }))).toEqual(['m0', 'm1', 'm2'])
     expect(messages(await s.read(task, { limit: 100, order: 'desc' })).length).toBe(10)
@@ -141,8 +153,14 @@ describe.each(factories)('%s', (_name, make) => {
     const task = uuid()
     const subA = uuid()
     const subB = uuid()
-    const errors = await s.append(task, Array.from({ length: 10 }, (_, i) => newLog(task, subA, i % 2 ? 'error' : 'warning', `e${i}`)))
-    await s.append(task, Array.from({ length: 300 }, (_, i) => newLog(task, subB, i % 2 ? 'info' : 'debug', `d${i}`)))
+    const errors = await s.append(
+      task,
+      Array.from({ length: 10 }, (_, i) => newLog(task, subA, i % 2 ? 'error' : 'warning', `e${i}`)),
+    )
+    await s.append(
+      task,
+      Array.from({ length: 300 }, (_, i) => newLog(task, subB, i % 2 ? 'info' : 'debug', `d${i}`)),
+    )
 
     expect(messages(await s.read(task, { limit: 3, order: 'desc', minLevel: 'error' }))).toEqual(['e9', 'e7', 'e5'])
     expect(messages(await s.read(task, { limit: 5, order: 'desc', minLevel: 'warning' }))).toEqual(['e9', 'e8', 'e7', 'e6', 'e5'])
@@ -150,8 +168,15 @@ describe.each(factories)('%s', (_name, make) => {
     expect(messages(await s.read(task, { limit: 3, order: 'desc', subtaskId: subA }))).toEqual(['e9', 'e8', 'e7'])
     expect(messages(await s.read(task, { limit: 2, order: 'desc', minLevel: 'info', subtaskId: subB }))).toEqual(['d299', 'd297'])
     expect(await s.read(task, { limit: 10, order: 'desc', minLevel: 'error', subtaskId: subB })).toEqual([])
-    expect(messages(await s.read(task, { limit: 100, order: 'asc', minLevel: 'error', since: errors[4]!.id }))).toEqual(['e5', 'e7', 'e9'])
-    expect(messages(await s.read(task, { limit: 2, order: 'desc', minLevel: 'error', since: errors[4]!.id }))).toEqual(['e9', 'e7'])
+    expect(messages(await s.read(task, { limit: 100, order: 'asc', minLevel: 'error', since: errors[4]!.id }))).toEqual([
+      'e5',
+      'e7',
+      'e9',
+    ])
+    expect(messages(await s.read(task, { limit: 2, order: 'desc', minLevel: 'error', since: errors[4]!.id }))).toEqual([
+      'e9',
+      'e7',
+    ])
     expect((await s.read(task, { limit: 1000, order: 'asc', minLevel: 'debug' })).length).toBe(310)
     expect((await s.read(task, { limit: 1000, order: 'asc', minLevel: 'info' })).length).toBe(160)
   })
@@ -160,7 +185,10 @@ describe.each(factories)('%s', (_name, make) => {
     const s = await store()
     const task = uuid()
     const sub = uuid()
-    const stored = await s.append(task, Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)))
+    const stored = await s.append(
+      task,
+      Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)),
+    )
     let r = await s.replay(task, stored[2]!.id, 3)
     expect(messages(r.logs)).toEqual(['m3', 'm4', 'm5'])
     expect(r.recovered).toBe(true)
@@ -195,13 +223,19 @@ describe.each(factories)('%s', (_name, make) => {
 
     // One batch larger than the cap: only its newest 5 stay, and the trim is recorded.
     const t2 = uuid()
-    const batch = await s.append(t2, Array.from({ length: 12 }, (_, i) => newLog(t2, sub, 'info', `b${i}`)))
+    const batch = await s.append(
+      t2,
+      Array.from({ length: 12 }, (_, i) => newLog(t2, sub, 'info', `b${i}`)),
+    )
     expect(batch.length).toBe(12)
     expect(messages(await s.read(t2, { limit: 100, order: 'desc' }))).toEqual(['b11', 'b10', 'b9', 'b8', 'b7'])
     expect((await s.replay(t2, batch[6]!.id, 10)).recovered).toBe(true)
     expect((await s.replay(t2, batch[5]!.id, 10)).recovered).toBe(false)
     // Trimming into a full stream with a batch mixing old and new entries.
-    const more = await s.append(t2, Array.from({ length: 3 }, (_, i) => newLog(t2, sub, 'info', `c${i}`)))
+    const more = await s.append(
+      t2,
+      Array.from({ length: 3 }, (_, i) => newLog(t2, sub, 'info', `c${i}`)),
+    )
     expect(messages(await s.read(t2, { limit: 100, order: 'asc' }))).toEqual(['b10', 'b11', 'c0', 'c1', 'c2'])
     expect((await s.replay(t2, batch[9]!.id, 10)).recovered).toBe(true)
     expect((await s.replay(t2, batch[8]!.id, 10)).recovered).toBe(false)
@@ -366,7 +400,10 @@ describe('RedisHistory only', () => {
       // RedisHistory records the highest trimmed id itself.
       const s = await connect({ maxPerTask: 2 })
       const task = uuid()
-      const stored = await s.append(task, Array.from({ length: 4 }, (_, i) => newLog(task, task, 'info', `m${i}`)))
+      const stored = await s.append(
+        task,
+        Array.from({ length: 4 }, (_, i) => newLog(task, task, 'info', `m${i}`)),
+      )
       expect(await maxDeleted(logKey(task))).toBe(stored[1]!.id)
     } finally {
       await raw.close()
@@ -418,7 +455,10 @@ describe('RedisHistory only', () => {
     const stats = createClient({ url: redis.url, RESP: 2 })
     await stats.connect()
     await stats.sendCommand(['CONFIG', 'RESETSTAT'])
-    await s.append(task, Array.from({ length: 100 }, (_, i) => newLog(task, task, 'info', `m${i}`)))
+    await s.append(
+      task,
+      Array.from({ length: 100 }, (_, i) => newLog(task, task, 'info', `m${i}`)),
+    )
     const info = String(await stats.sendCommand(['INFO', 'commandstats']))
     await Bun.sleep(100)
     monitor.end()

@@ -43,7 +43,12 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
 
     expect((await history(task.task_id, '?limit=2')).logs.map((l: any) => l.id)).toEqual([sent[3], sent[2]])
     expect((await history(task.task_id, `?since=${sent[1]}`)).logs.map((l: any) => l.id)).toEqual([sent[2], sent[3]])
-    expect((await history(task.task_id, '?order=asc&limit=4')).logs.map((l: any) => l.message)).toEqual(['one', 'two', 'three', 'four'])
+    expect((await history(task.task_id, '?order=asc&limit=4')).logs.map((l: any) => l.message)).toEqual([
+      'one',
+      'two',
+      'three',
+      'four',
+    ])
     expect((await history(task.task_id, '?level=warning')).logs.map((l: any) => l.message)).toEqual(['four', 'three'])
     expect((await history(task.task_id, `?subtask_id=${b}`)).logs.map((l: any) => l.message)).toEqual(['four', 'two'])
     const none = await history(task.task_id, `?since=${sent[3]}`)
@@ -83,7 +88,10 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
       expect(error.details.map((d: any) => d.path)).toContain(path)
     }
     const batch = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
-      logs: [{ level: 'info', message: 'fine' }, { level: 'info', message: 'x'.repeat(101) }],
+      logs: [
+        { level: 'info', message: 'fine' },
+        { level: 'info', message: 'x'.repeat(101) },
+      ],
     })
     expect(batch.status).toBe(422)
     expect((await json(batch)).details[0].path).toBe('/logs/1/message')
@@ -138,7 +146,9 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     })
     await until('event: status')
     const events = text.split('\n\n').filter((e) => e.includes('event:'))
-    expect(events[0]).toBe(`id: ${second.id}\nevent: log\ndata: ${JSON.stringify((await history(task.task_id, `?since=${first.id}&limit=1`)).logs[0])}`)
+    expect(events[0]).toBe(
+      `id: ${second.id}\nevent: log\ndata: ${JSON.stringify((await history(task.task_id, `?since=${first.id}&limit=1`)).logs[0])}`,
+    )
     expect(events[1]).toStartWith(`id: ${live.id}\nevent: log\ndata: {`)
     expect(JSON.parse(events[2]!.split('data: ')[1]!)).toMatchObject({ status: 'completed', task_status: 'completed' })
     expect(text).not.toContain('"before"')

@@ -60,4 +60,3 @@ describe('Redis outage', () => {
     expect(Object.keys(body.components).sort()).toEqual(['history', 'tasks'])
   })
 })
-

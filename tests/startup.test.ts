@@ -53,7 +53,11 @@ describe('configuration', () => {
   test.each([
     ['PORT', 'abc', 'PORT=abc is invalid: expected a whole number from 0 to 65535'],
     ['PORT', '70000', 'PORT=70000 is invalid'],
-    ['DATABASE_URL', 'mysql://x', 'DATABASE_URL=mysql://x is invalid: expected a URL starting with sqlite://, postgres://, postgresql://'],
+    [
+      'DATABASE_URL',
+      'mysql://x',
+      'DATABASE_URL=mysql://x is invalid: expected a URL starting with sqlite://, postgres://, postgresql://',
+    ],
     ['REDIS_URL', 'localhost:6379', 'REDIS_URL=localhost:6379 is invalid'],
     ['LOG_TTL_SECONDS', '0', 'LOG_TTL_SECONDS=0 is invalid'],
     ['MAX_BATCH', '-5', 'MAX_BATCH=-5 is invalid'],

@@ -127,8 +127,18 @@ for (const backend of backends) {
       const first = task.subtasks[0]!
       await sleep(3)
 
-      const started = await store.updateSubtask(first.subtask_id, { status: 'in_progress', worker_id: 'w-1', worker_name: 'builder' })
-      expect(started?.subtask).toMatchObject({ status: 'in_progress', worker_id: 'w-1', worker_name: 'builder', position: 0, description: 'a' })
+      const started = await store.updateSubtask(first.subtask_id, {
+        status: 'in_progress',
+        worker_id: 'w-1',
+        worker_name: 'builder',
+      })
+      expect(started?.subtask).toMatchObject({
+        status: 'in_progress',
+        worker_id: 'w-1',
+        worker_name: 'builder',
+        position: 0,
+        description: 'a',
+      })
       expect(started?.subtask.created_at).toBe(first.created_at)
       expect(started!.subtask.updated_at > first.updated_at).toBe(true)
       expect(started?.subtask.updated_at).toMatch(ISO)
@@ -161,15 +171,30 @@ for (const backend of backends) {
       const cases: Array<{ rule: string; subtasks: Status[]; expected: Status }> = [
         { rule: 'all pending → pending', subtasks: ['pending', 'pending', 'pending'], expected: 'pending' },
         { rule: 'one in_progress → in_progress', subtasks: ['pending', 'in_progress', 'pending'], expected: 'in_progress' },
-        { rule: 'some completed, rest pending → in_progress', subtasks: ['completed', 'pending', 'pending'], expected: 'in_progress' },
-        { rule: 'completed and in_progress → in_progress', subtasks: ['completed', 'in_progress', 'completed'], expected: 'in_progress' },
+        {
+          rule: 'some completed, rest pending → in_progress',
+          subtasks: ['completed', 'pending', 'pending'],
+          expected: 'in_progress',
+        },
+        {
+          rule: 'completed and in_progress → in_progress',
+          subtasks: ['completed', 'in_progress', 'completed'],
+          expected: 'in_progress',
+        },
         { rule: 'all completed → completed', subtasks: ['completed', 'completed', 'completed'], expected: 'completed' },
         { rule: 'any failed → failed (with pending)', subtasks: ['pending', 'failed', 'pending'], expected: 'failed' },
-        { rule: 'any failed → failed (with completed and in_progress)', subtasks: ['completed', 'in_progress', 'failed'], expected: 'failed' },
+        {
+          rule: 'any failed → failed (with completed and in_progress)',
+          subtasks: ['completed', 'in_progress', 'failed'],
+          expected: 'failed',
+        },
       ]
       for (const { rule, subtasks, expected } of cases) {
         test(rule, async () => {
-          const task = await store.createTask('t', subtasks.map((_, i) => `s${i}`))
+          const task = await store.createTask(
+            't',
+            subtasks.map((_, i) => `s${i}`),
+          )
           let last: Status = 'pending'
           for (const [i, status] of subtasks.entries()) {
             if (status === 'pending') continue
@@ -278,11 +303,19 @@ for (const backend of backends) {
         cursor = page.next_cursor ?? undefined
       } while (cursor)
       expect(sizes).toEqual([2, 2, 1])
-      expect(seen).toEqual(created.map((t) => t.task_id).filter((id) => done.has(id)).reverse())
+      expect(seen).toEqual(
+        created
+          .map((t) => t.task_id)
+          .filter((id) => done.has(id))
+          .reverse(),
+      )
 
       const pending = await store.listTasks({ status: 'pending', limit: 100 })
       expect(pending.tasks.map((t) => t.task_id)).toEqual(
-        created.map((t) => t.task_id).filter((id) => !done.has(id) && id !== running).reverse(),
+        created
+          .map((t) => t.task_id)
+          .filter((id) => !done.has(id) && id !== running)
+          .reverse(),
       )
       expect((await store.listTasks({ status: 'in_progress', limit: 100 })).tasks.map((t) => t.task_id)).toEqual([running])
       expect(await store.listTasks({ status: 'failed', limit: 100 })).toEqual({ tasks: [], next_cursor: null })
@@ -290,7 +323,13 @@ for (const backend of backends) {
 
     test('a malformed cursor is an InvalidCursorError', async () => {
       await createMany(2)
-      for (const cursor of ['', 'abc', "' OR 1=1 --", '01a21780-279f-7305-8556-bf786acaceb3x', '01a21780279f73058556bf786acaceb3']) {
+      for (const cursor of [
+        '',
+        'abc',
+        "' OR 1=1 --",
+        '01a21780-279f-7305-8556-bf786acaceb3x',
+        '01a21780279f73058556bf786acaceb3',
+      ]) {
         const attempt = store.listTasks({ limit: 5, cursor })
         await expect(attempt).rejects.toBeInstanceOf(InvalidCursorError)
         await expect(attempt).rejects.toMatchObject({ code: 'validation', status: 422 })
@@ -318,7 +357,10 @@ for (const backend of backends) {
     })
 
     test('20 concurrent updates of 20 sibling subtasks leave the task completed', async () => {
-      const task = await store.createTask('fan out', Array.from({ length: 20 }, (_, i) => `part ${i}`))
+      const task = await store.createTask(
+        'fan out',
+        Array.from({ length: 20 }, (_, i) => `part ${i}`),
+      )
       const results = await Promise.all(
         task.subtasks.map((subtask, i) =>
           store.updateSubtask(subtask.subtask_id, { status: 'completed', worker_id: `w${i}`, worker_name: `worker ${i}` }),
@@ -338,7 +380,9 @@ for (const backend of backends) {
       const work: Promise<unknown>[] = []
       for (let i = 0; i < 20; i++) {
         work.push(store.createTask(`concurrent ${i}`, ['1', '2', '3', '4', '5']))
-        work.push(store.listTasks({ limit: 100 }).then((page) => page.tasks.forEach((t) => subtaskCounts.push(t.subtasks.length))))
+        work.push(
+          store.listTasks({ limit: 100 }).then((page) => page.tasks.forEach((t) => subtaskCounts.push(t.subtasks.length))),
+        )
         work.push(store.updateSubtask(seed.subtasks[i % 2]!.subtask_id, { worker_name: `w${i}` }))
       }
       await Promise.all(work)
@@ -410,10 +454,10 @@ describe('SqlTaskStore.open URLs', () => {
     // Nothing listens on port 1: open fails, as a StoreUnavailableError whose message holds no password.
     const attempt = SqlTaskStore.open('postgresql://user:secret@127.0.0.1:1/tasks?sslmode=disable')
     await expect(attempt).rejects.toBeInstanceOf(StoreUnavailableError)
-    const error = (await attempt.then(
+    const error = await attempt.then(
       () => new Error('open should have failed'),
       (e: unknown) => e as Error,
-    ))
+    )
     expect(error.message).toContain('postgres://127.0.0.1:1/tasks')
     expect(error.message).not.toContain('secret')
   })

@@ -41,7 +41,10 @@ describe('POST /api/v1/tasks', () => {
   })
 
   test('explicit subtasks are used as given', async () => {
-    const task = await createTask(server, { description: 'Deploy', subtasks: [{ description: 'build' }, { description: 'ship' }] })
+    const task = await createTask(server, {
+      description: 'Deploy',
+      subtasks: [{ description: 'build' }, { description: 'ship' }],
+    })
     expect(task.subtasks.map((s) => s.description)).toEqual(['build', 'ship'])
   })
 
@@ -62,7 +65,11 @@ describe('POST /api/v1/tasks', () => {
   })
 
   test('malformed JSON is a 422 with a clear message', async () => {
-    const res = await fetch(api('/tasks'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"description":' })
+    const res = await fetch(api('/tasks'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"description":',
+    })
     expect(res.status).toBe(422)
     expect(await json(res)).toMatchObject({ error: 'validation', message: 'Request body is not valid JSON' })
   })
@@ -211,7 +218,9 @@ describe('GET /metrics', () => {
       expect(value('tasklog_logs_ingested_total{level="error"}')).toBe(1)
       expect(value('tasklog_logs_ingested_total{level="debug"}')).toBe(0)
       expect(value('tasklog_frames_sent_total')).toBe(3) // warning to one socket, error to both
-      expect(text).toContain('tasklog_http_request_duration_seconds_count{method="POST",route="/api/v1/subtasks/:subtask_id/log",status="201"} 2')
+      expect(text).toContain(
+        'tasklog_http_request_duration_seconds_count{method="POST",route="/api/v1/subtasks/:subtask_id/log",status="201"} 2',
+      )
       a.close()
       b.close()
     } finally {

@@ -27,7 +27,12 @@ describe.each(['memory', 'redis'] as const)('WebSocket protocol (%s history)', (
     expect(subscribed.data).toEqual({ task_id: task.task_id })
     expect(subscribed.timestamp).toMatch(/Z$/)
     const ack = await sendLog(server, sub.subtask_id, { level: 'info', message: 'Processing data', metadata: { step: 1 } })
-    expect(ack).toEqual({ success: true, message: 'Log stored and broadcast', broadcasted: 1, id: expect.stringMatching(/^\d+-\d+$/) })
+    expect(ack).toEqual({
+      success: true,
+      message: 'Log stored and broadcast',
+      broadcasted: 1,
+      id: expect.stringMatching(/^\d+-\d+$/),
+    })
     const frame = await client.nextOfType('log')
     expect(frame.data).toEqual({
       id: ack.id,
@@ -55,7 +60,14 @@ describe.each(['memory', 'redis'] as const)('WebSocket protocol (%s history)', (
     const client = await watch(server, task.task_id)
     client.send({ action: 'ping' })
     expect((await client.next()).type).toBe('pong')
-    for (const bad of ['not json', '[1,2]', { action: 'dance' }, { task_id: task.task_id }, { action: 'subscribe' }, { action: 'unsubscribe' }]) {
+    for (const bad of [
+      'not json',
+      '[1,2]',
+      { action: 'dance' },
+      { task_id: task.task_id },
+      { action: 'subscribe' },
+      { action: 'unsubscribe' },
+    ]) {
       client.send(bad)
       const error = await client.next()
       expect(error.type).toBe('error')
@@ -160,7 +172,10 @@ describe.each(['memory', 'redis'] as const)('WebSocket protocol (%s history)', (
     const sub = task.subtasks[0]!.subtask_id
     const client = await watch(server, task.task_id)
     const bad = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
-      logs: [{ level: 'info', message: 'ok' }, { level: 'loud', message: 'bad' }],
+      logs: [
+        { level: 'info', message: 'ok' },
+        { level: 'loud', message: 'bad' },
+      ],
     })
     expect(bad.status).toBe(422)
     expect((await bad.json()).details[0].path).toBe('/logs/1/level')
@@ -206,7 +221,9 @@ describe('slow readers', () => {
       const got = slow.frames.filter((f) => f.type === 'log').map((f) => Number(f.data.message.split(' ')[0]))
       expect(got).toEqual(got.map((_, i) => i))
       const lastId = slow.frames.filter((f) => f.type === 'log').at(-1)?.data.id
-      const resumed = await WsClient.connect(`${server.wsUrl}/api/v1/ws/tasks/${task.task_id}/logs${lastId ? `?since=${lastId}` : '?history=10000'}`)
+      const resumed = await WsClient.connect(
+        `${server.wsUrl}/api/v1/ws/tasks/${task.task_id}/logs${lastId ? `?since=${lastId}` : '?history=10000'}`,
+      )
       await resumed.nextOfType('subscribed')
       const rest = (await resumed.logs(400 - got.length, 10_000)).map((l) => Number(l.message.split(' ')[0]))
       expect([...got, ...rest]).toEqual(Array.from({ length: 400 }, (_, i) => i))

@@ -57,7 +57,10 @@ export class TasklogApi {
     return this.request('GET', `/tasks/${taskId}`)
   }
 
-  updateSubtask(subtaskId: string, update: { status?: Status; worker_id?: string | null; worker_name?: string | null }): Promise<Subtask> {
+  updateSubtask(
+    subtaskId: string,
+    update: { status?: Status; worker_id?: string | null; worker_name?: string | null },
+  ): Promise<Subtask> {
     return this.request('PATCH', `/subtasks/${subtaskId}`, update)
   }
 

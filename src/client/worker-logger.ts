@@ -222,7 +222,10 @@ export class WorkerLogger {
         const rejected = badIndexes.size > 0 && badIndexes.size < this.inFlight.length ? badIndexes.size : this.inFlight.length
         this.counts.rejected += rejected
         const { status, message } = outcome.error
-        this.report(`rejected:${status}`, `the server refused ${rejected} line(s) with ${status} (${message}); they are dropped, not retried`)
+        this.report(
+          `rejected:${status}`,
+          `the server refused ${rejected} line(s) with ${status} (${message}); they are dropped, not retried`,
+        )
         if (rejected === this.inFlight.length) return
         this.inFlight = this.inFlight.filter((_, i) => !badIndexes.has(i))
         attempt = 0

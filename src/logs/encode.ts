@@ -26,13 +26,19 @@ export function toNewLogs(requests: LogRequest[], subtask: SubtaskRef, limits: L
     if (req.message.length * 3 > limits.maxMessageBytes) {
       const bytes = Buffer.byteLength(req.message)
       if (bytes > limits.maxMessageBytes)
-        problems.push({ path: `${at}/message`, message: `message is ${bytes} bytes; at most ${limits.maxMessageBytes} are allowed` })
+        problems.push({
+          path: `${at}/message`,
+          message: `message is ${bytes} bytes; at most ${limits.maxMessageBytes} are allowed`,
+        })
     }
     const metadata = req.metadata ?? null
     if (metadata !== null) {
       const bytes = Buffer.byteLength(JSON.stringify(metadata))
       if (bytes > limits.maxMetadataBytes)
-        problems.push({ path: `${at}/metadata`, message: `metadata is ${bytes} bytes as JSON; at most ${limits.maxMetadataBytes} are allowed` })
+        problems.push({
+          path: `${at}/metadata`,
+          message: `metadata is ${bytes} bytes as JSON; at most ${limits.maxMetadataBytes} are allowed`,
+        })
     }
     return {
       task_id: subtask.task_id,

@@ -96,7 +96,11 @@ export class Hub {
     const watching = () => held.get(watcher) === pending
     try {
       const paged = replay.since !== undefined
-      let page = await this.history.replay(taskId, replay.since, paged ? REPLAY_PAGE : Math.min(replay.history!, this.limits.replayMax))
+      let page = await this.history.replay(
+        taskId,
+        replay.since,
+        paged ? REPLAY_PAGE : Math.min(replay.history!, this.limits.replayMax),
+      )
       if (!watching()) return
       watcher.subscribed(taskId, paged ? page.recovered : undefined)
       const min = levelRank(watcher.minLevel)
@@ -217,4 +221,3 @@ export class Hub {
     if (counts.every((n) => n === 0)) this.counts.delete(taskId)
   }
 }
-

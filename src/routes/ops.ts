@@ -58,7 +58,9 @@ export const opsRoutes = (metrics: Metrics, deps: Dependency[]) =>
           summary: 'Prometheus metrics',
           description:
             'Connections, subscriptions, logs ingested by level, frames sent, store errors and request durations, in the Prometheus text format.',
-          responses: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+          responses: {
+            200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } },
+          },
         },
       },
     )

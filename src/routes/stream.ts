@@ -72,8 +72,10 @@ function parseOptions(raw: Record<string, unknown>, defaults: { minLevel: Level 
   if (since !== undefined && (typeof since !== 'string' || !LOG_ID.test(since)))
     throw new InvalidOption('since must be a log id like 1764152130123-0')
   const n = history === undefined || history === '' ? 0 : Number(history)
-  if (!Number.isInteger(n) || n < 0 || n > historyMax) throw new InvalidOption(`history must be a whole number from 0 to ${historyMax}`)
-  if (level !== undefined && !LEVELS.includes(level as Level)) throw new InvalidOption(`level must be one of ${LEVELS.join(', ')}`)
+  if (!Number.isInteger(n) || n < 0 || n > historyMax)
+    throw new InvalidOption(`history must be a whole number from 0 to ${historyMax}`)
+  if (level !== undefined && !LEVELS.includes(level as Level))
+    throw new InvalidOption(`level must be one of ${LEVELS.join(', ')}`)
   return { since: since as string | undefined, history: n, minLevel: (level as Level | undefined) ?? defaults.minLevel }
 }
 
@@ -126,7 +128,8 @@ export const streamRoutes = (
 
   /** Subscribes a connection to a task; returns what went wrong for the client, or undefined. */
   async function subscribe(conn: Connection, taskId: unknown, options: StreamOptions): Promise<Problem | undefined> {
-    if (typeof taskId !== 'string' || !UUID.test(taskId)) return { code: 'not_found', message: `Task ${String(taskId)} not found` }
+    if (typeof taskId !== 'string' || !UUID.test(taskId))
+      return { code: 'not_found', message: `Task ${String(taskId)} not found` }
     if (conn.subscriptions.has(taskId)) return { code: 'already_subscribed', message: `Already subscribed to task ${taskId}` }
     if (conn.subscriptions.size >= MAX_SUBSCRIPTIONS)
       return { code: 'too_many_subscriptions', message: `At most ${MAX_SUBSCRIPTIONS} subscriptions per connection` }
@@ -293,7 +296,8 @@ function sseResponse(hub: Hub, taskId: string, options: StreamOptions): Response
   }
   const watcher: Watcher = {
     minLevel: options.minLevel,
-    subscribed: (_taskId, recovered) => write(`retry: 2000\n: subscribed${recovered === false ? ' (history has a gap)' : ''}\n\n`),
+    subscribed: (_taskId, recovered) =>
+      write(`retry: 2000\n: subscribed${recovered === false ? ' (history has a gap)' : ''}\n\n`),
     sendLog: (log) => write(`id: ${log.id}\nevent: log\ndata: ${log.data}\n\n`),
     sendStatus: (data) => write(`event: status\ndata: ${data}\n\n`),
     drained: () => (open ? new Promise((resolve) => pullWaiters.push(resolve)) : Promise.resolve()),

@@ -18,7 +18,11 @@ export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub
         if (!subtask) throw notFound('Subtask', params.subtask_id)
         return subtask
       },
-      { params: SubtaskParams, response: { 200: Subtask, 404: ErrorBody, ...commonErrors }, detail: { summary: 'Get a subtask' } },
+      {
+        params: SubtaskParams,
+        response: { 200: Subtask, 404: ErrorBody, ...commonErrors },
+        detail: { summary: 'Get a subtask' },
+      },
     )
     .patch(
       '/:subtask_id',

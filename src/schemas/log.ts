@@ -60,7 +60,16 @@ export const LogHistory = t.Object({
 
 export const LogBatch = t.Object(
   { logs: t.Array(LogRequest, { minItems: 1, maxItems: 100_000, description: 'At most MAX_BATCH (default 1000) logs' }) },
-  { examples: [{ logs: [{ level: 'info', message: 'step 1 done' }, { level: 'warning', message: 'High memory usage', metadata: { rss_mb: 900 } }] }] },
+  {
+    examples: [
+      {
+        logs: [
+          { level: 'info', message: 'step 1 done' },
+          { level: 'warning', message: 'High memory usage', metadata: { rss_mb: 900 } },
+        ],
+      },
+    ],
+  },
 )
 
 export const LogHistoryQuery = t.Object({

@@ -20,8 +20,7 @@ const BULLET = /^[-*+•]\s+/
 // Words that join steps in prose: "x, then y", "x, finally y", "x and then y".
 const JOINERS = new Set(['then', 'finally', 'next', 'lastly'])
 // Stripped from the start of a prose step; the lookahead keeps a step that is only "Then".
-const LEADING_JOINER =
-  /^(?:(?:and\s+)?(?:then|finally|next|lastly)|first(?:ly)?|after\s+that)[,:]?\s+(?=\S)/i
+const LEADING_JOINER = /^(?:(?:and\s+)?(?:then|finally|next|lastly)|first(?:ly)?|after\s+that)[,:]?\s+(?=\S)/i
 // A full stop after these does not end a sentence.
 const ABBREVIATIONS = new Set(['etc.', 'vs.', 'cf.', 'approx.', 'incl.', 'esp.', 'mr.', 'mrs.', 'ms.', 'dr.', 'st.'])
 // Dotted initialisms: "e.g.", "i.e.", "a.m.", "U.S.".
@@ -160,8 +159,6 @@ function trimTrailingPunctuation(text: string): string {
  */
 function limit(items: string[]): string[] {
   const capped =
-    items.length > MAX_SUBTASKS
-      ? [...items.slice(0, MAX_SUBTASKS - 1), items.slice(MAX_SUBTASKS - 1).join('; ')]
-      : items
+    items.length > MAX_SUBTASKS ? [...items.slice(0, MAX_SUBTASKS - 1), items.slice(MAX_SUBTASKS - 1).join('; ')] : items
   return capped.map((item) => (item.length > MAX_SUBTASK_LENGTH ? item.slice(0, MAX_SUBTASK_LENGTH).trimEnd() : item))
 }

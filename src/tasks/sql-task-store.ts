@@ -107,7 +107,8 @@ function parseDatabaseUrl(databaseUrl: string): Target {
     // sqlite://data/x.sqlite (relative), sqlite:///abs/x.sqlite (absolute), sqlite:data/x.sqlite
     if (path.startsWith('//')) path = path.slice(2)
     path = decodeURIComponent(path)
-    if (path === '') throw new Error(`DATABASE_URL ${databaseUrl} names no SQLite file; use sqlite://data/tasklog.sqlite or sqlite://:memory:`)
+    if (path === '')
+      throw new Error(`DATABASE_URL ${databaseUrl} names no SQLite file; use sqlite://data/tasklog.sqlite or sqlite://:memory:`)
     const filename = path === ':memory:' ? ':memory:' : resolve(path)
     return {
       dialect: 'sqlite',
@@ -265,7 +266,8 @@ export class SqlTaskStore implements TaskStore {
 
   listTasks(query: { status?: Status; limit: number; cursor?: string }): Promise<TaskPage> {
     const { status, limit, cursor } = query
-    if (!Number.isInteger(limit) || limit < 1) return Promise.reject(new RangeError(`limit must be a positive integer, got ${limit}`))
+    if (!Number.isInteger(limit) || limit < 1)
+      return Promise.reject(new RangeError(`limit must be a positive integer, got ${limit}`))
     if (cursor !== undefined && !UUID_RE.test(cursor)) return Promise.reject(new InvalidCursorError(cursor))
     return this.snapshot(async (db) => {
       const statusFilter = status === undefined ? db`` : db`AND status = ${status}`
@@ -316,7 +318,8 @@ export class SqlTaskStore implements TaskStore {
 
   getSubtask(subtaskId: string): Promise<Subtask | null> {
     return this.exclusive(async () => {
-      const [row]: SubtaskRow[] = await this.sql`SELECT ${this.sql.unsafe(SUBTASK_COLUMNS)} FROM subtasks WHERE subtask_id = ${subtaskId}`
+      const [row]: SubtaskRow[] = await this
+        .sql`SELECT ${this.sql.unsafe(SUBTASK_COLUMNS)} FROM subtasks WHERE subtask_id = ${subtaskId}`
       return row ? toSubtask(row) : null
     })
   }

@@ -61,7 +61,9 @@ export function startExample(cmd: string[], env: Record<string, string> = {}): R
       const matches = () => (typeof pattern === 'string' ? out.text.includes(pattern) : pattern.test(out.text))
       while (!matches()) {
         if (proc.exitCode !== null || Date.now() > deadline)
-          throw new Error(`${cmd.join(' ')}: no ${pattern} in output (exit ${proc.exitCode})\nstdout:\n${out.text}\nstderr:\n${err.text}`)
+          throw new Error(
+            `${cmd.join(' ')}: no ${pattern} in output (exit ${proc.exitCode})\nstdout:\n${out.text}\nstderr:\n${err.text}`,
+          )
         await Bun.sleep(20)
       }
     },
@@ -84,7 +86,8 @@ export function runExample(cmd: string[], env?: Record<string, string>): Promise
 export function findPython(): string | undefined {
   for (const python of ['python3', '/usr/bin/python3']) {
     try {
-      if (Bun.spawnSync([python, '-c', 'import websockets, httpx'], { stdout: 'ignore', stderr: 'ignore' }).exitCode === 0) return python
+      if (Bun.spawnSync([python, '-c', 'import websockets, httpx'], { stdout: 'ignore', stderr: 'ignore' }).exitCode === 0)
+        return python
     } catch {}
   }
   return undefined

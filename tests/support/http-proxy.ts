@@ -33,7 +33,13 @@ export function startProxy(
     port: 0,
     async fetch(req) {
       const url = new URL(req.url)
-      const record: RecordedRequest = { method: req.method, path: url.pathname, body: await req.text(), at: Date.now(), status: 0 }
+      const record: RecordedRequest = {
+        method: req.method,
+        path: url.pathname,
+        body: await req.text(),
+        at: Date.now(),
+        status: 0,
+      }
       requests.push(record)
       const response =
         intercept(record, requests.length) ??

@@ -96,13 +96,20 @@ function spawnServer(port: number): Subprocess {
   const proc = Bun.spawn(
     [
       REDIS_SERVER,
-      '--port', String(port),
-      '--bind', '127.0.0.1',
-      '--save', '',
-      '--appendonly', 'no',
-      '--daemonize', 'no',
-      '--protected-mode', 'yes',
-      '--loglevel', 'warning',
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'yes',
+      '--loglevel',
+      'warning',
     ],
     { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' },
   )
@@ -175,7 +182,9 @@ export async function startRedis(): Promise<RedisServer> {
       p.kill('SIGSTOP')
       // Wait until the kernel reports the process as stopped ("T"), so no command slips through.
       for (let i = 0; i < 100; i++) {
-        const stat = await Bun.file(`/proc/${p.pid}/stat`).text().catch(() => '')
+        const stat = await Bun.file(`/proc/${p.pid}/stat`)
+          .text()
+          .catch(() => '')
         if (!stat || / T /.test(stat.slice(stat.lastIndexOf(')')))) return
         await Bun.sleep(5)
       }

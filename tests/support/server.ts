@@ -63,7 +63,10 @@ export const post = (url: string, body: unknown) =>
   fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 
 /** Creates a task through the API. */
-export async function createTask(server: TestServer, body: object = { description: 'Test task for WebSocket logging' }): Promise<Task> {
+export async function createTask(
+  server: TestServer,
+  body: object = { description: 'Test task for WebSocket logging' },
+): Promise<Task> {
   const res = await post(`${server.url}/api/v1/tasks`, body)
   if (res.status !== 201) throw new Error(`create task: ${res.status} ${await res.text()}`)
   return json(res)
