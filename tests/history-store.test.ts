@@ -8,6 +8,7 @@ import { createClient } from 'redis'
 import { StoreUnavailableError } from '../src/errors'
 import type { HistoryStore, StoredLog } from '../src/logs/history-store'
 import { toLogMessage } from '../src/logs/history-store'
+import { encodeLog } from '../src/logs/encode'
 import { compareLogIds } from '../src/logs/log-id'
 import { MemoryHistory } from '../src/logs/memory-history'
 import { decodePublished, logKey, redactRedisUrl, RedisHistory } from '../src/logs/redis-history'
@@ -52,6 +53,9 @@ function newLog(taskId: string, subtaskId: string, level: Level, message: string
   }
 }
 
+/** Stores logs the way ingest does: serialized once by encodeLog. */
+const put = (s: HistoryStore, taskId: string, logs: NewLog[]) => s.append(taskId, logs.map(encodeLog))
+
 const messages = (logs: StoredLog[]) => logs.map((l) => toLogMessage(l).message)
 const ids = (logs: StoredLog[]) => logs.map((l) => l.id)
 
@@ -76,8 +80,8 @@ describe.each(factories)('%s', (_name, make) => {
     const sub = uuid()
     const before = Date.now()
     const single: StoredLog[] = []
-    for (let i = 0; i < 50; i++) single.push(...(await s.append(task, [newLog(task, sub, 'info', `s${i}`)])))
-    const batch = await s.append(
+    for (let i = 0; i < 50; i++) single.push(...(await put(s, task, [newLog(task, sub, 'info', `s${i}`)])))
+    const batch = await put(s, 
       task,
       Array.from({ length: 500 }, (_, i) => newLog(task, sub, 'debug', `b${i}`)),
     )
@@ -91,7 +95,7 @@ describe.each(factories)('%s', (_name, make) => {
     expect(batch.some((l) => Number(l.id.split('-')[1]) > 0)).toBe(true)
     // ids are per task: another task starts its own sequence.
     const other = uuid()
-    const [first] = await s.append(other, [newLog(other, sub, 'info', 'x')])
+    const [first] = await put(s, other, [newLog(other, sub, 'info', 'x')])
     expect(first!.id).toMatch(/^\d+-\d+$/)
   })
 
@@ -100,7 +104,7 @@ describe.each(factories)('%s', (_name, make) => {
     const task = uuid()
     const sub = uuid()
     const input = Array.from({ length: 20 }, (_, i) => newLog(task, sub, 'info', `m${i}`))
-    const stored = await s.append(task, input)
+    const stored = await put(s, task, input)
     expect(stored.length).toBe(20)
     expect(stored.map((l) => l.body)).toEqual(input.map((l) => JSON.stringify(l)))
     expect(stored.map((l) => l.level)).toEqual(input.map((l) => l.level))
@@ -110,11 +114,11 @@ describe.each(factories)('%s', (_name, make) => {
     // Two concurrent batches: each one's entries are contiguous in the history.
     const t2 = uuid()
     const [a, b] = await Promise.all([
-      s.append(
+      put(s, 
         t2,
         Array.from({ length: 60 }, (_, i) => newLog(t2, sub, 'info', `a${i}`)),
       ),
-      s.append(
+      put(s, 
         t2,
         Array.from({ length: 60 }, (_, i) => newLog(t2, sub, 'info', `b${i}`)),
       ),
@@ -126,14 +130,14 @@ describe.each(factories)('%s', (_name, make) => {
       const start = pos(batch[0]!.id)
       expect(ids(batch)).toEqual(all.slice(start, start + batch.length))
     }
-    expect(await s.append(t2, [])).toEqual([])
+    expect(await put(s, t2, [])).toEqual([])
   })
 
   test('read: newest first by default, asc, since exclusive', async () => {
     const s = await store()
     const task = uuid()
     const sub = uuid()
-    const stored = await s.append(
+    const stored = await put(s, 
       task,
       Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)),
     )
@@ -153,11 +157,11 @@ describe.each(factories)('%s', (_name, make) => {
     const task = uuid()
     const subA = uuid()
     const subB = uuid()
-    const errors = await s.append(
+    const errors = await put(s, 
       task,
       Array.from({ length: 10 }, (_, i) => newLog(task, subA, i % 2 ? 'error' : 'warning', `e${i}`)),
     )
-    await s.append(
+    await put(s, 
       task,
       Array.from({ length: 300 }, (_, i) => newLog(task, subB, i % 2 ? 'info' : 'debug', `d${i}`)),
     )
@@ -185,7 +189,7 @@ describe.each(factories)('%s', (_name, make) => {
     const s = await store()
     const task = uuid()
     const sub = uuid()
-    const stored = await s.append(
+    const stored = await put(s, 
       task,
       Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)),
     )
@@ -208,7 +212,7 @@ describe.each(factories)('%s', (_name, make) => {
     const task = uuid()
     const sub = uuid()
     const stored: StoredLog[] = []
-    for (let i = 0; i < 12; i++) stored.push(...(await s.append(task, [newLog(task, sub, 'info', `m${i}`)])))
+    for (let i = 0; i < 12; i++) stored.push(...(await put(s, task, [newLog(task, sub, 'info', `m${i}`)])))
     expect(messages(await s.read(task, { limit: 100, order: 'asc' }))).toEqual(['m7', 'm8', 'm9', 'm10', 'm11'])
     expect(messages(await s.read(task, { limit: 100, order: 'desc', since: '0-0' })).length).toBe(5)
     // m6 was the last trimmed: nothing after it is missing; after m5, m6 is.
@@ -223,7 +227,7 @@ describe.each(factories)('%s', (_name, make) => {
 
     // One batch larger than the cap: only its newest 5 stay, and the trim is recorded.
     const t2 = uuid()
-    const batch = await s.append(
+    const batch = await put(s, 
       t2,
       Array.from({ length: 12 }, (_, i) => newLog(t2, sub, 'info', `b${i}`)),
     )
@@ -232,7 +236,7 @@ describe.each(factories)('%s', (_name, make) => {
     expect((await s.replay(t2, batch[6]!.id, 10)).recovered).toBe(true)
     expect((await s.replay(t2, batch[5]!.id, 10)).recovered).toBe(false)
     // Trimming into a full stream with a batch mixing old and new entries.
-    const more = await s.append(
+    const more = await put(s, 
       t2,
       Array.from({ length: 3 }, (_, i) => newLog(t2, sub, 'info', `c${i}`)),
     )
@@ -256,7 +260,7 @@ describe.each(factories)('%s', (_name, make) => {
       }),
       newLog(task, sub, 'debug', '{"looks":"like json"}\n', { metadata: {} }),
     ]
-    const stored = await s.append(task, input)
+    const stored = await put(s, task, input)
     const back = await s.read(task, { limit: 10, order: 'asc' })
     expect(back.map(toLogMessage)).toEqual(input.map((l, i) => ({ id: stored[i]!.id, ...l })))
     expect(back.map((l) => l.body)).toEqual(stored.map((l) => l.body))
@@ -286,9 +290,9 @@ describe.each(factories)('%s', (_name, make) => {
     const s = await store({ ttlSeconds: 2, maxPerTask: 1000 })
     const task = uuid()
     const sub = uuid()
-    const old = await s.append(task, [newLog(task, sub, 'error', 'old1'), newLog(task, sub, 'error', 'old2')])
+    const old = await put(s, task, [newLog(task, sub, 'error', 'old1'), newLog(task, sub, 'error', 'old2')])
     await Bun.sleep(1200)
-    const fresh = await s.append(task, [newLog(task, sub, 'info', 'new1')])
+    const fresh = await put(s, task, [newLog(task, sub, 'info', 'new1')])
     await Bun.sleep(1300) // old: ~2.5 s, fresh: ~1.3 s
     expect(messages(await s.read(task, { limit: 10, order: 'desc' }))).toEqual(['new1'])
     expect(messages(await s.read(task, { limit: 10, order: 'asc', since: '0-0' }))).toEqual(['new1'])
@@ -320,7 +324,7 @@ describe('MemoryHistory only', () => {
   test('the sweeper drops expired tasks without any read; close() stops it', async () => {
     const s = new MemoryHistory({ ttlSeconds: 0.5, maxPerTask: 10 })
     const task = uuid()
-    await s.append(task, [newLog(task, uuid(), 'info', 'x')])
+    await put(s, task, [newLog(task, uuid(), 'info', 'x')])
     expect(s.taskCount).toBe(1)
     await Bun.sleep(1150) // the sweeper runs every max(1 s, ttl / 2)
     expect(s.taskCount).toBe(0)
@@ -362,7 +366,7 @@ describe('RedisHistory only', () => {
     const s = await connect({ ttlSeconds: 30 })
     const task = uuid()
     const sub = uuid()
-    const [log] = await s.append(task, [newLog(task, sub, 'warning', 'hello')])
+    const [log] = await put(s, task, [newLog(task, sub, 'warning', 'hello')])
     const raw = createClient({ url: redis.url, RESP: 2 })
     await raw.connect()
     try {
@@ -400,7 +404,7 @@ describe('RedisHistory only', () => {
       // RedisHistory records the highest trimmed id itself.
       const s = await connect({ maxPerTask: 2 })
       const task = uuid()
-      const stored = await s.append(
+      const stored = await put(s, 
         task,
         Array.from({ length: 4 }, (_, i) => newLog(task, task, 'info', `m${i}`)),
       )
@@ -418,7 +422,7 @@ describe('RedisHistory only', () => {
     const received: string[] = []
     await sub.subscribe(`logs:{${task}}`, (message) => received.push(message))
     try {
-      const stored = await s.append(task, [
+      const stored = await put(s, task, [
         newLog(task, task, 'info', 'one\ntwo'),
         newLog(task, task, 'error', 'three', { metadata: { k: 'v\n' } }),
       ])
@@ -455,7 +459,7 @@ describe('RedisHistory only', () => {
     const stats = createClient({ url: redis.url, RESP: 2 })
     await stats.connect()
     await stats.sendCommand(['CONFIG', 'RESETSTAT'])
-    await s.append(
+    await put(s, 
       task,
       Array.from({ length: 100 }, (_, i) => newLog(task, task, 'info', `m${i}`)),
     )
@@ -479,11 +483,11 @@ describe('RedisHistory only', () => {
   test('outage: calls fail fast with StoreUnavailableError, then work again after a restart', async () => {
     const s = await connect()
     const task = uuid()
-    await s.append(task, [newLog(task, task, 'info', 'before')])
+    await put(s, task, [newLog(task, task, 'info', 'before')])
 
     await redis.kill()
     const started = Date.now()
-    await expect(s.append(task, [newLog(task, task, 'info', 'during')])).rejects.toBeInstanceOf(StoreUnavailableError)
+    await expect(put(s, task, [newLog(task, task, 'info', 'during')])).rejects.toBeInstanceOf(StoreUnavailableError)
     await expect(s.read(task, { limit: 10, order: 'desc' })).rejects.toBeInstanceOf(StoreUnavailableError)
     await expect(s.replay(task, undefined, 10)).rejects.toBeInstanceOf(StoreUnavailableError)
     await expect(s.ping()).rejects.toBeInstanceOf(StoreUnavailableError)
@@ -501,7 +505,7 @@ describe('RedisHistory only', () => {
         await Bun.sleep(50)
       }
     }
-    const [after] = await s.append(task, [newLog(task, task, 'info', 'after')])
+    const [after] = await put(s, task, [newLog(task, task, 'info', 'after')])
     expect(messages(await s.read(task, { limit: 10, order: 'desc' }))).toEqual(['after'])
     expect(await s.replay(task, after!.id, 10)).toEqual({ logs: [], recovered: true })
   })
@@ -509,11 +513,11 @@ describe('RedisHistory only', () => {
   test('a hung server (SIGSTOP): calls reject within ~2 s instead of hanging; recovers on SIGCONT', async () => {
     const s = await connect()
     const task = uuid()
-    await s.append(task, [newLog(task, task, 'info', 'before')])
+    await put(s, task, [newLog(task, task, 'info', 'before')])
     await redis.pause()
     try {
       const started = Date.now()
-      await expect(s.append(task, [newLog(task, task, 'info', 'during')])).rejects.toBeInstanceOf(StoreUnavailableError)
+      await expect(put(s, task, [newLog(task, task, 'info', 'during')])).rejects.toBeInstanceOf(StoreUnavailableError)
       expect(Date.now() - started).toBeLessThan(3000)
     } finally {
       redis.resume()
@@ -528,7 +532,7 @@ describe('RedisHistory only', () => {
         await Bun.sleep(50)
       }
     }
-    await s.append(task, [newLog(task, task, 'info', 'after')])
+    await put(s, task, [newLog(task, task, 'info', 'after')])
     // The append that timed out had been written: Redis applied it once the server resumed.
     expect(messages(await s.read(task, { limit: 10, order: 'asc' }))).toEqual(['before', 'during', 'after'])
   })

@@ -1,11 +1,12 @@
 import type { Level } from '../schemas/common'
 import type { LogMessage, NewLog } from '../schemas/log'
+import type { EncodedLog } from './encode'
 
 /** A log as stored: its id plus its JSON body serialized exactly once at ingest. */
 export interface StoredLog {
   id: string
   level: Level
-  /** `JSON.stringify(NewLog)`, i.e. the LogMessage without its id. */
+  /** The LogMessage JSON without its id, serialized once at ingest (see encode.ts). */
   body: string
 }
 
@@ -42,7 +43,7 @@ export interface HistoryStore {
    * them with their ids, in order. Rejects with StoreUnavailableError when the store is down:
    * then nothing was stored.
    */
-  append(taskId: string, logs: NewLog[]): Promise<StoredLog[]>
+  append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]>
   /** Reads logs for the history endpoint. */
   read(taskId: string, query: HistoryQuery): Promise<StoredLog[]>
   /** Logs after `since` (oldest first, at most `limit`), or the newest `limit` when `since` is undefined. */

@@ -21,7 +21,7 @@
  *   removed id (counting logs past their TTL that are still physically present) is <= `since`.
  */
 import { levelRank } from '../schemas/common'
-import type { NewLog } from '../schemas/log'
+import type { EncodedLog } from './encode'
 import type { HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
 import { requireLogId, type LogIdParts } from './log-id'
 
@@ -77,7 +77,7 @@ export class MemoryHistory implements HistoryStore {
     for (const taskId of this.#tasks.keys()) this.#live(taskId, now)
   }
 
-  async append(taskId: string, logs: NewLog[]): Promise<StoredLog[]> {
+  async append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]> {
     if (logs.length === 0) return []
     const now = Date.now()
     let task = this.#live(taskId, now)
@@ -91,7 +91,7 @@ export class MemoryHistory implements HistoryStore {
       const seq = ms === task.lastMs ? task.lastSeq + 1 : 0
       task.lastMs = ms
       task.lastSeq = seq
-      const log: StoredLog = { id: `${ms}-${seq}`, level: newLog.level, body: JSON.stringify(newLog) }
+      const log: StoredLog = { id: `${ms}-${seq}`, level: newLog.level, body: newLog.body }
       task.entries.push({ ms, seq, subtaskId: newLog.subtask_id, log })
       out.push(log)
     }

@@ -29,7 +29,7 @@
 import { createClient } from 'redis'
 import { StoreUnavailableError } from '../errors'
 import { levelRank, type Level } from '../schemas/common'
-import type { NewLog } from '../schemas/log'
+import type { EncodedLog } from './encode'
 import type { HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
 import { requireLogId } from './log-id'
 
@@ -333,20 +333,15 @@ export class RedisHistory implements HistoryStore {
     return store
   }
 
-  async append(taskId: string, logs: NewLog[]): Promise<StoredLog[]> {
+  async append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]> {
     if (logs.length === 0) return []
     const args: string[] = [String(this.#ttlMs), String(this.#maxPerTask)]
-    const bodies: string[] = []
-    for (const log of logs) {
-      const body = JSON.stringify(log)
-      bodies.push(body)
-      args.push(log.level, log.subtask_id, body)
-    }
+    for (const log of logs) args.push(log.level, log.subtask_id, log.body)
     const ids = await this.#eval(SCRIPTS.append, logKey(taskId), args)
     if (!Array.isArray(ids) || ids.length !== logs.length) {
       throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
     }
-    return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: bodies[i]! }))
+    return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: log.body }))
   }
 
   async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {

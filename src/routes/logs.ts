@@ -1,6 +1,6 @@
 import { Elysia } from 'elysia'
 import { ApiError, notFound } from '../errors'
-import { toNewLogs, type LogLimits } from '../logs/encode'
+import { encodeRequests, type LogLimits } from '../logs/encode'
 import { toLogMessage, type HistoryStore } from '../logs/history-store'
 import type { Hub } from '../logs/hub'
 import type { Metrics } from '../metrics'
@@ -25,7 +25,7 @@ export const logRoutes = (deps: {
   async function ingest(subtaskId: string, requests: LogRequest[], path: string) {
     const subtask = await subtasks.lookup(subtaskId)
     if (!subtask) throw notFound('Subtask', subtaskId)
-    const stored = await history.append(subtask.task_id, toNewLogs(requests, subtask, limits, path))
+    const stored = await history.append(subtask.task_id, encodeRequests(requests, subtask, limits, path))
     for (const log of stored) metrics.logIngested(log.level)
     return { stored, broadcasted: hub.publishLogs(subtask.task_id, stored) }
   }
