@@ -11,6 +11,7 @@ import { streamRoutes } from './routes/stream'
 import { subtaskRoutes } from './routes/subtasks'
 import { taskRoutes } from './routes/tasks'
 import { simpleDecomposer, type Decomposer } from './tasks/decompose'
+import { KnownTasks } from './tasks/known-tasks'
 import { SubtaskDirectory } from './tasks/subtask-directory'
 import type { TaskStore } from './tasks/task-store'
 
@@ -28,6 +29,7 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
   const hub = new Hub(history, { replayMax: config.logHistoryMax })
   const metrics = new Metrics(hub)
   const subtasks = new SubtaskDirectory(tasks)
+  const knownTasks = new KnownTasks(tasks)
   const started = new WeakMap<Request, number>()
   return new Elysia({
     // Validate bodies as sent: the default mirror coerces e.g. a string `metadata` into an object.
@@ -93,7 +95,7 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
     .use(subtaskRoutes(tasks, subtasks, hub))
     .use(
       logRoutes({
-        tasks,
+        tasks: knownTasks,
         subtasks,
         history,
         hub,
@@ -101,7 +103,9 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
         limits: { maxMessageBytes: config.maxMessageBytes, maxMetadataBytes: config.maxMetadataBytes, maxBatch: config.maxBatch },
       }),
     )
-    .use(streamRoutes(tasks, hub, metrics, { historyMax: config.logHistoryMax, backpressureBytes: config.wsBackpressureBytes }))
+    .use(
+      streamRoutes(knownTasks, hub, metrics, { historyMax: config.logHistoryMax, backpressureBytes: config.wsBackpressureBytes }),
+    )
 }
 
 export type App = ReturnType<typeof createApp>

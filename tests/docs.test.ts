@@ -23,6 +23,7 @@ describe('OpenAPI document', () => {
       '/api/v1/tasks/{task_id}',
       '/api/v1/tasks/{task_id}/logs',
       '/api/v1/tasks/{task_id}/logs/stream',
+      '/api/v1/ws/tasks/{task_id}/logs',
       '/health',
       '/metrics',
       '/ready',

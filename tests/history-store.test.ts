@@ -81,7 +81,8 @@ describe.each(factories)('%s', (_name, make) => {
     const before = Date.now()
     const single: StoredLog[] = []
     for (let i = 0; i < 50; i++) single.push(...(await put(s, task, [newLog(task, sub, 'info', `s${i}`)])))
-    const batch = await put(s, 
+    const batch = await put(
+      s,
       task,
       Array.from({ length: 500 }, (_, i) => newLog(task, sub, 'debug', `b${i}`)),
     )
@@ -114,11 +115,13 @@ describe.each(factories)('%s', (_name, make) => {
     // Two concurrent batches: each one's entries are contiguous in the history.
     const t2 = uuid()
     const [a, b] = await Promise.all([
-      put(s, 
+      put(
+        s,
         t2,
         Array.from({ length: 60 }, (_, i) => newLog(t2, sub, 'info', `a${i}`)),
       ),
-      put(s, 
+      put(
+        s,
         t2,
         Array.from({ length: 60 }, (_, i) => newLog(t2, sub, 'info', `b${i}`)),
       ),
@@ -137,7 +140,8 @@ describe.each(factories)('%s', (_name, make) => {
     const s = await store()
     const task = uuid()
     const sub = uuid()
-    const stored = await put(s, 
+    const stored = await put(
+      s,
       task,
       Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)),
     )
@@ -157,11 +161,13 @@ describe.each(factories)('%s', (_name, make) => {
     const task = uuid()
     const subA = uuid()
     const subB = uuid()
-    const errors = await put(s, 
+    const errors = await put(
+      s,
       task,
       Array.from({ length: 10 }, (_, i) => newLog(task, subA, i % 2 ? 'error' : 'warning', `e${i}`)),
     )
-    await put(s, 
+    await put(
+      s,
       task,
       Array.from({ length: 300 }, (_, i) => newLog(task, subB, i % 2 ? 'info' : 'debug', `d${i}`)),
     )
@@ -189,7 +195,8 @@ describe.each(factories)('%s', (_name, make) => {
     const s = await store()
     const task = uuid()
     const sub = uuid()
-    const stored = await put(s, 
+    const stored = await put(
+      s,
       task,
       Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)),
     )
@@ -227,7 +234,8 @@ describe.each(factories)('%s', (_name, make) => {
 
     // One batch larger than the cap: only its newest 5 stay, and the trim is recorded.
     const t2 = uuid()
-    const batch = await put(s, 
+    const batch = await put(
+      s,
       t2,
       Array.from({ length: 12 }, (_, i) => newLog(t2, sub, 'info', `b${i}`)),
     )
@@ -236,7 +244,8 @@ describe.each(factories)('%s', (_name, make) => {
     expect((await s.replay(t2, batch[6]!.id, 10)).recovered).toBe(true)
     expect((await s.replay(t2, batch[5]!.id, 10)).recovered).toBe(false)
     // Trimming into a full stream with a batch mixing old and new entries.
-    const more = await put(s, 
+    const more = await put(
+      s,
       t2,
       Array.from({ length: 3 }, (_, i) => newLog(t2, sub, 'info', `c${i}`)),
     )
@@ -404,7 +413,8 @@ describe('RedisHistory only', () => {
       // RedisHistory records the highest trimmed id itself.
       const s = await connect({ maxPerTask: 2 })
       const task = uuid()
-      const stored = await put(s, 
+      const stored = await put(
+        s,
         task,
         Array.from({ length: 4 }, (_, i) => newLog(task, task, 'info', `m${i}`)),
       )
@@ -459,7 +469,8 @@ describe('RedisHistory only', () => {
     const stats = createClient({ url: redis.url, RESP: 2 })
     await stats.connect()
     await stats.sendCommand(['CONFIG', 'RESETSTAT'])
-    await put(s, 
+    await put(
+      s,
       task,
       Array.from({ length: 100 }, (_, i) => newLog(task, task, 'info', `m${i}`)),
     )

@@ -210,7 +210,7 @@ describe('GET /metrics', () => {
       await sendLog(fresh, task.subtasks[0]!.subtask_id, { level: 'error', message: 'e' })
       const res = await fetch(`${fresh.url}/metrics`)
       expect(res.headers.get('content-type')).toStartWith('text/plain')
-      const text = await res.text()
+      let text = await res.text()
       const value = (name: string) => Number(text.match(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm'))?.[1])
       expect(value('tasklog_websocket_connections')).toBe(2)
       expect(value('tasklog_subscriptions')).toBe(2)
@@ -223,6 +223,13 @@ describe('GET /metrics', () => {
       )
       a.close()
       b.close()
+      await Promise.all([a.closed, b.closed])
+      for (let i = 0; i < 50 && value('tasklog_websocket_connections') !== 0; i++) {
+        await Bun.sleep(20)
+        text = await (await fetch(`${fresh.url}/metrics`)).text()
+      }
+      expect(value('tasklog_websocket_connections')).toBe(0)
+      expect(value('tasklog_subscriptions')).toBe(0)
     } finally {
       await fresh.stop()
     }

@@ -59,7 +59,10 @@ export function encodeRequests(requests: LogRequest[], subtask: SubtaskRef, limi
     const at = () => pathPrefix.replace('{i}', String(i))
     const bytes = utf8Bytes(req.message, limits.maxMessageBytes)
     if (bytes > limits.maxMessageBytes)
-      problems.push({ path: `${at()}/message`, message: `message is ${bytes} bytes; at most ${limits.maxMessageBytes} are allowed` })
+      problems.push({
+        path: `${at()}/message`,
+        message: `message is ${bytes} bytes; at most ${limits.maxMessageBytes} are allowed`,
+      })
     const metadataJson = req.metadata == null ? 'null' : JSON.stringify(req.metadata)
     const metadataBytes = utf8Bytes(metadataJson, limits.maxMetadataBytes)
     if (metadataBytes > limits.maxMetadataBytes)

@@ -8,12 +8,12 @@ import { compareLogIds } from '../logs/log-id'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { BatchAccepted, LogAccepted, LogBatch, LogHistory, LogHistoryQuery, LogRequest } from '../schemas/log'
 import type { SubtaskDirectory } from '../tasks/subtask-directory'
-import type { TaskStore } from '../tasks/task-store'
+import type { KnownTasks } from '../tasks/known-tasks'
 import { SubtaskParams } from './subtasks'
 import { TaskParams } from './tasks'
 
 export const logRoutes = (deps: {
-  tasks: TaskStore
+  tasks: KnownTasks
   subtasks: SubtaskDirectory
   history: HistoryStore
   hub: Hub
@@ -79,7 +79,7 @@ export const logRoutes = (deps: {
     .get(
       '/tasks/:task_id/logs',
       async ({ params, query }) => {
-        if (!(await tasks.getTask(params.task_id))) throw notFound('Task', params.task_id)
+        if (!(await tasks.exists(params.task_id))) throw notFound('Task', params.task_id)
         const logs = await history.read(params.task_id, {
           limit: query.limit ?? 100,
           order: query.order ?? (query.since ? 'asc' : 'desc'),

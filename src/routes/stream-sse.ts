@@ -1,0 +1,72 @@
+import type { Hub, ReplayRequest, Watcher } from '../logs/hub'
+import type { Level } from '../schemas/common'
+
+/** Comment heartbeat, so proxies and clients see a live connection. */
+const SSE_HEARTBEAT_MS = 15_000
+/** Frames queued for one SSE reader before it is dropped; EventSource then reconnects with Last-Event-ID. */
+const SSE_QUEUE_MAX = 1_000
+/** Replay pauses while more than this many frames wait for the reader. */
+const SSE_QUEUE_REPLAY = 64
+
+export function sseResponse(hub: Hub, taskId: string, minLevel: Level, replay: ReplayRequest): Response {
+  const encoder = new TextEncoder()
+  let controller!: ReadableStreamDefaultController<Uint8Array>
+  let heartbeat: ReturnType<typeof setInterval> | undefined
+  let open = true
+  let pullWaiters: (() => void)[] = []
+  const wake = () => {
+    const waiters = pullWaiters
+    pullWaiters = []
+    for (const w of waiters) w()
+  }
+  const stop = () => {
+    if (!open) return
+    open = false
+    clearInterval(heartbeat)
+    hub.unwatch(taskId, watcher)
+    wake()
+  }
+  const end = () => {
+    stop()
+    controller.close()
+  }
+  /** Queues one event; true when the reader is behind. */
+  const write = (text: string): boolean => {
+    if (!open) return false
+    const queued = -(controller.desiredSize ?? 0)
+    if (queued >= SSE_QUEUE_MAX) {
+      end()
+      return false
+    }
+    controller.enqueue(encoder.encode(text))
+    return queued >= SSE_QUEUE_REPLAY
+  }
+  const watcher: Watcher = {
+    minLevel,
+    subscribed: (_taskId, recovered) =>
+      write(`retry: 2000\n: subscribed${recovered === false ? ' (history has a gap)' : ''}\n\n`),
+    sendLog: (log) => write(`id: ${log.id}\nevent: log\ndata: ${log.data}\n\n`),
+    sendStatus: (data) => write(`event: status\ndata: ${data}\n\n`),
+    drained: () => (open ? new Promise((resolve) => pullWaiters.push(resolve)) : Promise.resolve()),
+    overflow: end,
+  }
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      start(c) {
+        controller = c
+        heartbeat = setInterval(() => write(': heartbeat\n\n'), SSE_HEARTBEAT_MS)
+        hub.watch(taskId, watcher, replay).catch(() => {
+          open = false // the hub has already forgotten this watcher
+          clearInterval(heartbeat)
+          controller.close()
+        })
+      },
+      pull: wake,
+      cancel: stop,
+    },
+    { highWaterMark: 0 },
+  )
+  return new Response(stream, {
+    headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' },
+  })
+}

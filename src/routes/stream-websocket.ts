@@ -1,0 +1,257 @@
+import type { ServerWebSocket } from 'bun'
+import { errorFrame, frame, type LiveLog } from '../logs/frames'
+import type { Hub, ReplayRequest, Watcher } from '../logs/hub'
+import type { Metrics } from '../metrics'
+import { LEVELS, type Level } from '../schemas/common'
+import type { KnownTasks } from '../tasks/known-tasks'
+
+const LOG_ID = /^\d{1,15}-\d{1,15}$/
+/** At most this many task subscriptions per WebSocket connection. */
+export const MAX_SUBSCRIPTIONS = 100
+/** How often sockets are checked for readers that fall behind. */
+const SLOW_READER_CHECK_MS = 250
+
+/** What every connection shares; one pointer per connection keeps idle sockets small. */
+export interface StreamContext {
+  tasks: KnownTasks
+  hub: Hub
+  metrics: Metrics
+  historyMax: number
+  slowReaders: SlowReaderGuard
+}
+
+type Socket = ServerWebSocket<WebSocketConnection>
+
+/**
+ * Closes WebSockets whose unsent frames exceed `limitBytes` with 1013, so a slow reader
+ * learns to reconnect with `since` instead of growing server memory. (Bun's own
+ * closeOnBackpressureLimit, set at 16 times this limit in app.ts, only catches bursts and
+ * closes abruptly with 1006.) The check runs on a timer, never on the fan-out path.
+ */
+export class SlowReaderGuard {
+  private readonly sockets = new Set<Socket>()
+  private timer: ReturnType<typeof setInterval> | undefined
+
+  constructor(private readonly limitBytes: number) {}
+
+  add(socket: Socket): void {
+    this.sockets.add(socket)
+    this.timer ??= setInterval(() => this.check(), SLOW_READER_CHECK_MS)
+    this.timer.unref?.()
+  }
+
+  delete(socket: Socket): void {
+    this.sockets.delete(socket)
+    if (this.sockets.size === 0 && this.timer) {
+      clearInterval(this.timer)
+      this.timer = undefined
+    }
+  }
+
+  private check(): void {
+    for (const socket of this.sockets) {
+      if (socket.getBufferedAmount() > this.limitBytes) {
+        this.delete(socket)
+        socket.close(1013, 'Too slow: reconnect with since=<last id> to resume')
+      }
+    }
+  }
+}
+
+/** Stream options from the URL or a subscribe action, validated. */
+interface StreamOptions extends ReplayRequest {
+  minLevel: Level
+}
+
+class InvalidOption extends Error {}
+
+function parseOptions(raw: Record<string, unknown>, defaultLevel: Level, historyMax: number): StreamOptions {
+  const { since, history, level } = raw
+  if (since !== undefined && (typeof since !== 'string' || !LOG_ID.test(since)))
+    throw new InvalidOption('since must be a log id like 1764152130123-0')
+  const n = history === undefined || history === '' ? 0 : Number(history)
+  if (!Number.isInteger(n) || n < 0 || n > historyMax)
+    throw new InvalidOption(`history must be a whole number from 0 to ${historyMax}`)
+  if (level !== undefined && !LEVELS.includes(level as Level))
+    throw new InvalidOption(`level must be one of ${LEVELS.join(', ')}`)
+  return { since: since as string | undefined, history: n, minLevel: (level as Level | undefined) ?? defaultLevel }
+}
+
+/** Why a subscription failed: the `code` and `message` of the error frame. */
+interface Problem {
+  code: 'not_found' | 'already_subscribed' | 'too_many_subscriptions' | 'unavailable'
+  message: string
+}
+
+/** One task subscription of one connection, as the hub sees it. */
+class Subscription implements Watcher {
+  constructor(
+    private readonly conn: WebSocketConnection,
+    readonly minLevel: Level,
+  ) {}
+
+  get socket(): Socket {
+    return this.conn.socket
+  }
+
+  subscribed(task_id: string, recovered: boolean | undefined): void {
+    this.socket.send(frame('subscribed', recovered === undefined ? { task_id } : { task_id, recovered }))
+  }
+
+  sendLog(_log: LiveLog, text: string): boolean {
+    return this.conn.send(text)
+  }
+
+  sendStatus(_data: string, text: string): boolean {
+    return this.conn.send(text)
+  }
+
+  drained(): Promise<void> {
+    return this.conn.drained()
+  }
+
+  overflow(): void {
+    this.socket.close(1013, 'Too slow: live logs overflowed while history was replayed')
+  }
+}
+
+/**
+ * One WebSocket connection, and the socket's `data`: Elysia's Bun WebSocket handler calls
+ * `open`, `message`, `drain` and `close` on it. Kept small, with no per-connection closures,
+ * since idle connections are most of a server's memory.
+ */
+export class WebSocketConnection {
+  socket!: Socket
+  private readonly subscriptions = new Map<string, Subscription>()
+  /** Actions wait until the URL's own subscription is set up, so frames keep their order. */
+  private ready: Promise<void> | undefined
+  private closed = false
+  private drainWaiters: (() => void)[] | undefined
+
+  constructor(
+    private readonly ctx: StreamContext,
+    private readonly taskId: string,
+    /** The URL's query, until `open` has used it. */
+    private query: Record<string, string | undefined> | undefined,
+  ) {}
+
+  open(socket: Socket): void {
+    this.socket = socket
+    const { metrics, historyMax, slowReaders } = this.ctx
+    metrics.connections++
+    slowReaders.add(socket)
+    let options: StreamOptions
+    try {
+      options = parseOptions(this.query ?? {}, 'debug', historyMax)
+    } catch (e) {
+      socket.send(errorFrame('validation', (e as Error).message))
+      return socket.close(1008, (e as Error).message)
+    } finally {
+      this.query = undefined
+    }
+    // 1008 tells clients to give up (unknown task); 1013 to come back later (a store is down).
+    this.ready = this.subscribe(this.taskId, options).then((problem) => {
+      this.ready = undefined
+      if (problem && !this.closed) socket.close(problem.code === 'unavailable' ? 1013 : 1008, problem.message)
+    })
+  }
+
+  async message(_socket: Socket, raw: string | Buffer): Promise<void> {
+    if (this.ready) await this.ready
+    let message: unknown
+    try {
+      message = JSON.parse(String(raw))
+    } catch {
+      return this.error('invalid_message', 'Messages must be JSON objects like {"action":"ping"}')
+    }
+    if (typeof message !== 'object' || message === null || Array.isArray(message))
+      return this.error('invalid_message', 'Messages must be JSON objects like {"action":"ping"}')
+    await this.act(message as Record<string, unknown>)
+  }
+
+  drain(): void {
+    const waiters = this.drainWaiters
+    this.drainWaiters = undefined
+    for (const wake of waiters ?? []) wake()
+  }
+
+  close(): void {
+    const { hub, metrics, slowReaders } = this.ctx
+    this.closed = true
+    this.drain()
+    metrics.connections--
+    slowReaders.delete(this.socket)
+    for (const [taskId, subscription] of this.subscriptions) hub.unwatch(taskId, subscription)
+    this.subscriptions.clear()
+  }
+
+  /** Sends a frame; true when it was queued behind unsent data (Bun's send() returns -1). */
+  send(text: string): boolean {
+    return this.socket.send(text) === -1
+  }
+
+  /** Resolves when the socket has caught up, or closed. */
+  drained(): Promise<void> {
+    if (this.closed) return Promise.resolve()
+    return new Promise((wake) => (this.drainWaiters ??= []).push(wake))
+  }
+
+  private error(code: string, message: string): void {
+    this.socket.send(errorFrame(code, message))
+  }
+
+  private async act(message: Record<string, unknown>): Promise<void> {
+    const { action, task_id: taskId, ...rest } = message
+    switch (action) {
+      case 'ping':
+        return void this.socket.send(frame('pong'))
+      case 'subscribe': {
+        if (taskId === undefined) return this.error('validation', 'subscribe needs a task_id')
+        let options: StreamOptions
+        try {
+          options = parseOptions(rest, 'debug', this.ctx.historyMax)
+        } catch (e) {
+          return this.error('validation', (e as Error).message)
+        }
+        const problem = await this.subscribe(taskId, options)
+        if (problem) this.error(problem.code, problem.message)
+        return
+      }
+      case 'unsubscribe': {
+        if (taskId === undefined) return this.error('validation', 'unsubscribe needs a task_id')
+        const subscription = typeof taskId === 'string' ? this.subscriptions.get(taskId) : undefined
+        if (!subscription) return this.error('not_subscribed', `Not subscribed to task ${String(taskId)}`)
+        this.subscriptions.delete(taskId as string)
+        this.ctx.hub.unwatch(taskId as string, subscription)
+        return void this.socket.send(frame('unsubscribed', { task_id: taskId }))
+      }
+      case undefined:
+        return this.error('validation', 'Missing "action": one of ping, subscribe, unsubscribe')
+      default:
+        return this.error('unknown_action', `Unknown action ${JSON.stringify(action)}: use ping, subscribe or unsubscribe`)
+    }
+  }
+
+  /** Subscribes to a task; returns what went wrong for the client, or undefined. */
+  private async subscribe(taskId: unknown, options: StreamOptions): Promise<Problem | undefined> {
+    const notFound: Problem = { code: 'not_found', message: `Task ${String(taskId)} not found` }
+    if (typeof taskId !== 'string') return notFound
+    if (this.subscriptions.has(taskId)) return { code: 'already_subscribed', message: `Already subscribed to task ${taskId}` }
+    if (this.subscriptions.size >= MAX_SUBSCRIPTIONS)
+      return { code: 'too_many_subscriptions', message: `At most ${MAX_SUBSCRIPTIONS} subscriptions per connection` }
+    try {
+      if (!(await this.ctx.tasks.exists(taskId))) return notFound
+    } catch {
+      return { code: 'unavailable', message: 'The task store is unavailable; subscribe again later' }
+    }
+    if (this.closed) return
+    const subscription = new Subscription(this, options.minLevel)
+    this.subscriptions.set(taskId, subscription)
+    try {
+      await this.ctx.hub.watch(taskId, subscription, options)
+    } catch {
+      if (this.subscriptions.get(taskId) === subscription) this.subscriptions.delete(taskId)
+      return { code: 'unavailable', message: `History of task ${taskId} is unavailable; subscribe again later` }
+    }
+  }
+}
