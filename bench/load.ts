@@ -14,7 +14,7 @@
  * Server CPU and memory come from /proc/<pid> (see lib/proc.ts).
  */
 import { Flags, Histogram } from './lib/histogram'
-import { cpuMs, memKiB } from './lib/proc'
+import { cpuMs, machineBusyMs, memKiB } from './lib/proc'
 import type { LoadParams, ScenarioId } from './scenarios'
 
 export interface LoadJob {
@@ -65,6 +65,13 @@ export interface LoadResult {
   redisCpuMsPerLog: number
   serverRssKiB: number
   serverPeakRssKiB: number
+  /** This load generator's own CPU over the window, % of one core: near 100 means it, not the server, limits. */
+  loaderCpuPct: number
+  /**
+   * CPU used on this machine by anything but the server, Redis and this load generator over the
+   * window, % of one core: other work on a shared machine. High values make the run noisy.
+   */
+  otherCpuPct: number
   /** (e) */
   idle?: { connections: number; rssBeforeKiB: number; rssAfterKiB: number; bytesPerConnection: number; connectMs: number }
   /** (f) ms from the reconnect until each subscriber had every log sent before it. */
@@ -253,8 +260,9 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
         sub.malformed++
         note(`malformed frame: ${data.slice(0, 300)}`)
       }
-      if (ms < sub.lastMs || (ms === sub.lastMs && idSeq <= sub.lastSeq)) sub.order++
-      else {
+      // Same id as the previous frame: a duplicate (counted below by seq), not a reordering.
+      if (ms < sub.lastMs || (ms === sub.lastMs && idSeq < sub.lastSeq)) sub.order++
+      else if (ms !== sub.lastMs || idSeq !== sub.lastSeq) {
         sub.lastMs = ms
         sub.lastSeq = idSeq
         sub.lastId = id
@@ -266,7 +274,9 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       sub.seen.set(seq)
       sub.distinct++
       if (seq < sub.catchTarget && ++sub.below === sub.catchTarget && sub.caughtUpAt < 0) sub.caughtUpAt = t
-      if (sent >= measureStart) {
+      // (f): logs sent while the subscriber was away are replayed, not live: their latency is
+      // the gap, measured as catch-up instead.
+      if (sent >= measureStart && seq >= sub.catchTarget) {
         e2eHist.record(t - sent)
         deliveriesMeasured++
       }
@@ -393,9 +403,11 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   }
 
   // ---------- the run ----------
-  const server = { cpu0: 0, redis0: 0 }
+  const server = { cpu0: 0, redis0: 0, loader0: process.cpuUsage(), machine0: 0 }
   const startMeasuring = () => {
     measureStart = now()
+    server.loader0 = process.cpuUsage()
+    server.machine0 = machineBusyMs()
     server.cpu0 = cpuMs(job.serverPid)
     server.redis0 = cpuMs(job.redisPid)
   }
@@ -404,6 +416,10 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
     const redisCpu = cpuMs(job.redisPid) - server.redis0
     const mem = memKiB(job.serverPid)
     const windowS = windowMs / 1000
+    const loader = process.cpuUsage(server.loader0)
+    const loaderMs = (loader.user + loader.system) / 1000
+    const elapsedMs = now() - measureStart
+    const otherMs = machineBusyMs() - server.machine0 - serverCpu - redisCpu - loaderMs
     const correct = correctness(c)
     return {
       scenario: job.scenario,
@@ -423,6 +439,8 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       redisCpuMsPerLog: logsAckedMeasured ? redisCpu / logsAckedMeasured : Number.NaN,
       serverRssKiB: mem.rss,
       serverPeakRssKiB: mem.hwm,
+      loaderCpuPct: (100 * loaderMs) / elapsedMs,
+      otherCpuPct: Math.max(0, (100 * otherMs) / elapsedMs),
       correctness: correct,
       notes,
       ...extra,
@@ -448,6 +466,11 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
     await post(tasks[0]!, 1)
     await drain(10_000)
     const result = finish(now() - t1, {
+      // One log: rates and CPU per log mean nothing here; e2e is the fan-out to every socket.
+      acksPerS: Number.NaN,
+      requestsPerS: Number.NaN,
+      serverCpuMsPerLog: Number.NaN,
+      redisCpuMsPerLog: Number.NaN,
       idle: {
         connections: n,
         rssBeforeKiB: before,

@@ -12,6 +12,8 @@
  *   read, then flushed minus ids already replayed in the same tick the socket subscribes.
  *
  * Env: PORT, REDIS_URL, LOG_TTL_SECONDS (3600), LOG_HISTORY_MAX (10000).
+ * BENCH_FAULT=drop|dup|reorder breaks every 100th live frame on purpose, to prove that the
+ * load generator's counters catch it (`bun run bench --quick --fault dup` must fail).
  */
 import { createClient } from 'redis'
 import type { ServerWebSocket } from 'bun'
@@ -21,6 +23,9 @@ const TTL_MS = Number(process.env.LOG_TTL_SECONDS ?? 3600) * 1000
 const MAX_LEN = String(Number(process.env.LOG_HISTORY_MAX ?? 10_000))
 const TTL_ARG = String(TTL_MS)
 const LEVELS = new Set(['debug', 'info', 'warning', 'error'])
+const FAULT = process.env.BENCH_FAULT ?? ''
+let published = 0
+let heldBack: { topic: string; frame: string } | undefined
 
 // ARGV: minid, maxlen, ttlMs, then (level, body) per log. Returns the ids.
 const APPEND = `
@@ -136,7 +141,16 @@ async function ingest(subtaskId: string, entries: unknown[]): Promise<{ ids: str
   const held = replaying.get(taskId)
   for (let i = 0; i < ids.length; i++) {
     const frame = logFrame(ids[i]!, bodies[i]!, frameTs)
+    if (FAULT && ++published % 100 === 0) {
+      if (FAULT === 'dup') server.publish(taskId, frame)
+      if (FAULT === 'reorder') heldBack = { topic: taskId, frame }
+      if (FAULT !== 'dup') continue
+    }
     server.publish(taskId, frame)
+    if (heldBack) {
+      server.publish(heldBack.topic, heldBack.frame)
+      heldBack = undefined
+    }
     if (held) for (const ws of held) ws.data.held!.push({ id: ids[i]!, frame })
   }
   return { ids, subscribers: tasks.get(taskId)!.subscribers }
@@ -187,7 +201,7 @@ const server = Bun.serve<SocketData, any>({
     },
     '/api/v1/subtasks/:id/log': {
       POST: async (req) => {
-        const result = await ingest(req.params.id, [await readJson(req)])
+        const result = await ingest(req.params.id!, [await readJson(req)])
         if (result instanceof Response) return result
         return json(201, { success: true, message: 'Log stored and broadcast', broadcasted: result.subscribers, id: result.ids[0] })
       },
@@ -197,7 +211,7 @@ const server = Bun.serve<SocketData, any>({
         const body = (await readJson(req)) as { logs?: unknown } | undefined
         if (!body || !Array.isArray(body.logs) || body.logs.length === 0 || body.logs.length > 1000)
           return error(422, 'validation', 'logs must hold 1 to 1000 entries')
-        const result = await ingest(req.params.id, body.logs)
+        const result = await ingest(req.params.id!, body.logs)
         if (result instanceof Response) return result
         return json(201, {
           success: true,
@@ -210,7 +224,7 @@ const server = Bun.serve<SocketData, any>({
     },
     '/api/v1/ws/tasks/:task_id/logs': (req, srv) => {
       const since = new URL(req.url).searchParams.get('since')
-      if (srv.upgrade(req, { data: { task: req.params.task_id, since } })) return undefined
+      if (srv.upgrade(req, { data: { task: req.params.task_id!, since } })) return undefined
       return error(426, 'validation', 'WebSocket upgrade expected')
     },
   },
@@ -238,7 +252,7 @@ const server = Bun.serve<SocketData, any>({
       redis
         .sendCommand(['EVALSHA', REPLAY_SHA, '1', logKey(taskId), since, MAX_LEN])
         .then((reply) => {
-          const [recovered, flat] = reply as [number, string[]]
+          const [recovered, flat] = reply as unknown as [number, string[]]
           const held = ws.data.held!
           set.delete(ws)
           if (set.size === 0 && replaying.get(taskId) === set) replaying.delete(taskId)

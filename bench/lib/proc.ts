@@ -27,6 +27,18 @@ export function cpuMs(pid: number): number {
   }
 }
 
+/** CPU time all processes of the machine spent busy (all cores), in ms, from /proc/stat. */
+export function machineBusyMs(): number {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice
+    const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number)
+    return ((user! + nice! + system! + irq! + softirq! + steal!) * 1000) / CLK_TCK
+  } catch {
+    return Number.NaN
+  }
+}
+
 /** Resident set size now and at its peak, in KiB; NaN when the process is gone. */
 export function memKiB(pid: number): { rss: number; hwm: number } {
   try {

@@ -1,0 +1,520 @@
+/**
+ * `bun run bench [--quick] [--scenario a,b,...] [--reps N] [--servers tasklog,baseline]
+ *                [--idle N] [--out FILE] [--cpu-prof]`
+ *
+ * Starts a private redis-server, then for every scenario runs tasklog and the baseline
+ * (bench/baseline/server.ts) alternately, `reps` times each, every run on a fresh server
+ * process against the same Redis (FLUSHALL before each run). The load generator
+ * (bench/load.ts) runs as its own process. Prints a Markdown table of medians with the ratio
+ * tasklog/baseline, checks issue 5's targets, writes bench/results/<timestamp>.json, and
+ * exits non-zero when any correctness counter (lost, dup, order, ...) is non-zero or a run failed.
+ *
+ * --quick: small sizes and one repetition, under a minute: CI runs it for the counters.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { join } from 'node:path'
+import type { Subprocess } from 'bun'
+import { createClient } from 'redis'
+import { median } from './lib/histogram'
+import { CLK_TCK, freePort } from './lib/proc'
+import type { Correctness, LoadJob, LoadResult } from './load'
+import { SCENARIOS, type ScenarioId } from './scenarios'
+
+const ROOT = join(import.meta.dir, '..')
+const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server'
+type ServerName = 'tasklog' | 'baseline'
+
+// ---------- arguments ----------
+function parseArgs(argv: string[]) {
+  const opts = {
+    quick: false,
+    scenarios: SCENARIOS.map((s) => s.id) as ScenarioId[],
+    reps: 0,
+    servers: ['tasklog', 'baseline'] as ServerName[],
+    idle: 0,
+    out: '',
+    /** Directory for `bun --cpu-prof` profiles of every server run (off when empty). */
+    cpuProf: '',
+    /** Self-test: make the baseline drop, duplicate or reorder frames (BENCH_FAULT). */
+    fault: '',
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined]
+    const value = () => {
+      const v = inline ?? argv[++i]
+      if (v === undefined) usage(`${flag} needs a value`)
+      return v!
+    }
+    switch (flag) {
+      case '--quick':
+        opts.quick = true
+        break
+      case '--scenario':
+      case '--scenarios': {
+        const ids = value().split(',').map((s) => s.trim()).filter(Boolean)
+        for (const id of ids) if (!SCENARIOS.some((s) => s.id === id)) usage(`unknown scenario ${id}`)
+        opts.scenarios = ids as ScenarioId[]
+        break
+      }
+      case '--reps':
+        opts.reps = Number(value())
+        if (!Number.isInteger(opts.reps) || opts.reps < 1 || opts.reps > 50) usage('--reps must be 1..50')
+        break
+      case '--servers': {
+        const names = value().split(',').map((s) => s.trim())
+        for (const n of names) if (n !== 'tasklog' && n !== 'baseline') usage(`unknown server ${n}`)
+        opts.servers = names as ServerName[]
+        break
+      }
+      case '--idle':
+        opts.idle = Number(value())
+        if (!Number.isInteger(opts.idle) || opts.idle < 1 || opts.idle > 100_000) usage('--idle must be 1..100000')
+        break
+      case '--out':
+        opts.out = value()
+        break
+      case '--fault':
+        opts.fault = value()
+        if (!['drop', 'dup', 'reorder'].includes(opts.fault)) usage('--fault must be drop, dup or reorder')
+        break
+      case '--cpu-prof':
+        opts.cpuProf = join(import.meta.dir, 'results', `prof-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+        break
+      case '-h':
+      case '--help':
+        usage()
+        break
+      default:
+        usage(`unknown argument ${arg}`)
+    }
+  }
+  if (!opts.reps) opts.reps = opts.quick ? 1 : 3
+  return opts
+}
+
+function usage(problem?: string): never {
+  if (problem) console.error(`bench: ${problem}`)
+  console.error(
+    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f] [--reps N] [--servers tasklog,baseline] [--idle N] [--out FILE] [--cpu-prof] [--fault drop|dup|reorder]',
+  )
+  for (const s of SCENARIOS) console.error(`  ${s.id}  ${s.title}`)
+  process.exit(problem ? 2 : 0)
+}
+
+// ---------- processes ----------
+const children = new Set<Subprocess>()
+function cleanup() {
+  for (const p of children) p.kill('SIGKILL')
+  children.clear()
+}
+process.on('exit', cleanup)
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.on(sig, () => {
+    cleanup()
+    process.exit(130)
+  })
+
+async function waitFor(what: string, ms: number, probe: () => Promise<boolean>, proc?: Subprocess): Promise<void> {
+  const deadline = performance.now() + ms
+  while (performance.now() < deadline) {
+    if (proc?.exitCode !== null && proc?.exitCode !== undefined) throw new Error(`${what} exited with code ${proc.exitCode}`)
+    if (await probe().catch(() => false)) return
+    await Bun.sleep(50)
+  }
+  throw new Error(`${what} not ready within ${ms} ms`)
+}
+
+async function stop(proc: Subprocess, graceMs = 3000): Promise<void> {
+  if (proc.exitCode === null) {
+    proc.kill('SIGTERM')
+    const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(graceMs).then(() => false)])
+    if (!exited) {
+      proc.kill('SIGKILL')
+      await Promise.race([proc.exited, Bun.sleep(2000)])
+    }
+  }
+  children.delete(proc)
+}
+
+/** Keeps the last lines a child wrote, to explain a failure. */
+function tail(stream: ReadableStream<Uint8Array> | number | undefined | null, lines: string[]): void {
+  if (!stream || typeof stream === 'number') return
+  ;(async () => {
+    const decoder = new TextDecoder()
+    for await (const chunk of stream) {
+      for (const line of decoder.decode(chunk, { stream: true }).split('\n')) if (line.trim()) lines.push(line)
+      if (lines.length > 40) lines.splice(0, lines.length - 40)
+    }
+  })().catch(() => {})
+}
+
+async function startRedis() {
+  const port = freePort()
+  const proc = Bun.spawn(
+    [REDIS_SERVER, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+    { stdout: 'ignore', stderr: 'pipe' },
+  )
+  children.add(proc)
+  const url = `redis://127.0.0.1:${port}`
+  const client = createClient({ url, socket: { reconnectStrategy: false } })
+  client.on('error', () => {})
+  await waitFor('redis-server', 5000, async () => {
+    if (!client.isOpen) await client.connect()
+    return String(await client.sendCommand(['PING'])) === 'PONG'
+  }, proc)
+  const version = /redis_version:([\d.]+)/.exec(String(await client.sendCommand(['INFO', 'server'])))?.[1] ?? '?'
+  return { proc, url, client, version }
+}
+
+interface RunningServer {
+  proc: Subprocess
+  base: string
+  output: string[]
+}
+
+async function startServer(name: ServerName, redisUrl: string, profileName?: string): Promise<RunningServer> {
+  const port = freePort()
+  const env = {
+    ...process.env,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    REDIS_URL: redisUrl,
+    DATABASE_URL: 'sqlite://:memory:',
+    NODE_ENV: 'production',
+    ...(name === 'baseline' && opts.fault ? { BENCH_FAULT: opts.fault } : {}),
+  }
+  const entry = name === 'tasklog' ? 'src/index.ts' : 'bench/baseline/server.ts'
+  // --cpu-prof: the profile (.cpuprofile and .md) is written when the server exits on SIGTERM.
+  const prof = profileName
+    ? ['--cpu-prof', '--cpu-prof-md', '--cpu-prof-interval=250', `--cpu-prof-dir=${opts.cpuProf}`, `--cpu-prof-name=${profileName}`]
+    : []
+  const proc = Bun.spawn([process.execPath, ...prof, 'run', entry], { cwd: ROOT, env, stdout: 'pipe', stderr: 'pipe' })
+  children.add(proc)
+  const output: string[] = []
+  tail(proc.stdout, output)
+  tail(proc.stderr, output)
+  const base = `http://127.0.0.1:${port}`
+  try {
+    await waitFor(`${name} server`, 20_000, async () => (await fetch(`${base}/health`)).status === 200, proc)
+  } catch (err) {
+    await stop(proc)
+    throw new Error(`${(err as Error).message}; its output:\n  ${output.slice(-15).join('\n  ')}`)
+  }
+  return { proc, base, output }
+}
+
+async function runLoadProcess(job: LoadJob, timeoutMs: number): Promise<LoadResult> {
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, 'load.ts'), JSON.stringify(job)], {
+    cwd: ROOT,
+    stdout: 'pipe',
+    stderr: 'inherit',
+  })
+  children.add(proc)
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs)
+  const text = await new Response(proc.stdout).text()
+  await proc.exited
+  clearTimeout(timer)
+  children.delete(proc)
+  const line = text.trim().split('\n').pop() ?? ''
+  try {
+    return JSON.parse(line) as LoadResult
+  } catch {
+    const why = proc.signalCode === 'SIGKILL' ? `timed out after ${timeoutMs} ms` : `exit ${proc.exitCode}`
+    return { scenario: job.scenario, server: job.server, ok: false, error: `load generator ${why}: ${text.slice(-300)}` } as LoadResult
+  }
+}
+
+/** Top-level Redis command calls during a run, e.g. { evalsha: 1000 } (commands inside Lua included). */
+function commandStats(info: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const m of info.matchAll(/^cmdstat_([\w|]+):calls=(\d+)/gm)) out[m[1]!] = Number(m[2])
+  return out
+}
+
+// ---------- report ----------
+interface Row {
+  scenario: ScenarioId
+  server: ServerName
+  runs: LoadResult[]
+}
+
+const fmt = (x: number, digits = 2): string => {
+  if (!Number.isFinite(x)) return '–'
+  if (digits === 0) return Math.round(x).toLocaleString('en-US')
+  if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString('en-US')
+  if (Math.abs(x) >= 100) return x.toFixed(0)
+  if (Math.abs(x) >= 10) return x.toFixed(1)
+  return x.toFixed(digits)
+}
+
+type Metric = { key: string; head: string; get: (r: LoadResult) => number; digits?: number }
+const METRICS: Metric[] = [
+  { key: 'acksPerS', head: 'acks/s', get: (r) => r.acksPerS },
+  { key: 'deliveriesPerS', head: 'deliveries/s', get: (r) => r.deliveriesPerS },
+  { key: 'postP50', head: 'POST p50 ms', get: (r) => r.post.p50 },
+  { key: 'postP99', head: 'POST p99 ms', get: (r) => r.post.p99 },
+  { key: 'e2eP50', head: 'e2e p50 ms', get: (r) => r.e2e.p50 },
+  { key: 'e2eP99', head: 'e2e p99 ms', get: (r) => r.e2e.p99 },
+  { key: 'e2eMax', head: 'e2e max ms', get: (r) => r.e2e.max },
+  { key: 'cpuPerLog', head: 'CPU ms/log', get: (r) => r.serverCpuMsPerLog, digits: 4 },
+  { key: 'redisCpuPerLog', head: 'Redis CPU ms/log', get: (r) => r.redisCpuMsPerLog, digits: 4 },
+  { key: 'rss', head: 'RSS MiB', get: (r) => r.serverRssKiB / 1024, digits: 1 },
+  { key: 'loaderCpu', head: 'load gen CPU %', get: (r) => r.loaderCpuPct, digits: 0 },
+  {
+    key: 'extra',
+    head: 'KiB/conn · catch-up max ms',
+    get: (r) => (r.idle ? r.idle.bytesPerConnection / 1024 : r.catchUp ? r.catchUp.max : Number.NaN),
+  },
+]
+
+function medians(runs: LoadResult[]): Record<string, number> {
+  const ok = runs.filter((r) => r.ok)
+  return Object.fromEntries(METRICS.map((m) => [m.key, median(ok.map(m.get))]))
+}
+
+function sumCorrectness(runs: LoadResult[]): Correctness {
+  const total: Correctness = {
+    lost: 0,
+    dup: 0,
+    order: 0,
+    malformed: 0,
+    postErrors: 0,
+    droppedSockets: 0,
+    unacked: 0,
+    notCaughtUp: 0,
+    recoveredFalse: 0,
+  }
+  for (const r of runs)
+    if (r.correctness) for (const k of Object.keys(total) as (keyof Correctness)[]) total[k] += r.correctness[k]
+  return total
+}
+
+const correctnessCell = (c: Correctness, failedRuns: number): string => {
+  const extra = Object.entries(c)
+    .filter(([k, v]) => !['lost', 'dup', 'order'].includes(k) && v !== 0)
+    .map(([k, v]) => `${k} ${v}`)
+  if (failedRuns) extra.push(`failed runs ${failedRuns}`)
+  return `${c.lost}/${c.dup}/${c.order}${extra.length ? ` (${extra.join(', ')})` : ''}`
+}
+
+function table(rows: Row[]): string {
+  const head = ['scenario', 'server', ...METRICS.map((m) => m.head), 'lost/dup/order']
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => ' --- ').join('|')}|`]
+  for (const id of new Set(rows.map((r) => r.scenario))) {
+    const group = rows.filter((r) => r.scenario === id)
+    const med = new Map(group.map((r) => [r.server, medians(r.runs)]))
+    for (const r of group) {
+      const m = med.get(r.server)!
+      const c = sumCorrectness(r.runs)
+      const failed = r.runs.filter((x) => !x.ok).length
+      lines.push(`| ${id} | ${r.server} | ${METRICS.map((x) => fmt(m[x.key]!, x.digits)).join(' | ')} | ${correctnessCell(c, failed)} |`)
+    }
+    const t = med.get('tasklog')
+    const b = med.get('baseline')
+    if (t && b)
+      lines.push(`| ${id} | **ratio** | ${METRICS.map((x) => `**${fmt(t[x.key]! / b[x.key]!, 2)}**`).join(' | ')} | |`)
+  }
+  return lines.join('\n')
+}
+
+/** Issue 5's targets (tasklog / baseline, medians). */
+function targets(rows: Row[]): { check: string; value: string; pass: boolean }[] {
+  const m = (id: ScenarioId, server: ServerName) => {
+    const row = rows.find((r) => r.scenario === id && r.server === server)
+    return row ? medians(row.runs) : undefined
+  }
+  const out: { check: string; value: string; pass: boolean }[] = []
+  const ratio = (id: ScenarioId, key: string, max: number, label: string) => {
+    const t = m(id, 'tasklog')
+    const b = m(id, 'baseline')
+    if (!t || !b) return
+    const r = t[key]! / b[key]!
+    out.push({ check: `(${id}) ${label} ≤ ${max}×`, value: `${fmt(r)}×`, pass: r <= max })
+  }
+  ratio('a', 'cpuPerLog', 1.25, 'server CPU/log')
+  ratio('c', 'cpuPerLog', 1.25, 'server CPU/log')
+  ratio('b', 'cpuPerLog', 1.2, 'server CPU/log')
+  // uWS coalesces frames published in one event-loop tick into one write per socket, so a
+  // server that falls behind (several logs per tick) spends less CPU per log: only a server
+  // that sustains the rate is comparable here.
+  const bt = m('b', 'tasklog')
+  const last = out[out.length - 1]
+  if (bt && last?.check.startsWith('(b) server CPU') && !(bt.acksPerS! >= 990)) {
+    last.pass = false
+    last.value += ' (not comparable: tasklog did not sustain 1,000 logs/s)'
+  }
+  ratio('b', 'e2eP99', 1.1, 'e2e p99')
+  ratio('c', 'e2eP99', 1.1, 'e2e p99')
+  const b = m('b', 'tasklog')
+  if (b) out.push({ check: '(b) tasklog sustains 1,000 logs/s', value: `${fmt(b.acksPerS!)}/s`, pass: b.acksPerS! >= 990 })
+  const d = m('d', 'tasklog')
+  if (d) out.push({ check: '(d) tasklog ≥ 100,000 logs/s', value: `${fmt(d.acksPerS!)}/s`, pass: d.acksPerS! >= 100_000 })
+  ratio('e', 'extra', 1.5, 'memory per idle connection')
+  const f = rows.find((r) => r.scenario === 'f' && r.server === 'tasklog')
+  if (f) {
+    const runs = f.runs.filter((r) => r.ok && r.catchUp)
+    const worst = Math.max(...runs.map((r) => r.catchUp!.max))
+    const c = sumCorrectness(f.runs)
+    out.push({
+      check: '(f) tasklog: all caught up within 2 s, 0 gaps, 0 duplicates',
+      value: `max ${fmt(worst)} ms, lost ${c.lost}, dup ${c.dup}, not caught up ${c.notCaughtUp}`,
+      pass: runs.length > 0 && worst <= 2000 && c.lost === 0 && c.dup === 0 && c.notCaughtUp === 0,
+    })
+  }
+  return out
+}
+
+function machine(redisVersion: string) {
+  const cpu = cpus()
+  let memTotal = ''
+  try {
+    memTotal = /MemTotal:\s+(\d+) kB/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? ''
+  } catch {}
+  return {
+    cpu: cpu[0]?.model ?? 'unknown',
+    cores: cpu.length,
+    memGiB: memTotal ? Math.round(Number(memTotal) / 1024 / 1024) : undefined,
+    kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+    bun: Bun.version,
+    redis: redisVersion,
+    clkTck: CLK_TCK,
+    openFilesLimit: Number(Bun.spawnSync(['sh', '-c', 'ulimit -n']).stdout.toString().trim()),
+  }
+}
+
+// ---------- main ----------
+const opts = parseArgs(process.argv.slice(2))
+const startedAt = new Date()
+const t0 = performance.now()
+const redis = await startRedis()
+const info = machine(redis.version)
+console.error(
+  `bench: ${opts.quick ? 'quick, ' : ''}scenarios ${opts.scenarios.join(',')} × ${opts.reps} rep(s) × ${opts.servers.join(' + ')}; ` +
+    `redis ${redis.version} at ${redis.url}; ${info.cores} cores, ${info.cpu}; ulimit -n ${info.openFilesLimit}`,
+)
+
+const rows: Row[] = []
+const runLog: (LoadResult & { rep: number; redisCommands: Record<string, number>; serverOutput?: string[] })[] = []
+for (const id of opts.scenarios) {
+  const scenario = SCENARIOS.find((s) => s.id === id)!
+  const params = { ...(opts.quick ? scenario.quick : scenario.full) }
+  if (id === 'e') {
+    if (opts.idle) params.idleConnections = opts.idle
+    // Each idle socket is a file descriptor in this machine's load generator (and one in the server).
+    const limit = info.openFilesLimit
+    if (Number.isFinite(limit) && limit > 0 && params.idleConnections! > limit - 500) {
+      console.error(`bench: (e) lowered to ${limit - 500} connections: ulimit -n is ${limit}`)
+      params.idleConnections = limit - 500
+    }
+  }
+  console.error(`\n(${id}) ${scenario.title}`)
+  for (const server of opts.servers) rows.push({ scenario: id, server, runs: [] })
+  for (let rep = 0; rep < opts.reps; rep++) {
+    // Alternate which server goes first, so drift (thermal, page cache) hits both alike.
+    const order = rep % 2 === 0 ? opts.servers : [...opts.servers].reverse()
+    for (const server of order) {
+      const row = rows.find((r) => r.scenario === id && r.server === server)!
+      await redis.client.sendCommand(['FLUSHALL'])
+      await redis.client.sendCommand(['CONFIG', 'RESETSTAT'])
+      let result: LoadResult
+      let running: RunningServer | undefined
+      try {
+        running = await startServer(server, redis.url, opts.cpuProf ? `${id}-${server}-${rep + 1}.cpuprofile` : undefined)
+        const budget =
+          30_000 + 3 * (params.warmupMs + params.durationMs + (params.reconnectGapMs ?? 0) + (params.afterReconnectMs ?? 0))
+        result = await runLoadProcess(
+          { scenario: id, server, base: running.base, serverPid: running.proc.pid, redisPid: redis.proc.pid, params },
+          budget,
+        )
+      } catch (err) {
+        result = { scenario: id, server, ok: false, error: (err as Error).message } as LoadResult
+      }
+      const redisCommands = commandStats(String(await redis.client.sendCommand(['INFO', 'commandstats'])))
+      if (running) {
+        if (running.proc.exitCode !== null) {
+          result.ok = false
+          result.error = `${result.error ? `${result.error}; ` : ''}server exited with code ${running.proc.exitCode}`
+        }
+        await stop(running.proc)
+      }
+      row.runs.push(result)
+      runLog.push({ ...result, rep, redisCommands, serverOutput: result.ok ? undefined : running?.output.slice(-15) })
+      if (!result.ok) console.error(`  ${server} rep ${rep + 1}: FAILED: ${result.error}`)
+      else {
+        const c = result.correctness
+        console.error(
+          `  ${server.padEnd(8)} rep ${rep + 1}: ${fmt(result.acksPerS)} acks/s, ${fmt(result.deliveriesPerS)} deliveries/s, ` +
+            `e2e p50 ${fmt(result.e2e.p50)} p99 ${fmt(result.e2e.p99)} ms, CPU ${fmt(result.serverCpuMsPerLog, 4)} ms/log, ` +
+            `RSS ${fmt(result.serverRssKiB / 1024, 1)} MiB, load gen CPU ${fmt(result.loaderCpuPct, 0)}%, ` +
+            `other CPU ${fmt(result.otherCpuPct, 0)}%` +
+            (result.idle ? `, ${fmt(result.idle.bytesPerConnection / 1024)} KiB/conn` : '') +
+            (result.catchUp ? `, catch-up max ${fmt(result.catchUp.max)} ms` : '') +
+            `, lost/dup/order ${c.lost}/${c.dup}/${c.order}` +
+            (result.notes.length ? `\n      notes: ${result.notes.slice(0, 3).join(' | ')}` : ''),
+        )
+      }
+    }
+  }
+}
+
+await redis.client.sendCommand(['SHUTDOWN', 'NOSAVE']).catch(() => {})
+await stop(redis.proc, 2000)
+
+const markdown = table(rows)
+const checks = targets(rows)
+const elapsedS = (performance.now() - t0) / 1000
+console.log(`\n## tasklog vs baseline (${opts.quick ? 'quick, ' : ''}medians of ${opts.reps} rep(s))\n`)
+console.log(markdown)
+console.log(
+  `\nCPU and RSS are the server process's own (/proc/<pid>); e2e is POST sent → frame received. ` +
+    `lost/dup/order summed over all runs. Last column of metrics: (e) KiB per idle WebSocket, (f) max ms to catch up after reconnecting.`,
+)
+console.log(`Machine: ${info.cores} × ${info.cpu}, ${info.memGiB} GiB, Linux ${info.kernel}, Bun ${info.bun}, Redis ${info.redis}.`)
+const noisy = rows.flatMap((r) => r.runs).filter((r) => r.ok && r.otherCpuPct > 20)
+if (noisy.length)
+  console.log(
+    `\nWarning: ${noisy.length} run(s) shared the machine with other work (> 20% of a core outside server, Redis and ` +
+      `load generator; up to ${fmt(Math.max(...noisy.map((r) => r.otherCpuPct)), 0)}%): ` +
+      noisy.map((r) => `${r.scenario}/${r.server}`).join(', ') +
+      '. Their numbers are noisy; rerun on an idle machine.',
+  )
+if (checks.length) {
+  console.log('\n### Targets (issue 5)\n')
+  for (const c of checks) console.log(`- [${c.pass ? 'x' : ' '}] ${c.check}: ${c.value}`)
+}
+
+const outDir = join(import.meta.dir, 'results')
+mkdirSync(outDir, { recursive: true })
+const outFile = opts.out || join(outDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`)
+writeFileSync(
+  outFile,
+  `${JSON.stringify(
+    {
+      startedAt: startedAt.toISOString(),
+      elapsedS,
+      options: opts,
+      machine: info,
+      medians: rows.map((r) => ({ scenario: r.scenario, server: r.server, ...medians(r.runs), correctness: sumCorrectness(r.runs) })),
+      targets: checks,
+      markdown,
+      runs: runLog,
+    },
+    null,
+    2,
+  )}\n`,
+)
+console.log(`\nResults: ${outFile} (${fmt(elapsedS, 1)} s)`)
+if (opts.cpuProf) console.log(`CPU profiles: ${opts.cpuProf} (summarize: bun bench/profile-top.ts <file.cpuprofile>)`)
+
+const failedRuns = rows.flatMap((r) => r.runs).filter((r) => !r.ok).length
+const total = sumCorrectness(rows.flatMap((r) => r.runs))
+const bad = Object.entries(total).filter(([k, v]) => v !== 0 && k !== 'recoveredFalse')
+if (failedRuns || bad.length) {
+  console.error(
+    `bench: FAILED: ${[failedRuns ? `${failedRuns} run(s) failed` : '', ...bad.map(([k, v]) => `${k} ${v}`)].filter(Boolean).join(', ')}`,
+  )
+  process.exit(1)
+}
+process.exit(0)
