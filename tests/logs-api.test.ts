@@ -103,6 +103,16 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     expect((await history(task.task_id)).count).toBe(0)
   })
 
+  test('unknown fields in bodies and queries are ignored, as the original backend did', async () => {
+    const task = await createTask(server, { description: 'extra', priority: 'high' } as object)
+    const sub = task.subtasks[0]!.subtask_id
+    const ack = await sendLog(server, sub, { level: 'info', message: 'x', source: 'legacy-worker' })
+    const got = await history(task.task_id, '?limit=5&_=1764152130123')
+    expect(got.logs).toHaveLength(1)
+    expect(got.logs[0]).not.toHaveProperty('source')
+    expect(got.logs[0].id).toBe(ack.id)
+  })
+
   test('metadata defaults to null, a given timestamp is kept in UTC with milliseconds', async () => {
     const task = await createTask(server)
     const sub = task.subtasks[0]!.subtask_id

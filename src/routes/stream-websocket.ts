@@ -87,6 +87,7 @@ interface Problem {
 class Subscription implements Watcher {
   constructor(
     private readonly conn: WebSocketConnection,
+    readonly taskId: string,
     readonly minLevel: Level,
   ) {}
 
@@ -122,7 +123,8 @@ class Subscription implements Watcher {
  */
 export class WebSocketConnection {
   socket!: Socket
-  private readonly subscriptions = new Map<string, Subscription>()
+  /** At most MAX_SUBSCRIPTIONS, usually one: an array is smaller than a Map. */
+  private subscriptions: Subscription[] = []
   /** Actions wait until the URL's own subscription is set up, so frames keep their order. */
   private ready: Promise<void> | undefined
   private closed = false
@@ -130,8 +132,8 @@ export class WebSocketConnection {
 
   constructor(
     private readonly ctx: StreamContext,
-    private readonly taskId: string,
-    /** The URL's query, until `open` has used it. */
+    /** The URL's task and query, until `open` has used them. */
+    private taskId: string | undefined,
     private query: Record<string, string | undefined> | undefined,
   ) {}
 
@@ -149,8 +151,10 @@ export class WebSocketConnection {
     } finally {
       this.query = undefined
     }
+    const taskId = this.taskId
+    this.taskId = undefined
     // 1008 tells clients to give up (unknown task); 1013 to come back later (a store is down).
-    this.ready = this.subscribe(this.taskId, options).then((problem) => {
+    this.ready = this.subscribe(taskId, options).then((problem) => {
       this.ready = undefined
       if (problem && !this.closed) socket.close(problem.code === 'unavailable' ? 1013 : 1008, problem.message)
     })
@@ -181,8 +185,8 @@ export class WebSocketConnection {
     this.drain()
     metrics.connections--
     slowReaders.delete(this.socket)
-    for (const [taskId, subscription] of this.subscriptions) hub.unwatch(taskId, subscription)
-    this.subscriptions.clear()
+    for (const subscription of this.subscriptions) hub.unwatch(subscription.taskId, subscription)
+    this.subscriptions = []
   }
 
   /** Sends a frame; true when it was queued behind unsent data (Bun's send() returns -1). */
@@ -194,6 +198,10 @@ export class WebSocketConnection {
   drained(): Promise<void> {
     if (this.closed) return Promise.resolve()
     return new Promise((wake) => (this.drainWaiters ??= []).push(wake))
+  }
+
+  private forget(subscription: Subscription): void {
+    this.subscriptions = this.subscriptions.filter((s) => s !== subscription)
   }
 
   private error(code: string, message: string): void {
@@ -219,10 +227,10 @@ export class WebSocketConnection {
       }
       case 'unsubscribe': {
         if (taskId === undefined) return this.error('validation', 'unsubscribe needs a task_id')
-        const subscription = typeof taskId === 'string' ? this.subscriptions.get(taskId) : undefined
+        const subscription = this.subscriptions.find((s) => s.taskId === taskId)
         if (!subscription) return this.error('not_subscribed', `Not subscribed to task ${String(taskId)}`)
-        this.subscriptions.delete(taskId as string)
-        this.ctx.hub.unwatch(taskId as string, subscription)
+        this.forget(subscription)
+        this.ctx.hub.unwatch(subscription.taskId, subscription)
         return void this.socket.send(frame('unsubscribed', { task_id: taskId }))
       }
       case undefined:
@@ -236,8 +244,9 @@ export class WebSocketConnection {
   private async subscribe(taskId: unknown, options: StreamOptions): Promise<Problem | undefined> {
     const notFound: Problem = { code: 'not_found', message: `Task ${String(taskId)} not found` }
     if (typeof taskId !== 'string') return notFound
-    if (this.subscriptions.has(taskId)) return { code: 'already_subscribed', message: `Already subscribed to task ${taskId}` }
-    if (this.subscriptions.size >= MAX_SUBSCRIPTIONS)
+    if (this.subscriptions.some((s) => s.taskId === taskId))
+      return { code: 'already_subscribed', message: `Already subscribed to task ${taskId}` }
+    if (this.subscriptions.length >= MAX_SUBSCRIPTIONS)
       return { code: 'too_many_subscriptions', message: `At most ${MAX_SUBSCRIPTIONS} subscriptions per connection` }
     try {
       if (!(await this.ctx.tasks.exists(taskId))) return notFound
@@ -245,12 +254,12 @@ export class WebSocketConnection {
       return { code: 'unavailable', message: 'The task store is unavailable; subscribe again later' }
     }
     if (this.closed) return
-    const subscription = new Subscription(this, options.minLevel)
-    this.subscriptions.set(taskId, subscription)
+    const subscription = new Subscription(this, taskId, options.minLevel)
+    this.subscriptions.push(subscription)
     try {
       await this.ctx.hub.watch(taskId, subscription, options)
     } catch {
-      if (this.subscriptions.get(taskId) === subscription) this.subscriptions.delete(taskId)
+      this.forget(subscription)
       return { code: 'unavailable', message: `History of task ${taskId} is unavailable; subscribe again later` }
     }
   }

@@ -2,7 +2,7 @@ import { Elysia, t } from 'elysia'
 import { notFound } from '../errors'
 import type { Hub } from '../logs/hub'
 import type { Metrics } from '../metrics'
-import { LevelSchema, LogId } from '../schemas/common'
+import { Input, LevelSchema, LogId } from '../schemas/common'
 import { ErrorBody } from '../schemas/error'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { sseResponse } from './stream-sse'
@@ -48,12 +48,12 @@ export const streamRoutes = (
       },
       {
         params: TaskParams,
-        query: t.Object({
+        query: Input({
           since: t.Optional(LogId),
           history: t.Optional(t.Integer({ minimum: 0, maximum: historyMax })),
           level: t.Optional(LevelSchema),
         }),
-        headers: t.Object({ 'last-event-id': t.Optional(LogId) }),
+        headers: Input({ 'last-event-id': t.Optional(LogId) }),
         response: { 404: ErrorBody, 422: ErrorBody },
         detail: {
           tags: ['stream'],

@@ -1,13 +1,13 @@
-import { Elysia, t } from 'elysia'
+import { Elysia } from 'elysia'
 import { notFound } from '../errors'
 import type { Hub } from '../logs/hub'
-import { Uuid } from '../schemas/common'
+import { Input, Uuid } from '../schemas/common'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { Subtask, UpdateSubtask } from '../schemas/task'
 import type { SubtaskDirectory } from '../tasks/subtask-directory'
 import type { TaskStore } from '../tasks/task-store'
 
-export const SubtaskParams = t.Object({ subtask_id: Uuid })
+export const SubtaskParams = Input({ subtask_id: Uuid })
 
 export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub: Hub) =>
   new Elysia({ name: 'subtasks', prefix: '/api/v1/subtasks', detail: { tags: ['subtasks'] } })

@@ -1,12 +1,12 @@
-import { Elysia, t } from 'elysia'
+import { Elysia } from 'elysia'
 import { notFound } from '../errors'
-import { Uuid } from '../schemas/common'
+import { Input, Uuid } from '../schemas/common'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { CreateTask, ListTasksQuery, Task, TaskList } from '../schemas/task'
 import type { Decomposer } from '../tasks/decompose'
 import type { TaskStore } from '../tasks/task-store'
 
-export const TaskParams = t.Object({ task_id: Uuid })
+export const TaskParams = Input({ task_id: Uuid })
 
 export const taskRoutes = (tasks: TaskStore, decomposer: Decomposer) =>
   new Elysia({ name: 'tasks', prefix: '/api/v1/tasks', detail: { tags: ['tasks'] } })

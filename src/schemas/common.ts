@@ -1,5 +1,5 @@
 import { t } from 'elysia'
-import { Type, type IntegerOptions } from '@sinclair/typebox'
+import { Type, type IntegerOptions, type ObjectOptions, type TProperties } from '@sinclair/typebox'
 
 /** UUID v1-v8 in canonical form; anything else in a path is a 422. */
 export const Uuid = t.String({
@@ -42,3 +42,10 @@ export const now = (): string => new Date().toISOString()
  * (right for query strings, wrong in JSON) and documents itself as a union.
  */
 export const Int = (options?: IntegerOptions) => Type.Integer(options)
+
+/**
+ * An object a client sends (body, query, path, headers): unknown fields are accepted and
+ * ignored, as clients of the original backend expect. Handlers pick the fields they use.
+ */
+export const Input = <T extends TProperties>(properties: T, options?: ObjectOptions) =>
+  t.Object(properties, { ...options, additionalProperties: true })

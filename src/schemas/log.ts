@@ -1,7 +1,7 @@
 import { t, type Static } from 'elysia'
-import { Int, LevelSchema, LogId, Timestamp, Uuid } from './common'
+import { Input, Int, LevelSchema, LogId, Timestamp, Uuid } from './common'
 
-export const LogRequest = t.Object(
+export const LogRequest = Input(
   {
     level: LevelSchema,
     message: t.String({ description: 'The log line' }),
@@ -58,7 +58,7 @@ export const LogHistory = t.Object({
   next_since: t.Nullable(LogId, { description: 'The newest id returned: pass as `since` to poll for newer logs' }),
 })
 
-export const LogBatch = t.Object(
+export const LogBatch = Input(
   { logs: t.Array(LogRequest, { minItems: 1, maxItems: 100_000, description: 'At most MAX_BATCH (default 1000) logs' }) },
   {
     examples: [
@@ -72,7 +72,7 @@ export const LogBatch = t.Object(
   },
 )
 
-export const LogHistoryQuery = t.Object({
+export const LogHistoryQuery = Input({
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000, default: 100 })),
   // Not t.UnionEnum: in a query Elysia would default it to its first value, hiding absence.
   order: t.Optional(t.Union([t.Literal('desc'), t.Literal('asc')])),

@@ -1,5 +1,5 @@
 import { t, type Static } from 'elysia'
-import { Int, StatusSchema, Timestamp, Uuid } from './common'
+import { Input, Int, StatusSchema, Timestamp, Uuid } from './common'
 
 const subtaskExample = {
   subtask_id: '01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e70',
@@ -65,7 +65,7 @@ export const Task = t.Object(
 )
 export type Task = Static<typeof Task>
 
-export const CreateTask = t.Object(
+export const CreateTask = Input(
   {
     description: t.String({
       minLength: 1,
@@ -74,7 +74,7 @@ export const CreateTask = t.Object(
       description: 'What the task does; decomposed into subtasks when `subtasks` is absent',
     }),
     subtasks: t.Optional(
-      t.Array(t.Object({ description: t.String({ minLength: 1, maxLength: 10000, pattern: '\\S' }) }), {
+      t.Array(Input({ description: t.String({ minLength: 1, maxLength: 10000, pattern: '\\S' }) }), {
         minItems: 1,
         maxItems: 100,
       }),
@@ -90,13 +90,13 @@ export const TaskList = t.Object({
 })
 export type TaskList = Static<typeof TaskList>
 
-export const ListTasksQuery = t.Object({
+export const ListTasksQuery = Input({
   status: t.Optional(StatusSchema),
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
   cursor: t.Optional(t.String({ description: '`next_cursor` of the previous page' })),
 })
 
-export const UpdateSubtask = t.Object(
+export const UpdateSubtask = Input(
   {
     status: t.Optional(StatusSchema),
     worker_id: t.Optional(t.Nullable(t.String({ maxLength: 200 }))),
