@@ -56,14 +56,17 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
     .onRequest((context) => {
       // The same context object reaches onAfterResponse: cheaper than a map keyed by request.
       ;(context as Timed).startedAt = performance.now()
-      const length = Number(context.request.headers.get('content-length'))
-      if (length > config.maxBodyBytes)
-        throw new ApiError('payload_too_large', `Request body is ${length} bytes; at most ${config.maxBodyBytes} are accepted`)
     })
     .onParse(async ({ request, contentType }) => {
       // WebSocket upgrades are GETs that Elysia would otherwise try to parse.
       if (request.method === 'GET') return
-      // JSON only; a missing Content-Type is read as JSON, so minimal clients work.
+      // Checked before reading; Bun's maxRequestBodySize stops a body that lies about its length.
+      const length = Number(request.headers.get('content-length'))
+      if (length > config.maxBodyBytes)
+        throw new ApiError('payload_too_large', `Request body is ${length} bytes; at most ${config.maxBodyBytes} are accepted`)
+      // Plain JSON goes to Elysia's native parser (malformed JSON becomes its PARSE error).
+      if (contentType?.startsWith('application/json')) return
+      // Other JSON types, and a missing Content-Type so that minimal clients work, are read as JSON.
       if (contentType && !JSON_TYPE.test(contentType))
         throw new ApiError('validation', `Content-Type must be application/json, not ${contentType}`, [
           { path: '/', message: 'unsupported content type' },

@@ -16,6 +16,8 @@
  * load generator's counters catch it (`bun run bench --quick --fault dup` must fail).
  */
 import { createClient } from 'redis'
+// The same node-redis fix tasklog applies: the floor should not pay for tracing either.
+import { defineTracingHasSubscribers } from '../../src/logs/redis-tracing'
 import type { ServerWebSocket } from 'bun'
 
 const PORT = Number(process.env.PORT ?? 8001)
@@ -63,7 +65,9 @@ end
 return { recovered, out }
 `
 
-const redis = createClient({ url: process.env.REDIS_URL })
+defineTracingHasSubscribers()
+// No per-command AbortSignal either (node-redis' default 5 s command timeout makes one).
+const redis = createClient({ url: process.env.REDIS_URL, commandOptions: { timeout: 0 } })
 redis.on('error', (err: Error) => console.error('baseline: redis:', err.message))
 await redis.connect()
 const APPEND_SHA = String(await redis.sendCommand(['SCRIPT', 'LOAD', APPEND]))

@@ -157,7 +157,8 @@ export class Hub {
    * subscribers accept at least one of them.
    */
   publishLogs(taskId: string, logs: StoredLog[]): number {
-    if (!this.counts.has(taskId) || logs.length === 0) return 0
+    const counts = this.counts.get(taskId)
+    if (!counts || logs.length === 0) return 0
     const timestamp = new Date().toISOString()
     const listeners = this.listeners.get(taskId)
     const held = this.replaying.get(taskId)
@@ -168,7 +169,8 @@ export class Hub {
       if (rank > top) top = rank
       this.framesSent += this.subscriberCount(taskId, log.level)
       const text = rawFrame('log', log.data, timestamp)
-      for (let r = 0; r <= rank; r++) this.server?.publish(topicOf(taskId, LEVELS[r]!), text)
+      // Topics with no subscriber at their level are skipped: usually one publish per log.
+      for (let r = 0; r <= rank; r++) if (counts[r]) this.server?.publish(topicOf(taskId, LEVELS[r]!), text)
       if (listeners) for (const w of listeners) if (levelRank(w.minLevel) <= rank) w.sendLog(log, text)
       if (held) this.hold(held, (w) => levelRank(w.minLevel) <= rank, { log, frame: text })
     }
