@@ -91,44 +91,50 @@ local function cutoff(ttlMs)
 end
 `
 
-/** KEYS[1] stream; ARGV: ttlMs, maxPerTask, then (level, subtask_id, body) per log. Returns the ids. */
+/**
+ * KEYS[1] stream; ARGV: ttlMs, maxPerTask, then (level, subtask_id, body) per log. Returns the ids.
+ * Kept to a few O(1) calls per log: this script's cost is most of an ingest round trip.
+ */
 const APPEND = `${PRELUDE}
 local key = KEYS[1]
 local ttlMs = tonumber(ARGV[1])
 local maxLen = tonumber(ARGV[2])
+local n = (#ARGV - 2) / 3
+-- Trimming removes a prefix of the stream; remember the highest id removed.
+local removed = nil
+local len = 0
+local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+if first then
+  -- Age: usually nothing has expired, which the first entry tells. Otherwise walk the expired
+  -- prefix forward (a reverse range ending at the cutoff scans large streams: ~1 ms).
+  local c = cutoff(ttlMs)
+  if c and lt(first[1], c) then
+    local from = '-'
+    while true do
+      local old = redis.call('XRANGE', key, from, '(' .. c, 'COUNT', 1000)
+      if #old == 0 then break end
+      removed = old[#old][1]
+      if #old < 1000 then break end
+      from = '(' .. removed
+    end
+    redis.call('XTRIM', key, 'MINID', c)
+    first = nil
+  end
+  len = redis.call('XLEN', key)
+end
+-- Count: the oldest entries make room for the new ones (XADD's MAXLEN drops them).
+local excess = len + n - maxLen
+if excess > 0 and len > 0 then
+  local k = math.min(excess, len)
+  if k == 1 and first then removed = first[1] else removed = redis.call('XRANGE', key, '-', '+', 'COUNT', k)[k][1] end
+end
 local ids = {}
 for i = 3, #ARGV, 3 do
-  local id = redis.call('XADD', key, '*', 'l', ARGV[i], 's', ARGV[i + 1], 'd', ARGV[i + 2])
+  local id = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 's', ARGV[i + 1], 'd', ARGV[i + 2])
   ids[#ids + 1] = id
   redis.call('PUBLISH', key, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 2])
 end
--- Trimming removes a prefix of the stream; remember the highest id removed.
-local removed = nil
-local c = cutoff(ttlMs)
--- Usually nothing has expired: the first entry answers that in O(1). Otherwise walk the
--- expired prefix forward (a reverse range ending at the cutoff scans large streams: ~1 ms).
-if c and lt(redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1][1], c) then
-  local from = '-'
-  while true do
-    local old = redis.call('XRANGE', key, from, '(' .. c, 'COUNT', 1000)
-    if #old == 0 then break end
-    removed = old[#old][1]
-    if #old < 1000 then break end
-    from = '(' .. removed
-  end
-  redis.call('XTRIM', key, 'MINID', c)
-end
-local len = redis.call('XLEN', key)
-local excess = len - maxLen
-if excess > 0 then
-  local older = len - #ids
-  if older >= 0 and excess > older then
-    removed = ids[excess - older]
-  else
-    removed = redis.call('XRANGE', key, '-', '+', 'COUNT', excess)[excess][1]
-  end
-  redis.call('XTRIM', key, 'MAXLEN', maxLen)
-end
+if excess > len then removed = ids[excess - len] end
 if removed then
   redis.call('XSETID', key, ids[#ids], 'MAXDELETEDID', removed)
 end
