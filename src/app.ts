@@ -37,7 +37,13 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
     // and its default mirror coerced a string `metadata` into an object. Request schemas accept
     // unknown fields instead (schemas/common.ts Input).
     normalize: false,
-    serve: { maxRequestBodySize: config.maxBodyBytes + 1024 },
+    serve: {
+      maxRequestBodySize: config.maxBodyBytes + 1024,
+      // Elysia defaults to Bun's development mode unless NODE_ENV=production, and to reusePort,
+      // which lets a second server silently share a port that is already in use.
+      development: false,
+      reusePort: false,
+    },
     websocket: {
       idleTimeout: config.wsIdleTimeoutSeconds,
       sendPings: true,
