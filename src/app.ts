@@ -22,8 +22,6 @@ export interface AppDeps {
   decomposer?: Decomposer
 }
 
-type Timed = { startedAt?: number }
-
 const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i
 
 /** Builds the whole service; `index.ts` listens, tests build their own with their own stores. */
@@ -31,10 +29,12 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
   const hub = new Hub(history, { replayMax: config.logHistoryMax })
   const metrics = new Metrics(hub)
   const subtasks = new SubtaskDirectory(tasks)
-  /** Request durations by route pattern; the start time rides on Elysia's per-request context. */
-  const recordDuration = (context: Timed & { request: Request; route: string }, status: unknown) => {
-    if (context.startedAt === undefined || !context.route) return
-    metrics.requestFinished(context.request.method, context.route, Number(status ?? 200), (performance.now() - context.startedAt) / 1000)
+  /** Request durations by route pattern. */
+  const started = new WeakMap<Request, number>()
+  const recordDuration = (request: Request, route: string | undefined, status: unknown) => {
+    const start = started.get(request)
+    if (start === undefined || !route) return
+    metrics.requestFinished(request.method, route, Number(status ?? 200), (performance.now() - start) / 1000)
   }
   const knownTasks = new KnownTasks(tasks)
   return new Elysia({
@@ -64,8 +64,10 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
     .onStart(({ server }) => {
       if (server) hub.attach(server)
     })
-    .onRequest((context) => {
-      ;(context as Timed).startedAt = performance.now()
+    // Hooks destructure what they use: Elysia infers from that which request parts to parse,
+    // and a hook taking the whole context made it parse cookies and headers on every request.
+    .onRequest(({ request }) => {
+      started.set(request, performance.now())
     })
     // Not async: the common case (application/json) returns at once, without a promise.
     .onParse(({ request, contentType }) => {
@@ -91,14 +93,13 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
       })
     })
     // Durations are recorded inline: onAfterResponse would cost an extra event-loop turn per request.
-    .onAfterHandle((context) => recordDuration(context, context.set.status))
-    .onError((context) => {
-      const { code, error, set } = context
+    .onAfterHandle(({ request, route, set }) => recordDuration(request, route, set.status))
+    .onError(({ code, error, set, request, route }) => {
       const failure = toErrorResponse(code, error)
       if (failure.code === 'internal') console.error(error)
       if (failure.code === 'unavailable') metrics.storeErrors++
       set.status = failure.status
-      recordDuration(context, failure.status)
+      recordDuration(request, route, failure.status)
       if (failure.headers) Object.assign(set.headers, failure.headers)
       return failure.toJSON()
     })

@@ -260,7 +260,6 @@ const SCRIPTS = {
 
 type Client = ReturnType<typeof createClient>
 
-
 const STORE_NAME = 'Log history (Redis)'
 
 function toStoredLogs(flat: unknown): StoredLog[] {
@@ -335,7 +334,9 @@ export class RedisHistory implements HistoryStore {
         throw new Error(`Redis ${version} is too old: log history needs Redis >= 7.0 (XSETID MAXDELETEDID)`)
       }
       for (const s of Object.values(SCRIPTS)) {
-        const sha = String(await store.#deadlines.bound(store.#client.sendCommand(['SCRIPT', 'LOAD', s.source]), store.#timeoutMs))
+        const sha = String(
+          await store.#deadlines.bound(store.#client.sendCommand(['SCRIPT', 'LOAD', s.source]), store.#timeoutMs),
+        )
         if (sha !== s.sha) throw new Error(`SCRIPT LOAD returned ${sha} for ${s.name}, expected ${s.sha}`)
       }
     } catch (err) {
@@ -347,38 +348,42 @@ export class RedisHistory implements HistoryStore {
     return store
   }
 
-  async append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]> {
-    if (logs.length === 0) return []
-    const args: string[] = [String(this.#ttlMs), String(this.#maxPerTask)]
-    for (const log of logs) args.push(log.level, log.subtask_id, log.body)
-    const ids = await this.#eval(SCRIPTS.append, logKey(taskId), args)
-    if (!Array.isArray(ids) || ids.length !== logs.length) {
-      throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
-    }
-    return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: log.body }))
+  append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]> {
+    if (logs.length === 0) return Promise.resolve([])
+    // Built in place: this is the hot path.
+    const command = this.#command(SCRIPTS.append, taskId, [String(this.#ttlMs), String(this.#maxPerTask)])
+    for (const log of logs) command.push(log.level, log.subtask_id, log.body)
+    return this.#eval(SCRIPTS.append, command).then((ids) => {
+      if (!Array.isArray(ids) || ids.length !== logs.length) {
+        throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
+      }
+      return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: log.body }))
+    })
   }
 
   async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
     if (query.since !== undefined) requireLogId(query.since)
     if (query.limit <= 0) return []
-    const reply = await this.#eval(SCRIPTS.read, logKey(taskId), [
-      String(this.#ttlMs),
-      query.order === 'asc' ? 'asc' : 'desc',
-      query.since ?? '',
-      String(query.minLevel ? levelRank(query.minLevel) : 0),
-      query.subtaskId ?? '',
-      String(Math.floor(query.limit)),
-    ])
+    const reply = await this.#eval(
+      SCRIPTS.read,
+      this.#command(SCRIPTS.read, taskId, [
+        String(this.#ttlMs),
+        query.order === 'asc' ? 'asc' : 'desc',
+        query.since ?? '',
+        String(query.minLevel ? levelRank(query.minLevel) : 0),
+        query.subtaskId ?? '',
+        String(Math.floor(query.limit)),
+      ]),
+    )
     return toStoredLogs(reply)
   }
 
   async replay(taskId: string, since: string | undefined, limit: number): Promise<Replay> {
     if (since !== undefined) requireLogId(since)
-    const reply = await this.#eval(SCRIPTS.replay, logKey(taskId), [
-      String(this.#ttlMs),
-      since ?? '',
-      String(Math.max(0, Math.floor(limit))),
-    ])
+    const reply = await this.#eval(
+      SCRIPTS.replay,
+      this.#command(SCRIPTS.replay, taskId, [String(this.#ttlMs), since ?? '', String(Math.max(0, Math.floor(limit)))]),
+    )
     if (!Array.isArray(reply) || reply.length !== 2) {
       throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to replay'))
     }
@@ -386,7 +391,7 @@ export class RedisHistory implements HistoryStore {
   }
 
   async ping(): Promise<void> {
-    await this.#call(() => this.#client.sendCommand(['PING']))
+    await this.#call(this.#client.sendCommand(['PING']))
   }
 
   async close(): Promise<void> {
@@ -400,25 +405,27 @@ export class RedisHistory implements HistoryStore {
     }
   }
 
-  /** EVALSHA, or EVAL when Redis lost its script cache (restart, SCRIPT FLUSH). */
-  #eval(s: Script, key: string, args: string[]): Promise<unknown> {
-    return this.#call(async () => {
-      try {
-        return await this.#client.sendCommand(['EVALSHA', s.sha, '1', key, ...args])
-      } catch (err) {
-        if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err
-        return await this.#client.sendCommand(['EVAL', s.source, '1', key, ...args])
-      }
-    })
+  /** `EVALSHA <sha> 1 <key> ...args` for one of the scripts. */
+  #command(s: Script, taskId: string, args: string[]): string[] {
+    return ['EVALSHA', s.sha, '1', logKey(taskId), ...args]
   }
 
-  /** Runs one call against Redis within the deadline; any failure is a StoreUnavailableError. */
-  async #call<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await this.#deadlines.bound(fn(), this.#timeoutMs)
-    } catch (err) {
+  /** Runs an EVALSHA command, or EVAL when Redis lost its script cache (restart, SCRIPT FLUSH). */
+  #eval(s: Script, command: string[]): Promise<unknown> {
+    const run = this.#client.sendCommand(command).catch((err: unknown) => {
+      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err
+      command[0] = 'EVAL'
+      command[1] = s.source
+      return this.#client.sendCommand(command)
+    })
+    return this.#call(run)
+  }
+
+  /** Bounds one call against Redis by the deadline; any failure is a StoreUnavailableError. */
+  #call<T>(call: Promise<T>): Promise<T> {
+    return this.#deadlines.bound(call, this.#timeoutMs).catch((err: unknown) => {
       throw new StoreUnavailableError(STORE_NAME, err)
-    }
+    })
   }
 }
 

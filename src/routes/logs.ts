@@ -23,7 +23,8 @@ export const logRoutes = (deps: {
   const { tasks, subtasks, history, hub, metrics, limits } = deps
 
   async function ingest(subtaskId: string, requests: LogRequest[], path: string) {
-    const subtask = await subtasks.lookup(subtaskId)
+    // A cache hit costs no await: this is the hot path.
+    const subtask = subtasks.cached(subtaskId) ?? (await subtasks.lookup(subtaskId))
     if (!subtask) throw notFound('Subtask', subtaskId)
     const stored = await history.append(subtask.task_id, encodeRequests(requests, subtask, limits, path))
     for (const log of stored) metrics.logIngested(log.level)

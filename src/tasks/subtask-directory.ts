@@ -16,9 +16,15 @@ export class SubtaskDirectory {
     private readonly options = { ttlMs: 5_000, maxEntries: 10_000 },
   ) {}
 
-  async lookup(subtaskId: string): Promise<SubtaskRef | null> {
+  /** The cached reference, without waiting; undefined when it must be looked up. */
+  cached(subtaskId: string): SubtaskRef | undefined {
     const hit = this.entries.get(subtaskId)
-    if (hit && hit.expires > performance.now()) return hit.ref
+    return hit && hit.expires > performance.now() ? hit.ref : undefined
+  }
+
+  async lookup(subtaskId: string): Promise<SubtaskRef | null> {
+    const hit = this.cached(subtaskId)
+    if (hit) return hit
     const subtask = await this.tasks.getSubtask(subtaskId)
     if (!subtask) return null
     return this.remember(subtask)
