@@ -1,5 +1,5 @@
 import type { Server, ServerWebSocket } from 'bun'
-import { LEVELS, levelRank, type Level, type Status } from '../schemas/common'
+import { LEVELS, levelRank, now, type Level, type Status } from '../schemas/common'
 import type { Subtask } from '../schemas/task'
 import { rawFrame, toLiveLog, type LiveLog } from './frames'
 import type { HistoryStore, StoredLog } from './history-store'
@@ -20,6 +20,8 @@ export interface Watcher {
   sendStatus(data: string, frame: string): boolean
   /** Resolves when the reader has caught up (or is gone). */
   drained(): Promise<void>
+  /** Runs `send` so that the frames it sends leave together (a corked socket). */
+  batch(send: () => void): void
   /** Too many live logs arrived while history was being replayed to a slow reader. */
   overflow(): void
 }
@@ -106,31 +108,45 @@ export class Hub {
       const min = levelRank(watcher.minLevel)
       let last = replay.since
       for (;;) {
-        for (const stored of page.logs) {
-          if (levelRank(stored.level) < min) continue
-          const log = toLiveLog(stored)
-          if (watcher.sendLog(log, rawFrame('log', log.data))) await watcher.drained()
+        const logs = page.logs
+        const timestamp = now()
+        // Frames go out in corked batches (one write for many frames) until the reader falls behind.
+        for (let i = 0; i < logs.length; ) {
+          let behind = false
+          watcher.batch(() => {
+            for (; i < logs.length && !behind; i++) {
+              if (levelRank(logs[i]!.level) < min) continue
+              const log = toLiveLog(logs[i]!)
+              behind = watcher.sendLog(log, rawFrame('log', log.data, timestamp))
+            }
+          })
+          if (behind) await watcher.drained()
           if (!watching()) return
         }
-        if (page.logs.length) last = page.logs[page.logs.length - 1]!.id
-        if (!paged || page.logs.length < REPLAY_PAGE) break
+        if (logs.length) last = logs[logs.length - 1]!.id
+        if (!paged || logs.length < REPLAY_PAGE) break
         page = await this.history.replay(taskId, last, REPLAY_PAGE)
         if (!watching()) return
       }
       // Flush what was published meanwhile; it may grow while we wait for the reader, so
-      // only an empty queue (checked in the same tick as going live) ends the replay.
-      for (let i = 0; i < pending.length; i++) {
-        const item = pending[i]!
+      // only an empty queue, checked in the same tick as going live, ends the replay.
+      for (let i = 0; ; ) {
         let behind = false
-        if ('status' in item) behind = watcher.sendStatus(item.status, item.frame)
-        else if (last === undefined || compareLogIds(item.log.id, last) > 0) {
-          behind = watcher.sendLog(item.log, item.frame)
-          last = item.log.id
-        }
+        watcher.batch(() => {
+          for (; i < pending.length && !behind; i++) {
+            const item = pending[i]!
+            if ('status' in item) behind = watcher.sendStatus(item.status, item.frame)
+            else if (last === undefined || compareLogIds(item.log.id, last) > 0) {
+              behind = watcher.sendLog(item.log, item.frame)
+              last = item.log.id
+            }
+          }
+          if (i === pending.length) this.goLive(taskId, watcher)
+        })
+        if (i === pending.length) return
         if (behind) await watcher.drained()
         if (!watching()) return
       }
-      this.goLive(taskId, watcher)
     } catch (error) {
       if (watching()) this.count(taskId, watcher.minLevel, -1)
       throw error

@@ -48,6 +48,7 @@ export function sseResponse(hub: Hub, taskId: string, minLevel: Level, replay: R
     sendLog: (log) => write(`id: ${log.id}\nevent: log\ndata: ${log.data}\n\n`),
     sendStatus: (data) => write(`event: status\ndata: ${data}\n\n`),
     drained: () => (open ? new Promise((resolve) => pullWaiters.push(resolve)) : Promise.resolve()),
+    batch: (send) => send(),
     overflow: end,
   }
   const stream = new ReadableStream<Uint8Array>(

@@ -111,6 +111,10 @@ class Subscription implements Watcher {
     return this.conn.drained()
   }
 
+  batch(send: () => void): void {
+    this.socket.cork(send)
+  }
+
   overflow(): void {
     this.socket.close(1013, 'Too slow: live logs overflowed while history was replayed')
   }
