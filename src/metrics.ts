@@ -4,13 +4,16 @@ import { LEVELS, levelRank, type Level } from './schemas/common'
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
 class Histogram {
+  /** Per bucket, not cumulative (render sums them): one increment per observation. */
   readonly counts = BUCKETS.map(() => 0)
   count = 0
   sum = 0
   observe(seconds: number): void {
     this.count++
     this.sum += seconds
-    for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) this.counts[i]!++
+    let i = 0
+    while (i < BUCKETS.length && seconds > BUCKETS[i]!) i++
+    if (i < BUCKETS.length) this.counts[i]!++
   }
 }
 
@@ -19,7 +22,8 @@ export class Metrics {
   private readonly ingested = LEVELS.map(() => 0)
   connections = 0
   storeErrors = 0
-  private readonly durations = new Map<string, Histogram>()
+  /** route -> method -> status -> histogram: no string is built per request. */
+  private readonly durations = new Map<string, Map<string, Map<number, Histogram>>>()
 
   constructor(private readonly hub: { readonly subscriptions: number; readonly framesSent: number }) {}
 
@@ -29,9 +33,12 @@ export class Metrics {
 
   /** `route` is the route pattern (e.g. /api/v1/tasks/:task_id), so label cardinality stays bounded. */
   requestFinished(method: string, route: string, status: number, seconds: number): void {
-    const key = `method="${method}",route="${route}",status="${status}"`
-    let h = this.durations.get(key)
-    if (!h) this.durations.set(key, (h = new Histogram()))
+    let byMethod = this.durations.get(route)
+    if (!byMethod) this.durations.set(route, (byMethod = new Map()))
+    let byStatus = byMethod.get(method)
+    if (!byStatus) byMethod.set(method, (byStatus = new Map()))
+    let h = byStatus.get(status)
+    if (!h) byStatus.set(status, (h = new Histogram()))
     h.observe(seconds)
   }
 
@@ -55,12 +62,19 @@ export class Metrics {
       '# HELP tasklog_http_request_duration_seconds HTTP request durations.',
       '# TYPE tasklog_http_request_duration_seconds histogram',
     ]
-    for (const [labels, h] of this.durations) {
-      BUCKETS.forEach((le, i) => lines.push(`tasklog_http_request_duration_seconds_bucket{${labels},le="${le}"} ${h.counts[i]}`))
-      lines.push(`tasklog_http_request_duration_seconds_bucket{${labels},le="+Inf"} ${h.count}`)
-      lines.push(`tasklog_http_request_duration_seconds_sum{${labels}} ${h.sum}`)
-      lines.push(`tasklog_http_request_duration_seconds_count{${labels}} ${h.count}`)
-    }
+    for (const [route, byMethod] of this.durations)
+      for (const [method, byStatus] of byMethod)
+        for (const [status, h] of byStatus) {
+          const labels = `method="${method}",route="${route}",status="${status}"`
+          let cumulative = 0
+          BUCKETS.forEach((le, i) => {
+            cumulative += h.counts[i]!
+            lines.push(`tasklog_http_request_duration_seconds_bucket{${labels},le="${le}"} ${cumulative}`)
+          })
+          lines.push(`tasklog_http_request_duration_seconds_bucket{${labels},le="+Inf"} ${h.count}`)
+          lines.push(`tasklog_http_request_duration_seconds_sum{${labels}} ${h.sum}`)
+          lines.push(`tasklog_http_request_duration_seconds_count{${labels}} ${h.count}`)
+        }
     return lines.join('\n') + '\n'
   }
 }
