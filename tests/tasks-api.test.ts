@@ -221,6 +221,13 @@ describe('GET /metrics', () => {
       expect(text).toContain(
         'tasklog_http_request_duration_seconds_count{method="POST",route="/api/v1/subtasks/:subtask_id/log",status="201"} 2',
       )
+      // Buckets are cumulative and end at the count.
+      const buckets = [
+        ...text.matchAll(/duration_seconds_bucket\{method="POST",route="\/api\/v1\/subtasks\/:subtask_id\/log",status="201",le="[^"]+"\} (\d+)/g),
+      ].map((m) => Number(m[1]))
+      expect(buckets).toHaveLength(12)
+      expect(buckets.at(-1)).toBe(2)
+      for (let i = 1; i < buckets.length; i++) expect(buckets[i]!).toBeGreaterThanOrEqual(buckets[i - 1]!)
       a.close()
       b.close()
       await Promise.all([a.closed, b.closed])
