@@ -52,11 +52,12 @@ const utf8Bytes = (text: string, limit: number): number => (text.length * 3 <= l
  * All or nothing: every offending entry is reported, with its index for batches.
  */
 export function encodeRequests(requests: LogRequest[], subtask: SubtaskRef, limits: LogLimits, pathPrefix: string): EncodedLog[] {
-  const problems: ErrorDetail[] = []
+  let problems: ErrorDetail[] | undefined
+  const problem = (i: number, field: string, message: string) =>
+    (problems ??= []).push({ path: `${pathPrefix.replace('{i}', String(i))}/${field}`, message })
   const received = new Date().toISOString()
   const writer = new BodyWriter(subtask)
   const logs = requests.map((req, i) => {
-    const at = () => pathPrefix.replace('{i}', String(i))
     const bytes = utf8Bytes(req.message, limits.maxMessageBytes)
     if (bytes > limits.maxMessageBytes)
       problems.push({
@@ -66,12 +67,9 @@ export function encodeRequests(requests: LogRequest[], subtask: SubtaskRef, limi
     const metadataJson = req.metadata == null ? 'null' : JSON.stringify(req.metadata)
     const metadataBytes = utf8Bytes(metadataJson, limits.maxMetadataBytes)
     if (metadataBytes > limits.maxMetadataBytes)
-      problems.push({
-        path: `${at()}/metadata`,
-        message: `metadata is ${metadataBytes} bytes as JSON; at most ${limits.maxMetadataBytes} are allowed`,
-      })
+      problem(i, 'metadata', `metadata is ${metadataBytes} bytes as JSON; at most ${limits.maxMetadataBytes} are allowed`)
     return writer.write(req.level, req.message, metadataJson, req.timestamp ? new Date(req.timestamp).toISOString() : received)
   })
-  if (problems.length) throw new ApiError('validation', `Log rejected: ${problems[0]!.message}`, problems)
+  if (problems) throw new ApiError('validation', `Log rejected: ${problems[0]!.message}`, problems)
   return logs
 }

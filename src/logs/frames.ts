@@ -8,12 +8,10 @@ export interface LiveLog {
   data: string
 }
 
-// The stored body is the LogMessage JSON without its id; splice the id in front.
-export const toLiveLog = (log: StoredLog): LiveLog => ({
-  id: log.id,
-  level: log.level,
-  data: `{"id":"${log.id}",${log.body.slice(1)}`,
-})
+/** The LogMessage JSON: the stored body is the message without its id, spliced in front. */
+export const logData = (log: StoredLog): string => `{"id":"${log.id}",${log.body.slice(1)}`
+
+export const toLiveLog = (log: StoredLog): LiveLog => ({ id: log.id, level: log.level, data: logData(log) })
 
 /** A server frame `{ type, data?, timestamp }` whose data is already JSON. */
 export const rawFrame = (type: string, data: string, timestamp = now()): string =>

@@ -1,7 +1,7 @@
 import type { Server, ServerWebSocket } from 'bun'
 import { LEVELS, levelRank, now, type Level, type Status } from '../schemas/common'
 import type { Subtask } from '../schemas/task'
-import { rawFrame, toLiveLog, type LiveLog } from './frames'
+import { logData, rawFrame, toLiveLog, type LiveLog } from './frames'
 import type { HistoryStore, StoredLog } from './history-store'
 import { compareLogIds } from './log-id'
 
@@ -39,6 +39,13 @@ type Pending = ({ log: LiveLog; frame: string } | { status: string; frame: strin
 /** History is replayed in pages of this many logs, so a long replay never sits in memory at once. */
 const REPLAY_PAGE = 500
 
+interface TaskSubscribers {
+  /** Subscribers at each minimum level (index = level rank), WebSocket and SSE. */
+  counts: number[]
+  /** Topic names by level rank, built once rather than per publish. */
+  topics: string[]
+}
+
 /** The topic of one task at one minimum level: a log of level L is published to every topic of level <= L. */
 export const topicOf = (taskId: string, level: Level) => `${taskId}:${level}`
 
@@ -49,8 +56,8 @@ export const topicOf = (taskId: string, level: Level) => `${taskId}:${level}`
  */
 export class Hub {
   private server: Server<unknown> | undefined
-  /** Per task: subscribers at each minimum level (index = level rank), WebSocket and SSE. */
-  private readonly counts = new Map<string, number[]>()
+  /** Per task with subscribers here: how many at each minimum level, and its topic names. */
+  private readonly tasks = new Map<string, TaskSubscribers>()
   /** Per task: SSE watchers, which have no native topic. */
   private readonly listeners = new Map<string, Set<Watcher>>()
   /** Per task: watchers whose history is being read, with the live frames held for them. */
@@ -71,7 +78,7 @@ export class Hub {
 
   /** Subscribers of the task whose filter accepts a log of `level`; all of them by default. */
   subscriberCount(taskId: string, level: Level = 'error'): number {
-    const counts = this.counts.get(taskId)
+    const counts = this.tasks.get(taskId)?.counts
     if (!counts) return 0
     let n = 0
     for (let r = levelRank(level); r >= 0; r--) n += counts[r]!
@@ -111,7 +118,7 @@ export class Hub {
         const logs = page.logs
         const timestamp = now()
         // Frames go out in corked batches (one write for many frames) until the reader falls behind.
-        for (let i = 0; i < logs.length; ) {
+        for (let i = 0; i < logs.length;) {
           let behind = false
           watcher.batch(() => {
             for (; i < logs.length && !behind; i++) {
@@ -130,7 +137,7 @@ export class Hub {
       }
       // Flush what was published meanwhile; it may grow while we wait for the reader, so
       // only an empty queue, checked in the same tick as going live, ends the replay.
-      for (let i = 0; ; ) {
+      for (let i = 0; ;) {
         let behind = false
         watcher.batch(() => {
           for (; i < pending.length && !behind; i++) {
@@ -173,30 +180,40 @@ export class Hub {
    * subscribers accept at least one of them.
    */
   publishLogs(taskId: string, logs: StoredLog[]): number {
-    const counts = this.counts.get(taskId)
-    if (!counts || logs.length === 0) return 0
+    const task = this.tasks.get(taskId)
+    if (!task || logs.length === 0) return 0
+    const { counts, topics } = task
     const timestamp = new Date().toISOString()
     const listeners = this.listeners.get(taskId)
     const held = this.replaying.get(taskId)
     let top = 0
+    let accepting = 0
     for (const stored of logs) {
-      const log = toLiveLog(stored)
-      const rank = levelRank(log.level)
-      if (rank > top) top = rank
-      this.framesSent += this.subscriberCount(taskId, log.level)
-      const text = rawFrame('log', log.data, timestamp)
+      const rank = levelRank(stored.level)
+      const data = logData(stored)
+      const text = rawFrame('log', data, timestamp)
       // Topics with no subscriber at their level are skipped: usually one publish per log.
-      for (let r = 0; r <= rank; r++) if (counts[r]) this.server?.publish(topicOf(taskId, LEVELS[r]!), text)
-      if (listeners) for (const w of listeners) if (levelRank(w.minLevel) <= rank) w.sendLog(log, text)
-      if (held) this.hold(held, (w) => levelRank(w.minLevel) <= rank, { log, frame: text })
+      for (let r = 0; r <= rank; r++) {
+        if (counts[r] === 0) continue
+        accepting += counts[r]!
+        this.server?.publish(topics[r]!, text)
+      }
+      if (rank > top) top = rank
+      if (listeners || held) {
+        const log = { id: stored.id, level: stored.level, data }
+        if (listeners) for (const w of listeners) if (levelRank(w.minLevel) <= rank) w.sendLog(log, text)
+        if (held) this.hold(held, (w) => levelRank(w.minLevel) <= rank, { log, frame: text })
+      }
     }
+    this.framesSent += accepting
     return this.subscriberCount(taskId, LEVELS[top])
   }
 
   /** Broadcasts a subtask's status change to every subscriber of its task, whatever their level. */
   publishStatus(subtask: Subtask, taskStatus: Status): void {
     const taskId = subtask.task_id
-    if (!this.counts.has(taskId)) return
+    const task = this.tasks.get(taskId)
+    if (!task) return
     const data = JSON.stringify({
       task_id: taskId,
       subtask_id: subtask.subtask_id,
@@ -206,7 +223,7 @@ export class Hub {
     })
     const text = rawFrame('status', data)
     this.framesSent += this.subscriberCount(taskId)
-    for (const level of LEVELS) this.server?.publish(topicOf(taskId, level), text)
+    for (const topic of task.topics) this.server?.publish(topic, text)
     for (const w of this.listeners.get(taskId) ?? []) w.sendStatus(data, text)
     const held = this.replaying.get(taskId)
     if (held) this.hold(held, () => true, { status: data, frame: text })
@@ -232,10 +249,11 @@ export class Hub {
   }
 
   private count(taskId: string, level: Level, delta: number): void {
-    let counts = this.counts.get(taskId)
-    if (!counts) this.counts.set(taskId, (counts = LEVELS.map(() => 0)))
-    counts[levelRank(level)]! += delta
+    let task = this.tasks.get(taskId)
+    if (!task) this.tasks.set(taskId, (task = { counts: LEVELS.map(() => 0), topics: LEVELS.map((l) => topicOf(taskId, l)) }))
+    const { counts } = task
     this.subscriptions += delta
-    if (counts.every((n) => n === 0)) this.counts.delete(taskId)
+    counts[levelRank(level)]! += delta
+    if (counts.every((n) => n === 0)) this.tasks.delete(taskId)
   }
 }
