@@ -52,24 +52,21 @@ const utf8Bytes = (text: string, limit: number): number => (text.length * 3 <= l
  * All or nothing: every offending entry is reported, with its index for batches.
  */
 export function encodeRequests(requests: LogRequest[], subtask: SubtaskRef, limits: LogLimits, pathPrefix: string): EncodedLog[] {
-  let problems: ErrorDetail[] | undefined
+  const problems: ErrorDetail[] = []
   const problem = (i: number, field: string, message: string) =>
-    (problems ??= []).push({ path: `${pathPrefix.replace('{i}', String(i))}/${field}`, message })
+    problems.push({ path: `${pathPrefix.replace('{i}', String(i))}/${field}`, message })
   const received = new Date().toISOString()
   const writer = new BodyWriter(subtask)
   const logs = requests.map((req, i) => {
     const bytes = utf8Bytes(req.message, limits.maxMessageBytes)
     if (bytes > limits.maxMessageBytes)
-      problems.push({
-        path: `${at()}/message`,
-        message: `message is ${bytes} bytes; at most ${limits.maxMessageBytes} are allowed`,
-      })
+      problem(i, 'message', `message is ${bytes} bytes; at most ${limits.maxMessageBytes} are allowed`)
     const metadataJson = req.metadata == null ? 'null' : JSON.stringify(req.metadata)
     const metadataBytes = utf8Bytes(metadataJson, limits.maxMetadataBytes)
     if (metadataBytes > limits.maxMetadataBytes)
       problem(i, 'metadata', `metadata is ${metadataBytes} bytes as JSON; at most ${limits.maxMetadataBytes} are allowed`)
     return writer.write(req.level, req.message, metadataJson, req.timestamp ? new Date(req.timestamp).toISOString() : received)
   })
-  if (problems) throw new ApiError('validation', `Log rejected: ${problems[0]!.message}`, problems)
+  if (problems.length) throw new ApiError('validation', `Log rejected: ${problems[0]!.message}`, problems)
   return logs
 }
