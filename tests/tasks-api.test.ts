@@ -208,6 +208,7 @@ describe('GET /metrics', () => {
       const [a, b] = [await watch(fresh, task.task_id), await watch(fresh, task.task_id, '?level=error')]
       await sendLog(fresh, task.subtasks[0]!.subtask_id, { level: 'warning', message: 'w' })
       await sendLog(fresh, task.subtasks[0]!.subtask_id, { level: 'error', message: 'e' })
+      await post(`${fresh.url}/api/v1/subtasks/${task.subtasks[0]!.subtask_id}/log`, { level: 'loud', message: 'x' })
       const res = await fetch(`${fresh.url}/metrics`)
       expect(res.headers.get('content-type')).toStartWith('text/plain')
       let text = await res.text()
@@ -221,9 +222,14 @@ describe('GET /metrics', () => {
       expect(text).toContain(
         'tasklog_http_request_duration_seconds_count{method="POST",route="/api/v1/subtasks/:subtask_id/log",status="201"} 2',
       )
+      expect(text).toContain(
+        'tasklog_http_request_duration_seconds_count{method="POST",route="/api/v1/subtasks/:subtask_id/log",status="422"} 1',
+      )
       // Buckets are cumulative and end at the count.
       const buckets = [
-        ...text.matchAll(/duration_seconds_bucket\{method="POST",route="\/api\/v1\/subtasks\/:subtask_id\/log",status="201",le="[^"]+"\} (\d+)/g),
+        ...text.matchAll(
+          /duration_seconds_bucket\{method="POST",route="\/api\/v1\/subtasks\/:subtask_id\/log",status="201",le="[^"]+"\} (\d+)/g,
+        ),
       ].map((m) => Number(m[1]))
       expect(buckets).toHaveLength(12)
       expect(buckets.at(-1)).toBe(2)
