@@ -61,17 +61,17 @@ describe('decompose: lists', () => {
 describe('decompose: prose', () => {
   test('"First ..., then ..., then ..." splits on the joiners and strips them', () => {
     expect(decompose('First fetch the data, then clean it, then train the model.')).toEqual([
-      'fetch the data',
-      'clean it',
-      'train the model',
+      'Fetch the data',
+      'Clean it',
+      'Train the model',
     ])
   })
 
   test('"First, ..., and then ..., and finally ..."', () => {
     expect(decompose('First, fetch the data, and then clean it, and finally train the model.')).toEqual([
-      'fetch the data',
-      'clean it',
-      'train the model',
+      'Fetch the data',
+      'Clean it',
+      'Train the model',
     ])
   })
 
@@ -80,15 +80,15 @@ describe('decompose: prose', () => {
       'Fetch the data',
       'Clean it!',
       'Is the model still good?',
-      'deploy',
+      'Deploy',
     ])
   })
 
   test('semicolons split clauses', () => {
     expect(decompose('Stop the workers; drain the queue; restart Redis')).toEqual([
       'Stop the workers',
-      'drain the queue',
-      'restart Redis',
+      'Drain the queue',
+      'Restart Redis',
     ])
   })
 
@@ -125,7 +125,7 @@ describe('decompose: prose', () => {
   test('"etc." ends a step only before a capitalised word', () => {
     expect(decompose('Install deps, linters, etc. Then run the tests, lint etc. and ship.')).toEqual([
       'Install deps, linters, etc.',
-      'run the tests, lint etc. and ship',
+      'Run the tests, lint etc. and ship',
     ])
   })
 })
@@ -197,11 +197,11 @@ describe('decompose: noise and limits', () => {
       }
     }
     expect(decompose('- a\n-  \n- b')).toEqual(['a', 'b'])
-    expect(decompose('x; ; y')).toEqual(['x', 'y'])
+    expect(decompose('x; ; y')).toEqual(['X', 'Y'])
   })
 })
 
 test('simpleDecomposer implements Decomposer with decompose', () => {
   const decomposer: Decomposer = simpleDecomposer
-  expect(decomposer.decompose('Fetch the data; clean it')).toEqual(['Fetch the data', 'clean it'])
+  expect(decomposer.decompose('Fetch the data; clean it')).toEqual(['Fetch the data', 'Clean it'])
 })

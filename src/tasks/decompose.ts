@@ -42,7 +42,12 @@ export function decompose(description: string): string[] {
     if (items.length > 0) return limit(items) // even one item: the list is explicit
   }
   const steps = proseSteps(lines)
-  return limit(steps.length > 1 ? steps : [whole])
+  // Steps split out of a sentence ("first fetch the data, then clean it") read as titles.
+  return limit(steps.length > 1 ? steps.map(capitalize) : [whole])
+}
+
+function capitalize(step: string): string {
+  return step.charAt(0).toUpperCase() + step.slice(1)
 }
 
 export const simpleDecomposer: Decomposer = { decompose }
