@@ -1,5 +1,5 @@
 import { ApiError, type ErrorDetail } from '../errors'
-import type { Level } from '../schemas/common'
+import { now, type Level } from '../schemas/common'
 import type { LogRequest, NewLog } from '../schemas/log'
 
 export interface SubtaskRef {
@@ -55,7 +55,7 @@ export function encodeRequests(requests: LogRequest[], subtask: SubtaskRef, limi
   const problems: ErrorDetail[] = []
   const problem = (i: number, field: string, message: string) =>
     problems.push({ path: `${pathPrefix.replace('{i}', String(i))}/${field}`, message })
-  const received = new Date().toISOString()
+  const received = now()
   const writer = new BodyWriter(subtask)
   const logs = requests.map((req, i) => {
     const bytes = utf8Bytes(req.message, limits.maxMessageBytes)

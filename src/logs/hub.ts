@@ -183,7 +183,7 @@ export class Hub {
     const task = this.tasks.get(taskId)
     if (!task || logs.length === 0) return 0
     const { counts, topics } = task
-    const timestamp = new Date().toISOString()
+    const timestamp = now()
     const listeners = this.listeners.get(taskId)
     const held = this.replaying.get(taskId)
     let top = 0

@@ -279,6 +279,8 @@ export class RedisHistory implements HistoryStore {
   readonly #timeoutMs: number
   readonly #logger: Pick<Console, 'warn' | 'info'>
   readonly #deadlines = new Deadlines()
+  /** The append script's fixed arguments: ttl ms and cap. */
+  readonly #appendArgs: string[]
   #healthy = false
   #started = false
   #closed = false
@@ -289,6 +291,7 @@ export class RedisHistory implements HistoryStore {
     this.description = redactRedisUrl(opts.url)
     this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
     this.#maxPerTask = opts.maxPerTask
+    this.#appendArgs = [String(this.#ttlMs), String(this.#maxPerTask)]
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
     this.#client = createClient({
@@ -351,7 +354,7 @@ export class RedisHistory implements HistoryStore {
   append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]> {
     if (logs.length === 0) return Promise.resolve([])
     // Built in place: this is the hot path.
-    const command = this.#command(SCRIPTS.append, taskId, [String(this.#ttlMs), String(this.#maxPerTask)])
+    const command = this.#command(SCRIPTS.append, taskId, this.#appendArgs)
     for (const log of logs) command.push(log.level, log.subtask_id, log.body)
     return this.#eval(SCRIPTS.append, command).then((ids) => {
       if (!Array.isArray(ids) || ids.length !== logs.length) {
