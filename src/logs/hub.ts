@@ -47,7 +47,7 @@ interface TaskSubscribers {
 }
 
 /** The topic of one task at one minimum level: a log of level L is published to every topic of level <= L. */
-export const topicOf = (taskId: string, level: Level) => `${taskId}:${level}`
+const topicOf = (taskId: string, level: Level) => `${taskId}:${level}`
 
 /**
  * Fan-out of a task's logs and status changes to its subscribers on this instance.

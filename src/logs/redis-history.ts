@@ -48,12 +48,13 @@ export interface RedisHistoryOptions {
   logger?: Pick<Console, 'warn' | 'info'>
 }
 
-/** Stream key of a task's logs. */
+/**
+ * Stream key of a task's logs, and also the name of its pub/sub channel (channels and keys
+ * are separate namespaces).
+ */
 export const logKey = (taskId: string): string => `logs:{${taskId}}`
-/** Pub/sub channel of a task's logs (same name as the key; channels and keys are separate namespaces). */
-export const logChannel = logKey
 
-/** Decodes a message published on `logChannel(taskId)`: `<id>\n<level>\n<body>`. */
+/** Decodes a message published on a task's channel (`logKey(taskId)`): `<id>\n<level>\n<body>`. */
 export function decodePublished(message: string): StoredLog {
   const a = message.indexOf('\n')
   const b = message.indexOf('\n', a + 1)
