@@ -26,9 +26,12 @@ async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
   console.log(`tasklog: ${signal} received, finishing in-flight requests`)
-  // Stop accepting, give in-flight requests up to 5 s (open streams would hold it forever),
-  // then drop what remains and close the stores.
-  await Promise.race([app.server?.stop(false), Bun.sleep(5_000)])
+  // Stop accepting, tell WebSocket clients to reconnect elsewhere or later (1012: they resume
+  // with since), give in-flight requests up to 5 s (SSE streams would hold it forever), then
+  // drop what remains and close the stores.
+  const stopped = app.server?.stop(false)
+  app.decorator.sockets.closeAll(1012, 'Server restarting: reconnect with since=<last id>')
+  await Promise.race([stopped, Bun.sleep(5_000)])
   await app.server?.stop(true)
   await Promise.allSettled([tasks.close(), history.close()])
   process.exit(0)

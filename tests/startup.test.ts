@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig } from '../src/config'
+import { WsClient } from './support/server'
 
 const ROOT = join(import.meta.dir, '..')
 
@@ -90,7 +91,12 @@ describe('the server process', () => {
       })
       expect(res.status).toBe(201)
       expect(await Bun.file(`${dir}/nested/tasklog.sqlite`).exists()).toBe(true)
+      // A watcher is told to come back (1012), not dropped, when the server shuts down.
+      const task = await res.json()
+      const watcher = await WsClient.connect(`ws://127.0.0.1:${port}/api/v1/ws/tasks/${task.task_id}/logs`)
+      await watcher.nextOfType('subscribed')
       proc.kill('SIGTERM')
+      expect((await watcher.closed).code).toBe(1012)
       expect(await proc.exited).toBe(0)
     } finally {
       proc.kill('SIGKILL')

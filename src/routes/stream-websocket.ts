@@ -17,18 +17,19 @@ export interface StreamContext {
   hub: Hub
   metrics: Metrics
   historyMax: number
-  slowReaders: SlowReaderGuard
+  sockets: OpenSockets
 }
 
 type Socket = ServerWebSocket<WebSocketConnection>
 
 /**
- * Closes WebSockets whose unsent frames exceed `limitBytes` with 1013, so a slow reader
- * learns to reconnect with `since` instead of growing server memory. (Bun's own
+ * The open WebSockets. Closes those whose unsent frames exceed `limitBytes` with 1013, so a
+ * slow reader learns to reconnect with `since` instead of growing server memory (Bun's own
  * closeOnBackpressureLimit, set at 16 times this limit in app.ts, only catches bursts and
- * closes abruptly with 1006.) The check runs on a timer, never on the fan-out path.
+ * closes abruptly with 1006); the check runs on a timer, never on the fan-out path. On
+ * shutdown, `closeAll` tells every client to come back (1012) rather than dropping it.
  */
-export class SlowReaderGuard {
+export class OpenSockets {
   private readonly sockets = new Set<Socket>()
   private timer: ReturnType<typeof setInterval> | undefined
 
@@ -36,7 +37,7 @@ export class SlowReaderGuard {
 
   add(socket: Socket): void {
     this.sockets.add(socket)
-    this.timer ??= setInterval(() => this.check(), SLOW_READER_CHECK_MS)
+    this.timer ??= setInterval(() => this.closeSlowReaders(), SLOW_READER_CHECK_MS)
     this.timer.unref?.()
   }
 
@@ -48,7 +49,11 @@ export class SlowReaderGuard {
     }
   }
 
-  private check(): void {
+  closeAll(code: number, reason: string): void {
+    for (const socket of this.sockets) socket.close(code, reason)
+  }
+
+  private closeSlowReaders(): void {
     for (const socket of this.sockets) {
       if (socket.getBufferedAmount() > this.limitBytes) {
         this.delete(socket)
@@ -143,9 +148,9 @@ export class WebSocketConnection {
 
   open(socket: Socket): void {
     this.socket = socket
-    const { metrics, historyMax, slowReaders } = this.ctx
+    const { metrics, historyMax, sockets } = this.ctx
     metrics.connections++
-    slowReaders.add(socket)
+    sockets.add(socket)
     let options: StreamOptions
     try {
       options = parseOptions(this.query ?? {}, 'debug', historyMax)
@@ -184,11 +189,11 @@ export class WebSocketConnection {
   }
 
   close(): void {
-    const { hub, metrics, slowReaders } = this.ctx
+    const { hub, metrics, sockets } = this.ctx
     this.closed = true
     this.drain()
     metrics.connections--
-    slowReaders.delete(this.socket)
+    sockets.delete(this.socket)
     for (const subscription of this.subscriptions) hub.unwatch(subscription.taskId, subscription)
     this.subscriptions = []
   }

@@ -6,7 +6,7 @@ import { Input, LevelSchema, LogId } from '../schemas/common'
 import { ErrorBody } from '../schemas/error'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { sseResponse } from './stream-sse'
-import { SlowReaderGuard, WebSocketConnection, type StreamContext } from './stream-websocket'
+import { OpenSockets, WebSocketConnection, type StreamContext } from './stream-websocket'
 import { TaskParams } from './tasks'
 
 export const streamRoutes = (
@@ -16,51 +16,56 @@ export const streamRoutes = (
   limits: { historyMax: number; backpressureBytes: number },
 ) => {
   const { historyMax } = limits
-  const context: StreamContext = { tasks, hub, metrics, historyMax, slowReaders: new SlowReaderGuard(limits.backpressureBytes) }
+  const sockets = new OpenSockets(limits.backpressureBytes)
+  const context: StreamContext = { tasks, hub, metrics, historyMax, sockets }
 
-  return new Elysia({ name: 'stream', prefix: '/api/v1' })
-    .get(
-      '/ws/tasks/:task_id/logs',
-      // Upgraded here rather than with Elysia's ws(), which keeps the whole request context
-      // per connection; the socket's data is just its WebSocketConnection.
-      ({ request, server, params, query, set }) => {
-        if (server?.upgrade(request, { data: new WebSocketConnection(context, params.task_id, query) })) return
-        set.status = 426
-        set.headers['upgrade'] = 'websocket'
-        return { error: 'upgrade_required', message: 'This endpoint speaks WebSocket: connect with a WebSocket client' }
-      },
-      {
-        response: { 426: ErrorBody },
-        detail: {
-          tags: ['stream'],
-          summary: 'Follow a task over WebSocket',
-          description:
-            'Query: `since=<log id>`, `history=<n>`, `level=<min level>`. Sends `subscribed`, then replayed logs, then live `log` and `status` frames. Actions: `{"action":"ping"}`, `{"action":"subscribe","task_id":…,"since"?,"history"?,"level"?}`, `{"action":"unsubscribe","task_id":…}`. An unknown task is accepted, then closed with code 1008; 1013 means try again later.',
+  return (
+    new Elysia({ name: 'stream', prefix: '/api/v1' })
+      // index.ts closes them on shutdown.
+      .decorate('sockets', sockets)
+      .get(
+        '/ws/tasks/:task_id/logs',
+        // Upgraded here rather than with Elysia's ws(), which keeps the whole request context
+        // per connection; the socket's data is just its WebSocketConnection.
+        ({ request, server, params, query, set }) => {
+          if (server?.upgrade(request, { data: new WebSocketConnection(context, params.task_id, query) })) return
+          set.status = 426
+          set.headers['upgrade'] = 'websocket'
+          return { error: 'upgrade_required', message: 'This endpoint speaks WebSocket: connect with a WebSocket client' }
         },
-      },
-    )
-    .get(
-      '/tasks/:task_id/logs/stream',
-      async ({ params, query, headers }) => {
-        if (!(await tasks.exists(params.task_id))) throw notFound('Task', params.task_id)
-        const since = headers['last-event-id'] ?? query.since
-        return sseResponse(hub, params.task_id, query.level ?? 'debug', { since, history: query.history })
-      },
-      {
-        params: TaskParams,
-        query: Input({
-          since: t.Optional(LogId),
-          history: t.Optional(t.Integer({ minimum: 0, maximum: historyMax })),
-          level: t.Optional(LevelSchema),
-        }),
-        headers: Input({ 'last-event-id': t.Optional(LogId) }),
-        response: { 404: ErrorBody, 422: ErrorBody },
-        detail: {
-          tags: ['stream'],
-          summary: 'Follow a task with Server-Sent Events',
-          description:
-            'For clients that cannot use WebSocket. Events: `log` (with `id:` = log id) and `status`. Resumes after `Last-Event-ID` or `?since=`; a comment heartbeat every 15 s.',
+        {
+          response: { 426: ErrorBody },
+          detail: {
+            tags: ['stream'],
+            summary: 'Follow a task over WebSocket',
+            description:
+              'Query: `since=<log id>`, `history=<n>`, `level=<min level>`. Sends `subscribed`, then replayed logs, then live `log` and `status` frames. Actions: `{"action":"ping"}`, `{"action":"subscribe","task_id":…,"since"?,"history"?,"level"?}`, `{"action":"unsubscribe","task_id":…}`. An unknown task is accepted, then closed with code 1008; 1013 means try again later.',
+          },
         },
-      },
-    )
+      )
+      .get(
+        '/tasks/:task_id/logs/stream',
+        async ({ params, query, headers }) => {
+          if (!(await tasks.exists(params.task_id))) throw notFound('Task', params.task_id)
+          const since = headers['last-event-id'] ?? query.since
+          return sseResponse(hub, params.task_id, query.level ?? 'debug', { since, history: query.history })
+        },
+        {
+          params: TaskParams,
+          query: Input({
+            since: t.Optional(LogId),
+            history: t.Optional(t.Integer({ minimum: 0, maximum: historyMax })),
+            level: t.Optional(LevelSchema),
+          }),
+          headers: Input({ 'last-event-id': t.Optional(LogId) }),
+          response: { 404: ErrorBody, 422: ErrorBody },
+          detail: {
+            tags: ['stream'],
+            summary: 'Follow a task with Server-Sent Events',
+            description:
+              'For clients that cannot use WebSocket. Events: `log` (with `id:` = log id) and `status`. Resumes after `Last-Event-ID` or `?since=`; a comment heartbeat every 15 s.',
+          },
+        },
+      )
+  )
 }
