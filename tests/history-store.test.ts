@@ -59,20 +59,25 @@ const put = (s: HistoryStore, taskId: string, logs: NewLog[]) => s.append(taskId
 const messages = (logs: StoredLog[]) => logs.map((l) => toLogMessage(l).message)
 const ids = (logs: StoredLog[]) => logs.map((l) => l.id)
 
+/** Opens stores through `open` and closes every one of them after each test. */
+function closedAfterEach<A extends unknown[], S extends HistoryStore>(open: (...args: A) => Promise<S>) {
+  const opened: S[] = []
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.close()))
+  })
+  return async (...args: A): Promise<S> => {
+    const s = await open(...args)
+    opened.push(s)
+    return s
+  }
+}
+
 function expectStrictlyIncreasing(list: string[]) {
   for (let i = 1; i < list.length; i++) expect(compareLogIds(list[i - 1]!, list[i]!)).toBeLessThan(0)
 }
 
 describe.each(factories)('%s', (_name, make) => {
-  const open: HistoryStore[] = []
-  const store = async (opts: StoreOptions = { ttlSeconds: 60, maxPerTask: 1000 }) => {
-    const s = await make(opts)
-    open.push(s)
-    return s
-  }
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((s) => s.close()))
-  })
+  const store = closedAfterEach((opts: StoreOptions = { ttlSeconds: 60, maxPerTask: 1000 }) => make(opts))
 
   test('ids are <ms>-<seq> and strictly increase, also within one millisecond', async () => {
     const s = await store()
@@ -342,15 +347,9 @@ describe('MemoryHistory only', () => {
 })
 
 describe('RedisHistory only', () => {
-  const open: RedisHistory[] = []
-  const connect = async (opts: Partial<StoreOptions> = {}) => {
-    const s = await RedisHistory.connect({ url: redis.url, ttlSeconds: 60, maxPerTask: 1000, logger: silent, ...opts })
-    open.push(s)
-    return s
-  }
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((s) => s.close()))
-  })
+  const connect = closedAfterEach((opts: Partial<StoreOptions> = {}) =>
+    RedisHistory.connect({ url: redis.url, ttlSeconds: 60, maxPerTask: 1000, logger: silent, ...opts }),
+  )
 
   test('description hides the password; connect() fails fast when nothing listens', async () => {
     const s = await connect()
