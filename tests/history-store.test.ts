@@ -370,16 +370,19 @@ describe('RedisHistory only', () => {
     expect(err.message).not.toContain('hunter2')
   })
 
-  test('stream layout: key logs:{task}, fields l/s/d, TTL on the key', async () => {
+  test('stream layout: key logs:{task}, fields l/s/p/d (p = the previous entry), TTL on the key', async () => {
     const s = await connect({ ttlSeconds: 30 })
     const task = uuid()
     const sub = uuid()
-    const [log] = await put(s, task, [newLog(task, sub, 'warning', 'hello')])
+    const [log, next] = await put(s, task, [newLog(task, sub, 'warning', 'hello'), newLog(task, sub, 'info', 'again')])
     const raw = createClient({ url: redis.url, RESP: 2 })
     await raw.connect()
     try {
       const entries = (await raw.sendCommand(['XRANGE', `logs:{${task}}`, '-', '+'])) as [string, string[]][]
-      expect(entries).toEqual([[log!.id, ['l', 'warning', 's', sub, 'd', log!.body]]])
+      expect(entries).toEqual([
+        [log!.id, ['l', 'warning', 's', sub, 'p', '', 'd', log!.body]],
+        [next!.id, ['l', 'info', 's', sub, 'p', log!.id, 'd', next!.body]],
+      ])
       const pttl = Number(await raw.sendCommand(['PTTL', `logs:{${task}}`]))
       expect(pttl).toBeGreaterThan(28_000)
       expect(pttl).toBeLessThanOrEqual(30_000)
@@ -388,7 +391,7 @@ describe('RedisHistory only', () => {
     }
   })
 
-  test('Redis 7.0: trimming by XADD MAXLEN / XTRIM MINID does not update max-deleted-entry-id', async () => {
+  test('Redis 7.0 does not track trims in max-deleted-entry-id; the first entry left names the last removed', async () => {
     const raw = createClient({ url: redis.url, RESP: 2 })
     await raw.connect()
     const maxDeleted = async (key: string) => {
@@ -405,11 +408,11 @@ describe('RedisHistory only', () => {
       expect(await maxDeleted(key)).toBe('0-0')
       expect(Number(await raw.sendCommand(['XTRIM', key, 'MAXLEN', '1']))).toBe(1)
       expect(await maxDeleted(key)).toBe('0-0')
-      // XDEL does update it; so does XSETID MAXDELETEDID, which RedisHistory uses to record trims.
+      // XDEL does update it, so RedisHistory records each entry's predecessor instead: the first
+      // entry left after a trim names the newest one removed.
       await raw.sendCommand(['XDEL', key, '6-0'])
       expect(await maxDeleted(key)).toBe('6-0')
 
-      // RedisHistory records the highest trimmed id itself.
       const s = await connect({ maxPerTask: 2 })
       const task = uuid()
       const stored = await put(
@@ -417,7 +420,9 @@ describe('RedisHistory only', () => {
         task,
         Array.from({ length: 4 }, (_, i) => newLog(task, task, 'info', `m${i}`)),
       )
-      expect(await maxDeleted(logKey(task))).toBe(stored[1]!.id)
+      const [first] = (await raw.sendCommand(['XRANGE', logKey(task), '-', '+', 'COUNT', '1'])) as [string, string[]][]
+      expect(first![0]).toBe(stored[2]!.id)
+      expect(first![1][first![1].indexOf('p') + 1]).toBe(stored[1]!.id)
     } finally {
       await raw.close()
     }

@@ -2,23 +2,23 @@
  * Log history in Redis: one stream per task under `logs:{<task_id>}` (literal braces: a
  * Redis Cluster hash tag, so the stream and the pub/sub channel of a task share a slot).
  *
- * Entry fields: `l` = level, `s` = subtask_id, `d` = the log's JSON body (StoredLog.body).
+ * Entry fields: `l` = level, `s` = subtask_id, `p` = the id of the entry before it (empty for a
+ * stream's first), `d` = the log's JSON body (StoredLog.body).
  *
  * Every operation is ONE round trip: a Lua script run with EVALSHA (loaded once with
  * SCRIPT LOAD; after a Redis restart emptied the script cache, the NOSCRIPT reply falls back
  * to EVAL, which runs the script and caches it again).
  *
- * - append: per log XADD `*` and PUBLISH `<id>\n<level>\n<body>` on channel `logs:{<task_id>}`;
- *   then exact trimming by age (XTRIM MINID at Redis TIME - TTL) and by count (XTRIM MAXLEN),
- *   PEXPIRE of the key to the TTL; returns the ids. Redis 7.0 does NOT update the stream's
- *   `max-deleted-entry-id` when XADD/XTRIM trim (verified in tests/history-store.test.ts), so
- *   the script records the highest trimmed id itself with `XSETID <last id> MAXDELETEDID <id>`:
- *   the record lives in the stream, expires with it, and costs no extra key.
+ * - append: per log XADD `*` with exact count trimming (MAXLEN =) and PUBLISH
+ *   `<id>\n<level>\n<body>` on channel `logs:{<task_id>}`; then exact trimming by age (XTRIM
+ *   MINID at Redis TIME - TTL) and PEXPIRE of the key to the TTL; returns the ids. Redis 7.0
+ *   does NOT update the stream's `max-deleted-entry-id` when XADD/XTRIM trim (verified in
+ *   tests/history-store.test.ts), so each entry records its predecessor instead.
  * - read: pages through the stream inside the script applying the level/subtask filters, so
  *   `limit` matches come back whenever they exist, and never a log older than the TTL (logs
  *   are only physically trimmed on append).
- * - replay: the range plus `recovered` from `max-deleted-entry-id` and any entry after `since`
- *   that is past its TTL but not trimmed yet (see the rule in memory-history.ts; both stores share it).
+ * - replay: the range plus `recovered`, from the predecessor recorded in the first entry not
+ *   past its TTL (see the rule in memory-history.ts; both stores share it).
  *
  * Outages: the client never queues commands while disconnected (`disableOfflineQueue`), every
  * call is bounded by `timeoutMs` (default 2 s) with our own deadline (node-redis' per-command
@@ -94,51 +94,26 @@ end
 
 /**
  * KEYS[1] stream; ARGV: ttlMs, maxPerTask, then (level, subtask_id, body) per log. Returns the ids.
- * Kept to a few O(1) calls per log: this script's cost is most of an ingest round trip.
+ * A few O(1) calls per log: this script's cost is most of an ingest round trip.
  */
 const APPEND = `${PRELUDE}
 local key = KEYS[1]
 local ttlMs = tonumber(ARGV[1])
-local maxLen = tonumber(ARGV[2])
-local n = (#ARGV - 2) / 3
--- Trimming removes a prefix of the stream; remember the highest id removed.
-local removed = nil
-local len = 0
-local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
-if first then
-  -- Age: usually nothing has expired, which the first entry tells. Otherwise walk the expired
-  -- prefix forward (a reverse range ending at the cutoff scans large streams: ~1 ms).
-  local c = cutoff(ttlMs)
-  if c and lt(first[1], c) then
-    local from = '-'
-    while true do
-      local old = redis.call('XRANGE', key, from, '(' .. c, 'COUNT', 1000)
-      if #old == 0 then break end
-      removed = old[#old][1]
-      if #old < 1000 then break end
-      from = '(' .. removed
-    end
-    redis.call('XTRIM', key, 'MINID', c)
-    first = nil
-  end
-  len = redis.call('XLEN', key)
-end
--- Count: the oldest entries make room for the new ones (XADD's MAXLEN drops them).
-local excess = len + n - maxLen
-if excess > 0 and len > 0 then
-  local k = math.min(excess, len)
-  if k == 1 and first then removed = first[1] else removed = redis.call('XRANGE', key, '-', '+', 'COUNT', k)[k][1] end
-end
+local maxLen = ARGV[2]
+-- Each entry records its predecessor ('p'). Trims only ever remove a prefix, so the first entry
+-- left names the newest one removed, which replay needs for 'recovered' (Redis 7.0 does not
+-- track it on trims) without this script reading what it trims.
+local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+local prev = last and last[1] or ''
 local ids = {}
 for i = 3, #ARGV, 3 do
-  local id = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 's', ARGV[i + 1], 'd', ARGV[i + 2])
+  local id = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 's', ARGV[i + 1], 'p', prev, 'd', ARGV[i + 2])
   ids[#ids + 1] = id
+  prev = id
   redis.call('PUBLISH', key, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 2])
 end
-if excess > len then removed = ids[excess - len] end
-if removed then
-  redis.call('XSETID', key, ids[#ids], 'MAXDELETEDID', removed)
-end
+local c = cutoff(ttlMs)
+if c then redis.call('XTRIM', key, 'MINID', c) end
 redis.call('PEXPIRE', key, ttlMs)
 return ids
 `
@@ -148,12 +123,12 @@ const ENTRY = `
 local rank = { debug = 0, info = 1, warning = 2, error = 3 }
 local function fields(e)
   local f = e[2]
-  local l, s, d
+  local l, s, d, p
   for j = 1, #f, 2 do
     local k = f[j]
-    if k == 'l' then l = f[j + 1] elseif k == 's' then s = f[j + 1] elseif k == 'd' then d = f[j + 1] end
+    if k == 'l' then l = f[j + 1] elseif k == 's' then s = f[j + 1] elseif k == 'd' then d = f[j + 1] elseif k == 'p' then p = f[j + 1] end
   end
-  return l, s, d
+  return l, s, d, p
 end
 `
 
@@ -228,15 +203,17 @@ for _, e in ipairs(batch) do
 end
 local recovered = 1
 if since ~= '' then
-  local removed = nil
-  local info = redis.call('XINFO', 'STREAM', key)
-  for i = 1, #info, 2 do
-    if info[i] == 'max-deleted-entry-id' then removed = info[i + 1] end
+  -- The first entry not past its TTL names its predecessor, the newest entry gone (trimmed, or
+  -- expired and not trimmed yet): nothing after since is gone iff since is not before it.
+  local kept = redis.call('XRANGE', key, c or '-', '+', 'COUNT', 1)[1]
+  if kept then
+    local _, _, _, p = fields(kept)
+    if p and p ~= '' and lt(since, p) then recovered = 0 end
+  else
+    -- Every entry is past its TTL: a gap unless since is the newest of them, or later.
+    local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+    if newest and lt(since, newest[1]) then recovered = 0 end
   end
-  if removed == '0-0' then removed = nil end
-  if removed and lt(since, removed) then recovered = 0 end
-  -- Entries past their TTL but not trimmed yet count as removed: is one of them after since?
-  if c and lt(since, c) and #redis.call('XRANGE', key, '(' .. since, '(' .. c, 'COUNT', 1) > 0 then recovered = 0 end
 end
 return { recovered, out }
 `
