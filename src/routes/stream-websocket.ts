@@ -4,8 +4,8 @@ import type { Hub, ReplayRequest, Watcher } from '../logs/hub'
 import type { Metrics } from '../metrics'
 import { LEVELS, type Level } from '../schemas/common'
 import type { KnownTasks } from '../tasks/known-tasks'
+import { parseLogId } from '../logs/log-id'
 
-const LOG_ID = /^\d{1,15}-\d{1,15}$/
 /** At most this many task subscriptions per WebSocket connection. */
 export const MAX_SUBSCRIPTIONS = 100
 /** How often sockets are checked for readers that fall behind. */
@@ -72,7 +72,7 @@ class InvalidOption extends Error {}
 
 function parseOptions(raw: Record<string, unknown>, defaultLevel: Level, historyMax: number): StreamOptions {
   const { since, history, level } = raw
-  if (since !== undefined && (typeof since !== 'string' || !LOG_ID.test(since)))
+  if (since !== undefined && (typeof since !== 'string' || !parseLogId(since)))
     throw new InvalidOption('since must be a log id like 1764152130123-0')
   const n = history === undefined || history === '' ? 0 : Number(history)
   if (!Number.isInteger(n) || n < 0 || n > historyMax)

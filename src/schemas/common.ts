@@ -27,6 +27,10 @@ export const LevelSchema = t.UnionEnum(LEVELS, { description: 'Log level: debug 
 /** Rank of a level, for "this level and above" filters. */
 export const levelRank = (level: Level): number => LEVELS.indexOf(level)
 
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+/** Whether a string is a UUID in canonical form (path ids are validated by `Uuid`; this is for the rest). */
+export const isUuid = (value: string): boolean => UUID_PATTERN.test(value)
+
 /** Log ids are Redis stream entry ids: `<ms>-<seq>`. */
 export const LogId = t.String({
   pattern: '^\\d{1,15}-\\d{1,15}$',

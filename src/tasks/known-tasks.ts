@@ -1,6 +1,5 @@
+import { isUuid } from '../schemas/common'
 import type { TaskStore } from './task-store'
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i
 
 /**
  * Answers "does this task exist?" for streams and history reads without a database query
@@ -17,7 +16,7 @@ export class KnownTasks {
 
   async exists(taskId: string): Promise<boolean> {
     if (this.ids.has(taskId)) return true
-    if (!UUID.test(taskId) || !(await this.tasks.getTask(taskId))) return false
+    if (!isUuid(taskId) || !(await this.tasks.getTask(taskId))) return false
     this.remember(taskId)
     return true
   }

@@ -2,7 +2,7 @@ import { SQL } from 'bun'
 import { mkdirSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { ApiError, StoreUnavailableError } from '../errors'
-import { STATUSES, now, type Status } from '../schemas/common'
+import { STATUSES, isUuid, now, type Status } from '../schemas/common'
 import type { Subtask, Task, UpdateSubtask } from '../schemas/task'
 import type { SubtaskUpdate, TaskPage, TaskStore } from './task-store'
 
@@ -72,8 +72,6 @@ const SCHEMA_SQL = [
 
 /** Arbitrary constant: the PostgreSQL advisory lock that serializes schema creation across instances. */
 const SCHEMA_LOCK_KEY = 7_346_182_905
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /** Rows per INSERT: far below SQLite's bound-parameter limit. */
 const INSERT_CHUNK = 500
@@ -268,7 +266,7 @@ export class SqlTaskStore implements TaskStore {
     const { status, limit, cursor } = query
     if (!Number.isInteger(limit) || limit < 1)
       return Promise.reject(new RangeError(`limit must be a positive integer, got ${limit}`))
-    if (cursor !== undefined && !UUID_RE.test(cursor)) return Promise.reject(new InvalidCursorError(cursor))
+    if (cursor !== undefined && !isUuid(cursor)) return Promise.reject(new InvalidCursorError(cursor))
     return this.snapshot(async (db) => {
       const statusFilter = status === undefined ? db`` : db`AND status = ${status}`
       const cursorFilter = cursor === undefined ? db`` : db`AND task_id < ${cursor.toLowerCase()}`
