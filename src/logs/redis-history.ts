@@ -20,11 +20,12 @@
  * - replay: the range plus `recovered`, from the predecessor recorded in the first entry not
  *   past its TTL (see the rule in memory-history.ts; both stores share it).
  *
- * Outages: the client never queues commands while disconnected (`disableOfflineQueue`), every
- * call is bounded by `timeoutMs` (default 2 s) with our own deadline (node-redis' per-command
- * timeout costs an AbortSignal per command and does not cover the wait for the reply), every
- * failure is a StoreUnavailableError, and the client reconnects forever in the background.
- * Caveat: when the deadline fires after an append was written, Redis may still apply it.
+ * Outages: the client never queues commands while disconnected (`disableOfflineQueue`); when
+ * calls are pending and Redis answers none of them for `timeoutMs` (default 2 s), all of them
+ * fail and the connection is reset (Watchdog; node-redis' per-command timeout costs an
+ * AbortSignal per command); every failure is a StoreUnavailableError, and the client
+ * reconnects forever in the background.
+ * Caveat: an append Redis had received before such a reset may still be applied.
  */
 import { createClient } from 'redis'
 import { StoreUnavailableError } from '../errors'
@@ -256,7 +257,7 @@ export class RedisHistory implements HistoryStore {
   readonly #maxPerTask: number
   readonly #timeoutMs: number
   readonly #logger: Pick<Console, 'warn' | 'info'>
-  readonly #deadlines = new Deadlines()
+  readonly #watchdog: Watchdog
   /** The append script's fixed arguments: ttl ms and cap. */
   readonly #appendArgs: string[]
   #healthy = false
@@ -272,12 +273,13 @@ export class RedisHistory implements HistoryStore {
     this.#appendArgs = [String(this.#ttlMs), String(this.#maxPerTask)]
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
+    this.#watchdog = new Watchdog(this.#timeoutMs, () => this.#reset())
     this.#client = createClient({
       url: opts.url,
       // Fail fast instead of queueing while disconnected.
       disableOfflineQueue: true,
       // No per-command timer from node-redis (its default makes an AbortSignal per command);
-      // #call bounds every call, including the wait for the reply.
+      // the Watchdog bounds the wait for replies.
       commandOptions: { timeout: 0 },
       // Keeps an idle connection active so that socketTimeout only fires on a dead peer.
       pingInterval: 1000,
@@ -308,16 +310,14 @@ export class RedisHistory implements HistoryStore {
     const store = new RedisHistory(opts)
     const wait = opts.startupTimeoutMs ?? 5000
     try {
-      await store.#deadlines.bound(store.#client.connect(), wait, `no connection within ${wait} ms`)
-      const info = String(await store.#deadlines.bound(store.#client.sendCommand(['INFO', 'server']), store.#timeoutMs))
+      await within(store.#client.connect(), wait, `no connection within ${wait} ms`)
+      const info = String(await store.#call(store.#client.sendCommand(['INFO', 'server'])))
       const version = /redis_version:(\d+)/.exec(info)?.[1]
       if (version !== undefined && Number(version) < 7) {
         throw new Error(`Redis ${version} is too old: log history needs Redis >= 7.0 (XSETID MAXDELETEDID)`)
       }
       for (const s of Object.values(SCRIPTS)) {
-        const sha = String(
-          await store.#deadlines.bound(store.#client.sendCommand(['SCRIPT', 'LOAD', s.source]), store.#timeoutMs),
-        )
+        const sha = String(await store.#call(store.#client.sendCommand(['SCRIPT', 'LOAD', s.source])))
         if (sha !== s.sha) throw new Error(`SCRIPT LOAD returned ${sha} for ${s.name}, expected ${s.sha}`)
       }
     } catch (err) {
@@ -380,7 +380,7 @@ export class RedisHistory implements HistoryStore {
     this.#closed = true
     if (!this.#client.isOpen) return
     try {
-      await this.#deadlines.bound(this.#client.close(), this.#timeoutMs)
+      await within(this.#client.close(), this.#timeoutMs, 'Redis did not close in time')
     } catch {
       this.#client.destroy()
     }
@@ -402,55 +402,85 @@ export class RedisHistory implements HistoryStore {
     return this.#call(run)
   }
 
-  /** Bounds one call against Redis by the deadline; any failure is a StoreUnavailableError. */
+  /** Watches one call against Redis (see Watchdog); any failure is a StoreUnavailableError. */
   #call<T>(call: Promise<T>): Promise<T> {
-    return this.#deadlines.bound(call, this.#timeoutMs).catch((err: unknown) => {
-      throw new StoreUnavailableError(STORE_NAME, err)
-    })
+    this.#watchdog.started()
+    return call.then(
+      (value) => {
+        this.#watchdog.answered()
+        return value
+      },
+      (err: unknown) => {
+        this.#watchdog.answered()
+        throw new StoreUnavailableError(STORE_NAME, err)
+      },
+    )
+  }
+
+  /** Fails every pending call and reconnects: Redis answered nothing for timeoutMs. */
+  #reset(): void {
+    if (this.#closed) return
+    this.#logger.warn(`[history] ${this.description} answered nothing for ${this.#timeoutMs} ms; reconnecting`)
+    this.#healthy = false
+    this.#client.destroy()
+    this.#client.connect().catch(() => {})
   }
 }
 
+/** Startup and shutdown only: one timer for one promise. */
+function within<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
 /**
- * Bounds promises in time with one shared timer: every Redis call passes through here, and a
- * setTimeout plus Promise.race per call was a visible share of ingest CPU. A late settlement
- * of a timed-out promise is ignored. Precision: the sweep interval.
+ * Bounds the wait for Redis per connection rather than per call. Replies come back in order on
+ * the one connection, so when calls are pending and none has been answered for `timeoutMs`,
+ * Redis is hung or the connection half-open: `onStall` then fails every pending call at once.
+ * A call costs two counter updates; a promise and timer entry per call cost 2 µs of the
+ * ~30 µs an ingest request takes. Precision: the sweep interval.
  */
-class Deadlines {
+class Watchdog {
   static readonly SWEEP_MS = 100
-  readonly #pending = new Set<{ expires: number; reject: (error: Error) => void; message: string }>()
+  #pending = 0
+  #answered = 0
+  #answeredAtSweep = 0
+  /** When the last sweep saw an answer, or saw calls start on an idle connection. */
+  #progressAt = 0
   #timer: ReturnType<typeof setInterval> | undefined
 
-  bound<T>(promise: Promise<T>, ms: number, message = `Redis did not answer within ${ms} ms`): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const entry = { expires: performance.now() + ms, reject, message }
-      this.#pending.add(entry)
-      if (!this.#timer) {
-        this.#timer = setInterval(() => this.#sweep(), Deadlines.SWEEP_MS)
-        this.#timer.unref?.()
-      }
-      promise.then(
-        (value) => {
-          this.#pending.delete(entry)
-          resolve(value)
-        },
-        (error) => {
-          this.#pending.delete(entry)
-          reject(error)
-        },
-      )
-    })
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly onStall: () => void,
+  ) {}
+
+  started(): void {
+    this.#pending++
+    if (this.#timer) return
+    this.#progressAt = performance.now()
+    this.#timer = setInterval(() => this.#sweep(), Watchdog.SWEEP_MS)
+    this.#timer.unref?.()
+  }
+
+  answered(): void {
+    this.#pending--
+    this.#answered++
   }
 
   #sweep(): void {
     const now = performance.now()
-    for (const entry of this.#pending) {
-      if (entry.expires > now) continue
-      this.#pending.delete(entry)
-      entry.reject(new Error(entry.message))
-    }
-    if (this.#pending.size === 0) {
+    if (this.#pending === 0) {
       clearInterval(this.#timer)
       this.#timer = undefined
+    } else if (this.#answered !== this.#answeredAtSweep) {
+      this.#answeredAtSweep = this.#answered
+      this.#progressAt = now
+    } else if (now - this.#progressAt >= this.timeoutMs) {
+      this.#progressAt = now
+      this.onStall()
     }
   }
 }
