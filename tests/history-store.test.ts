@@ -11,7 +11,7 @@ import { toLogMessage } from '../src/logs/history-store'
 import { encodeLog } from '../src/logs/encode'
 import { compareLogIds } from '../src/logs/log-id'
 import { MemoryHistory } from '../src/logs/memory-history'
-import { decodePublished, logKey, redactRedisUrl, RedisHistory } from '../src/logs/redis-history'
+import { decodePublished, logKey, redactRedisUrl, RedisHistory, type RedisHistoryOptions } from '../src/logs/redis-history'
 import type { Level } from '../src/schemas/common'
 import type { NewLog } from '../src/schemas/log'
 import { startRedis, type RedisServer } from './support/redis-server'
@@ -347,7 +347,7 @@ describe('MemoryHistory only', () => {
 })
 
 describe('RedisHistory only', () => {
-  const connect = closedAfterEach((opts: Partial<StoreOptions> = {}) =>
+  const connect = closedAfterEach((opts: Partial<RedisHistoryOptions> = {}) =>
     RedisHistory.connect({ url: redis.url, ttlSeconds: 60, maxPerTask: 1000, logger: silent, ...opts }),
   )
 
