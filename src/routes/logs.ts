@@ -11,6 +11,7 @@ import type { SubtaskDirectory } from '../tasks/subtask-directory'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { SubtaskParams } from './subtasks'
 import { TaskParams } from './tasks'
+import { parseJson } from '../http/json-body'
 
 export const logRoutes = (deps: {
   tasks: KnownTasks
@@ -42,6 +43,7 @@ export const logRoutes = (deps: {
       {
         params: SubtaskParams,
         body: LogRequest,
+        ...parseJson,
         response: { 201: LogAccepted, 404: ErrorBody, 413: ErrorBody, ...commonErrors },
         detail: {
           summary: 'Send one log line',
@@ -70,6 +72,7 @@ export const logRoutes = (deps: {
       {
         params: SubtaskParams,
         body: LogBatch,
+        ...parseJson,
         response: { 201: BatchAccepted, 404: ErrorBody, 413: ErrorBody, ...commonErrors },
         detail: {
           summary: 'Send a batch of log lines',

@@ -6,6 +6,7 @@ import { ErrorBody, commonErrors } from '../schemas/error'
 import { Subtask, UpdateSubtask } from '../schemas/task'
 import type { SubtaskDirectory } from '../tasks/subtask-directory'
 import type { TaskStore } from '../tasks/task-store'
+import { parseJson } from '../http/json-body'
 
 export const SubtaskParams = Input({ subtask_id: Uuid })
 
@@ -36,6 +37,7 @@ export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub
       {
         params: SubtaskParams,
         body: UpdateSubtask,
+        ...parseJson,
         response: { 200: Subtask, 404: ErrorBody, ...commonErrors },
         detail: {
           summary: 'Update a subtask',

@@ -5,6 +5,7 @@ import { ErrorBody, commonErrors } from '../schemas/error'
 import { CreateTask, ListTasksQuery, Task, TaskList } from '../schemas/task'
 import type { Decomposer } from '../tasks/decompose'
 import type { TaskStore } from '../tasks/task-store'
+import { parseJson } from '../http/json-body'
 
 export const TaskParams = Input({ task_id: Uuid })
 
@@ -19,6 +20,7 @@ export const taskRoutes = (tasks: TaskStore, decomposer: Decomposer) =>
       },
       {
         body: CreateTask,
+        ...parseJson,
         response: { 201: Task, ...commonErrors },
         detail: {
           summary: 'Create a task',
