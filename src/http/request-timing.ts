@@ -2,6 +2,10 @@ import { Elysia } from 'elysia'
 import type { Metrics } from '../metrics'
 import { toErrorResponse } from './error-handler'
 
+/** A request's start time, kept on its `set` (a plain per-request object): no lookup table. */
+const STARTED = Symbol('started')
+type Timed = { [STARTED]?: number }
+
 /**
  * Records every request's duration by route pattern, errors included. Hooks destructure what
  * they use: Elysia infers from that which parts of a request to parse, and a hook taking the
@@ -9,19 +13,20 @@ import { toErrorResponse } from './error-handler'
  * inline, as onAfterResponse would cost an extra event-loop turn per request.
  */
 export const requestTiming = (metrics: Metrics) => {
-  const started = new WeakMap<Request, number>()
-  const record = (request: Request, route: string | undefined, status: unknown) => {
-    const start = started.get(request)
+  const record = (set: object, method: string, route: string | undefined, status: unknown) => {
+    const start = (set as Timed)[STARTED]
     if (start === undefined || !route) return
-    metrics.requestFinished(request.method, route, Number(status ?? 200), (performance.now() - start) / 1000)
+    metrics.requestFinished(method, route, Number(status ?? 200), (performance.now() - start) / 1000)
   }
   return (
     new Elysia({ name: 'request-timing' })
-      .onRequest(({ request }) => {
-        started.set(request, performance.now())
+      .onRequest(({ set }) => {
+        ;(set as Timed)[STARTED] = performance.now()
       })
-      .onAfterHandle({ as: 'global' }, ({ request, route, set }) => record(request, route, set.status))
+      .onAfterHandle({ as: 'global' }, ({ request, route, set }) => record(set, request.method, route, set.status))
       // Runs before the error handler has set the status, so it derives the status the same way.
-      .onError({ as: 'global' }, ({ request, route, code, error }) => record(request, route, toErrorResponse(code, error).status))
+      .onError({ as: 'global' }, ({ request, route, set, code, error }) =>
+        record(set, request.method, route, toErrorResponse(code, error).status),
+      )
   )
 }
