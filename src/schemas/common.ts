@@ -22,7 +22,11 @@ export const StatusSchema = t.UnionEnum(STATUSES, { description: 'Work status' }
 /** Log levels in ascending order of severity. */
 export const LEVELS = ['debug', 'info', 'warning', 'error'] as const
 export type Level = (typeof LEVELS)[number]
-export const LevelSchema = t.UnionEnum(LEVELS, { description: 'Log level: debug < info < warning < error' })
+/** Required where it appears: Elysia's UnionEnum defaults to its first value, which made a missing level 'debug'. */
+export const LevelSchema = (() => {
+  const { default: _, ...schema } = t.UnionEnum(LEVELS, { description: 'Log level: debug < info < warning < error' })
+  return schema as Omit<typeof schema, 'default'> & ReturnType<typeof t.UnionEnum<typeof LEVELS>>
+})()
 
 /** Rank of a level, for "this level and above" filters. */
 export const levelRank = (level: Level): number => LEVELS.indexOf(level)
