@@ -29,6 +29,7 @@
  */
 import { createClient } from 'redis'
 import { StoreUnavailableError } from '../errors'
+import { withTimeout } from '../timeout'
 import { levelRank, type Level } from '../schemas/common'
 import type { EncodedLog } from './encode'
 import type { HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
@@ -310,7 +311,7 @@ export class RedisHistory implements HistoryStore {
     const store = new RedisHistory(opts)
     const wait = opts.startupTimeoutMs ?? 5000
     try {
-      await within(store.#client.connect(), wait, `no connection within ${wait} ms`)
+      await withTimeout(store.#client.connect(), wait, `no connection within ${wait} ms`)
       const info = String(await store.#call(store.#client.sendCommand(['INFO', 'server'])))
       const version = /redis_version:(\d+)/.exec(info)?.[1]
       if (version !== undefined && Number(version) < 7) {
@@ -380,7 +381,7 @@ export class RedisHistory implements HistoryStore {
     this.#closed = true
     if (!this.#client.isOpen) return
     try {
-      await within(this.#client.close(), this.#timeoutMs, 'Redis did not close in time')
+      await withTimeout(this.#client.close(), this.#timeoutMs, 'Redis did not close in time')
     } catch {
       this.#client.destroy()
     }
@@ -425,15 +426,6 @@ export class RedisHistory implements HistoryStore {
     this.#client.destroy()
     this.#client.connect().catch(() => {})
   }
-}
-
-/** Startup and shutdown only: one timer for one promise. */
-function within<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 /**

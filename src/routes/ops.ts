@@ -1,5 +1,6 @@
 import { Elysia, t } from 'elysia'
 import type { Metrics } from '../metrics'
+import { withTimeout } from '../timeout'
 
 /** A store /ready checks: its name and a ping that rejects when it does not answer. */
 export interface Dependency {
@@ -10,17 +11,11 @@ export interface Dependency {
 const READY_TIMEOUT_MS = 2_000
 
 async function check(dep: Dependency): Promise<{ status: 'ok' | 'down'; error?: string }> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer in ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
-  })
   try {
-    await Promise.race([dep.ping(), timeout])
+    await withTimeout(dep.ping(), READY_TIMEOUT_MS, `no answer in ${READY_TIMEOUT_MS} ms`)
     return { status: 'ok' }
   } catch (error) {
     return { status: 'down', error: (error as Error).message }
-  } finally {
-    clearTimeout(timer)
   }
 }
 
