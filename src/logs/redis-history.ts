@@ -11,8 +11,8 @@
  *
  * - append: per log XADD `*` with exact count trimming (MAXLEN =) and PUBLISH
  *   `<id>\n<level>\n<body>` on channel `logs:{<task_id>}`; then exact trimming by age (XTRIM
- *   MINID at Redis TIME - TTL) and PEXPIRE of the key to the TTL; returns the ids. Redis 7.0
- *   does NOT update the stream's `max-deleted-entry-id` when XADD/XTRIM trim (verified in
+ *   MINID at the newest id's time - TTL) and PEXPIRE of the key to the TTL; returns the ids.
+ *   Redis 7.0 does NOT update the stream's `max-deleted-entry-id` when XADD/XTRIM trim (verified in
  *   tests/history-store.test.ts), so each entry records its predecessor instead.
  * - read: pages through the stream inside the script applying the level/subtask filters, so
  *   `limit` matches come back whenever they exist, and never a log older than the TTL (logs
@@ -114,8 +114,9 @@ for i = 3, #ARGV, 3 do
   prev = id
   redis.call('PUBLISH', key, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 2])
 end
-local c = cutoff(ttlMs)
-if c then redis.call('XTRIM', key, 'MINID', c) end
+-- The age cutoff from the id just added (its ms part is Redis time), which spares a TIME call.
+local c = parse(prev) - ttlMs
+if c > 0 then redis.call('XTRIM', key, 'MINID', string.format('%.0f', c) .. '-0') end
 redis.call('PEXPIRE', key, ttlMs)
 return ids
 `
