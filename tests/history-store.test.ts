@@ -391,6 +391,27 @@ describe('RedisHistory only', () => {
     }
   })
 
+  test('two instances appending to one task: each entry names its true predecessor, so recovered stays exact', async () => {
+    const a = await connect({ maxPerTask: 4 })
+    const b = await connect({ maxPerTask: 4 })
+    const task = uuid()
+    const ids: string[] = []
+    // a appends, b appends twice, then a again: a's remembered newest id is stale by then.
+    for (const [s, text] of [[a, 'a1'], [b, 'b1'], [b, 'b2'], [a, 'a2'], [a, 'a3'], [b, 'b3']] as const)
+      ids.push(...(await put(s, task, [newLog(task, task, 'info', text)])).map((log) => log.id))
+    const raw = createClient({ url: redis.url, RESP: 2 })
+    await raw.connect()
+    try {
+      const entries = (await raw.sendCommand(['XRANGE', `logs:{${task}}`, '-', '+'])) as [string, string[]][]
+      // The cap of 4 trimmed a1 and b1; every entry left names the one before it.
+      expect(entries.map(([id, f]) => [id, f[f.indexOf('p') + 1]])).toEqual(ids.slice(2).map((id, i) => [id, ids[i + 1]]))
+    } finally {
+      await raw.close()
+    }
+    expect((await b.replay(task, ids[1], 10)).recovered).toBe(true)
+    expect((await b.replay(task, ids[0], 10)).recovered).toBe(false)
+  })
+
   test('Redis 7.0 does not track trims in max-deleted-entry-id; the first entry left names the last removed', async () => {
     const raw = createClient({ url: redis.url, RESP: 2 })
     await raw.connect()
