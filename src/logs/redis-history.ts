@@ -395,17 +395,19 @@ export class RedisHistory implements HistoryStore {
 
   /** Runs an EVALSHA command, or EVAL when Redis lost its script cache (restart, SCRIPT FLUSH). */
   #eval(s: Script, command: string[]): Promise<unknown> {
-    const run = this.#client.sendCommand(command).catch((err: unknown) => {
-      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err
+    return this.#call(this.#client.sendCommand(command), (err) => {
+      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) return undefined
       command[0] = 'EVAL'
       command[1] = s.source
-      return this.#client.sendCommand(command)
+      return this.#call(this.#client.sendCommand(command))
     })
-    return this.#call(run)
   }
 
-  /** Watches one call against Redis (see Watchdog); any failure is a StoreUnavailableError. */
-  #call<T>(call: Promise<T>): Promise<T> {
+  /**
+   * Watches one call against Redis (see Watchdog); any failure is a StoreUnavailableError
+   * unless `retry` answers it with another call. One reaction per call: this is the hot path.
+   */
+  #call<T>(call: Promise<T>, retry?: (err: unknown) => Promise<T> | undefined): Promise<T> {
     this.#watchdog.started()
     return call.then(
       (value) => {
@@ -414,6 +416,8 @@ export class RedisHistory implements HistoryStore {
       },
       (err: unknown) => {
         this.#watchdog.answered()
+        const again = retry?.(err)
+        if (again) return again
         throw new StoreUnavailableError(STORE_NAME, err)
       },
     )
