@@ -29,6 +29,7 @@
  */
 import { createClient } from 'redis'
 import { StoreUnavailableError } from '../errors'
+import { BoundedMap } from '../bounded-map'
 import { withTimeout } from '../timeout'
 import { levelRank, type Level } from '../schemas/common'
 import type { EncodedLog } from './encode'
@@ -95,20 +96,25 @@ end
 `
 
 /**
- * KEYS[1] stream; ARGV: ttlMs, maxPerTask, then (level, subtask_id, body) per log. Returns the ids.
+ * KEYS[1] stream; ARGV: ttlMs, maxPerTask, the newest id this instance appended to the stream
+ * (or ''), then (level, subtask_id, body) per log. Returns the ids.
  * A few O(1) calls per log: this script's cost is most of an ingest round trip.
  */
 const APPEND = `${PRELUDE}
 local key = KEYS[1]
 local ttlMs = tonumber(ARGV[1])
 local maxLen = ARGV[2]
+local known = ARGV[3]
 -- Each entry records its predecessor ('p'). Trims only ever remove a prefix, so the first entry
 -- left names the newest one removed, which replay needs for 'recovered' (Redis 7.0 does not
--- track it on trims) without this script reading what it trims.
-local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-local prev = last and last[1] or ''
+-- track it on trims) without this script reading what it trims. The predecessor is the
+-- stream's newest entry: usually the one this instance appended last, and then the range
+-- below is empty, which costs a third of reading the newest entry; otherwise (another
+-- instance appended since, or appends overlap) the range returns it.
+local newer = redis.call('XREVRANGE', key, '+', known == '' and '-' or '(' .. known, 'COUNT', 1)[1]
+local prev = newer and newer[1] or known
 local ids = {}
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local id = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 's', ARGV[i + 1], 'p', prev, 'd', ARGV[i + 2])
   ids[#ids + 1] = id
   prev = id
@@ -262,6 +268,8 @@ export class RedisHistory implements HistoryStore {
   readonly #watchdog: Watchdog
   /** The append script's fixed arguments: ttl ms and cap. */
   readonly #appendArgs: string[]
+  /** Per task, the newest id this instance appended: where the append script looks from. */
+  readonly #newestIds = new BoundedMap<string, string>(10_000)
   #healthy = false
   #started = false
   #closed = false
@@ -335,11 +343,13 @@ export class RedisHistory implements HistoryStore {
     if (logs.length === 0) return Promise.resolve([])
     // Built in place: this is the hot path.
     const command = this.#command(SCRIPTS.append, taskId, this.#appendArgs)
+    command.push(this.#newestIds.get(taskId) ?? '')
     for (const log of logs) command.push(log.level, log.subtask_id, log.body)
     return this.#eval(SCRIPTS.append, command).then((ids) => {
       if (!Array.isArray(ids) || ids.length !== logs.length) {
         throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
       }
+      this.#newestIds.remember(taskId, String(ids[ids.length - 1]))
       return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: log.body }))
     })
   }
