@@ -370,7 +370,7 @@ describe('RedisHistory only', () => {
     expect(err.message).not.toContain('hunter2')
   })
 
-  test('stream layout: key logs:{task}, fields l/s/p/d (p = the previous entry), TTL on the key', async () => {
+  test('stream layout: key logs:{task}, fields l/s/p/d (p = the previous entry), its newest id beside it, TTL on both', async () => {
     const s = await connect({ ttlSeconds: 30 })
     const task = uuid()
     const sub = uuid()
@@ -383,9 +383,29 @@ describe('RedisHistory only', () => {
         [log!.id, ['l', 'warning', 's', sub, 'p', '', 'd', log!.body]],
         [next!.id, ['l', 'info', 's', sub, 'p', log!.id, 'd', next!.body]],
       ])
-      const pttl = Number(await raw.sendCommand(['PTTL', `logs:{${task}}`]))
-      expect(pttl).toBeGreaterThan(28_000)
-      expect(pttl).toBeLessThanOrEqual(30_000)
+      expect(String(await raw.sendCommand(['GET', `logs:{${task}}:newest`]))).toBe(next!.id)
+      for (const key of [`logs:{${task}}`, `logs:{${task}}:newest`]) {
+        const pttl = Number(await raw.sendCommand(['PTTL', key]))
+        expect(pttl).toBeGreaterThan(28_000)
+        expect(pttl).toBeLessThanOrEqual(30_000)
+      }
+    } finally {
+      await raw.close()
+    }
+  })
+
+  test('a stream without its newest-id key (written by an older version): the predecessor is read from the stream', async () => {
+    const s = await connect()
+    const task = uuid()
+    const [first] = await put(s, task, [newLog(task, task, 'info', 'one')])
+    const raw = createClient({ url: redis.url, RESP: 2 })
+    await raw.connect()
+    try {
+      await raw.sendCommand(['DEL', `logs:{${task}}:newest`])
+      const [second] = await put(s, task, [newLog(task, task, 'info', 'two')])
+      const entries = (await raw.sendCommand(['XRANGE', `logs:{${task}}`, '-', '+'])) as [string, string[]][]
+      expect(entries[1]![1][entries[1]![1].indexOf('p') + 1]).toBe(first!.id)
+      expect(String(await raw.sendCommand(['GET', `logs:{${task}}:newest`]))).toBe(second!.id)
     } finally {
       await raw.close()
     }
@@ -397,7 +417,14 @@ describe('RedisHistory only', () => {
     const task = uuid()
     const ids: string[] = []
     // a appends, b appends twice, then a again: a's remembered newest id is stale by then.
-    for (const [s, text] of [[a, 'a1'], [b, 'b1'], [b, 'b2'], [a, 'a2'], [a, 'a3'], [b, 'b3']] as const)
+    for (const [s, text] of [
+      [a, 'a1'],
+      [b, 'b1'],
+      [b, 'b2'],
+      [a, 'a2'],
+      [a, 'a3'],
+      [b, 'b3'],
+    ] as const)
       ids.push(...(await put(s, task, [newLog(task, task, 'info', text)])).map((log) => log.id))
     const raw = createClient({ url: redis.url, RESP: 2 })
     await raw.connect()

@@ -29,7 +29,6 @@
  */
 import { createClient } from 'redis'
 import { StoreUnavailableError } from '../errors'
-import { BoundedMap } from '../bounded-map'
 import { withTimeout } from '../timeout'
 import { levelRank, type Level } from '../schemas/common'
 import type { EncodedLog } from './encode'
@@ -56,6 +55,9 @@ export interface RedisHistoryOptions {
  * are separate namespaces).
  */
 export const logKey = (taskId: string): string => `logs:{${taskId}}`
+
+/** The id of the newest entry of a task's stream, kept beside it by the append script. */
+export const newestIdKey = (taskId: string): string => `logs:{${taskId}}:newest`
 
 /** Decodes a message published on a task's channel (`logKey(taskId)`): `<id>\n<level>\n<body>`. */
 export function decodePublished(message: string): StoredLog {
@@ -96,25 +98,27 @@ end
 `
 
 /**
- * KEYS[1] stream; ARGV: ttlMs, maxPerTask, the newest id this instance appended to the stream
- * (or ''), then (level, subtask_id, body) per log. Returns the ids.
+ * KEYS[1] stream, KEYS[2] its newest id; ARGV: ttlMs, maxPerTask, then (level, subtask_id, body)
+ * per log. Returns the ids.
  * A few O(1) calls per log: this script's cost is most of an ingest round trip.
  */
 const APPEND = `${PRELUDE}
 local key = KEYS[1]
+local newestKey = KEYS[2]
 local ttlMs = tonumber(ARGV[1])
 local maxLen = ARGV[2]
-local known = ARGV[3]
 -- Each entry records its predecessor ('p'). Trims only ever remove a prefix, so the first entry
 -- left names the newest one removed, which replay needs for 'recovered' (Redis 7.0 does not
 -- track it on trims) without this script reading what it trims. The predecessor is the
--- stream's newest entry: usually the one this instance appended last, and then the range
--- below is empty, which costs a third of reading the newest entry; otherwise (another
--- instance appended since, or appends overlap) the range returns it.
-local newer = redis.call('XREVRANGE', key, '+', known == '' and '-' or '(' .. known, 'COUNT', 1)[1]
-local prev = newer and newer[1] or known
+-- stream's newest entry, whose id this script keeps beside the stream (with the same expiry):
+-- reading the entry itself cost a third of the script. Streams written before that are read.
+local prev = redis.call('GET', newestKey)
+if not prev then
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  prev = last and last[1] or ''
+end
 local ids = {}
-for i = 4, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local id = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 's', ARGV[i + 1], 'p', prev, 'd', ARGV[i + 2])
   ids[#ids + 1] = id
   prev = id
@@ -124,6 +128,7 @@ end
 local c = parse(prev) - ttlMs
 if c > 0 then redis.call('XTRIM', key, 'MINID', string.format('%.0f', c) .. '-0') end
 redis.call('PEXPIRE', key, ttlMs)
+redis.call('SET', newestKey, prev, 'PX', ttlMs)
 return ids
 `
 
@@ -268,8 +273,6 @@ export class RedisHistory implements HistoryStore {
   readonly #watchdog: Watchdog
   /** The append script's fixed arguments: ttl ms and cap. */
   readonly #appendArgs: string[]
-  /** Per task, the newest id this instance appended: where the append script looks from. */
-  readonly #newestIds = new BoundedMap<string, string>(10_000)
   #healthy = false
   #started = false
   #closed = false
@@ -342,14 +345,12 @@ export class RedisHistory implements HistoryStore {
   append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]> {
     if (logs.length === 0) return Promise.resolve([])
     // Built in place: this is the hot path.
-    const command = this.#command(SCRIPTS.append, taskId, this.#appendArgs)
-    command.push(this.#newestIds.get(taskId) ?? '')
+    const command = ['EVALSHA', SCRIPTS.append.sha, '2', logKey(taskId), newestIdKey(taskId), ...this.#appendArgs]
     for (const log of logs) command.push(log.level, log.subtask_id, log.body)
     return this.#eval(SCRIPTS.append, command).then((ids) => {
       if (!Array.isArray(ids) || ids.length !== logs.length) {
         throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
       }
-      this.#newestIds.remember(taskId, String(ids[ids.length - 1]))
       return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: log.body }))
     })
   }
