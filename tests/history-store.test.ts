@@ -78,6 +78,17 @@ function expectStrictlyIncreasing(list: string[]) {
 
 describe.each(factories)('%s', (_name, make) => {
   const store = closedAfterEach((opts: StoreOptions = { ttlSeconds: 60, maxPerTask: 1000 }) => make(opts))
+  /** A store holding one task's logs m0..m9 (info). */
+  const tenLogs = async () => {
+    const s = await store()
+    const task = uuid()
+    const stored = await put(
+      s,
+      task,
+      Array.from({ length: 10 }, (_, i) => newLog(task, task, 'info', `m${i}`)),
+    )
+    return { s, task, stored }
+  }
 
   test('ids are <ms>-<seq> and strictly increase, also within one millisecond', async () => {
     const s = await store()
@@ -142,14 +153,7 @@ describe.each(factories)('%s', (_name, make) => {
   })
 
   test('read: newest first by default, asc, since exclusive', async () => {
-    const s = await store()
-    const task = uuid()
-    const sub = uuid()
-    const stored = await put(
-      s,
-      task,
-      Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)),
-    )
+    const { s, task, stored } = await tenLogs()
     expect(messages(await s.read(task, { limit: 3, order: 'desc' }))).toEqual(['m9', 'm8', 'm7'])
     expect(messages(await s.read(task, { limit: 3, order: 'asc' }))).toEqual(['m0', 'm1', 'm2'])
     expect(messages(await s.read(task, { limit: 100, order: 'desc' })).length).toBe(10)
@@ -197,14 +201,7 @@ describe.each(factories)('%s', (_name, make) => {
   })
 
   test('replay: after since oldest first, or the newest `limit` oldest first', async () => {
-    const s = await store()
-    const task = uuid()
-    const sub = uuid()
-    const stored = await put(
-      s,
-      task,
-      Array.from({ length: 10 }, (_, i) => newLog(task, sub, 'info', `m${i}`)),
-    )
+    const { s, task, stored } = await tenLogs()
     let r = await s.replay(task, stored[2]!.id, 3)
     expect(messages(r.logs)).toEqual(['m3', 'm4', 'm5'])
     expect(r.recovered).toBe(true)

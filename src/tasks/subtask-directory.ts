@@ -1,4 +1,3 @@
-import { BoundedMap } from '../bounded-map'
 import type { SubtaskRef } from '../logs/encode'
 import type { Subtask } from '../schemas/task'
 import type { TaskStore } from './task-store'
@@ -10,14 +9,12 @@ import type { TaskStore } from './task-store'
  * this instance show at once. Bounded to `maxEntries`, oldest evicted first.
  */
 export class SubtaskDirectory {
-  private readonly entries: BoundedMap<string, { ref: SubtaskRef; expires: number }>
+  private readonly entries = new Map<string, { ref: SubtaskRef; expires: number }>()
 
   constructor(
     private readonly tasks: TaskStore,
     private readonly options = { ttlMs: 5_000, maxEntries: 10_000 },
-  ) {
-    this.entries = new BoundedMap(options.maxEntries)
-  }
+  ) {}
 
   /** The cached reference, without waiting; undefined when it must be looked up. */
   cached(subtaskId: string): SubtaskRef | undefined {
@@ -37,7 +34,9 @@ export class SubtaskDirectory {
   remember(subtask: Subtask): SubtaskRef {
     const { task_id, subtask_id, worker_id, worker_name } = subtask
     const ref = { task_id, subtask_id, worker_id, worker_name }
-    this.entries.remember(subtask_id, { ref, expires: performance.now() + this.options.ttlMs })
+    this.entries.delete(subtask_id)
+    if (this.entries.size >= this.options.maxEntries) this.entries.delete(this.entries.keys().next().value!)
+    this.entries.set(subtask_id, { ref, expires: performance.now() + this.options.ttlMs })
     return ref
   }
 }
