@@ -23,7 +23,11 @@ export const requestTiming = (metrics: Metrics) => {
       .onRequest(({ set }) => {
         ;(set as Timed)[STARTED] = performance.now()
       })
-      .onAfterHandle({ as: 'global' }, ({ request, route, set }) => record(set, request.method, route, set.status))
+      // A block body: Elysia awaits a hook whose source looks like it returns a call, which
+      // cost a microtask per request.
+      .onAfterHandle({ as: 'global' }, ({ request, route, set }) => {
+        record(set, request.method, route, set.status)
+      })
       // Runs before the error handler has set the status, so it derives the status the same way.
       .onError({ as: 'global' }, ({ request, route, set, code, error }) =>
         record(set, request.method, route, toErrorResponse(code, error).status),
