@@ -77,6 +77,7 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
       [{ message: 'x' }, '/level'], // required, as in DESIGN: no silent default
       [{ level: 'info' }, '/message'],
       [{ level: 'info', message: 'x', metadata: 'nope' }, '/metadata'],
+      [{ level: 'info', message: 'x', metadata: ['a', 'list'] }, '/metadata'], // an object, not any JSON
       [{ level: 'info', message: 'x', timestamp: 'yesterday' }, '/timestamp'],
       [{ level: 'info', message: 'é'.repeat(51) }, '/message'], // 102 bytes of UTF-8 > 100
       [{ level: 'info', message: 'x', metadata: { blob: 'y'.repeat(60) } }, '/metadata'],

@@ -35,6 +35,14 @@ const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 /** Whether a string is a UUID in canonical form (path ids are validated by `Uuid`; this is for the rest). */
 export const isUuid = (value: string): boolean => UUID_PATTERN.test(value)
 
+/**
+ * A log's free-form structured data: any JSON object. Not `t.Record(t.String(), t.Unknown())`,
+ * whose compiled check walks every key with a pattern (0.2 µs per log on the ingest path).
+ */
+export const Metadata = Type.Unsafe<Record<string, unknown>>(
+  t.Object({}, { additionalProperties: true, description: 'Free-form structured data' }),
+)
+
 /** Log ids are Redis stream entry ids: `<ms>-<seq>`. */
 export const LogId = t.String({
   pattern: '^\\d{1,15}-\\d{1,15}$',

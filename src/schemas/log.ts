@@ -1,11 +1,11 @@
 import { t, type Static } from 'elysia'
-import { Input, Int, LevelSchema, LogId, Timestamp, Uuid } from './common'
+import { Input, Int, LevelSchema, LogId, Metadata, Timestamp, Uuid } from './common'
 
 export const LogRequest = Input(
   {
     level: LevelSchema,
     message: t.String({ description: 'The log line' }),
-    metadata: t.Optional(t.Nullable(t.Record(t.String(), t.Unknown(), { description: 'Free-form structured data' }))),
+    metadata: t.Optional(t.Nullable(Metadata)),
     timestamp: t.Optional(Timestamp),
   },
   { examples: [{ level: 'info', message: 'Processing step 1', metadata: { step: 1 } }] },
@@ -18,7 +18,7 @@ export const LogMessage = t.Object({
   subtask_id: Uuid,
   level: LevelSchema,
   message: t.String(),
-  metadata: t.Nullable(t.Record(t.String(), t.Unknown())),
+  metadata: t.Nullable(Metadata),
   worker_id: t.Nullable(t.String()),
   worker_name: t.Nullable(t.String()),
   timestamp: Timestamp,
