@@ -14,7 +14,7 @@
  * Server CPU and memory come from /proc/<pid> (see lib/proc.ts).
  */
 import { Flags, Histogram } from './lib/histogram'
-import { cpuMs, machineBusyMs, memKiB } from './lib/proc'
+import { cpuMs, machineBusyMs, memKiB, threadCpuMs } from './lib/proc'
 import type { LoadParams, ScenarioId } from './scenarios'
 
 export interface LoadJob {
@@ -61,6 +61,8 @@ export interface LoadResult {
   e2e: { count: number; p50: number; p99: number; max: number; mean: number }
   serverCpuMs: number
   serverCpuMsPerLog: number
+  /** The server's CPU per log by thread name (main, JIT, GC, ...), from /proc/<pid>/task. */
+  serverThreadsMsPerLog: Record<string, number>
   redisCpuMs: number
   redisCpuMsPerLog: number
   serverRssKiB: number
@@ -403,16 +405,22 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   }
 
   // ---------- the run ----------
-  const server = { cpu0: 0, redis0: 0, loader0: process.cpuUsage(), machine0: 0 }
+  const server = { cpu0: 0, redis0: 0, loader0: process.cpuUsage(), machine0: 0, threads0: new Map<string, number>() }
   const startMeasuring = () => {
     measureStart = now()
     server.loader0 = process.cpuUsage()
     server.machine0 = machineBusyMs()
     server.cpu0 = cpuMs(job.serverPid)
+    server.threads0 = threadCpuMs(job.serverPid)
     server.redis0 = cpuMs(job.redisPid)
   }
   const finish = (windowMs: number, extra: Partial<LoadResult> = {}, c: Partial<Correctness> = {}): LoadResult => {
     const serverCpu = cpuMs(job.serverPid) - server.cpu0
+    const threads: Record<string, number> = {}
+    for (const [name, ms] of threadCpuMs(job.serverPid)) {
+      const used = ms - (server.threads0.get(name) ?? 0)
+      if (used > 0 && logsAckedMeasured) threads[name] = used / logsAckedMeasured
+    }
     const redisCpu = cpuMs(job.redisPid) - server.redis0
     const mem = memKiB(job.serverPid)
     const windowS = windowMs / 1000
@@ -435,6 +443,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       e2e: e2eHist.summary(),
       serverCpuMs: serverCpu,
       serverCpuMsPerLog: logsAckedMeasured ? serverCpu / logsAckedMeasured : Number.NaN,
+      serverThreadsMsPerLog: threads,
       redisCpuMs: redisCpu,
       redisCpuMsPerLog: logsAckedMeasured ? redisCpu / logsAckedMeasured : Number.NaN,
       serverRssKiB: mem.rss,
@@ -470,6 +479,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       acksPerS: Number.NaN,
       requestsPerS: Number.NaN,
       serverCpuMsPerLog: Number.NaN,
+      serverThreadsMsPerLog: {},
       redisCpuMsPerLog: Number.NaN,
       idle: {
         connections: n,

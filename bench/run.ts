@@ -1,6 +1,6 @@
 /**
  * `bun run bench [--quick] [--scenario a,b,...] [--reps N] [--servers tasklog,baseline]
- *                [--idle N] [--out FILE] [--cpu-prof]`
+ *                [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS]`
  *
  * Starts a private redis-server, then for every scenario runs tasklog and the baseline
  * (bench/baseline/server.ts) alternately, `reps` times each, every run on a fresh server
@@ -36,6 +36,10 @@ function parseArgs(argv: string[]) {
     out: '',
     /** Directory for `bun --cpu-prof` profiles of every server run (off when empty). */
     cpuProf: '',
+    /** Overrides every scenario's warm-up (ms). */
+    warmupMs: undefined as number | undefined,
+    /** Print each run's server CPU per log by thread (main, JIT, GC, ...). */
+    threads: false,
     /** Self-test: make the baseline drop, duplicate or reorder frames (BENCH_FAULT). */
     fault: '',
   }
@@ -79,6 +83,13 @@ function parseArgs(argv: string[]) {
         opts.fault = value()
         if (!['drop', 'dup', 'reorder'].includes(opts.fault)) usage('--fault must be drop, dup or reorder')
         break
+      case '--warmup':
+        opts.warmupMs = Number(value())
+        if (!Number.isInteger(opts.warmupMs) || opts.warmupMs < 0) usage('--warmup must be a whole number of ms')
+        break
+      case '--threads':
+        opts.threads = true
+        break
       case '--cpu-prof':
         opts.cpuProf = join(import.meta.dir, 'results', `prof-${new Date().toISOString().replace(/[:.]/g, '-')}`)
         break
@@ -94,10 +105,17 @@ function parseArgs(argv: string[]) {
   return opts
 }
 
+/** "bun 25.1, JITWorker 2.3, ..." in µs per log, largest first. */
+const threadSummary = (byThread: Record<string, number>): string =>
+  Object.entries(byThread)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, ms]) => `${name} ${fmt(ms * 1000, 1)}`)
+    .join(', ')
+
 function usage(problem?: string): never {
   if (problem) console.error(`bench: ${problem}`)
   console.error(
-    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f] [--reps N] [--servers tasklog,baseline] [--idle N] [--out FILE] [--cpu-prof] [--fault drop|dup|reorder]',
+    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f] [--reps N] [--servers tasklog,baseline] [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--fault drop|dup|reorder]',
   )
   for (const s of SCENARIOS) console.error(`  ${s.id}  ${s.title}`)
   process.exit(problem ? 2 : 0)
@@ -400,6 +418,7 @@ const runLog: (LoadResult & { rep: number; redisCommands: Record<string, number>
 for (const id of opts.scenarios) {
   const scenario = SCENARIOS.find((s) => s.id === id)!
   const params = { ...(opts.quick ? scenario.quick : scenario.full) }
+  if (opts.warmupMs !== undefined) params.warmupMs = opts.warmupMs
   if (id === 'e') {
     if (opts.idle) params.idleConnections = opts.idle
     // Each idle socket is a file descriptor in this machine's load generator (and one in the server).
@@ -452,6 +471,7 @@ for (const id of opts.scenarios) {
             (result.idle ? `, ${fmt(result.idle.bytesPerConnection / 1024)} KiB/conn` : '') +
             (result.catchUp ? `, catch-up max ${fmt(result.catchUp.max)} ms` : '') +
             `, lost/dup/order ${c.lost}/${c.dup}/${c.order}` +
+            (opts.threads ? `\n      server µs/log by thread: ${threadSummary(result.serverThreadsMsPerLog)}` : '') +
             (result.notes.length ? `\n      notes: ${result.notes.slice(0, 3).join(' | ')}` : ''),
         )
       }

@@ -2,7 +2,7 @@
  * Reading a process's resource use from /proc, so that server CPU and memory are measured
  * for the server process alone, whatever else (load generator, Redis) shares the machine.
  */
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 
 /** Clock ticks per second (`getconf CLK_TCK`), the unit of utime/stime in /proc/<pid>/stat. */
 export const CLK_TCK: number = (() => {
@@ -25,6 +25,33 @@ export function cpuMs(pid: number): number {
   } catch {
     return Number.NaN
   }
+}
+
+/**
+ * CPU time of each thread of a process, in ms, summed by thread name (`comm`: the main thread
+ * carries the process name; JavaScriptCore names its JIT and GC threads): where a server's CPU
+ * goes besides running JavaScript. Empty when the process is gone.
+ */
+export function threadCpuMs(pid: number): Map<string, number> {
+  const byName = new Map<string, number>()
+  let tids: string[]
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return byName
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\s*\d+$/, '')
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      const ms = ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK
+      byName.set(name, (byName.get(name) ?? 0) + ms)
+    } catch {
+      // The thread ended between listing and reading.
+    }
+  }
+  return byName
 }
 
 /** CPU time all processes of the machine spent busy (all cores), in ms, from /proc/stat. */
