@@ -43,7 +43,8 @@ export function threadCpuMs(pid: number): Map<string, number> {
   for (const tid of tids) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\s*\d+$/, '')
+      // Numbered threads of one pool ("HeapHelper 1", ...) count as one.
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim().replace(/\s*\d+$/, '')
       const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
       const ms = ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK
       byName.set(name, (byName.get(name) ?? 0) + ms)
