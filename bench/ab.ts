@@ -1,0 +1,135 @@
+/**
+ * `bun bench/ab.ts <A> <B> [rounds=4] [seconds=8]`: server CPU per log of two builds under the
+ * same load at the same time. A and B are each a checkout directory holding `src/index.ts` (a
+ * variant copied beside the repository, say) or `baseline` for `bench/baseline/server.ts`.
+ *
+ * Sequential runs on a shared two-core machine drift by ±15% from one minute to the next, which
+ * hides a 1 µs change in a 30 µs request. Here both servers run side by side against one private
+ * redis-server, each fed by its own closed loop (16 POSTs in flight, one WebSocket subscriber),
+ * so whatever slows the machine slows both: the ratio B/A of CPU per acknowledged log (from
+ * /proc) repeats within 1-2%. The absolute numbers are higher than `bun run bench`'s, as the two
+ * servers share the cores.
+ */
+import { join } from 'node:path'
+import type { Subprocess } from 'bun'
+import { cpuMs, freePort } from './lib/proc'
+
+const ROOT = join(import.meta.dir, '..')
+const [a, b] = process.argv.slice(2, 4)
+const rounds = Number(process.argv[4] ?? 4)
+const seconds = Number(process.argv[5] ?? 8)
+if (!a || !b || !(rounds >= 1) || !(seconds > 0)) {
+  console.error('usage: bun bench/ab.ts <dir|baseline> <dir|baseline> [rounds=4] [seconds=8]')
+  process.exit(2)
+}
+const WARMUP_MS = 5000
+const IN_FLIGHT = 16
+const JSON_HEADERS = { 'content-type': 'application/json' }
+const METADATA = { host: 'bench-worker-1', attempt: 1, tags: ['bench', 'load'] }
+
+interface Server {
+  proc: Subprocess
+  logUrl: string
+  acked: number
+  failed: number
+}
+
+const redisPort = freePort()
+const redis = Bun.spawn(['redis-server', '--port', String(redisPort), '--save', '', '--appendonly', 'no'], {
+  stdout: 'ignore',
+})
+const servers: Server[] = []
+const stopAll = () => {
+  for (const s of servers) s.proc.kill()
+  redis.kill()
+}
+process.on('SIGINT', () => {
+  stopAll()
+  process.exit(130)
+})
+
+async function start(which: string): Promise<Server> {
+  const port = freePort()
+  const baseline = which === 'baseline'
+  const proc = Bun.spawn([process.execPath, 'run', baseline ? 'bench/baseline/server.ts' : 'src/index.ts'], {
+    cwd: baseline ? ROOT : which,
+    stdout: 'ignore',
+    stderr: 'inherit',
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      DATABASE_URL: 'sqlite://:memory:',
+      NODE_ENV: 'production',
+    },
+  })
+  const server: Server = { proc, logUrl: '', acked: 0, failed: 0 }
+  servers.push(server)
+  const base = `http://127.0.0.1:${port}`
+  for (let i = 0; ; i++) {
+    if (i === 200) throw new Error(`${which}: no answer on ${base}/health`)
+    const ok = await fetch(`${base}/health`).then(
+      (r) => r.ok,
+      () => false,
+    )
+    if (ok) break
+    await Bun.sleep(50)
+  }
+  const res = await fetch(`${base}/api/v1/tasks`, { method: 'POST', headers: JSON_HEADERS, body: '{"description":"ab"}' })
+  const task = (await res.json()) as { task_id: string; subtasks: { subtask_id: string }[] }
+  server.logUrl = `${base}/api/v1/subtasks/${task.subtasks[0]!.subtask_id}/log`
+  // One watcher, so that every log is also published.
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/ws/tasks/${task.task_id}/logs`)
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve
+    ws.onerror = reject
+  })
+  return server
+}
+
+let running = true
+function feed(server: Server): Promise<unknown> {
+  return Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      for (let seq = 0; running; seq++) {
+        const message = `bench#${seq}#${performance.now().toFixed(3)}# step output: processed batch of records, all checks passed`
+        const res = await fetch(server.logUrl, {
+          method: 'POST',
+          headers: JSON_HEADERS,
+          body: JSON.stringify({ level: 'info', message, metadata: METADATA }),
+        })
+        await res.arrayBuffer()
+        if (res.status === 201) server.acked++
+        else server.failed++
+      }
+    }),
+  )
+}
+
+try {
+  await Bun.sleep(300)
+  const [sa, sb] = [await start(a), await start(b)]
+  const feeding = [feed(sa), feed(sb)]
+  await Bun.sleep(WARMUP_MS)
+  const ratios: number[] = []
+  const perLog = (s: Server, cpu0: number, acked0: number) => ((cpuMs(s.proc.pid) - cpu0) * 1000) / (s.acked - acked0)
+  for (let r = 1; r <= rounds; r++) {
+    const [ca, cb, na, nb] = [cpuMs(sa.proc.pid), cpuMs(sb.proc.pid), sa.acked, sb.acked]
+    await Bun.sleep(seconds * 1000)
+    const [ua, ub] = [perLog(sa, ca, na), perLog(sb, cb, nb)]
+    ratios.push(ub / ua)
+    console.log(
+      `round ${r}: A ${ua.toFixed(2)} µs/log (${((sa.acked - na) / seconds).toFixed(0)}/s)  ` +
+        `B ${ub.toFixed(2)} µs/log (${((sb.acked - nb) / seconds).toFixed(0)}/s)  B/A ${(ub / ua).toFixed(3)}`,
+    )
+  }
+  running = false
+  await Promise.all(feeding)
+  ratios.sort((x, y) => x - y)
+  const failed = sa.failed + sb.failed
+  console.log(`median B/A ${ratios[Math.floor(ratios.length / 2)]!.toFixed(3)}${failed ? ` (${failed} POSTs failed)` : ''}`)
+  if (failed) process.exitCode = 1
+} finally {
+  stopAll()
+}
