@@ -1,5 +1,5 @@
 /**
- * `bun bench/ab.ts <A> <B> [rounds=4] [seconds=8]`: server CPU per log of two builds under the
+ * `bun bench/ab.ts <A> <B> [rounds=4] [seconds=8] [batch=1]`: server CPU per log of two builds under the
  * same load at the same time. A and B are each a checkout directory holding `src/index.ts` (a
  * variant copied beside the repository, say) or `baseline` for `bench/baseline/server.ts`.
  *
@@ -18,8 +18,10 @@ const ROOT = join(import.meta.dir, '..')
 const [a, b] = process.argv.slice(2, 4)
 const rounds = Number(process.argv[4] ?? 4)
 const seconds = Number(process.argv[5] ?? 8)
-if (!a || !b || !(rounds >= 1) || !(seconds > 0)) {
-  console.error('usage: bun bench/ab.ts <dir|baseline> <dir|baseline> [rounds=4] [seconds=8]')
+/** Logs per POST: 1 posts to /log, more to /logs as one batch. */
+const batch = Number(process.argv[6] ?? 1)
+if (!a || !b || !(rounds >= 1) || !(seconds > 0) || !Number.isInteger(batch) || batch < 1) {
+  console.error('usage: bun bench/ab.ts <dir|baseline> <dir|baseline> [rounds=4] [seconds=8] [batch=1]')
   process.exit(2)
 }
 const WARMUP_MS = 5000
@@ -92,15 +94,19 @@ let running = true
 function feed(server: Server): Promise<unknown> {
   return Promise.all(
     Array.from({ length: IN_FLIGHT }, async () => {
-      for (let seq = 0; running; seq++) {
-        const message = `bench#${seq}#${performance.now().toFixed(3)}# step output: processed batch of records, all checks passed`
-        const res = await fetch(server.logUrl, {
+      for (let seq = 0; running; seq += batch) {
+        const logs = Array.from({ length: batch }, (_, i) => ({
+          level: 'info',
+          message: `bench#${seq + i}#${performance.now().toFixed(3)}# step output: processed batch of records, all checks passed`,
+          metadata: METADATA,
+        }))
+        const res = await fetch(batch === 1 ? server.logUrl : `${server.logUrl}s`, {
           method: 'POST',
           headers: JSON_HEADERS,
-          body: JSON.stringify({ level: 'info', message, metadata: METADATA }),
+          body: JSON.stringify(batch === 1 ? logs[0] : { logs }),
         })
         await res.arrayBuffer()
-        if (res.status === 201) server.acked++
+        if (res.status === 201) server.acked += batch
         else server.failed++
       }
     }),
