@@ -200,6 +200,19 @@ describe.each(factories)('%s', (_name, make) => {
     expect((await s.read(task, { limit: 1000, order: 'asc', minLevel: 'info' })).length).toBe(160)
   })
 
+  test("read: the subtask filter goes by the log's own subtask, not a subtask_id in its metadata", async () => {
+    const s = await store()
+    const task = uuid()
+    const subA = uuid()
+    const subB = uuid()
+    await put(s, task, [
+      newLog(task, subA, 'info', 'mine'),
+      newLog(task, subB, 'info', 'decoy', { metadata: { subtask_id: subA, note: `"subtask_id":"${subA}"` } }),
+    ])
+    expect(messages(await s.read(task, { limit: 10, order: 'asc', subtaskId: subA }))).toEqual(['mine'])
+    expect(messages(await s.read(task, { limit: 10, order: 'asc', subtaskId: subB }))).toEqual(['decoy'])
+  })
+
   test('replay: after since oldest first, or the newest `limit` oldest first', async () => {
     const { s, task, stored } = await tenLogs()
     let r = await s.replay(task, stored[2]!.id, 3)
@@ -367,7 +380,7 @@ describe('RedisHistory only', () => {
     expect(err.message).not.toContain('hunter2')
   })
 
-  test('stream layout: key logs:{task}, fields l/s/p/d (p = the previous entry), its newest id beside it, TTL on both', async () => {
+  test('stream layout: key logs:{task}, fields l/p/d (p = the previous entry), its newest id beside it, TTL on both', async () => {
     const s = await connect({ ttlSeconds: 30 })
     const task = uuid()
     const sub = uuid()
@@ -377,8 +390,8 @@ describe('RedisHistory only', () => {
     try {
       const entries = (await raw.sendCommand(['XRANGE', `logs:{${task}}`, '-', '+'])) as [string, string[]][]
       expect(entries).toEqual([
-        [log!.id, ['l', 'warning', 's', sub, 'p', '', 'd', log!.body]],
-        [next!.id, ['l', 'info', 's', sub, 'p', log!.id, 'd', next!.body]],
+        [log!.id, ['l', 'warning', 'p', '', 'd', log!.body]],
+        [next!.id, ['l', 'info', 'p', log!.id, 'd', next!.body]],
       ])
       expect(String(await raw.sendCommand(['GET', `logs:{${task}}:newest`]))).toBe(next!.id)
       for (const key of [`logs:{${task}}`, `logs:{${task}}:newest`]) {
@@ -389,6 +402,22 @@ describe('RedisHistory only', () => {
     } finally {
       await raw.close()
     }
+  })
+
+  test('entries written by an older version, with an s (subtask) field, still filter by subtask', async () => {
+    const s = await connect()
+    const task = uuid()
+    const sub = uuid()
+    const old = encodeLog(newLog(task, sub, 'warning', 'old'))
+    const raw = createClient({ url: redis.url, RESP: 2 })
+    await raw.connect()
+    try {
+      await raw.sendCommand(['XADD', `logs:{${task}}`, '*', 'l', 'warning', 's', sub, 'p', '', 'd', old.body])
+    } finally {
+      await raw.close()
+    }
+    await put(s, task, [newLog(task, sub, 'info', 'new'), newLog(task, uuid(), 'info', 'other')])
+    expect(messages(await s.read(task, { limit: 10, order: 'asc', subtaskId: sub }))).toEqual(['old', 'new'])
   })
 
   test('a stream without its newest-id key (written by an older version): the predecessor is read from the stream', async () => {
