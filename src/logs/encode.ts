@@ -22,11 +22,12 @@ export interface EncodedLog {
 }
 
 /**
- * The body: the log as JSON without its id, in `LogMessage` key order. One JSON.stringify of the
- * whole object; assembling it from separately serialized pieces made a string of many parts that
- * every later reader (the Redis encoder, the frame) had to copy into one first, which cost more.
+ * A log with its body: the log as JSON without its id, in `LogMessage` key order (the Redis
+ * store's subtask filter relies on `subtask_id` being the first such key). One JSON.stringify of
+ * the whole object; assembling it from separately serialized pieces made a string of many parts
+ * that every later reader (the Redis encoder, the frame) had to copy into one first, which cost more.
  */
-const body = (ref: SubtaskRef, level: Level, message: string, metadata: unknown, timestamp: string): EncodedLog => ({
+const encoded = (ref: SubtaskRef, level: Level, message: string, metadata: unknown, timestamp: string): EncodedLog => ({
   level,
   subtask_id: ref.subtask_id,
   body: JSON.stringify({
@@ -42,7 +43,7 @@ const body = (ref: SubtaskRef, level: Level, message: string, metadata: unknown,
 })
 
 /** Serializes one log (e.g. one built in code rather than received). */
-export const encodeLog = (log: NewLog): EncodedLog => body(log, log.level, log.message, log.metadata, log.timestamp)
+export const encodeLog = (log: NewLog): EncodedLog => encoded(log, log.level, log.message, log.metadata, log.timestamp)
 
 // UTF-8 needs at most 3 bytes per UTF-16 unit: only long strings need measuring.
 const utf8Bytes = (text: string, limit: number): number => (text.length * 3 <= limit ? text.length : Buffer.byteLength(text))
@@ -60,7 +61,7 @@ export function encodeRequests(requests: LogRequest[], subtask: SubtaskRef, limi
     const bytes = utf8Bytes(req.message, limits.maxMessageBytes)
     if (bytes > limits.maxMessageBytes)
       problem(i, 'message', `message is ${bytes} bytes; at most ${limits.maxMessageBytes} are allowed`)
-    const log = body(
+    const log = encoded(
       subtask,
       req.level,
       req.message,

@@ -152,6 +152,7 @@ local function subtaskOf(d)
   local i = string.find(d, '"subtask_id":"', 1, true)
   if not i then return nil end
   local j = string.find(d, '"', i + 14, true)
+  if not j then return nil end
   return string.sub(d, i + 14, j - 1)
 end
 `
