@@ -10,11 +10,9 @@
  * /proc) repeats within 1-2%. The absolute numbers are higher than `bun run bench`'s, as the two
  * servers share the cores.
  */
-import { join } from 'node:path'
-import type { Subprocess } from 'bun'
-import { cpuMs, freePort } from './lib/proc'
+import { cpuMs } from './lib/proc'
+import { startRedis, startServer, stop, type RunningServer } from './lib/processes'
 
-const ROOT = join(import.meta.dir, '..')
 const [a, b] = process.argv.slice(2, 4)
 const rounds = Number(process.argv[4] ?? 4)
 const seconds = Number(process.argv[5] ?? 8)
@@ -29,65 +27,26 @@ const IN_FLIGHT = 16
 const JSON_HEADERS = { 'content-type': 'application/json' }
 const METADATA = { host: 'bench-worker-1', attempt: 1, tags: ['bench', 'load'] }
 
-interface Server {
-  proc: Subprocess
+interface Server extends RunningServer {
   logUrl: string
   acked: number
   failed: number
 }
 
-const redisPort = freePort()
-const redis = Bun.spawn(['redis-server', '--port', String(redisPort), '--save', '', '--appendonly', 'no'], {
-  stdout: 'ignore',
-})
-const servers: Server[] = []
-const stopAll = () => {
-  for (const s of servers) s.proc.kill()
-  redis.kill()
-}
-process.on('SIGINT', () => {
-  stopAll()
-  process.exit(130)
-})
-
-async function start(which: string): Promise<Server> {
-  const port = freePort()
-  const baseline = which === 'baseline'
-  const proc = Bun.spawn([process.execPath, 'run', baseline ? 'bench/baseline/server.ts' : 'src/index.ts'], {
-    cwd: baseline ? ROOT : which,
-    stdout: 'ignore',
-    stderr: 'inherit',
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      REDIS_URL: `redis://127.0.0.1:${redisPort}`,
-      DATABASE_URL: 'sqlite://:memory:',
-      NODE_ENV: 'production',
-    },
-  })
-  const server: Server = { proc, logUrl: '', acked: 0, failed: 0 }
-  servers.push(server)
-  const base = `http://127.0.0.1:${port}`
-  for (let i = 0; ; i++) {
-    if (i === 200) throw new Error(`${which}: no answer on ${base}/health`)
-    const ok = await fetch(`${base}/health`).then(
-      (r) => r.ok,
-      () => false,
-    )
-    if (ok) break
-    await Bun.sleep(50)
-  }
-  const res = await fetch(`${base}/api/v1/tasks`, { method: 'POST', headers: JSON_HEADERS, body: '{"description":"ab"}' })
+async function start(which: string, redisUrl: string): Promise<Server> {
+  const running =
+    which === 'baseline'
+      ? await startServer({ name: 'baseline', entry: 'bench/baseline/server.ts', redisUrl })
+      : await startServer({ name: which, cwd: which, entry: 'src/index.ts', redisUrl })
+  const res = await fetch(`${running.base}/api/v1/tasks`, { method: 'POST', headers: JSON_HEADERS, body: '{"description":"ab"}' })
   const task = (await res.json()) as { task_id: string; subtasks: { subtask_id: string }[] }
-  server.logUrl = `${base}/api/v1/subtasks/${task.subtasks[0]!.subtask_id}/log`
   // One watcher, so that every log is also published.
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/ws/tasks/${task.task_id}/logs`)
+  const ws = new WebSocket(`${running.base.replace('http', 'ws')}/api/v1/ws/tasks/${task.task_id}/logs`)
   await new Promise((resolve, reject) => {
     ws.onopen = resolve
     ws.onerror = reject
   })
-  return server
+  return { ...running, logUrl: `${running.base}/api/v1/subtasks/${task.subtasks[0]!.subtask_id}/log`, acked: 0, failed: 0 }
 }
 
 let running = true
@@ -113,29 +72,28 @@ function feed(server: Server): Promise<unknown> {
   )
 }
 
-try {
-  await Bun.sleep(300)
-  const [sa, sb] = [await start(a), await start(b)]
-  const feeding = [feed(sa), feed(sb)]
-  await Bun.sleep(WARMUP_MS)
-  const ratios: number[] = []
-  const perLog = (s: Server, cpu0: number, acked0: number) => ((cpuMs(s.proc.pid) - cpu0) * 1000) / (s.acked - acked0)
-  for (let r = 1; r <= rounds; r++) {
-    const [ca, cb, na, nb] = [cpuMs(sa.proc.pid), cpuMs(sb.proc.pid), sa.acked, sb.acked]
-    await Bun.sleep(seconds * 1000)
-    const [ua, ub] = [perLog(sa, ca, na), perLog(sb, cb, nb)]
-    ratios.push(ub / ua)
-    console.log(
-      `round ${r}: A ${ua.toFixed(2)} µs/log (${((sa.acked - na) / seconds).toFixed(0)}/s)  ` +
-        `B ${ub.toFixed(2)} µs/log (${((sb.acked - nb) / seconds).toFixed(0)}/s)  B/A ${(ub / ua).toFixed(3)}`,
-    )
-  }
-  running = false
-  await Promise.all(feeding)
-  ratios.sort((x, y) => x - y)
-  const failed = sa.failed + sb.failed
-  console.log(`median B/A ${ratios[Math.floor(ratios.length / 2)]!.toFixed(3)}${failed ? ` (${failed} POSTs failed)` : ''}`)
-  if (failed) process.exitCode = 1
-} finally {
-  stopAll()
+const redis = await startRedis()
+const [sa, sb] = [await start(a, redis.url), await start(b, redis.url)]
+const feeding = [feed(sa), feed(sb)]
+await Bun.sleep(WARMUP_MS)
+const ratios: number[] = []
+const perLog = (s: Server, cpu0: number, acked0: number) => ((cpuMs(s.proc.pid) - cpu0) * 1000) / (s.acked - acked0)
+for (let r = 1; r <= rounds; r++) {
+  const [ca, cb, na, nb] = [cpuMs(sa.proc.pid), cpuMs(sb.proc.pid), sa.acked, sb.acked]
+  await Bun.sleep(seconds * 1000)
+  const [ua, ub] = [perLog(sa, ca, na), perLog(sb, cb, nb)]
+  ratios.push(ub / ua)
+  console.log(
+    `round ${r}: A ${ua.toFixed(2)} µs/log (${((sa.acked - na) / seconds).toFixed(0)}/s)  ` +
+      `B ${ub.toFixed(2)} µs/log (${((sb.acked - nb) / seconds).toFixed(0)}/s)  B/A ${(ub / ua).toFixed(3)}`,
+  )
 }
+running = false
+await Promise.all(feeding)
+ratios.sort((x, y) => x - y)
+const failed = sa.failed + sb.failed
+console.log(`median B/A ${ratios[Math.floor(ratios.length / 2)]!.toFixed(3)}${failed ? ` (${failed} POSTs failed)` : ''}`)
+await Promise.all([stop(sa.proc), stop(sb.proc)])
+await redis.client.close()
+await stop(redis.proc)
+process.exit(failed ? 1 : 0)

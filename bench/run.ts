@@ -14,15 +14,12 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
-import type { Subprocess } from 'bun'
-import { createClient } from 'redis'
 import { median } from './lib/histogram'
-import { CLK_TCK, freePort } from './lib/proc'
+import { CLK_TCK } from './lib/proc'
+import { children, ROOT, startRedis, startServer, stop, type RunningServer } from './lib/processes'
 import type { Correctness, LoadJob, LoadResult } from './load'
 import { SCENARIOS, type ScenarioId } from './scenarios'
 
-const ROOT = join(import.meta.dir, '..')
-const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server'
 type ServerName = 'tasklog' | 'baseline'
 
 // ---------- arguments ----------
@@ -122,106 +119,17 @@ function usage(problem?: string): never {
 }
 
 // ---------- processes ----------
-const children = new Set<Subprocess>()
-function cleanup() {
-  for (const p of children) p.kill('SIGKILL')
-  children.clear()
-}
-process.on('exit', cleanup)
-for (const sig of ['SIGINT', 'SIGTERM'] as const)
-  process.on(sig, () => {
-    cleanup()
-    process.exit(130)
+const startBenchServer = (name: ServerName, redisUrl: string, profileName?: string) =>
+  startServer({
+    name,
+    entry: name === 'tasklog' ? 'src/index.ts' : 'bench/baseline/server.ts',
+    redisUrl,
+    env: name === 'baseline' && opts.fault ? { BENCH_FAULT: opts.fault } : {},
+    // --cpu-prof: the profile (.cpuprofile and .md) is written when the server exits on SIGTERM.
+    bunArgs: profileName
+      ? ['--cpu-prof', '--cpu-prof-md', '--cpu-prof-interval=250', `--cpu-prof-dir=${opts.cpuProf}`, `--cpu-prof-name=${profileName}`]
+      : [],
   })
-
-async function waitFor(what: string, ms: number, probe: () => Promise<boolean>, proc?: Subprocess): Promise<void> {
-  const deadline = performance.now() + ms
-  while (performance.now() < deadline) {
-    if (proc?.exitCode !== null && proc?.exitCode !== undefined) throw new Error(`${what} exited with code ${proc.exitCode}`)
-    if (await probe().catch(() => false)) return
-    await Bun.sleep(50)
-  }
-  throw new Error(`${what} not ready within ${ms} ms`)
-}
-
-async function stop(proc: Subprocess, graceMs = 3000): Promise<void> {
-  if (proc.exitCode === null) {
-    proc.kill('SIGTERM')
-    const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(graceMs).then(() => false)])
-    if (!exited) {
-      proc.kill('SIGKILL')
-      await Promise.race([proc.exited, Bun.sleep(2000)])
-    }
-  }
-  children.delete(proc)
-}
-
-/** Keeps the last lines a child wrote, to explain a failure. */
-function tail(stream: ReadableStream<Uint8Array> | number | undefined | null, lines: string[]): void {
-  if (!stream || typeof stream === 'number') return
-  ;(async () => {
-    const decoder = new TextDecoder()
-    for await (const chunk of stream) {
-      for (const line of decoder.decode(chunk, { stream: true }).split('\n')) if (line.trim()) lines.push(line)
-      if (lines.length > 40) lines.splice(0, lines.length - 40)
-    }
-  })().catch(() => {})
-}
-
-async function startRedis() {
-  const port = freePort()
-  const proc = Bun.spawn(
-    [REDIS_SERVER, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
-    { stdout: 'ignore', stderr: 'pipe' },
-  )
-  children.add(proc)
-  const url = `redis://127.0.0.1:${port}`
-  const client = createClient({ url, socket: { reconnectStrategy: false } })
-  client.on('error', () => {})
-  await waitFor('redis-server', 5000, async () => {
-    if (!client.isOpen) await client.connect()
-    return String(await client.sendCommand(['PING'])) === 'PONG'
-  }, proc)
-  const version = /redis_version:([\d.]+)/.exec(String(await client.sendCommand(['INFO', 'server'])))?.[1] ?? '?'
-  return { proc, url, client, version }
-}
-
-interface RunningServer {
-  proc: Subprocess
-  base: string
-  output: string[]
-}
-
-async function startServer(name: ServerName, redisUrl: string, profileName?: string): Promise<RunningServer> {
-  const port = freePort()
-  const env = {
-    ...process.env,
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    REDIS_URL: redisUrl,
-    DATABASE_URL: 'sqlite://:memory:',
-    NODE_ENV: 'production',
-    ...(name === 'baseline' && opts.fault ? { BENCH_FAULT: opts.fault } : {}),
-  }
-  const entry = name === 'tasklog' ? 'src/index.ts' : 'bench/baseline/server.ts'
-  // --cpu-prof: the profile (.cpuprofile and .md) is written when the server exits on SIGTERM.
-  const prof = profileName
-    ? ['--cpu-prof', '--cpu-prof-md', '--cpu-prof-interval=250', `--cpu-prof-dir=${opts.cpuProf}`, `--cpu-prof-name=${profileName}`]
-    : []
-  const proc = Bun.spawn([process.execPath, ...prof, 'run', entry], { cwd: ROOT, env, stdout: 'pipe', stderr: 'pipe' })
-  children.add(proc)
-  const output: string[] = []
-  tail(proc.stdout, output)
-  tail(proc.stderr, output)
-  const base = `http://127.0.0.1:${port}`
-  try {
-    await waitFor(`${name} server`, 20_000, async () => (await fetch(`${base}/health`)).status === 200, proc)
-  } catch (err) {
-    await stop(proc)
-    throw new Error(`${(err as Error).message}; its output:\n  ${output.slice(-15).join('\n  ')}`)
-  }
-  return { proc, base, output }
-}
 
 async function runLoadProcess(job: LoadJob, timeoutMs: number): Promise<LoadResult> {
   const proc = Bun.spawn([process.execPath, join(import.meta.dir, 'load.ts'), JSON.stringify(job)], {
@@ -440,7 +348,7 @@ for (const id of opts.scenarios) {
       let result: LoadResult
       let running: RunningServer | undefined
       try {
-        running = await startServer(server, redis.url, opts.cpuProf ? `${id}-${server}-${rep + 1}.cpuprofile` : undefined)
+        running = await startBenchServer(server, redis.url, opts.cpuProf ? `${id}-${server}-${rep + 1}.cpuprofile` : undefined)
         const budget =
           30_000 + 3 * (params.warmupMs + params.durationMs + (params.reconnectGapMs ?? 0) + (params.afterReconnectMs ?? 0))
         result = await runLoadProcess(
