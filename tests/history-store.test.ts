@@ -11,7 +11,14 @@ import { toLogMessage } from '../src/logs/history-store'
 import { encodeLog } from '../src/logs/encode'
 import { compareLogIds } from '../src/logs/log-id'
 import { MemoryHistory } from '../src/logs/memory-history'
-import { decodePublished, logKey, redactRedisUrl, RedisHistory, type RedisHistoryOptions } from '../src/logs/redis-history'
+import {
+  decodePublished,
+  logKey,
+  newestIdKey,
+  redactRedisUrl,
+  RedisHistory,
+  type RedisHistoryOptions,
+} from '../src/logs/redis-history'
 import type { Level } from '../src/schemas/common'
 import type { NewLog } from '../src/schemas/log'
 import { startRedis, type RedisServer } from './support/redis-server'
@@ -360,6 +367,19 @@ describe('RedisHistory only', () => {
   const connect = closedAfterEach((opts: Partial<RedisHistoryOptions> = {}) =>
     RedisHistory.connect({ url: redis.url, ttlSeconds: 60, maxPerTask: 1000, logger: silent, ...opts }),
   )
+  /** Runs `use` with a plain client (RESP2: stream entries as arrays), closed afterwards. */
+  const rawClient = () => createClient({ url: redis.url, RESP: 2 })
+  const withRaw = async <T>(use: (raw: ReturnType<typeof rawClient>) => Promise<T>): Promise<T> => {
+    const raw = rawClient()
+    await raw.connect()
+    try {
+      return await use(raw)
+    } finally {
+      await raw.close()
+    }
+  }
+  const entriesOf = async (task: string) =>
+    withRaw((raw) => raw.sendCommand(['XRANGE', logKey(task), '-', '+']) as Promise<[string, string[]][]>)
 
   test('description hides the password; connect() fails fast when nothing listens', async () => {
     const s = await connect()
@@ -385,23 +405,18 @@ describe('RedisHistory only', () => {
     const task = uuid()
     const sub = uuid()
     const [log, next] = await put(s, task, [newLog(task, sub, 'warning', 'hello'), newLog(task, sub, 'info', 'again')])
-    const raw = createClient({ url: redis.url, RESP: 2 })
-    await raw.connect()
-    try {
-      const entries = (await raw.sendCommand(['XRANGE', `logs:{${task}}`, '-', '+'])) as [string, string[]][]
-      expect(entries).toEqual([
-        [log!.id, ['l', 'warning', 'p', '', 'd', log!.body]],
-        [next!.id, ['l', 'info', 'p', log!.id, 'd', next!.body]],
-      ])
-      expect(String(await raw.sendCommand(['GET', `logs:{${task}}:newest`]))).toBe(next!.id)
-      for (const key of [`logs:{${task}}`, `logs:{${task}}:newest`]) {
+    expect(await entriesOf(task)).toEqual([
+      [log!.id, ['l', 'warning', 'p', '', 'd', log!.body]],
+      [next!.id, ['l', 'info', 'p', log!.id, 'd', next!.body]],
+    ])
+    await withRaw(async (raw) => {
+      expect(String(await raw.sendCommand(['GET', newestIdKey(task)]))).toBe(next!.id)
+      for (const key of [logKey(task), newestIdKey(task)]) {
         const pttl = Number(await raw.sendCommand(['PTTL', key]))
         expect(pttl).toBeGreaterThan(28_000)
         expect(pttl).toBeLessThanOrEqual(30_000)
       }
-    } finally {
-      await raw.close()
-    }
+    })
   })
 
   test('entries written by an older version, with an s (subtask) field, still filter by subtask', async () => {
@@ -409,13 +424,7 @@ describe('RedisHistory only', () => {
     const task = uuid()
     const sub = uuid()
     const old = encodeLog(newLog(task, sub, 'warning', 'old'))
-    const raw = createClient({ url: redis.url, RESP: 2 })
-    await raw.connect()
-    try {
-      await raw.sendCommand(['XADD', `logs:{${task}}`, '*', 'l', 'warning', 's', sub, 'p', '', 'd', old.body])
-    } finally {
-      await raw.close()
-    }
+    await withRaw((raw) => raw.sendCommand(['XADD', logKey(task), '*', 'l', 'warning', 's', sub, 'p', '', 'd', old.body]))
     await put(s, task, [newLog(task, sub, 'info', 'new'), newLog(task, uuid(), 'info', 'other')])
     expect(messages(await s.read(task, { limit: 10, order: 'asc', subtaskId: sub }))).toEqual(['old', 'new'])
   })
@@ -424,17 +433,11 @@ describe('RedisHistory only', () => {
     const s = await connect()
     const task = uuid()
     const [first] = await put(s, task, [newLog(task, task, 'info', 'one')])
-    const raw = createClient({ url: redis.url, RESP: 2 })
-    await raw.connect()
-    try {
-      await raw.sendCommand(['DEL', `logs:{${task}}:newest`])
-      const [second] = await put(s, task, [newLog(task, task, 'info', 'two')])
-      const entries = (await raw.sendCommand(['XRANGE', `logs:{${task}}`, '-', '+'])) as [string, string[]][]
-      expect(entries[1]![1][entries[1]![1].indexOf('p') + 1]).toBe(first!.id)
-      expect(String(await raw.sendCommand(['GET', `logs:{${task}}:newest`]))).toBe(second!.id)
-    } finally {
-      await raw.close()
-    }
+    await withRaw((raw) => raw.sendCommand(['DEL', newestIdKey(task)]))
+    const [second] = await put(s, task, [newLog(task, task, 'info', 'two')])
+    const entries = await entriesOf(task)
+    expect(entries[1]![1][entries[1]![1].indexOf('p') + 1]).toBe(first!.id)
+    expect(String(await withRaw((raw) => raw.sendCommand(['GET', newestIdKey(task)])))).toBe(second!.id)
   })
 
   test('two instances appending to one task: each entry names its true predecessor, so recovered stays exact', async () => {
@@ -452,15 +455,9 @@ describe('RedisHistory only', () => {
       [b, 'b3'],
     ] as const)
       ids.push(...(await put(s, task, [newLog(task, task, 'info', text)])).map((log) => log.id))
-    const raw = createClient({ url: redis.url, RESP: 2 })
-    await raw.connect()
-    try {
-      const entries = (await raw.sendCommand(['XRANGE', `logs:{${task}}`, '-', '+'])) as [string, string[]][]
-      // The cap of 4 trimmed a1 and b1; every entry left names the one before it.
-      expect(entries.map(([id, f]) => [id, f[f.indexOf('p') + 1]])).toEqual(ids.slice(2).map((id, i) => [id, ids[i + 1]]))
-    } finally {
-      await raw.close()
-    }
+    // The cap of 4 trimmed a1 and b1; every entry left names the one before it.
+    const entries = await entriesOf(task)
+    expect(entries.map(([id, f]) => [id, f[f.indexOf('p') + 1]])).toEqual(ids.slice(2).map((id, i) => [id, ids[i + 1]]))
     expect((await b.replay(task, ids[1], 10)).recovered).toBe(true)
     expect((await b.replay(task, ids[0], 10)).recovered).toBe(false)
   })
