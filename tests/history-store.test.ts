@@ -15,6 +15,7 @@ import {
   decodePublished,
   logKey,
   newestIdKey,
+  housekeepingMs,
   redactRedisUrl,
   RedisHistory,
   type RedisHistoryOptions,
@@ -404,7 +405,10 @@ describe('RedisHistory only', () => {
     const s = await connect({ ttlSeconds: 30 })
     const task = uuid()
     const sub = uuid()
-    const [log, next] = await put(s, task, [newLog(task, sub, 'warning', 'hello'), newLog(task, sub, 'info', 'again')])
+    const [log] = await put(s, task, [newLog(task, sub, 'warning', 'hello')])
+    // Usually in the same housekeeping window as the first: the expiry set then must cover it too.
+    const appended = performance.now()
+    const [next] = await put(s, task, [newLog(task, sub, 'info', 'again')])
     expect(await entriesOf(task)).toEqual([
       [log!.id, ['l', 'warning', 'p', '', 'd', log!.body]],
       [next!.id, ['l', 'info', 'p', log!.id, 'd', next!.body]],
@@ -413,10 +417,20 @@ describe('RedisHistory only', () => {
       expect(String(await raw.sendCommand(['GET', newestIdKey(task)]))).toBe(next!.id)
       for (const key of [logKey(task), newestIdKey(task)]) {
         const pttl = Number(await raw.sendCommand(['PTTL', key]))
-        expect(pttl).toBeGreaterThan(28_000)
-        expect(pttl).toBeLessThanOrEqual(30_000)
+        // Both keys outlive the newest log by the TTL, and by at most one housekeeping window more.
+        expect(pttl).toBeGreaterThanOrEqual(30_000 - Math.ceil(performance.now() - appended) - 1)
+        expect(pttl).toBeLessThanOrEqual(30_000 + housekeepingMs(30_000))
       }
     })
+  })
+
+  test('entries past their TTL are trimmed from the stream by the next append in a later housekeeping window', async () => {
+    const s = await connect({ ttlSeconds: 1 })
+    const task = uuid()
+    await put(s, task, [newLog(task, task, 'info', 'old'), newLog(task, task, 'info', 'older')])
+    await Bun.sleep(1000 + housekeepingMs(1000) + 50)
+    const [fresh] = await put(s, task, [newLog(task, task, 'info', 'fresh')])
+    expect((await entriesOf(task)).map(([id]) => id)).toEqual([fresh!.id])
   })
 
   test('entries written by an older version, with an s (subtask) field, still filter by subtask', async () => {

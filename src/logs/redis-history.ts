@@ -12,8 +12,9 @@
  * to EVAL, which runs the script and caches it again).
  *
  * - append: per log XADD `*` with exact count trimming (MAXLEN =) and PUBLISH
- *   `<id>\n<level>\n<body>` on channel `logs:{<task_id>}`; then exact trimming by age (XTRIM
- *   MINID at the newest id's time - TTL) and PEXPIRE of the key to the TTL; returns the ids.
+ *   `<id>\n<level>\n<body>` on channel `logs:{<task_id>}`; returns the ids. Trimming by age
+ *   (XTRIM MINID at the newest id's time - TTL) and the key's expiry (PEXPIRE to TTL + slack)
+ *   happen once per slack window (see `housekeepingMs`), not on every append.
  *   Redis 7.0 does NOT update the stream's `max-deleted-entry-id` when XADD/XTRIM trim (verified in
  *   tests/history-store.test.ts), so each entry records its predecessor instead.
  * - read: pages through the stream inside the script applying the level/subtask filters, so
@@ -61,6 +62,13 @@ export const logKey = (taskId: string): string => `logs:{${taskId}}`
 /** The id of the newest entry of a task's stream, kept beside it by the append script. */
 export const newestIdKey = (taskId: string): string => `logs:{${taskId}}:newest`
 
+/**
+ * How often (ms) the append script trims a task's stream by age and refreshes its expiry:
+ * doing both on every append cost a fifth of the script. Entries stay up to this long past
+ * their TTL (invisible to reads) and keys up to this long after it: 1 s, or TTL / 20 when shorter.
+ */
+export const housekeepingMs = (ttlMs: number): number => Math.max(1, Math.min(1000, Math.floor(ttlMs / 20)))
+
 /** Decodes a message published on a task's channel (`logKey(taskId)`): `<id>\n<level>\n<body>`. */
 export function decodePublished(message: string): StoredLog {
   const a = message.indexOf('\n')
@@ -100,15 +108,17 @@ end
 `
 
 /**
- * KEYS[1] stream, KEYS[2] its newest id; ARGV: ttlMs, maxPerTask, then (level, body) per log.
- * Returns the ids.
- * A few O(1) calls per log: this script's cost is most of an ingest round trip.
+ * KEYS[1] stream, KEYS[2] its newest id; ARGV: ttlMs, maxPerTask, slackMs, then (level, body)
+ * per log. Returns the ids.
+ * A few O(1) calls per log: this script's cost is most of an ingest round trip, and each
+ * redis.call costs 1-3 µs beyond its command's own work.
  */
 const APPEND = `${PRELUDE}
 local key = KEYS[1]
 local newestKey = KEYS[2]
 local ttlMs = tonumber(ARGV[1])
 local maxLen = ARGV[2]
+local slackMs = tonumber(ARGV[3])
 -- Each entry records its predecessor ('p'). Trims only ever remove a prefix, so the first entry
 -- left names the newest one removed, which replay needs for 'recovered' (Redis 7.0 does not
 -- track it on trims) without this script reading what it trims. The predecessor is the
@@ -119,18 +129,26 @@ if not prev then
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
   prev = last and last[1] or ''
 end
+local window = prev ~= '' and math.floor(parse(prev) / slackMs)
 local ids = {}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local id = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
   ids[#ids + 1] = id
   prev = id
   redis.call('PUBLISH', key, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1])
 end
--- The age cutoff from the id just added (its ms part is Redis time), which spares a TIME call.
-local c = parse(prev) - ttlMs
-if c > 0 then redis.call('XTRIM', key, 'MINID', string.format('%.0f', c) .. '-0') end
-redis.call('PEXPIRE', key, ttlMs)
-redis.call('SET', newestKey, prev, 'PX', ttlMs)
+-- Housekeeping runs on the first append of each slackMs window (Redis time, from the ids), so
+-- at most once per window: reads ignore entries past their TTL anyway, so trimming them up to
+-- slackMs late changes nothing a client sees, and an expiry of TTL + slack set at the window's
+-- start still outlives every log of the window by its TTL. The age cutoff comes from the id
+-- just added, which spares a TIME call.
+local ms = parse(prev)
+if math.floor(ms / slackMs) ~= window then
+  local c = ms - ttlMs
+  if c > 0 then redis.call('XTRIM', key, 'MINID', string.format('%.0f', c) .. '-0') end
+  redis.call('PEXPIRE', key, ttlMs + slackMs)
+end
+redis.call('SET', newestKey, prev, 'PX', ttlMs + slackMs)
 return ids
 `
 
@@ -282,7 +300,7 @@ export class RedisHistory implements HistoryStore {
   readonly #timeoutMs: number
   readonly #logger: Pick<Console, 'warn' | 'info'>
   readonly #watchdog: Watchdog
-  /** The append script's fixed arguments: ttl ms and cap. */
+  /** The append script's fixed arguments: ttl ms, cap and housekeeping window. */
   readonly #appendArgs: string[]
   #healthy = false
   #started = false
@@ -294,7 +312,7 @@ export class RedisHistory implements HistoryStore {
     this.description = redactRedisUrl(opts.url)
     this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
     this.#maxPerTask = opts.maxPerTask
-    this.#appendArgs = [String(this.#ttlMs), String(this.#maxPerTask)]
+    this.#appendArgs = [String(this.#ttlMs), String(this.#maxPerTask), String(housekeepingMs(this.#ttlMs))]
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
     this.#watchdog = new Watchdog(this.#timeoutMs, () => this.#reset())
