@@ -3,8 +3,12 @@
  * Times are in ms. `warmupMs` of load runs before measuring starts (JIT, connection pools);
  * logs sent during warm-up still count for correctness, not for rates, latency or CPU.
  * The full runs measure steady state: JavaScriptCore tiers code up by call counts, and at
- * 1,000-2,000 logs/s it was still compiling the servers' hot paths 2 s in (its JIT thread, not
- * the server's work, was most of the difference then; `--threads` shows it). 5 s is past that.
+ * 1,000-2,000 logs/s it FTL-compiles the servers' hot paths (Elysia's handler, the ingest
+ * route, node-redis' encoder and decoder, ...) for about 14 s: in (b) tasklog spent 258 ms
+ * compiling between 6.5 and 13.5 s, the floor 132 ms (BUN_JSC_reportCompileTimes=1). Those
+ * compile bursts take a core from whatever else runs, and with a 5 s warm-up they were most of
+ * the difference in (b)'s p99. A server runs for hours, so the measurement starts after 15 s;
+ * `--warmup 5000` measures the first seconds instead, and `--threads` shows the JIT's share.
  */
 export type ScenarioId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f'
 
@@ -38,7 +42,7 @@ export interface Scenario {
 }
 
 /** Warm-up of the full (a)-(d) runs, in ms. */
-const WARMUP = 5000
+const WARMUP = 15_000
 
 const base = { tasks: 1, subscribers: 1, concurrency: 0, rate: 0, batch: 1, connectBatch: 250 }
 
