@@ -452,6 +452,18 @@ describe('RedisHistory only', () => {
     const entries = await entriesOf(task)
     expect(entries[1]![1][entries[1]![1].indexOf('p') + 1]).toBe(first!.id)
     expect(String(await withRaw((raw) => raw.sendCommand(['GET', newestIdKey(task)])))).toBe(second!.id)
+    expect(Number(await withRaw((raw) => raw.sendCommand(['PTTL', newestIdKey(task)])))).toBeGreaterThan(0)
+  })
+
+  test('a stream deleted (or evicted) while its newest-id key remains comes back with an expiry on the next append', async () => {
+    const s = await connect()
+    const task = uuid()
+    const [first] = await put(s, task, [newLog(task, task, 'info', 'one')])
+    await withRaw((raw) => raw.sendCommand(['DEL', logKey(task)]))
+    const [second] = await put(s, task, [newLog(task, task, 'info', 'two')])
+    expect(await entriesOf(task)).toEqual([[second!.id, ['l', 'info', 'p', first!.id, 'd', second!.body]]])
+    for (const key of [logKey(task), newestIdKey(task)])
+      expect(Number(await withRaw((raw) => raw.sendCommand(['PTTL', key])))).toBeGreaterThan(0)
   })
 
   test('two instances appending to one task: each entry names its true predecessor, so recovered stays exact', async () => {
@@ -537,6 +549,8 @@ describe('RedisHistory only', () => {
   test('a 100-log batch is one EVALSHA round trip', async () => {
     const s = await connect()
     const task = uuid()
+    // A task's first append also creates its stream (one more XADD): count a later one.
+    await put(s, task, [newLog(task, task, 'info', 'first')])
     // MONITOR on a raw socket: every command a client sends, plus the ones scripts run ("lua").
     let text = ''
     let ok: () => void

@@ -125,6 +125,7 @@ local slackMs = tonumber(ARGV[3])
 -- stream's newest entry, whose id this script keeps beside the stream (with the same expiry):
 -- reading the entry itself cost a third of the script. Streams written before that are read.
 local prev = redis.call('GET', newestKey)
+local housekeep = not prev
 if not prev then
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
   prev = last and last[1] or ''
@@ -132,7 +133,12 @@ end
 local window = prev ~= '' and math.floor(parse(prev) / slackMs)
 local ids = {}
 for i = 4, #ARGV, 2 do
-  local id = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
+  local id = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
+  if not id then
+    -- A new stream (or one deleted or evicted without its newest-id key) needs its expiry now.
+    housekeep = true
+    id = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
+  end
   ids[#ids + 1] = id
   prev = id
   redis.call('PUBLISH', key, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1])
@@ -140,15 +146,18 @@ end
 -- Housekeeping runs on the first append of each slackMs window (Redis time, from the ids), so
 -- at most once per window: reads ignore entries past their TTL anyway, so trimming them up to
 -- slackMs late changes nothing a client sees, and an expiry of TTL + slack set at the window's
--- start still outlives every log of the window by its TTL. The age cutoff comes from the id
--- just added, which spares a TIME call.
+-- start still outlives every log of the window by its TTL. Both keys get the same expiry, so
+-- the newest-id key never outlives its stream. The age cutoff comes from the id just added,
+-- which spares a TIME call.
 local ms = parse(prev)
-if math.floor(ms / slackMs) ~= window then
+if housekeep or math.floor(ms / slackMs) ~= window then
   local c = ms - ttlMs
   if c > 0 then redis.call('XTRIM', key, 'MINID', string.format('%.0f', c) .. '-0') end
   redis.call('PEXPIRE', key, ttlMs + slackMs)
+  redis.call('SET', newestKey, prev, 'PX', ttlMs + slackMs)
+else
+  redis.call('SET', newestKey, prev, 'KEEPTTL')
 end
-redis.call('SET', newestKey, prev, 'PX', ttlMs + slackMs)
 return ids
 `
 
