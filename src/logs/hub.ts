@@ -52,7 +52,8 @@ const topicOf = (taskId: string, level: Level) => `${taskId}:${level}`
 /**
  * Fan-out of a task's logs and status changes to its subscribers on this instance.
  * WebSocket delivery is Bun's native pub/sub: one publish per log and level topic, no
- * per-socket JavaScript. Cross-instance delivery calls `publishLogs` from the adapter.
+ * per-socket JavaScript. Only logs ingested here are delivered: cross-instance delivery is
+ * not built (README, "Several instances").
  */
 export class Hub {
   private server: Server<unknown> | undefined
