@@ -95,5 +95,5 @@ const failed = sa.failed + sb.failed
 console.log(`median B/A ${ratios[Math.floor(ratios.length / 2)]!.toFixed(3)}${failed ? ` (${failed} POSTs failed)` : ''}`)
 await Promise.all([stop(sa.proc), stop(sb.proc)])
 await redis.client.close()
-await stop(redis.proc)
+await redis.server.stop()
 process.exit(failed ? 1 : 0)

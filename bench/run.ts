@@ -352,7 +352,7 @@ for (const id of opts.scenarios) {
         const budget =
           30_000 + 3 * (params.warmupMs + params.durationMs + (params.reconnectGapMs ?? 0) + (params.afterReconnectMs ?? 0))
         result = await runLoadProcess(
-          { scenario: id, server, base: running.base, serverPid: running.proc.pid, redisPid: redis.proc.pid, params },
+          { scenario: id, server, base: running.base, serverPid: running.proc.pid, redisPid: redis.server.pid, params },
           budget,
         )
       } catch (err) {
@@ -387,8 +387,8 @@ for (const id of opts.scenarios) {
   }
 }
 
-await redis.client.sendCommand(['SHUTDOWN', 'NOSAVE']).catch(() => {})
-await stop(redis.proc, 2000)
+await redis.client.close()
+await redis.server.stop()
 
 const markdown = table(rows)
 const checks = targets(rows)

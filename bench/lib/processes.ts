@@ -5,12 +5,12 @@
 import { join } from 'node:path'
 import type { Subprocess } from 'bun'
 import { createClient } from 'redis'
+import { startRedis as startRedisServer } from '../../tests/support/redis-server'
 import { freePort } from './proc'
 
 export const ROOT = join(import.meta.dir, '..', '..')
-const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server'
 
-/** Every child still running; killed on exit, Ctrl-C or SIGTERM. */
+/** Every server under test still running; killed on exit, Ctrl-C or SIGTERM (Redis is killed by its harness on exit). */
 export const children = new Set<Subprocess>()
 function cleanup() {
   for (const p of children) p.kill('SIGKILL')
@@ -23,7 +23,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const)
     process.exit(130)
   })
 
-export async function waitFor(what: string, ms: number, probe: () => Promise<boolean>, proc?: Subprocess): Promise<void> {
+async function waitFor(what: string, ms: number, probe: () => Promise<boolean>, proc?: Subprocess): Promise<void> {
   const deadline = performance.now() + ms
   while (performance.now() < deadline) {
     if (proc?.exitCode !== null && proc?.exitCode !== undefined) throw new Error(`${what} exited with code ${proc.exitCode}`)
@@ -58,42 +58,14 @@ function tail(stream: ReadableStream<Uint8Array> | number | undefined | null, li
   })().catch(() => {})
 }
 
-/** A private redis-server on a free port, keeping nothing on disk, with a client to it. */
+/** A private redis-server on a free port, keeping nothing on disk (the tests' harness), with a client to it. */
 export async function startRedis() {
-  const port = freePort()
-  const proc = Bun.spawn(
-    [
-      REDIS_SERVER,
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--daemonize',
-      'no',
-      '--loglevel',
-      'warning',
-    ],
-    { stdout: 'ignore', stderr: 'pipe' },
-  )
-  children.add(proc)
-  const url = `redis://127.0.0.1:${port}`
-  const client = createClient({ url, socket: { reconnectStrategy: false } })
+  const server = await startRedisServer()
+  const client = createClient({ url: server.url, socket: { reconnectStrategy: false } })
   client.on('error', () => {})
-  await waitFor(
-    'redis-server',
-    5000,
-    async () => {
-      if (!client.isOpen) await client.connect()
-      return String(await client.sendCommand(['PING'])) === 'PONG'
-    },
-    proc,
-  )
+  await client.connect()
   const version = /redis_version:([\d.]+)/.exec(String(await client.sendCommand(['INFO', 'server'])))?.[1] ?? '?'
-  return { proc, url, client, version }
+  return { server, url: server.url, client, version }
 }
 
 export interface RunningServer {

@@ -1,5 +1,6 @@
 /**
  * Test harness: a throw-away `redis-server` on a free port (never the system Redis on 6379).
+ * The bench starts its private Redis with it too (bench/lib/processes.ts).
  *
  *   const redis = await startRedis()
  *   ... redis.url ...
@@ -15,6 +16,8 @@ export interface RedisServer {
   /** `redis://127.0.0.1:<port>` */
   readonly url: string
   readonly port: number
+  /** The running server's process id (for its CPU time in /proc). */
+  readonly pid: number
   /** Graceful shutdown (SIGTERM); resolves once the process has exited. */
   stop(): Promise<void>
   /** SIGKILL, as in a crash; resolves once the process has exited. */
@@ -159,6 +162,9 @@ export async function startRedis(): Promise<RedisServer> {
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return current?.pid ?? Number.NaN
+    },
     stop: () => signal('SIGTERM'),
     kill: () => signal('SIGKILL'),
     async restart() {
