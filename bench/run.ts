@@ -1,6 +1,6 @@
 /**
  * `bun run bench [--quick] [--scenario a,b,...] [--reps N] [--servers tasklog,baseline]
- *                [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS]`
+ *                [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--gc] [--floor-with-app]`
  *
  * Starts a private redis-server, then for every scenario runs tasklog and the baseline
  * (bench/baseline/server.ts) alternately, `reps` times each, every run on a fresh server
@@ -10,10 +10,15 @@
  * exits non-zero when any correctness counter (lost, dup, order, ...) is non-zero or a run failed.
  *
  * --quick: small sizes and one repetition, under a minute: CI runs it for the counters.
+ * --gc: each server logs its garbage collections (BUN_JSC_logGC=1, to bench/results/gc-<time>/);
+ *   each run reports its number of collections and their pauses.
+ * --floor-with-app: the baseline also loads tasklog's app, warmed and then idle
+ *   (bench/lib/idle-app.ts), to measure what holding tasklog's code costs the floor.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
+import { gcPauses, type GcPauses } from './lib/gc-log'
 import { median } from './lib/histogram'
 import { CLK_TCK } from './lib/proc'
 import { children, ROOT, startRedis, startServer, stop, type RunningServer } from './lib/processes'
@@ -39,6 +44,9 @@ function parseArgs(argv: string[]) {
     threads: false,
     /** Self-test: make the baseline drop, duplicate or reorder frames (BENCH_FAULT). */
     fault: '',
+    /** Directory for the servers' GC logs (off when empty). */
+    gcDir: '',
+    floorWithApp: false,
   }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
@@ -87,6 +95,12 @@ function parseArgs(argv: string[]) {
       case '--threads':
         opts.threads = true
         break
+      case '--gc':
+        opts.gcDir = join(import.meta.dir, 'results', `gc-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+        break
+      case '--floor-with-app':
+        opts.floorWithApp = true
+        break
       case '--cpu-prof':
         opts.cpuProf = join(import.meta.dir, 'results', `prof-${new Date().toISOString().replace(/[:.]/g, '-')}`)
         break
@@ -112,19 +126,24 @@ const threadSummary = (byThread: Record<string, number>): string =>
 function usage(problem?: string): never {
   if (problem) console.error(`bench: ${problem}`)
   console.error(
-    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f] [--reps N] [--servers tasklog,baseline] [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--fault drop|dup|reorder]',
+    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f] [--reps N] [--servers tasklog,baseline] [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--gc] [--floor-with-app] [--fault drop|dup|reorder]',
   )
   for (const s of SCENARIOS) console.error(`  ${s.id}  ${s.title}`)
   process.exit(problem ? 2 : 0)
 }
 
 // ---------- processes ----------
-const startBenchServer = (name: ServerName, redisUrl: string, profileName?: string) =>
+const startBenchServer = (name: ServerName, redisUrl: string, profileName?: string, gcLog?: string) =>
   startServer({
     name,
     entry: name === 'tasklog' ? 'src/index.ts' : 'bench/baseline/server.ts',
     redisUrl,
-    env: name === 'baseline' && opts.fault ? { BENCH_FAULT: opts.fault } : {},
+    env: {
+      ...(name === 'baseline' && opts.fault ? { BENCH_FAULT: opts.fault } : {}),
+      ...(name === 'baseline' && opts.floorWithApp ? { BENCH_FLOOR_WITH_APP: '1' } : {}),
+      ...(gcLog ? { BUN_JSC_logGC: '1' } : {}),
+    },
+    stderrFile: gcLog,
     // --cpu-prof: the profile (.cpuprofile and .md) is written when the server exits on SIGTERM.
     bunArgs: profileName
       ? ['--cpu-prof', '--cpu-prof-md', '--cpu-prof-interval=250', `--cpu-prof-dir=${opts.cpuProf}`, `--cpu-prof-name=${profileName}`]
@@ -322,7 +341,9 @@ console.error(
 )
 
 const rows: Row[] = []
-const runLog: (LoadResult & { rep: number; redisCommands: Record<string, number>; serverOutput?: string[] })[] = []
+const runLog: (LoadResult & { rep: number; redisCommands: Record<string, number>; serverOutput?: string[]; gc?: GcPauses })[] =
+  []
+if (opts.gcDir) mkdirSync(opts.gcDir, { recursive: true })
 for (const id of opts.scenarios) {
   const scenario = SCENARIOS.find((s) => s.id === id)!
   const params = { ...(opts.quick ? scenario.quick : scenario.full) }
@@ -347,8 +368,14 @@ for (const id of opts.scenarios) {
       await redis.client.sendCommand(['CONFIG', 'RESETSTAT'])
       let result: LoadResult
       let running: RunningServer | undefined
+      const gcLog = opts.gcDir ? join(opts.gcDir, `${id}-${server}-${rep + 1}.log`) : undefined
       try {
-        running = await startBenchServer(server, redis.url, opts.cpuProf ? `${id}-${server}-${rep + 1}.cpuprofile` : undefined)
+        running = await startBenchServer(
+          server,
+          redis.url,
+          opts.cpuProf ? `${id}-${server}-${rep + 1}.cpuprofile` : undefined,
+          gcLog,
+        )
         const budget =
           30_000 + 3 * (params.warmupMs + params.durationMs + (params.reconnectGapMs ?? 0) + (params.afterReconnectMs ?? 0))
         result = await runLoadProcess(
@@ -366,8 +393,9 @@ for (const id of opts.scenarios) {
         }
         await stop(running.proc)
       }
+      const gc = gcLog && running ? gcPauses(readFileSync(gcLog, 'utf8')) : undefined
       row.runs.push(result)
-      runLog.push({ ...result, rep, redisCommands, serverOutput: result.ok ? undefined : running?.output.slice(-15) })
+      runLog.push({ ...result, rep, redisCommands, serverOutput: result.ok ? undefined : running?.output.slice(-15), gc })
       if (!result.ok) console.error(`  ${server} rep ${rep + 1}: FAILED: ${result.error}`)
       else {
         const c = result.correctness
@@ -379,6 +407,9 @@ for (const id of opts.scenarios) {
             (result.idle ? `, ${fmt(result.idle.bytesPerConnection / 1024)} KiB/conn` : '') +
             (result.catchUp ? `, catch-up max ${fmt(result.catchUp.max)} ms` : '') +
             `, lost/dup/order ${c.lost}/${c.dup}/${c.order}` +
+            (gc
+              ? `\n      GC pauses: ${gc.eden} Eden, median ${fmt(gc.edenP50)} ms, max ${fmt(gc.edenMax)}; ${gc.full} full, max ${fmt(gc.fullMax)} ms`
+              : '') +
             (opts.threads ? `\n      server µs/log by thread: ${threadSummary(result.serverThreadsMsPerLog)}` : '') +
             (result.notes.length ? `\n      notes: ${result.notes.slice(0, 3).join(' | ')}` : ''),
         )
@@ -400,6 +431,7 @@ console.log(
     `lost/dup/order summed over all runs. Last column of metrics: (e) KiB per idle WebSocket, (f) max ms to catch up after reconnecting.`,
 )
 console.log(`Machine: ${info.cores} × ${info.cpu}, ${info.memGiB} GiB, Linux ${info.kernel}, Bun ${info.bun}, Redis ${info.redis}.`)
+if (opts.floorWithApp) console.log('The baseline ran with tasklog\'s app loaded beside it, warmed and idle (--floor-with-app).')
 const noisy = rows.flatMap((r) => r.runs).filter((r) => r.ok && r.otherCpuPct > 20)
 if (noisy.length)
   console.log(

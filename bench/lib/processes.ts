@@ -87,6 +87,8 @@ export async function startServer(opts: {
   env?: Record<string, string>
   /** Arguments to bun before `run`, e.g. profiling flags. */
   bunArgs?: string[]
+  /** Where the server's stderr goes (default: kept in memory, to explain a failure). */
+  stderrFile?: string
 }): Promise<RunningServer> {
   const port = freePort()
   const env = {
@@ -102,7 +104,7 @@ export async function startServer(opts: {
     cwd: opts.cwd ?? ROOT,
     env,
     stdout: 'pipe',
-    stderr: 'pipe',
+    stderr: opts.stderrFile ? Bun.file(opts.stderrFile) : 'pipe',
   })
   children.add(proc)
   const output: string[] = []
@@ -113,7 +115,8 @@ export async function startServer(opts: {
     await waitFor(`${opts.name} server`, 20_000, async () => (await fetch(`${base}/health`)).status === 200, proc)
   } catch (err) {
     await stop(proc)
-    throw new Error(`${(err as Error).message}; its output:\n  ${output.slice(-15).join('\n  ')}`)
+    const stderr = opts.stderrFile ? ` (stderr in ${opts.stderrFile})` : ''
+    throw new Error(`${(err as Error).message}; its output${stderr}:\n  ${output.slice(-15).join('\n  ')}`)
   }
   return { proc, base, output }
 }
