@@ -20,6 +20,9 @@ import { createClient } from 'redis'
 import { defineTracingHasSubscribers } from '../../src/logs/redis-tracing'
 import type { ServerWebSocket } from 'bun'
 
+// `bun run bench --floor-with-app`: tasklog's app loaded beside the floor, warmed and idle.
+if (process.env.BENCH_FLOOR_WITH_APP) await (await import('../lib/idle-app')).startIdleApp()
+
 const PORT = Number(process.env.PORT ?? 8001)
 const TTL_MS = Number(process.env.LOG_TTL_SECONDS ?? 3600) * 1000
 const MAX_LEN = String(Number(process.env.LOG_HISTORY_MAX ?? 10_000))
