@@ -28,6 +28,9 @@ import { SCENARIOS, type ScenarioId } from './scenarios'
 type ServerName = 'tasklog' | 'baseline'
 
 // ---------- arguments ----------
+/** `bench/results/<prefix>-<now>`: where a run's extra files go (git-ignored). */
+const resultsPath = (prefix: string) => join(import.meta.dir, 'results', `${prefix}-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+
 function parseArgs(argv: string[]) {
   const opts = {
     quick: false,
@@ -96,13 +99,13 @@ function parseArgs(argv: string[]) {
         opts.threads = true
         break
       case '--gc':
-        opts.gcDir = join(import.meta.dir, 'results', `gc-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+        opts.gcDir = resultsPath('gc')
         break
       case '--floor-with-app':
         opts.floorWithApp = true
         break
       case '--cpu-prof':
-        opts.cpuProf = join(import.meta.dir, 'results', `prof-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+        opts.cpuProf = resultsPath('prof')
         break
       case '-h':
       case '--help':

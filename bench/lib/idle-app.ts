@@ -6,6 +6,7 @@
  * (bench/README.md: every garbage collection pauses longer).
  */
 import { createApp } from '../../src/app'
+import { TasklogApi } from '../../src/client'
 import { loadConfig } from '../../src/config'
 import { openStores } from '../../src/stores'
 
@@ -16,12 +17,7 @@ export async function startIdleApp(): Promise<void> {
   const app = createApp({ config, ...(await openStores(config)) }).listen({ hostname: '127.0.0.1', port: 0 })
   const base = `http://127.0.0.1:${app.server!.port}`
   const headers = { 'content-type': 'application/json' }
-  const task = (await (
-    await fetch(`${base}/api/v1/tasks`, { method: 'POST', headers, body: '{"description":"idle"}' })
-  ).json()) as {
-    task_id: string
-    subtasks: { subtask_id: string }[]
-  }
+  const task = await new TasklogApi(base).createTask('idle')
   const ws = new WebSocket(`${base.replace('http', 'ws')}/api/v1/ws/tasks/${task.task_id}/logs`)
   await new Promise((resolve, reject) => {
     ws.onopen = resolve
