@@ -5,6 +5,7 @@ import { jsonBody } from './http/json-body'
 import { requestTiming } from './http/request-timing'
 import { Metrics } from './metrics'
 import type { HistoryStore } from './logs/history-store'
+import type { LogFeed } from './logs/log-feed'
 import { Hub } from './logs/hub'
 import { docsRoutes } from './routes/docs'
 import { logRoutes } from './routes/logs'
@@ -21,12 +22,13 @@ export interface AppDeps {
   config: Config
   tasks: TaskStore
   history: HistoryStore
+  feed: LogFeed
   decomposer?: Decomposer
 }
 
 /** Builds the whole service; `index.ts` listens, tests build their own with their own stores. */
-export function createApp({ config, tasks, history, decomposer = simpleDecomposer }: AppDeps) {
-  const hub = new Hub(history, { replayMax: config.logHistoryMax })
+export function createApp({ config, tasks, history, feed, decomposer = simpleDecomposer }: AppDeps) {
+  const hub = new Hub(history, feed, { replayMax: config.logHistoryMax })
   const metrics = new Metrics(hub)
   const subtasks = new SubtaskDirectory(tasks)
   const knownTasks = new KnownTasks(tasks)
@@ -65,6 +67,7 @@ export function createApp({ config, tasks, history, decomposer = simpleDecompose
       opsRoutes(metrics, [
         { name: 'tasks', ping: () => tasks.ping() },
         { name: 'history', ping: () => history.ping() },
+        { name: 'feed', ping: () => feed.sync() },
       ]),
     )
     .use(taskRoutes(tasks, decomposer))

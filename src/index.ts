@@ -11,11 +11,12 @@ try {
   process.exit(1)
 }
 
-const { tasks, history } = await openStores(config).catch((error: Error) => {
+const stores = await openStores(config).catch((error: Error) => {
   console.error(`tasklog: cannot open stores: ${error.message}`)
   process.exit(1)
 })
-const app = createApp({ config, tasks, history }).listen({ hostname: config.host, port: config.port })
+const { tasks, history, feed } = stores
+const app = createApp({ config, ...stores }).listen({ hostname: config.host, port: config.port })
 const shown = config.host === '0.0.0.0' ? 'localhost' : config.host
 console.log(
   `tasklog listening on http://${shown}:${app.server!.port} · tasks: ${tasks.description} · history: ${history.description} · docs: /swagger`,
@@ -33,7 +34,7 @@ async function shutdown(signal: string) {
   app.decorator.sockets.closeAll(1012, 'Server restarting: reconnect with since=<last id>')
   await Promise.race([stopped, Bun.sleep(5_000)])
   await app.server?.stop(true)
-  await Promise.allSettled([tasks.close(), history.close()])
+  await Promise.allSettled([tasks.close(), history.close(), feed.close()])
   process.exit(0)
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))

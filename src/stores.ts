@@ -1,14 +1,31 @@
 import type { Config } from './config'
 import type { HistoryStore } from './logs/history-store'
+import type { LogFeed } from './logs/log-feed'
+import { MemoryFeed } from './logs/memory-feed'
 import { MemoryHistory } from './logs/memory-history'
+import { RedisFeed } from './logs/redis-feed'
 import { RedisHistory } from './logs/redis-history'
 import { SqlTaskStore } from './tasks/sql-task-store'
 import type { TaskStore } from './tasks/task-store'
 
-/** Opens the stores the configuration names: Redis or memory for history, SQLite or PostgreSQL for tasks. */
-export async function openStores(config: Config): Promise<{ tasks: TaskStore; history: HistoryStore }> {
+export interface Stores {
+  tasks: TaskStore
+  history: HistoryStore
+  feed: LogFeed
+}
+
+/**
+ * Opens the stores the configuration names: SQLite or PostgreSQL for tasks; Redis for history
+ * and the live feed (so that instances sharing it form one service), or memory for both.
+ */
+export async function openStores(config: Config): Promise<Stores> {
   const tasks = await SqlTaskStore.open(config.databaseUrl)
   const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
-  const history = config.redisUrl ? await RedisHistory.connect({ url: config.redisUrl, ...limits }) : new MemoryHistory(limits)
-  return { tasks, history }
+  if (!config.redisUrl) return { tasks, history: new MemoryHistory(limits), feed: new MemoryFeed() }
+  const history = await RedisHistory.connect({ url: config.redisUrl, ...limits })
+  const feed = await RedisFeed.connect({ url: config.redisUrl }).catch(async (error: Error) => {
+    await history.close()
+    throw error
+  })
+  return { tasks, history, feed }
 }

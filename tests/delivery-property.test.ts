@@ -2,12 +2,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { HistoryStore } from '../src/logs/history-store'
 import { compareLogIds } from '../src/logs/log-id'
 import { startRedis, type RedisServer } from './support/redis-server'
-import { WsClient, createTask, post, startServer, type TestServer } from './support/server'
+import { WsClient, createTask, post, startInstances, startServer, type TestServer } from './support/server'
 
 /**
  * Property: with several producers logging concurrently while consumers keep dropping and
  * reconnecting with `since=<last id seen>`, every consumer ends with every acknowledged id
- * exactly once, in increasing order.
+ * exactly once, in increasing order. With two instances, producers and consumers use both.
  */
 let redis: RedisServer
 beforeAll(async () => {
@@ -37,92 +37,105 @@ const slowReplays = (store: HistoryStore): HistoryStore => ({
   close: () => store.close(),
 })
 
-describe.each(['memory', 'redis', 'slow-replay'] as const)('gap-free, duplicate-free delivery (%s history)', (store) => {
-  let server: TestServer
-  beforeAll(async () => {
-    server = await startServer(
-      store === 'redis' ? { redisUrl: redis.url } : store === 'slow-replay' ? { wrapHistory: slowReplays } : {},
-    )
-  })
-  afterAll(() => server.stop())
+describe.each(['memory', 'redis', 'slow-replay', 'two instances on Redis'] as const)(
+  'gap-free, duplicate-free delivery (%s)',
+  (store) => {
+    let servers: TestServer[]
+    beforeAll(async () => {
+      servers =
+        store === 'two instances on Redis'
+          ? await startInstances(redis.url)
+          : [
+              await startServer(
+                store === 'redis' ? { redisUrl: redis.url } : store === 'slow-replay' ? { wrapHistory: slowReplays } : {},
+              ),
+            ]
+    })
+    afterAll(() => Promise.all(servers.map((s) => s.stop())))
 
-  test.each([1, 2, 3])(
-    'seed %d: 4 producers, 5 reconnecting consumers',
-    async (seed) => {
-      const rand = random(seed)
-      const task = await createTask(server, { description: 'p', subtasks: [{ description: 'a' }, { description: 'b' }] })
-      const subtasks = task.subtasks.map((s) => s.subtask_id)
-      const url = `${server.wsUrl}/api/v1/ws/tasks/${task.task_id}/logs`
+    test.each([1, 2, 3])(
+      'seed %d: 4 producers, 5 reconnecting consumers',
+      async (seed) => {
+        const rand = random(seed)
+        const server = servers[0]!
+        const pick = () => servers[Math.floor(rand() * servers.length)]!
+        const task = await createTask(server, { description: 'p', subtasks: [{ description: 'a' }, { description: 'b' }] })
+        const subtasks = task.subtasks.map((s) => s.subtask_id)
+        const path = `/api/v1/ws/tasks/${task.task_id}/logs`
 
-      const acked: string[] = []
-      let producing = true
-      const producer = async (p: number) => {
-        for (let i = 0; i < 60; i++) {
-          const single = rand() < 0.5
-          const sub = subtasks[p % 2]!
-          const res = single
-            ? await post(`${server.url}/api/v1/subtasks/${sub}/log`, { level: 'info', message: `p${p} ${i}` })
-            : await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
-                logs: Array.from({ length: 1 + Math.floor(rand() * 5) }, (_, j) => ({
-                  level: 'info',
-                  message: `p${p} ${i}.${j}`,
-                })),
-              })
-          expect(res.status).toBe(201)
-          const body = await res.json()
-          if (single) acked.push(body.id)
-          else {
-            // A batch's ids are consecutive in the stream; collect them from history later.
-            acked.push(body.first_id, body.last_id)
+        const acked: string[] = []
+        let producing = true
+        const producer = async (p: number) => {
+          const { url } = servers[p % servers.length]!
+          for (let i = 0; i < 60; i++) {
+            const single = rand() < 0.5
+            const sub = subtasks[p % 2]!
+            const res = single
+              ? await post(`${url}/api/v1/subtasks/${sub}/log`, { level: 'info', message: `p${p} ${i}` })
+              : await post(`${url}/api/v1/subtasks/${sub}/logs`, {
+                  logs: Array.from({ length: 1 + Math.floor(rand() * 5) }, (_, j) => ({
+                    level: 'info',
+                    message: `p${p} ${i}.${j}`,
+                  })),
+                })
+            expect(res.status).toBe(201)
+            const body = await res.json()
+            if (single) acked.push(body.id)
+            else {
+              // A batch's ids are consecutive in the stream; collect them from history later.
+              acked.push(body.first_id, body.last_id)
+            }
+            await Bun.sleep(rand() * 8) // spread production over ~0.5 s so replays overlap live logs
           }
-          await Bun.sleep(rand() * 8) // spread production over ~0.5 s so replays overlap live logs
         }
-      }
 
-      const consumer = async () => {
-        const seen: string[] = []
-        let since: string | undefined
-        for (let round = 0; producing || round === 0; round++) {
-          // Until it has seen a log, a consumer asks for all history, so it misses nothing published before it.
+        const consumer = async () => {
+          const seen: string[] = []
+          let since: string | undefined
+          for (let round = 0; producing || round === 0; round++) {
+            // Until it has seen a log, a consumer asks for all history, so it misses nothing published before it.
+            const url = pick().wsUrl + path
+            const client = await WsClient.connect(since ? `${url}?since=${since}` : `${url}?history=10000`)
+            await client.nextOfType('subscribed')
+            const until = Date.now() + 20 + rand() * 60
+            while (Date.now() < until) {
+              try {
+                seen.push((await client.nextOfType('log', Math.max(1, until - Date.now()))).data.id)
+              } catch {
+                break
+              }
+            }
+            client.close()
+            await client.closed
+            // Frames that arrived before the close are still valid deliveries.
+            seen.push(...client.frames.filter((f) => f.type === 'log').map((f) => f.data.id))
+            if (seen.length) since = seen[seen.length - 1]
+          }
+          // Final catch-up after producers stopped.
+          const url = pick().wsUrl + path
           const client = await WsClient.connect(since ? `${url}?since=${since}` : `${url}?history=10000`)
           await client.nextOfType('subscribed')
-          const until = Date.now() + 20 + rand() * 60
-          while (Date.now() < until) {
-            try {
-              seen.push((await client.nextOfType('log', Math.max(1, until - Date.now()))).data.id)
-            } catch {
-              break
-            }
-          }
-          client.close()
-          await client.closed
-          // Frames that arrived before the close are still valid deliveries.
+          await Bun.sleep(300)
           seen.push(...client.frames.filter((f) => f.type === 'log').map((f) => f.data.id))
-          if (seen.length) since = seen[seen.length - 1]
+          client.close()
+          return seen
         }
-        // Final catch-up after producers stopped.
-        const client = await WsClient.connect(since ? `${url}?since=${since}` : `${url}?history=10000`)
-        await client.nextOfType('subscribed')
-        await Bun.sleep(300)
-        seen.push(...client.frames.filter((f) => f.type === 'log').map((f) => f.data.id))
-        client.close()
-        return seen
-      }
 
-      const consumers = Array.from({ length: 5 }, consumer)
-      await Promise.all(Array.from({ length: 4 }, (_, p) => producer(p)))
-      producing = false
-      const results = await Promise.all(consumers)
+        const consumers = Array.from({ length: 5 }, consumer)
+        await Promise.all(Array.from({ length: 4 }, (_, p) => producer(p)))
+        producing = false
+        const results = await Promise.all(consumers)
 
-      const all = (await (await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?order=asc&limit=1000`)).json()).logs.map(
-        (l: { id: string }) => l.id,
-      )
-      for (const id of acked) expect(all).toContain(id)
-      for (const seen of results) {
-        for (let i = 1; i < seen.length; i++) expect(compareLogIds(seen[i - 1]!, seen[i]!)).toBeLessThan(0)
-        expect(seen).toEqual(all)
-      }
-    },
-    60_000,
-  )
-})
+        const all = (await (await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?order=asc&limit=1000`)).json()).logs.map(
+          (l: { id: string }) => l.id,
+        )
+        for (const id of acked) expect(all).toContain(id)
+        for (const seen of results) {
+          for (let i = 1; i < seen.length; i++) expect(compareLogIds(seen[i - 1]!, seen[i]!)).toBeLessThan(0)
+          expect(seen).toEqual(all)
+        }
+      },
+      60_000,
+    )
+  },
+)

@@ -11,15 +11,9 @@ import { toLogMessage } from '../src/logs/history-store'
 import { encodeLog } from '../src/logs/encode'
 import { compareLogIds } from '../src/logs/log-id'
 import { MemoryHistory } from '../src/logs/memory-history'
-import {
-  decodePublished,
-  logKey,
-  newestIdKey,
-  housekeepingMs,
-  redactRedisUrl,
-  RedisHistory,
-  type RedisHistoryOptions,
-} from '../src/logs/redis-history'
+import { redactRedisUrl } from '../src/logs/redis-connection'
+import { decodePublished } from '../src/logs/redis-feed'
+import { logKey, newestIdKey, housekeepingMs, RedisHistory, type RedisHistoryOptions } from '../src/logs/redis-history'
 import type { Level } from '../src/schemas/common'
 import type { NewLog } from '../src/schemas/log'
 import { startRedis, type RedisServer } from './support/redis-server'

@@ -196,7 +196,10 @@ describe('errors and operations', () => {
     expect(await json(await fetch(`${server.url}/health`))).toEqual({ status: 'ok' })
     const ready = await fetch(`${server.url}/ready`)
     expect(ready.status).toBe(200)
-    expect(await json(ready)).toEqual({ status: 'ready', components: { tasks: { status: 'ok' }, history: { status: 'ok' } } })
+    expect(await json(ready)).toEqual({
+      status: 'ready',
+      components: { tasks: { status: 'ok' }, history: { status: 'ok' }, feed: { status: 'ok' } },
+    })
   })
 })
 

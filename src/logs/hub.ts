@@ -3,6 +3,7 @@ import { LEVELS, levelRank, now, type Level, type Status } from '../schemas/comm
 import type { Subtask } from '../schemas/task'
 import { logData, rawFrame, toLiveLog, type LiveLog } from './frames'
 import type { HistoryStore, StoredLog } from './history-store'
+import type { LogFeed } from './log-feed'
 import { compareLogIds } from './log-id'
 
 /**
@@ -22,8 +23,11 @@ export interface Watcher {
   drained(): Promise<void>
   /** Runs `send` so that the frames it sends leave together (a corked socket). */
   batch(send: () => void): void
-  /** Too many live logs arrived while history was being replayed to a slow reader. */
-  overflow(): void
+  /**
+   * The watcher has missed live logs (too many arrived while history was replayed to a slow
+   * reader, or live delivery was interrupted) and must resume with `since`: stop it.
+   */
+  lost(reason: string): void
 }
 
 export interface ReplayRequest {
@@ -44,7 +48,15 @@ interface TaskSubscribers {
   counts: number[]
   /** Topic names by level rank, built once rather than per publish. */
   topics: string[]
+  /** Settles when the feed delivers this task's events here (LogFeed.follow). */
+  following: Promise<void>
+  /** The hub's `interruptions` when `following` began: an older follow was lost with its connection. */
+  since: number
 }
+
+const RESOLVED = Promise.resolve()
+
+const INTERRUPTED = 'Live delivery was interrupted: reconnect with since=<last id> to resume'
 
 /** The topic of one task at one minimum level: a log of level L is published to every topic of level <= L. */
 const topicOf = (taskId: string, level: Level) => `${taskId}:${level}`
@@ -52,8 +64,8 @@ const topicOf = (taskId: string, level: Level) => `${taskId}:${level}`
 /**
  * Fan-out of a task's logs and status changes to its subscribers on this instance.
  * WebSocket delivery is Bun's native pub/sub: one publish per log and level topic, no
- * per-socket JavaScript. Only logs ingested here are delivered: cross-instance delivery is
- * not built (README, "Several instances").
+ * per-socket JavaScript. Events come from the LogFeed, which the hub asks to follow each task
+ * that has subscribers here: logs appended on any instance sharing the feed arrive in id order.
  */
 export class Hub {
   private server: Server<unknown> | undefined
@@ -67,11 +79,21 @@ export class Hub {
   subscriptions = 0
   /** Live log and status frames delivered, one per accepting subscriber, for metrics. */
   framesSent = 0
+  /** How many times the feed lost its connection; follows begun before the last one are void. */
+  private interruptions = 0
+  private readonly interruptedHandlers: ((reason: string) => void)[] = []
 
   constructor(
     private readonly history: HistoryStore,
+    private readonly feed: LogFeed,
     private readonly limits: { replayMax: number },
-  ) {}
+  ) {
+    feed.listen({
+      logs: (taskId, logs) => this.deliverLogs(taskId, logs),
+      status: (taskId, data) => this.deliverStatus(taskId, data),
+      interrupted: () => this.interrupt(),
+    })
+  }
 
   attach(server: Server<unknown>): void {
     this.server = server
@@ -88,55 +110,61 @@ export class Hub {
 
   /**
    * Starts delivering a task's logs to a watcher, replaying history first when asked.
-   * Live logs published while history is read are held and flushed, minus the ids replay
-   * already sent, in the same tick the watcher goes live: no gap, no duplicate.
-   * When reading history fails the watcher is not subscribed and the error is rethrown.
+   * Live logs arriving while the feed starts following the task and history is read are held,
+   * then flushed, minus the ids replay already sent, in the same tick the watcher goes live:
+   * no gap, no duplicate. When following or reading history fails the watcher is not
+   * subscribed and the error is rethrown.
    */
   async watch(taskId: string, watcher: Watcher, replay: ReplayRequest = {}): Promise<void> {
-    this.count(taskId, watcher.minLevel, +1)
-    if (replay.since === undefined && !replay.history) {
-      watcher.subscribed(taskId, undefined)
-      this.goLive(taskId, watcher)
-      return
-    }
+    const task = this.count(taskId, watcher.minLevel, +1)
+    if (task.since !== this.interruptions) this.follow(taskId, task)
     let held = this.replaying.get(taskId)
     if (!held) this.replaying.set(taskId, (held = new Map()))
     const pending: Pending = []
     held.set(watcher, pending)
     const watching = () => held.get(watcher) === pending
     try {
-      const paged = replay.since !== undefined
-      let page = await this.history.replay(
-        taskId,
-        replay.since,
-        paged ? REPLAY_PAGE : Math.min(replay.history!, this.limits.replayMax),
-      )
+      await task.following
       if (!watching()) return
-      watcher.subscribed(taskId, paged ? page.recovered : undefined)
-      const min = levelRank(watcher.minLevel)
       let last = replay.since
-      for (;;) {
-        const logs = page.logs
-        const timestamp = now()
-        // Frames go out in corked batches (one write for many frames) until the reader falls behind.
-        for (let i = 0; i < logs.length;) {
-          let behind = false
-          watcher.batch(() => {
-            for (; i < logs.length && !behind; i++) {
-              if (levelRank(logs[i]!.level) < min) continue
-              const log = toLiveLog(logs[i]!)
-              behind = watcher.sendLog(log, rawFrame('log', log.data, timestamp))
-            }
-          })
-          if (behind) await watcher.drained()
+      if (replay.since === undefined && !replay.history) watcher.subscribed(taskId, undefined)
+      else {
+        const paged = replay.since !== undefined
+        let page = await this.history.replay(
+          taskId,
+          replay.since,
+          paged ? REPLAY_PAGE : Math.min(replay.history!, this.limits.replayMax),
+        )
+        if (!watching()) return
+        watcher.subscribed(taskId, paged ? page.recovered : undefined)
+        const min = levelRank(watcher.minLevel)
+        for (;;) {
+          const logs = page.logs
+          const timestamp = now()
+          // Frames go out in corked batches (one write for many frames) until the reader falls behind.
+          for (let i = 0; i < logs.length;) {
+            let behind = false
+            watcher.batch(() => {
+              for (; i < logs.length && !behind; i++) {
+                if (levelRank(logs[i]!.level) < min) continue
+                const log = toLiveLog(logs[i]!)
+                behind = watcher.sendLog(log, rawFrame('log', log.data, timestamp))
+              }
+            })
+            if (behind) await watcher.drained()
+            if (!watching()) return
+          }
+          if (logs.length) last = logs[logs.length - 1]!.id
+          if (!paged || logs.length < REPLAY_PAGE) break
+          page = await this.history.replay(taskId, last, REPLAY_PAGE)
           if (!watching()) return
         }
-        if (logs.length) last = logs[logs.length - 1]!.id
-        if (!paged || logs.length < REPLAY_PAGE) break
-        page = await this.history.replay(taskId, last, REPLAY_PAGE)
+        // The feed may still be bringing logs that history already held: hold them too, and
+        // drop them below, rather than send them after later ones.
+        await this.feed.sync()
         if (!watching()) return
       }
-      // Flush what was published meanwhile; it may grow while we wait for the reader, so
+      // Flush what arrived meanwhile; it may grow while we wait for the reader, so
       // only an empty queue, checked in the same tick as going live, ends the replay.
       for (let i = 0; ;) {
         let behind = false
@@ -177,17 +205,45 @@ export class Hub {
   }
 
   /**
-   * Delivers stored logs of one task to every subscriber here and returns how many
-   * subscribers accept at least one of them.
+   * Hands logs just stored here to the feed, which delivers them to the task's subscribers on
+   * every instance, and returns how many subscribers here accept at least one of them.
    */
   publishLogs(taskId: string, logs: StoredLog[]): number {
+    this.feed.appended(taskId, logs)
+    let top = 0
+    for (const log of logs) top = Math.max(top, levelRank(log.level))
+    return this.subscriberCount(taskId, LEVELS[top])
+  }
+
+  /** Sends a subtask's status change to every subscriber of its task, whatever their level, on every instance. */
+  publishStatus(subtask: Subtask, taskStatus: Status): void {
+    const data = JSON.stringify({
+      task_id: subtask.task_id,
+      subtask_id: subtask.subtask_id,
+      status: subtask.status,
+      task_status: taskStatus,
+      worker_name: subtask.worker_name,
+    })
+    // The change is stored already; only its live broadcast is lost when the feed is down.
+    this.feed.publishStatus(subtask.task_id, data).catch((error: Error) => console.warn(`[hub] ${error.message}`))
+  }
+
+  /**
+   * Calls `handler` with a close reason when live delivery was interrupted, after the hub has
+   * stopped the watchers it holds (live WebSocket subscribers are Bun topic subscribers).
+   */
+  onInterrupted(handler: (reason: string) => void): void {
+    this.interruptedHandlers.push(handler)
+  }
+
+  /** Delivers a followed task's logs to its subscribers here. */
+  private deliverLogs(taskId: string, logs: StoredLog[]): void {
     const task = this.tasks.get(taskId)
-    if (!task || logs.length === 0) return 0
+    if (!task || logs.length === 0) return
     const { counts, topics } = task
     const timestamp = now()
     const listeners = this.listeners.get(taskId)
     const held = this.replaying.get(taskId)
-    let top = 0
     let accepting = 0
     for (const stored of logs) {
       const rank = levelRank(stored.level)
@@ -199,7 +255,6 @@ export class Hub {
         accepting += counts[r]!
         this.server?.publish(topics[r]!, text)
       }
-      if (rank > top) top = rank
       if (listeners || held) {
         const log = { id: stored.id, level: stored.level, data }
         if (listeners) for (const w of listeners) if (levelRank(w.minLevel) <= rank) w.sendLog(log, text)
@@ -207,21 +262,12 @@ export class Hub {
       }
     }
     this.framesSent += accepting
-    return this.subscriberCount(taskId, LEVELS[top])
   }
 
-  /** Broadcasts a subtask's status change to every subscriber of its task, whatever their level. */
-  publishStatus(subtask: Subtask, taskStatus: Status): void {
-    const taskId = subtask.task_id
+  /** Delivers a followed task's status change to all its subscribers here. */
+  private deliverStatus(taskId: string, data: string): void {
     const task = this.tasks.get(taskId)
     if (!task) return
-    const data = JSON.stringify({
-      task_id: taskId,
-      subtask_id: subtask.subtask_id,
-      status: subtask.status,
-      task_status: taskStatus,
-      worker_name: subtask.worker_name,
-    })
     const text = rawFrame('status', data)
     this.framesSent += this.subscriberCount(taskId)
     for (const topic of task.topics) this.server?.publish(topic, text)
@@ -235,9 +281,27 @@ export class Hub {
       if (!accepts(w)) continue
       if (pending.length >= this.limits.replayMax) {
         held.delete(w)
-        w.overflow()
+        w.lost('Too slow: live logs overflowed while history was replayed')
       } else pending.push(item)
     }
+  }
+
+  /**
+   * The feed may have lost events: every watcher here resumes from history, and follows begun
+   * before now no longer count (the next watcher of a task follows it again).
+   */
+  private interrupt(): void {
+    this.interruptions++
+    for (const [, held] of this.replaying) for (const [w] of held) w.lost(INTERRUPTED)
+    for (const [, set] of this.listeners) for (const w of set) w.lost(INTERRUPTED)
+    for (const handler of this.interruptedHandlers) handler(INTERRUPTED)
+  }
+
+  private follow(taskId: string, task: TaskSubscribers): void {
+    task.since = this.interruptions
+    task.following = this.feed.follow(taskId)
+    // Watchers await it; this keeps a rejection nobody awaits any more from being unhandled.
+    task.following.catch(() => {})
   }
 
   private goLive(taskId: string, watcher: Watcher): void {
@@ -249,12 +313,26 @@ export class Hub {
     }
   }
 
-  private count(taskId: string, level: Level, delta: number): void {
+  /** Counts a subscriber in or out; the first one in makes the feed follow the task, the last one out stops it. */
+  private count(taskId: string, level: Level, delta: number): TaskSubscribers {
     let task = this.tasks.get(taskId)
-    if (!task) this.tasks.set(taskId, (task = { counts: LEVELS.map(() => 0), topics: LEVELS.map((l) => topicOf(taskId, l)) }))
+    if (!task) {
+      task = { counts: LEVELS.map(() => 0), topics: LEVELS.map((l) => topicOf(taskId, l)), following: RESOLVED, since: 0 }
+      this.tasks.set(taskId, task)
+      this.follow(taskId, task)
+    }
     const { counts } = task
     this.subscriptions += delta
     counts[levelRank(level)]! += delta
-    if (counts.every((n) => n === 0)) this.tasks.delete(taskId)
+    if (counts.every((n) => n === 0)) {
+      this.tasks.delete(taskId)
+      // Only once following has settled, and only if no new subscriber has started following again.
+      task.following
+        .finally(() => {
+          if (!this.tasks.has(taskId)) this.feed.unfollow(taskId)
+        })
+        .catch(() => {})
+    }
+    return task
   }
 }

@@ -30,13 +30,13 @@
  * reconnects forever in the background.
  * Caveat: an append Redis had received before such a reset may still be applied.
  */
-import { createClient } from 'redis'
 import { StoreUnavailableError } from '../errors'
 import { withTimeout } from '../timeout'
 import { levelRank, type Level } from '../schemas/common'
 import type { EncodedLog } from './encode'
 import type { HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
 import { requireLogId } from './log-id'
+import { createRedisClient, redactRedisUrl, type RedisClient } from './redis-connection'
 import { defineTracingHasSubscribers } from './redis-tracing'
 
 defineTracingHasSubscribers()
@@ -68,25 +68,6 @@ export const newestIdKey = (taskId: string): string => `logs:{${taskId}}:newest`
  * their TTL (invisible to reads) and keys up to this long after it: 1 s, or TTL / 20 when shorter.
  */
 export const housekeepingMs = (ttlMs: number): number => Math.max(1, Math.min(1000, Math.floor(ttlMs / 20)))
-
-/** Decodes a message published on a task's channel (`logKey(taskId)`): `<id>\n<level>\n<body>`. */
-export function decodePublished(message: string): StoredLog {
-  const a = message.indexOf('\n')
-  const b = message.indexOf('\n', a + 1)
-  if (a < 0 || b < 0) throw new TypeError('malformed log message')
-  return { id: message.slice(0, a), level: message.slice(a + 1, b) as Level, body: message.slice(b + 1) }
-}
-
-/** The URL without its password, for logs and /ready. */
-export function redactRedisUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    u.password = ''
-    return u.toString()
-  } catch {
-    return 'redis (unparsable URL)'
-  }
-}
 
 const PRELUDE = `
 local function parse(id)
@@ -288,8 +269,6 @@ const SCRIPTS = {
   replay: script('replay', REPLAY),
 }
 
-type Client = ReturnType<typeof createClient>
-
 const STORE_NAME = 'Log history (Redis)'
 
 function toStoredLogs(flat: unknown): StoredLog[] {
@@ -303,7 +282,7 @@ function toStoredLogs(flat: unknown): StoredLog[] {
 
 export class RedisHistory implements HistoryStore {
   readonly description: string
-  readonly #client: Client
+  readonly #client: RedisClient
   readonly #ttlMs: number
   readonly #maxPerTask: number
   readonly #timeoutMs: number
@@ -325,24 +304,7 @@ export class RedisHistory implements HistoryStore {
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
     this.#watchdog = new Watchdog(this.#timeoutMs, () => this.#reset())
-    this.#client = createClient({
-      url: opts.url,
-      // Fail fast instead of queueing while disconnected.
-      disableOfflineQueue: true,
-      // No per-command timer from node-redis (its default makes an AbortSignal per command);
-      // the Watchdog bounds the wait for replies.
-      commandOptions: { timeout: 0 },
-      // Keeps an idle connection active so that socketTimeout only fires on a dead peer.
-      pingInterval: 1000,
-      socket: {
-        connectTimeout: this.#timeoutMs,
-        // A connection that neither reads nor writes for this long (pings included) is dead:
-        // close it and reconnect, instead of waiting for TCP keep-alive.
-        socketTimeout: Math.max(3 * 1000, 2 * this.#timeoutMs),
-        // Always reconnect (the default gives up after a socket timeout), quickly and forever.
-        reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) + Math.floor(Math.random() * 100),
-      },
-    })
+    this.#client = createRedisClient(opts.url, this.#timeoutMs)
     // Without an 'error' listener an outage would crash the process; log transitions only.
     this.#client.on('error', (err: Error) => {
       if (this.#healthy && !this.#closed) {

@@ -49,7 +49,7 @@ export function sseResponse(hub: Hub, taskId: string, minLevel: Level, replay: R
     sendStatus: (data) => write(`event: status\ndata: ${data}\n\n`),
     drained: () => (open ? new Promise((resolve) => pullWaiters.push(resolve)) : Promise.resolve()),
     batch: (send) => send(),
-    overflow: end,
+    lost: end,
   }
   const stream = new ReadableStream<Uint8Array>(
     {

@@ -53,6 +53,11 @@ export class OpenSockets {
     for (const socket of this.sockets) socket.close(code, reason)
   }
 
+  /** Closes the sockets subscribed to at least one task. */
+  closeWatching(code: number, reason: string): void {
+    for (const socket of this.sockets) if (socket.data.watching) socket.close(code, reason)
+  }
+
   private closeSlowReaders(): void {
     for (const socket of this.sockets) {
       if (socket.getBufferedAmount() > this.limitBytes) {
@@ -120,8 +125,8 @@ class Subscription implements Watcher {
     this.socket.cork(send)
   }
 
-  overflow(): void {
-    this.socket.close(1013, 'Too slow: live logs overflowed while history was replayed')
+  lost(reason: string): void {
+    this.socket.close(1013, reason)
   }
 }
 
@@ -196,6 +201,10 @@ export class WebSocketConnection {
     sockets.delete(this.socket)
     for (const subscription of this.subscriptions) hub.unwatch(subscription.taskId, subscription)
     this.subscriptions = []
+  }
+
+  get watching(): boolean {
+    return this.subscriptions.length > 0
   }
 
   /** Sends a frame; true when it was queued behind unsent data (Bun's send() returns -1). */

@@ -18,6 +18,7 @@ export const streamRoutes = (
   const { historyMax } = limits
   const sockets = new OpenSockets(limits.backpressureBytes)
   const context: StreamContext = { tasks, hub, metrics, historyMax, sockets }
+  hub.onInterrupted((reason) => sockets.closeWatching(1013, reason))
 
   return (
     new Elysia({ name: 'stream', prefix: '/api/v1' })

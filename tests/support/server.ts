@@ -2,10 +2,16 @@
  * Test harness: the real app on a free port with its own stores (SQLite in memory, and
  * history in memory or in a real redis-server), plus small HTTP and WebSocket helpers.
  */
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createApp, type App } from '../../src/app'
 import { loadConfig, type Config } from '../../src/config'
 import type { HistoryStore } from '../../src/logs/history-store'
+import type { LogFeed } from '../../src/logs/log-feed'
+import { MemoryFeed } from '../../src/logs/memory-feed'
 import { MemoryHistory } from '../../src/logs/memory-history'
+import { RedisFeed } from '../../src/logs/redis-feed'
 import { RedisHistory } from '../../src/logs/redis-history'
 import { SqlTaskStore } from '../../src/tasks/sql-task-store'
 import type { Task } from '../../src/schemas/task'
@@ -14,6 +20,7 @@ export interface TestServer {
   app: App
   config: Config
   history: HistoryStore
+  feed: LogFeed
   tasks: SqlTaskStore
   /** `http://127.0.0.1:<port>` */
   url: string
@@ -34,20 +41,34 @@ export async function startServer(
   const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
   const store = config.redisUrl ? await RedisHistory.connect({ url: config.redisUrl, ...limits }) : new MemoryHistory(limits)
   const history = options.wrapHistory?.(store) ?? store
-  const app = createApp({ config, tasks, history }).listen({ hostname: '127.0.0.1', port: 0 })
+  const feed = config.redisUrl ? await RedisFeed.connect({ url: config.redisUrl }) : new MemoryFeed()
+  const app = createApp({ config, tasks, history, feed }).listen({ hostname: '127.0.0.1', port: 0 })
   const port = app.server!.port
   return {
     app,
     config,
     history,
+    feed,
     tasks,
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
     async stop() {
       await app.stop(true)
-      await Promise.allSettled([history.close(), tasks.close()])
+      await Promise.allSettled([history.close(), feed.close(), tasks.close()])
     },
   }
+}
+
+/**
+ * Two instances of tasklog forming one service, as in production: one Redis for history and
+ * the live feed, one task store (a SQLite file here, in a fresh temporary folder).
+ */
+export async function startInstances(redisUrl: string, n = 2): Promise<TestServer[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'tasklog-instances-'))
+  const env = { DATABASE_URL: `sqlite://${join(dir, 'tasks.sqlite')}` }
+  const servers: TestServer[] = []
+  for (let i = 0; i < n; i++) servers.push(await startServer({ redisUrl, env }))
+  return servers
 }
 
 export async function json(res: Response): Promise<any> {

@@ -1,0 +1,174 @@
+import { StoreUnavailableError } from '../errors'
+import type { Level } from '../schemas/common'
+import { withTimeout } from '../timeout'
+import type { StoredLog } from './history-store'
+import type { FeedListener, LogFeed } from './log-feed'
+import { createRedisClient, redactRedisUrl, type RedisClient } from './redis-connection'
+import { logKey } from './redis-history'
+
+export interface RedisFeedOptions {
+  url: string
+  /** Upper bound for a subscribe or publish, in ms (default 2000). */
+  timeoutMs?: number
+  /** How long connect() waits for the first connection, in ms (default 5000). */
+  startupTimeoutMs?: number
+  /** Where outage/reconnect messages go (default console). */
+  logger?: Pick<Console, 'warn' | 'info'>
+}
+
+const FEED_NAME = 'Live log feed (Redis)'
+const STATUS_PREFIX = 'status\n'
+
+/** The task of a channel named by `logKey`: `logs:{<task_id>}`. */
+const taskOf = (channel: string): string => channel.slice(6, -1)
+
+/**
+ * Decodes a message published on a task's channel: a log (`<id>\n<level>\n<body>`, sent by the
+ * append script in redis-history.ts) or a status change (`status\n<data>`; a log id starts with a digit).
+ */
+export function decodePublished(message: string): StoredLog | { status: string } {
+  if (message.startsWith(STATUS_PREFIX)) return { status: message.slice(STATUS_PREFIX.length) }
+  const a = message.indexOf('\n')
+  const b = message.indexOf('\n', a + 1)
+  if (a < 0 || b < 0) throw new TypeError('malformed log message')
+  return { id: message.slice(0, a), level: message.slice(a + 1, b) as Level, body: message.slice(b + 1) }
+}
+
+/**
+ * The feed of instances that share Redis. An instance follows a task by subscribing to its
+ * channel `logs:{<task_id>}`, on which the append script publishes every log it stores, inside
+ * the script and so in id order. Logs appended here come back this way too: one ordered source
+ * keeps every instance's subscribers in id order, where delivering them on the spot could
+ * overtake another instance's earlier log still on its way.
+ *
+ * Pub/sub keeps no history, so a dropped connection may have lost messages: the feed then
+ * replaces the connection (a fresh one, subscribed to nothing) and reports `interrupted`, and
+ * the hub tells every watcher here to resume with `since` from the history store.
+ */
+export class RedisFeed implements LogFeed {
+  readonly description: string
+  readonly #url: string
+  readonly #timeoutMs: number
+  readonly #logger: Pick<Console, 'warn' | 'info'>
+  #subscriber: RedisClient
+  /** A subscribed RESP2 connection may only (un)subscribe: status changes go out on this one. */
+  readonly #publisher: RedisClient
+  /** The tasks whose channel the current subscriber connection has subscribed. */
+  #channels = new Set<string>()
+  #listener: FeedListener | undefined
+  #closed = false
+
+  private constructor(opts: RedisFeedOptions) {
+    this.description = redactRedisUrl(opts.url)
+    this.#url = opts.url
+    this.#timeoutMs = opts.timeoutMs ?? 2000
+    this.#logger = opts.logger ?? console
+    this.#publisher = createRedisClient(opts.url, this.#timeoutMs)
+    // The history store reports outages already; this connection only needs a listener.
+    this.#publisher.on('error', () => {})
+    this.#subscriber = this.#open()
+  }
+
+  static async connect(opts: RedisFeedOptions): Promise<RedisFeed> {
+    const feed = new RedisFeed(opts)
+    const wait = opts.startupTimeoutMs ?? 5000
+    try {
+      await withTimeout(
+        Promise.all([feed.#subscriber.connect(), feed.#publisher.connect()]),
+        wait,
+        `no connection within ${wait} ms`,
+      )
+    } catch (err) {
+      await feed.close()
+      throw new StoreUnavailableError(`${FEED_NAME} at ${feed.description}`, err)
+    }
+    return feed
+  }
+
+  listen(listener: FeedListener): void {
+    this.#listener = listener
+  }
+
+  follow(taskId: string): Promise<void> {
+    const client = this.#subscriber
+    if (!client.isReady) return Promise.reject(new StoreUnavailableError(FEED_NAME))
+    return withTimeout(client.subscribe(logKey(taskId), this.#onMessage), this.#timeoutMs, 'no reply to SUBSCRIBE').then(
+      () => {
+        // Replaced meanwhile: the hub re-follows on the new connection.
+        if (client !== this.#subscriber) throw new StoreUnavailableError(FEED_NAME)
+        this.#channels.add(taskId)
+      },
+      (err: unknown) => {
+        throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(FEED_NAME, err)
+      },
+    )
+  }
+
+  /** A PING on the subscriber connection: Redis answers it after every message it queued there before. */
+  async sync(): Promise<void> {
+    try {
+      await withTimeout(this.#subscriber.ping(), this.#timeoutMs, 'no reply to PING')
+    } catch (err) {
+      throw new StoreUnavailableError(FEED_NAME, err)
+    }
+  }
+
+  unfollow(taskId: string): void {
+    if (!this.#channels.delete(taskId)) return
+    // A failure leaves a channel whose messages the hub ignores, until the connection is replaced.
+    this.#subscriber.unsubscribe(logKey(taskId), this.#onMessage).catch(() => {})
+  }
+
+  /** The append script has published them already. */
+  appended(): void {}
+
+  async publishStatus(taskId: string, data: string): Promise<void> {
+    try {
+      await withTimeout(this.#publisher.publish(logKey(taskId), STATUS_PREFIX + data), this.#timeoutMs, 'no reply to PUBLISH')
+    } catch (err) {
+      throw new StoreUnavailableError(FEED_NAME, err)
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    for (const client of [this.#subscriber, this.#publisher]) {
+      if (!client.isOpen) continue
+      await withTimeout(client.close(), this.#timeoutMs, 'Redis did not close in time').catch(() => client.destroy())
+    }
+  }
+
+  readonly #onMessage = (message: string, channel: string): void => {
+    let event
+    try {
+      event = decodePublished(message)
+    } catch {
+      return // not one of ours: someone else published on the channel
+    }
+    if ('status' in event) this.#listener?.status(taskOf(channel), event.status)
+    else this.#listener?.logs(taskOf(channel), [event])
+  }
+
+  /** A subscriber connection; once it has been ready, losing it replaces it (see the class comment). */
+  #open(): RedisClient {
+    const client = createRedisClient(this.#url, this.#timeoutMs)
+    let wasReady = false
+    client.on('ready', () => (wasReady = true))
+    client.on('error', (err: Error) => {
+      if (wasReady && client === this.#subscriber && !this.#closed) this.#replace(err)
+    })
+    return client
+  }
+
+  #replace(err: Error): void {
+    this.#logger.warn(`[feed] ${this.description} connection lost (${err.message}); watchers here resume from history`)
+    const lost = this.#subscriber
+    this.#subscriber = this.#open()
+    this.#channels = new Set()
+    lost.destroy()
+    this.#subscriber.once('ready', () => this.#logger.info(`[feed] ${this.description} reconnected`))
+    this.#subscriber.connect().catch(() => {})
+    this.#listener?.interrupted()
+  }
+}

@@ -1,0 +1,133 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { createClient } from 'redis'
+import { compareLogIds } from '../src/logs/log-id'
+import { logKey } from '../src/logs/redis-history'
+import { startRedis, type RedisServer } from './support/redis-server'
+import { WsClient, createTask, json, sendLog, startInstances, watch, type TestServer } from './support/server'
+
+/** DESIGN "Several instances": instances sharing Redis and a task store form one service. */
+describe('several instances', () => {
+  let redis: RedisServer
+  let a: TestServer
+  let b: TestServer
+  let raw: ReturnType<typeof createClient>
+  beforeAll(async () => {
+    redis = await startRedis()
+    ;[a, b] = (await startInstances(redis.url)) as [TestServer, TestServer]
+    raw = createClient({ url: redis.url })
+    await raw.connect()
+  })
+  afterAll(async () => {
+    await raw.close()
+    await Promise.all([a.stop(), b.stop()])
+    await redis.stop()
+  })
+
+  /** How many connections (one per instance following the task) subscribe to the task's channel. */
+  const followers = async (taskId: string) => Number((await raw.pubSubNumSub(logKey(taskId)))[logKey(taskId)])
+  const eventually = async (check: () => Promise<boolean>) => {
+    for (let i = 0; i < 100 && !(await check()); i++) await Bun.sleep(20)
+    return check()
+  }
+
+  test('logs posted to either instance reach subscribers on both, in id order; broadcasted counts this instance', async () => {
+    const task = await createTask(a, { description: 'two', subtasks: [{ description: 'x' }, { description: 'y' }] })
+    const [x, y] = task.subtasks.map((s) => s.subtask_id) as [string, string]
+    const onA = await watch(a, task.task_id)
+    const onB = await watch(b, task.task_id)
+    const acked: string[] = []
+    const produce = async (server: TestServer, subtask: string, name: string) => {
+      for (let i = 0; i < 50; i++) {
+        const body = await sendLog(server, subtask, { level: 'info', message: `${name} ${i}` })
+        expect(body.broadcasted).toBe(1) // the one watcher on the instance that took the log
+        acked.push(body.id)
+      }
+    }
+    await Promise.all([produce(a, x, 'a'), produce(b, y, 'b')])
+    acked.sort(compareLogIds)
+    for (const client of [onA, onB]) {
+      expect((await client.logs(100)).map((l) => l.id)).toEqual(acked)
+      client.close()
+    }
+  })
+
+  test('a status change made on one instance reaches subscribers on the other', async () => {
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const onB = await watch(b, task.task_id, '?level=error')
+    const res = await fetch(`${a.url}/api/v1/subtasks/${sub}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ status: 'in_progress', worker_name: 'builder-1' }),
+    })
+    expect(res.status).toBe(200)
+    expect((await onB.nextOfType('status')).data).toEqual({
+      task_id: task.task_id,
+      subtask_id: sub,
+      status: 'in_progress',
+      task_status: 'in_progress',
+      worker_name: 'builder-1',
+    })
+    onB.close()
+  })
+
+  test('Server-Sent Events on one instance carry logs posted to the other', async () => {
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const controller = new AbortController()
+    const res = await fetch(`${b.url}/api/v1/tasks/${task.task_id}/logs/stream`, { signal: controller.signal })
+    const reader = res.body!.getReader()
+    let text = ''
+    while (!text.includes(': subscribed')) text += new TextDecoder().decode((await reader.read()).value)
+    const sent = await sendLog(a, sub, { level: 'info', message: 'from a' })
+    while (!text.includes('"from a"')) text += new TextDecoder().decode((await reader.read()).value)
+    expect(text).toContain(`id: ${sent.id}\nevent: log\n`)
+    controller.abort()
+  })
+
+  test('an instance follows a task in Redis only while it has subscribers for it', async () => {
+    const task = await createTask(a)
+    expect(await followers(task.task_id)).toBe(0)
+    const first = await watch(a, task.task_id)
+    const second = await watch(a, task.task_id, '?level=error')
+    expect(await followers(task.task_id)).toBe(1)
+    const third = await watch(b, task.task_id)
+    expect(await followers(task.task_id)).toBe(2)
+    first.close()
+    third.close()
+    expect(await eventually(async () => (await followers(task.task_id)) === 1)).toBe(true)
+    second.close()
+    expect(await eventually(async () => (await followers(task.task_id)) === 0)).toBe(true)
+    // Following again after the last subscriber left works as the first time.
+    const again = await watch(b, task.task_id)
+    await sendLog(a, task.subtasks[0]!.subtask_id, { level: 'info', message: 'again' })
+    expect((await again.logs(1))[0].message).toBe('again')
+    again.close()
+  })
+
+  test('when the feed connection drops, watchers are told to resume with since, and resuming loses nothing', async () => {
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const onB = await watch(b, task.task_id)
+    const seen = await sendLog(a, sub, { level: 'info', message: 'seen' })
+    expect((await onB.logs(1))[0].id).toBe(seen.id)
+    // Redis drops every subscriber connection, as it does with one over its output buffer limit.
+    await raw.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub'])
+    const closed = await onB.closed
+    expect(closed).toEqual({ code: 1013, reason: 'Live delivery was interrupted: reconnect with since=<last id> to resume' })
+    const missed = await sendLog(a, sub, { level: 'info', message: 'missed' })
+    // Each instance reconnects its feed in the background; until then a subscribe answers 1013.
+    let resumed: WsClient | undefined
+    for (let i = 0; i < 50 && !resumed; i++) {
+      const client = await WsClient.connect(`${b.wsUrl}/api/v1/ws/tasks/${task.task_id}/logs?since=${seen.id}`)
+      const frame = await client.next(() => true).catch(() => undefined)
+      if (frame?.type === 'subscribed') resumed = client
+      else await Bun.sleep(50)
+    }
+    expect((await resumed!.logs(1))[0].id).toBe(missed.id)
+    const live = await sendLog(a, sub, { level: 'info', message: 'live' })
+    expect((await resumed!.logs(1))[0].id).toBe(live.id)
+    expect((await json(await fetch(`${b.url}/ready`))).components.feed).toEqual({ status: 'ok' })
+    resumed!.close()
+  })
+})
