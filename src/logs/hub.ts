@@ -50,6 +50,8 @@ interface TaskSubscribers {
   topics: string[]
   /** Settles when the feed delivers this task's events here (LogFeed.follow). */
   following: Promise<void>
+  /** `following` has resolved: a watcher that needs no history can go live at once. */
+  followed: boolean
   /** The hub's `interruptions` when `following` began: an older follow was lost with its connection. */
   since: number
 }
@@ -118,6 +120,12 @@ export class Hub {
   async watch(taskId: string, watcher: Watcher, replay: ReplayRequest = {}): Promise<void> {
     const task = this.count(taskId, watcher.minLevel, +1)
     if (task.since !== this.interruptions) this.follow(taskId, task)
+    if (task.followed && replay.since === undefined && !replay.history) {
+      // The common case, synchronous: idle connections are most of a server's memory.
+      watcher.subscribed(taskId, undefined)
+      this.goLive(taskId, watcher)
+      return
+    }
     let held = this.replaying.get(taskId)
     if (!held) this.replaying.set(taskId, (held = new Map()))
     const pending: Pending = []
@@ -298,10 +306,15 @@ export class Hub {
   }
 
   private follow(taskId: string, task: TaskSubscribers): void {
+    const following = this.feed.follow(taskId)
     task.since = this.interruptions
-    task.following = this.feed.follow(taskId)
-    // Watchers await it; this keeps a rejection nobody awaits any more from being unhandled.
-    task.following.catch(() => {})
+    task.following = following
+    task.followed = false
+    // Watchers await it; the rejection handler keeps one nobody awaits any more from being unhandled.
+    following.then(
+      () => void (task.following === following && (task.followed = true)),
+      () => {},
+    )
   }
 
   private goLive(taskId: string, watcher: Watcher): void {
@@ -317,7 +330,13 @@ export class Hub {
   private count(taskId: string, level: Level, delta: number): TaskSubscribers {
     let task = this.tasks.get(taskId)
     if (!task) {
-      task = { counts: LEVELS.map(() => 0), topics: LEVELS.map((l) => topicOf(taskId, l)), following: RESOLVED, since: 0 }
+      task = {
+        counts: LEVELS.map(() => 0),
+        topics: LEVELS.map((l) => topicOf(taskId, l)),
+        following: RESOLVED,
+        followed: false,
+        since: 0,
+      }
       this.tasks.set(taskId, task)
       this.follow(taskId, task)
     }
