@@ -6,10 +6,15 @@
  * - POST /api/v1/tasks → 201 Task with one subtask (DESIGN's Task shape).
  * - POST /api/v1/subtasks/:id/log and /logs (batch): ONE Redis round trip per request, a Lua
  *   script (EVALSHA) doing XADD (exact MAXLEN) + PUBLISH per log, then XTRIM MINID and
- *   PEXPIRE; then one native `server.publish` per log to the task's topic.
+ *   PEXPIRE.
+ * - Live delivery as the contract's "Several instances" requires, in its least costly correct
+ *   form: a task with subscribers here is followed by SUBSCRIBE on its channel (never
+ *   unsubscribed), and every log arriving there, this server's own included, becomes one
+ *   native `server.publish` to the task's topic: one ordered source for every instance.
  * - WS /api/v1/ws/tasks/:task_id/logs[?since=<id>]: `subscribed`, then replay (XRANGE in one
  *   script), then live. Subscribe-before-read: live frames are buffered while history is
- *   read, then flushed minus ids already replayed in the same tick the socket subscribes.
+ *   read and until a PING on the subscriber connection shows that the channel has caught up,
+ *   then flushed minus ids already replayed in the same tick the socket subscribes.
  *
  * Env: PORT, REDIS_URL, LOG_TTL_SECONDS (3600), LOG_HISTORY_MAX (10000).
  * BENCH_FAULT=drop|dup|reorder breaks every 100th live frame on purpose, to prove that the
@@ -73,6 +78,9 @@ defineTracingHasSubscribers()
 const redis = createClient({ url: process.env.REDIS_URL, commandOptions: { timeout: 0 } })
 redis.on('error', (err: Error) => console.error('baseline: redis:', err.message))
 await redis.connect()
+const feed = redis.duplicate()
+feed.on('error', (err: Error) => console.error('baseline: redis feed:', err.message))
+await feed.connect()
 const APPEND_SHA = String(await redis.sendCommand(['SCRIPT', 'LOAD', APPEND]))
 const REPLAY_SHA = String(await redis.sendCommand(['SCRIPT', 'LOAD', REPLAY]))
 
@@ -87,7 +95,7 @@ interface Subtask {
   created_at: string
   updated_at: string
 }
-const tasks = new Map<string, { subscribers: number }>()
+const tasks = new Map<string, { subscribers: number; following?: Promise<void> }>()
 const subtasks = new Map<string, Subtask>()
 
 type Held = { id: string; frame: string }[]
@@ -112,7 +120,27 @@ function compareIds(a: string, b: string): number {
   return ms !== 0 ? ms : Number(a.slice(da + 1)) - Number(b.slice(db + 1))
 }
 
-/** Stores and broadcasts the logs of one subtask; returns ids or an error Response. */
+/** Delivers a log from a task's channel (`<id>\n<level>\n<body>`) to the task's sockets. */
+function deliver(message: string, channel: string): void {
+  const taskId = channel.slice(6, -1)
+  const a = message.indexOf('\n')
+  const id = message.slice(0, a)
+  const frame = logFrame(id, message.slice(message.indexOf('\n', a + 1) + 1), new Date().toISOString())
+  if (FAULT && ++published % 100 === 0) {
+    if (FAULT === 'dup') server.publish(taskId, frame)
+    if (FAULT === 'reorder') heldBack = { topic: taskId, frame }
+    if (FAULT !== 'dup') return
+  }
+  server.publish(taskId, frame)
+  if (heldBack) {
+    server.publish(heldBack.topic, heldBack.frame)
+    heldBack = undefined
+  }
+  const held = replaying.get(taskId)
+  if (held) for (const ws of held) ws.data.held!.push({ id, frame })
+}
+
+/** Stores the logs of one subtask (the task's channel brings them back); returns ids or an error Response. */
 async function ingest(subtaskId: string, entries: unknown[]): Promise<{ ids: string[]; subscribers: number } | Response> {
   const subtask = subtasks.get(subtaskId)
   if (!subtask) return error(404, 'not_found', `Subtask ${subtaskId} not found`)
@@ -120,7 +148,6 @@ async function ingest(subtaskId: string, entries: unknown[]): Promise<{ ids: str
   const now = new Date().toISOString()
   const key = logKey(taskId)
   const args = ['EVALSHA', APPEND_SHA, '1', key, `${Date.now() - TTL_MS}-0`, MAX_LEN, TTL_ARG]
-  const bodies: string[] = []
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i] as { level?: unknown; message?: unknown; metadata?: unknown; timestamp?: unknown } | null
     if (!e || typeof e.message !== 'string' || typeof e.level !== 'string' || !LEVELS.has(e.level))
@@ -135,7 +162,6 @@ async function ingest(subtaskId: string, entries: unknown[]): Promise<{ ids: str
       worker_name: subtask.worker_name,
       timestamp: typeof e.timestamp === 'string' ? new Date(e.timestamp).toISOString() : now,
     })
-    bodies.push(body)
     args.push(e.level, body)
   }
   let ids: string[]
@@ -143,22 +169,6 @@ async function ingest(subtaskId: string, entries: unknown[]): Promise<{ ids: str
     ids = (await redis.sendCommand(args)) as string[]
   } catch (err) {
     return error(503, 'unavailable', `Redis: ${(err as Error).message}`)
-  }
-  const frameTs = new Date().toISOString()
-  const held = replaying.get(taskId)
-  for (let i = 0; i < ids.length; i++) {
-    const frame = logFrame(ids[i]!, bodies[i]!, frameTs)
-    if (FAULT && ++published % 100 === 0) {
-      if (FAULT === 'dup') server.publish(taskId, frame)
-      if (FAULT === 'reorder') heldBack = { topic: taskId, frame }
-      if (FAULT !== 'dup') continue
-    }
-    server.publish(taskId, frame)
-    if (heldBack) {
-      server.publish(heldBack.topic, heldBack.frame)
-      heldBack = undefined
-    }
-    if (held) for (const ws of held) ws.data.held!.push({ id: ids[i]!, frame })
   }
   return { ids, subscribers: tasks.get(taskId)!.subscribers }
 }
@@ -246,9 +256,13 @@ const server = Bun.serve<SocketData, any>({
       const task = tasks.get(taskId)
       if (!task) return ws.close(1008, `Task ${taskId} not found`)
       task.subscribers++
+      task.following ??= feed.subscribe(logKey(taskId), deliver)
       if (since === null) {
-        ws.send(`{"type":"subscribed","data":{"task_id":"${taskId}"},"timestamp":"${new Date().toISOString()}"}`)
-        ws.subscribe(taskId)
+        void task.following.then(() => {
+          if (ws.readyState !== 1) return
+          ws.send(`{"type":"subscribed","data":{"task_id":"${taskId}"},"timestamp":"${new Date().toISOString()}"}`)
+          ws.subscribe(taskId)
+        })
         return
       }
       // Subscribe before reading: hold live frames until history is sent.
@@ -256,9 +270,14 @@ const server = Bun.serve<SocketData, any>({
       let set = replaying.get(taskId)
       if (!set) replaying.set(taskId, (set = new Set()))
       set.add(ws)
-      redis
-        .sendCommand(['EVALSHA', REPLAY_SHA, '1', logKey(taskId), since, MAX_LEN])
-        .then((reply) => {
+      let reply: unknown
+      task.following
+        .then(() => redis.sendCommand(['EVALSHA', REPLAY_SHA, '1', logKey(taskId), since, MAX_LEN]))
+        .then((r) => {
+          reply = r
+          return feed.ping()
+        })
+        .then(() => {
           const [recovered, flat] = reply as unknown as [number, string[]]
           const held = ws.data.held!
           set.delete(ws)
@@ -293,6 +312,7 @@ console.log(`baseline listening on http://127.0.0.1:${server.port}`)
 const stop = () => {
   server.stop(true)
   redis.destroy()
+  feed.destroy()
   process.exit(0)
 }
 process.on('SIGTERM', stop)
