@@ -90,9 +90,23 @@ export class Hub {
     private readonly feed: LogFeed,
     private readonly limits: { replayMax: number },
   ) {
+    // The feed calls these from a request (memory) or a Redis connection's reader: a failure is
+    // reported here, never thrown into either.
     feed.listen({
-      logs: (taskId, logs) => this.deliverLogs(taskId, logs),
-      status: (taskId, data) => this.deliverStatus(taskId, data),
+      logs: (taskId, logs) => {
+        try {
+          this.deliverLogs(taskId, logs)
+        } catch (error) {
+          console.error(`[hub] delivering logs of task ${taskId} failed:`, error)
+        }
+      },
+      status: (taskId, data) => {
+        try {
+          this.deliverStatus(taskId, data)
+        } catch (error) {
+          console.error(`[hub] delivering a status of task ${taskId} failed:`, error)
+        }
+      },
       interrupted: () => this.interrupt(),
     })
   }
