@@ -5,7 +5,7 @@
  *
  * - POST /api/v1/tasks → 201 Task with one subtask (DESIGN's Task shape).
  * - POST /api/v1/subtasks/:id/log and /logs (batch): ONE Redis round trip per request, a Lua
- *   script (EVALSHA) doing XADD (exact MAXLEN) + PUBLISH per log, then XTRIM MINID and
+ *   script (EVALSHA) doing XADD (exact MAXLEN) per log and one PUBLISH of them all, then XTRIM MINID and
  *   PEXPIRE.
  * - Live delivery as the contract's "Several instances" requires, in its least costly correct
  *   form: a task with subscribers here is followed by SUBSCRIBE on its channel (never
@@ -41,11 +41,13 @@ let heldBack: { topic: string; frame: string } | undefined
 const APPEND = `
 local key = KEYS[1]
 local ids = {}
+local published = {}
 for i = 4, #ARGV, 2 do
   local id = redis.call('XADD', key, 'MAXLEN', ARGV[2], '*', 'l', ARGV[i], 'd', ARGV[i + 1])
   ids[#ids + 1] = id
-  redis.call('PUBLISH', key, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1])
+  published[#published + 1] = id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1]
 end
+redis.call('PUBLISH', key, table.concat(published, '\\n'))
 redis.call('XTRIM', key, 'MINID', ARGV[1])
 redis.call('PEXPIRE', key, ARGV[3])
 return ids
@@ -120,24 +122,31 @@ function compareIds(a: string, b: string): number {
   return ms !== 0 ? ms : Number(a.slice(da + 1)) - Number(b.slice(db + 1))
 }
 
-/** Delivers a log from a task's channel (`<id>\n<level>\n<body>`) to the task's sockets. */
+/** Delivers the logs of one append from a task's channel (`<id>\n<level>\n<body>` each, joined by `\n`). */
 function deliver(message: string, channel: string): void {
   const taskId = channel.slice(6, -1)
-  const a = message.indexOf('\n')
-  const id = message.slice(0, a)
-  const frame = logFrame(id, message.slice(message.indexOf('\n', a + 1) + 1), new Date().toISOString())
-  if (FAULT && ++published % 100 === 0) {
-    if (FAULT === 'dup') server.publish(taskId, frame)
-    if (FAULT === 'reorder') heldBack = { topic: taskId, frame }
-    if (FAULT !== 'dup') return
-  }
-  server.publish(taskId, frame)
-  if (heldBack) {
-    server.publish(heldBack.topic, heldBack.frame)
-    heldBack = undefined
-  }
+  const ts = new Date().toISOString()
   const held = replaying.get(taskId)
-  if (held) for (const ws of held) ws.data.held!.push({ id, frame })
+  for (let at = 0; at < message.length; ) {
+    const a = message.indexOf('\n', at)
+    const b = message.indexOf('\n', a + 1)
+    let end = message.indexOf('\n', b + 1)
+    if (end < 0) end = message.length
+    const id = message.slice(at, a)
+    const frame = logFrame(id, message.slice(b + 1, end), ts)
+    at = end + 1
+    if (FAULT && ++published % 100 === 0) {
+      if (FAULT === 'dup') server.publish(taskId, frame)
+      if (FAULT === 'reorder') heldBack = { topic: taskId, frame }
+      if (FAULT !== 'dup') continue
+    }
+    server.publish(taskId, frame)
+    if (heldBack) {
+      server.publish(heldBack.topic, heldBack.frame)
+      heldBack = undefined
+    }
+    if (held) for (const ws of held) ws.data.held!.push({ id, frame })
+  }
 }
 
 /** Stores the logs of one subtask (the task's channel brings them back); returns ids or an error Response. */

@@ -23,15 +23,23 @@ const STATUS_PREFIX = 'status\n'
 const taskOf = (channel: string): string => channel.slice(6, -1)
 
 /**
- * Decodes a message published on a task's channel: a log (`<id>\n<level>\n<body>`, sent by the
- * append script in redis-history.ts) or a status change (`status\n<data>`; a log id starts with a digit).
+ * Decodes a message published on a task's channel: the logs of one append, each
+ * `<id>\n<level>\n<body>` and joined by `\n` (the append script in redis-history.ts; a body has no
+ * raw newline), or a status change (`status\n<data>`; a log id starts with a digit).
  */
-export function decodePublished(message: string): StoredLog | { status: string } {
+export function decodePublished(message: string): StoredLog[] | { status: string } {
   if (message.startsWith(STATUS_PREFIX)) return { status: message.slice(STATUS_PREFIX.length) }
-  const a = message.indexOf('\n')
-  const b = message.indexOf('\n', a + 1)
-  if (a < 0 || b < 0) throw new TypeError('malformed log message')
-  return { id: message.slice(0, a), level: message.slice(a + 1, b) as Level, body: message.slice(b + 1) }
+  const logs: StoredLog[] = []
+  for (let at = 0; at < message.length;) {
+    const a = message.indexOf('\n', at)
+    const b = message.indexOf('\n', a + 1)
+    if (a < 0 || b < 0) throw new TypeError('malformed log message')
+    let end = message.indexOf('\n', b + 1)
+    if (end < 0) end = message.length
+    logs.push({ id: message.slice(at, a), level: message.slice(a + 1, b) as Level, body: message.slice(b + 1, end) })
+    at = end + 1
+  }
+  return logs
 }
 
 /**
@@ -147,7 +155,7 @@ export class RedisFeed implements LogFeed {
       return // not one of ours: someone else published on the channel
     }
     if ('status' in event) this.#listener?.status(taskOf(channel), event.status)
-    else this.#listener?.logs(taskOf(channel), [event])
+    else this.#listener?.logs(taskOf(channel), event)
   }
 
   /** A subscriber connection; once it has been ready, losing it replaces it (see the class comment). */

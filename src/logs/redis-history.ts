@@ -11,8 +11,9 @@
  * SCRIPT LOAD; after a Redis restart emptied the script cache, the NOSCRIPT reply falls back
  * to EVAL, which runs the script and caches it again).
  *
- * - append: per log XADD `*` with exact count trimming (MAXLEN =) and PUBLISH
- *   `<id>\n<level>\n<body>` on channel `logs:{<task_id>}`; returns the ids. Trimming by age
+ * - append: per log XADD `*` with exact count trimming (MAXLEN =), then ONE PUBLISH of every
+ *   log as `<id>\n<level>\n<body>`, joined by `\n`, on channel `logs:{<task_id>}` (redis-feed.ts
+ *   reads it; a body is JSON.stringify's output, which has no raw newline); returns the ids. Trimming by age
  *   (XTRIM MINID at the newest id's time - TTL) and the key's expiry (PEXPIRE to TTL + slack)
  *   happen once per slack window (see `housekeepingMs`), not on every append.
  *   Redis 7.0 does NOT update the stream's `max-deleted-entry-id` when XADD/XTRIM trim (verified in
@@ -113,6 +114,7 @@ if not prev then
 end
 local window = prev ~= '' and math.floor(parse(prev) / slackMs)
 local ids = {}
+local published = {}
 for i = 4, #ARGV, 2 do
   local id = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
   if not id then
@@ -122,8 +124,10 @@ for i = 4, #ARGV, 2 do
   end
   ids[#ids + 1] = id
   prev = id
-  redis.call('PUBLISH', key, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1])
+  published[#published + 1] = id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1]
 end
+-- One message per append: a 100-line batch is one message to every follower, not 100.
+redis.call('PUBLISH', key, table.concat(published, '\\n'))
 -- Housekeeping runs on the first append of each slackMs window (Redis time, from the ids), so
 -- at most once per window: reads ignore entries past their TTL anyway, so trimming them up to
 -- slackMs late changes nothing a client sees, and an expiry of TTL + slack set at the window's
