@@ -25,7 +25,9 @@ export class Metrics {
   /** route -> method -> status -> histogram: no string is built per request. */
   private readonly durations = new Map<string, Map<string, Map<number, Histogram>>>()
 
-  constructor(private readonly hub: { readonly subscriptions: number; readonly framesSent: number }) {}
+  constructor(
+    private readonly hub: { readonly subscriptions: number; readonly framesSent: number; readonly interruptions: number },
+  ) {}
 
   logIngested(level: Level): void {
     this.ingested[levelRank(level)]!++
@@ -56,6 +58,9 @@ export class Metrics {
       '# HELP tasklog_frames_sent_total Log and status frames delivered to subscribers.',
       '# TYPE tasklog_frames_sent_total counter',
       `tasklog_frames_sent_total ${this.hub.framesSent}`,
+      '# HELP tasklog_live_delivery_interruptions_total Times this instance lost its Redis subscriber connection and closed its watchers so that they resume from history.',
+      '# TYPE tasklog_live_delivery_interruptions_total counter',
+      `tasklog_live_delivery_interruptions_total ${this.hub.interruptions}`,
       '# HELP tasklog_store_errors_total Requests that failed because a store was unavailable.',
       '# TYPE tasklog_store_errors_total counter',
       `tasklog_store_errors_total ${this.storeErrors}`,

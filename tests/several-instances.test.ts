@@ -128,6 +128,7 @@ describe('several instances', () => {
     const live = await sendLog(a, sub, { level: 'info', message: 'live' })
     expect((await resumed!.logs(1))[0].id).toBe(live.id)
     expect((await json(await fetch(`${b.url}/ready`))).components.feed).toEqual({ status: 'ok' })
+    expect(await (await fetch(`${b.url}/metrics`)).text()).toContain('\ntasklog_live_delivery_interruptions_total 1\n')
     resumed!.close()
   })
 })

@@ -81,8 +81,8 @@ export class Hub {
   subscriptions = 0
   /** Live log and status frames delivered, one per accepting subscriber, for metrics. */
   framesSent = 0
-  /** How many times the feed lost its connection; follows begun before the last one are void. */
-  private interruptions = 0
+  /** How many times the feed lost its connection, for metrics; follows begun before the last one are void. */
+  interruptions = 0
   private readonly interruptedHandlers: ((reason: string) => void)[] = []
 
   constructor(
