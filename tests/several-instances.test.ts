@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createClient } from 'redis'
+import { LogStreamClient } from '../src/client'
 import { compareLogIds } from '../src/logs/log-id'
 import { logKey } from '../src/logs/redis-history'
 import { startRedis, type RedisServer } from './support/redis-server'
@@ -130,5 +131,29 @@ describe('several instances', () => {
     expect((await json(await fetch(`${b.url}/ready`))).components.feed).toEqual({ status: 'ok' })
     expect(await (await fetch(`${b.url}/metrics`)).text()).toContain('\ntasklog_live_delivery_interruptions_total 1\n')
     resumed!.close()
+  })
+
+  test("the SDK's LogStreamClient rides through an interruption: every log once, in order", async () => {
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const stream = new LogStreamClient(b.wsUrl, { reconnect: { baseDelayMs: 20, maxDelayMs: 100 } })
+    const received: string[] = []
+    const closes: number[] = []
+    stream.on('log', (log) => received.push(log.id))
+    stream.on('close', ({ code }) => closes.push(code))
+    const subscribed = new Promise((resolve) => stream.on('subscribed', resolve))
+    stream.subscribe(task.task_id)
+    await subscribed
+    const acked: string[] = []
+    for (let i = 0; i < 60; i++) {
+      if (i === 20) await raw.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub'])
+      acked.push((await sendLog(a, sub, { level: 'info', message: `line ${i}` })).id)
+      await Bun.sleep(5)
+    }
+    expect(await eventually(async () => received.length >= acked.length)).toBe(true)
+    await Bun.sleep(100) // room for any duplicate to arrive
+    expect(received).toEqual(acked)
+    expect(closes).toEqual([1013])
+    stream.close()
   })
 })
