@@ -53,7 +53,7 @@ interface TaskSubscribers {
   /** `following` has resolved: a watcher that needs no history can go live at once. */
   followed: boolean
   /** The hub's `interruptions` when `following` began: an older follow was lost with its connection. */
-  since: number
+  epoch: number
 }
 
 const RESOLVED = Promise.resolve()
@@ -92,23 +92,16 @@ export class Hub {
   ) {
     // The feed calls these from a request (memory) or a Redis connection's reader: a failure is
     // reported here, never thrown into either.
-    feed.listen({
-      logs: (taskId, logs) => {
+    const guarded =
+      <T>(deliver: (taskId: string, event: T) => void) =>
+      (taskId: string, event: T) => {
         try {
-          this.deliverLogs(taskId, logs)
+          deliver.call(this, taskId, event)
         } catch (error) {
-          console.error(`[hub] delivering logs of task ${taskId} failed:`, error)
+          console.error(`[hub] delivery to the subscribers of task ${taskId} failed:`, error)
         }
-      },
-      status: (taskId, data) => {
-        try {
-          this.deliverStatus(taskId, data)
-        } catch (error) {
-          console.error(`[hub] delivering a status of task ${taskId} failed:`, error)
-        }
-      },
-      interrupted: () => this.interrupt(),
-    })
+      }
+    feed.listen({ logs: guarded(this.deliverLogs), status: guarded(this.deliverStatus), interrupted: () => this.interrupt() })
   }
 
   attach(server: Server<unknown>): void {
@@ -133,7 +126,7 @@ export class Hub {
    */
   async watch(taskId: string, watcher: Watcher, replay: ReplayRequest = {}): Promise<void> {
     const task = this.count(taskId, watcher.minLevel, +1)
-    if (task.since !== this.interruptions) this.follow(taskId, task)
+    if (task.epoch !== this.interruptions) this.follow(taskId, task)
     if (task.followed && replay.since === undefined && !replay.history) {
       // The common case, synchronous: idle connections are most of a server's memory.
       watcher.subscribed(taskId, undefined)
@@ -321,7 +314,7 @@ export class Hub {
 
   private follow(taskId: string, task: TaskSubscribers): void {
     const following = this.feed.follow(taskId)
-    task.since = this.interruptions
+    task.epoch = this.interruptions
     task.following = following
     task.followed = false
     // Watchers await it; the rejection handler keeps one nobody awaits any more from being unhandled.
@@ -349,7 +342,7 @@ export class Hub {
         topics: LEVELS.map((l) => topicOf(taskId, l)),
         following: RESOLVED,
         followed: false,
-        since: 0,
+        epoch: 0,
       }
       this.tasks.set(taskId, task)
       this.follow(taskId, task)

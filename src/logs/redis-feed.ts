@@ -97,28 +97,18 @@ export class RedisFeed implements LogFeed {
     this.#listener = listener
   }
 
-  follow(taskId: string): Promise<void> {
+  async follow(taskId: string): Promise<void> {
     const client = this.#subscriber
-    if (!client.isReady) return Promise.reject(new StoreUnavailableError(FEED_NAME))
-    return withTimeout(client.subscribe(logKey(taskId), this.#onMessage), this.#timeoutMs, 'no reply to SUBSCRIBE').then(
-      () => {
-        // Replaced meanwhile: the hub re-follows on the new connection.
-        if (client !== this.#subscriber) throw new StoreUnavailableError(FEED_NAME)
-        this.#channels.add(taskId)
-      },
-      (err: unknown) => {
-        throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(FEED_NAME, err)
-      },
-    )
+    if (!client.isReady) throw new StoreUnavailableError(FEED_NAME)
+    await this.#call(client.subscribe(logKey(taskId), this.#onMessage), 'SUBSCRIBE')
+    // Replaced meanwhile: the hub follows again on the new connection.
+    if (client !== this.#subscriber) throw new StoreUnavailableError(FEED_NAME)
+    this.#channels.add(taskId)
   }
 
   /** A PING on the subscriber connection: Redis answers it after every message it queued there before. */
   async sync(): Promise<void> {
-    try {
-      await withTimeout(this.#subscriber.ping(), this.#timeoutMs, 'no reply to PING')
-    } catch (err) {
-      throw new StoreUnavailableError(FEED_NAME, err)
-    }
+    await this.#call(this.#subscriber.ping(), 'PING')
   }
 
   unfollow(taskId: string): void {
@@ -131,11 +121,7 @@ export class RedisFeed implements LogFeed {
   appended(): void {}
 
   async publishStatus(taskId: string, data: string): Promise<void> {
-    try {
-      await withTimeout(this.#publisher.publish(logKey(taskId), STATUS_PREFIX + data), this.#timeoutMs, 'no reply to PUBLISH')
-    } catch (err) {
-      throw new StoreUnavailableError(FEED_NAME, err)
-    }
+    await this.#call(this.#publisher.publish(logKey(taskId), STATUS_PREFIX + data), 'PUBLISH')
   }
 
   async close(): Promise<void> {
@@ -144,6 +130,15 @@ export class RedisFeed implements LogFeed {
     for (const client of [this.#subscriber, this.#publisher]) {
       if (!client.isOpen) continue
       await withTimeout(client.close(), this.#timeoutMs, 'Redis did not close in time').catch(() => client.destroy())
+    }
+  }
+
+  /** Waits at most timeoutMs for a reply to `command`; any failure is a StoreUnavailableError. */
+  async #call<T>(reply: Promise<T>, command: string): Promise<T> {
+    try {
+      return await withTimeout(reply, this.#timeoutMs, `no reply to ${command}`)
+    } catch (err) {
+      throw new StoreUnavailableError(FEED_NAME, err)
     }
   }
 

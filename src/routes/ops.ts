@@ -22,7 +22,7 @@ async function check(dep: Dependency): Promise<{ status: 'ok' | 'down'; error?: 
 const Component = t.Object({ status: t.UnionEnum(['ok', 'down']), error: t.Optional(t.String()) })
 const Readiness = t.Object(
   { status: t.UnionEnum(['ready', 'unavailable']), components: t.Record(t.String(), Component) },
-  { examples: [{ status: 'ready', components: { tasks: { status: 'ok' }, history: { status: 'ok' } } }] },
+  { examples: [{ status: 'ready', components: { tasks: { status: 'ok' }, history: { status: 'ok' }, feed: { status: 'ok' } } }] },
 )
 
 export const opsRoutes = (metrics: Metrics, deps: Dependency[]) =>

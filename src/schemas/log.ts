@@ -32,7 +32,10 @@ export const LogAccepted = t.Object(
   {
     success: t.Literal(true),
     message: t.String(),
-    broadcasted: Int({ description: 'Subscribed connections (WebSocket and SSE) whose filter accepts this log' }),
+    broadcasted: Int({
+      description:
+        'Subscribed connections (WebSocket and SSE) on the instance that stored the log whose filter accepts it; other instances deliver it to theirs too',
+    }),
     id: LogId,
   },
   { examples: [{ success: true, message: 'Log stored and broadcast', broadcasted: 2, id: '1764152130123-0' }] },
@@ -42,7 +45,9 @@ export const BatchAccepted = t.Object(
   {
     success: t.Literal(true),
     accepted: Int({ minimum: 1 }),
-    broadcasted: Int({ description: 'Subscribed connections that accept at least one log of the batch' }),
+    broadcasted: Int({
+      description: 'Subscribed connections on the instance that stored the batch that accept at least one of its logs',
+    }),
     first_id: LogId,
     last_id: LogId,
   },

@@ -2,7 +2,7 @@
  * Test harness: the real app on a free port with its own stores (SQLite in memory, and
  * history in memory or in a real redis-server), plus small HTTP and WebSocket helpers.
  */
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createApp, type App } from '../../src/app'
@@ -65,6 +65,7 @@ export async function startServer(
  */
 export async function startInstances(redisUrl: string, n = 2): Promise<TestServer[]> {
   const dir = mkdtempSync(join(tmpdir(), 'tasklog-instances-'))
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
   const env = { DATABASE_URL: `sqlite://${join(dir, 'tasks.sqlite')}` }
   const servers: TestServer[] = []
   for (let i = 0; i < n; i++) servers.push(await startServer({ redisUrl, env }))
