@@ -105,8 +105,19 @@ describe('decompose: prose', () => {
     expect(decompose(description)).toEqual([description])
   })
 
-  test('a conditional "if ... then ..." without a comma is one step', () => {
-    expect(decompose('If the build fails then retry it once.')).toEqual(['If the build fails then retry it once.'])
+  test('a bare "then" joins steps too (DESIGN: sentences joined by "then")', () => {
+    expect(decompose('Compile then test then deploy')).toEqual(['Compile', 'Test', 'Deploy'])
+    expect(decompose('Download the file then unzip it.')).toEqual(['Download the file', 'Unzip it'])
+  })
+
+  test('a conditional "if ... then ..." and "then" as a time are one step', () => {
+    for (const one of [
+      'If the build fails then retry it once.',
+      'Retry when the mirror is back then report the result.',
+      'Keep the old cluster until then.',
+      'Wait for the backup and by then stop the writes.',
+    ])
+      expect(decompose(one)).toEqual([one])
   })
 
   test('decimals, abbreviations and URLs are not split', () => {

@@ -17,8 +17,12 @@ export const MAX_SUBTASK_LENGTH = 10_000
 const NUMBERED = /^(?:step\s*)?\(?\d{1,3}[.):]\s+/i
 const BULLET = /^[-*+•]\s+/
 
-// Words that join steps in prose: "x, then y", "x, finally y", "x and then y".
+// Words that join steps in prose: "x, then y", "x, finally y", "x and then y", "x then y".
 const JOINERS = new Set(['then', 'finally', 'next', 'lastly'])
+// A bare "then" after one of these answers a condition ("if a then b"), not a step.
+const CONDITIONALS = new Set(['if', 'when', 'whenever', 'once', 'unless'])
+// ... or, right after one of these, names a time ("until then", "by then").
+const TIME_BEFORE_THEN = new Set(['and', 'since', 'until', 'till', 'by', 'back', 'even', 'only', 'just', 'from'])
 // Stripped from the start of a prose step; the lookahead keeps a step that is only "Then".
 const LEADING_JOINER = /^(?:(?:and\s+)?(?:then|finally|next|lastly)|first(?:ly)?|after\s+that)[,:]?\s+(?=\S)/i
 // A full stop after these does not end a sentence.
@@ -91,10 +95,12 @@ function listItems(lines: string[]): string[] {
 function proseSteps(lines: string[]): string[] {
   const steps: string[] = []
   let words: string[] = []
+  let conditional = false
   const flush = () => {
     const step = cleanStep(words.join(' '))
     if (step !== '') steps.push(step)
     words = []
+    conditional = false
   }
   for (const line of lines) {
     const lineWords = line.split(/\s+/).filter((w) => w !== '')
@@ -105,8 +111,9 @@ function proseSteps(lines: string[]): string[] {
     for (let i = 0; i < lineWords.length; i++) {
       const word = lineWords[i] as string
       const previous = words[words.length - 1]
-      if (previous !== undefined && startsJoiner(previous, lineWords[i], lineWords[i + 1])) flush()
+      if (previous !== undefined && startsJoiner(previous, word, lineWords[i + 1], conditional)) flush()
       words.push(word)
+      conditional ||= CONDITIONALS.has(bare(word))
       if (endsStep(word, lineWords[i + 1])) flush()
     }
   }
@@ -118,11 +125,15 @@ function bare(word: string | undefined): string {
   return (word ?? '').toLowerCase().replace(/[,:]$/, '')
 }
 
-/** "x, then y" / "x, finally y" / "x, and next y" / "x and then y"; a bare "if a then b" is no joiner. */
-function startsJoiner(previous: string, word: string | undefined, next: string | undefined): boolean {
+/**
+ * "x, then y" / "x, finally y" / "x, and next y" / "x and then y" / "x then y"; in a step that
+ * states a condition, a bare "then" is no joiner ("if a then b"), nor is "then" as a time ("until then").
+ */
+function startsJoiner(previous: string, word: string, next: string | undefined, conditional: boolean): boolean {
   const afterComma = previous.endsWith(',')
   if (bare(word) === 'and') return JOINERS.has(bare(next)) && (afterComma || bare(next) !== 'next')
-  return afterComma && JOINERS.has(bare(word))
+  if (afterComma) return JOINERS.has(bare(word))
+  return bare(word) === 'then' && next !== undefined && !conditional && !TIME_BEFORE_THEN.has(bare(previous))
 }
 
 function isAbbreviation(word: string): boolean {
