@@ -1,3 +1,5 @@
+import { isIP } from 'node:net'
+
 /** Environment variables, validated once at start-up. */
 export interface Config {
   port: number
@@ -43,6 +45,20 @@ function url(env: Env, name: string, fallback: string | undefined, schemes: stri
   return raw
 }
 
+// Checked here because Bun, given a malformed host, fails deep inside listen with a stack trace.
+const HOST_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i
+
+function host(env: Env, name: string, fallback: string): string {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return fallback
+  if (!isIP(raw) && !HOST_NAME.test(raw)) {
+    throw new ConfigError(
+      `${name}=${raw} is invalid: expected an IPv4 or IPv6 address or a host name (letters, digits, dots and hyphens)`,
+    )
+  }
+  return raw
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const maxBatch = integer(env, 'MAX_BATCH', 1000, 1, 100_000)
   const maxMessageBytes = integer(env, 'MAX_MESSAGE_BYTES', 65_536, 1, 16 * 1024 * 1024)
@@ -51,7 +67,7 @@ export function loadConfig(env: Env = process.env): Config {
   const defaultBody = Math.max(8 * 1024 * 1024, 2 * (maxMessageBytes + maxMetadataBytes) + 4096)
   return {
     port: integer(env, 'PORT', 8000, 0, 65_535),
-    host: env.HOST?.trim() || '0.0.0.0',
+    host: host(env, 'HOST', '0.0.0.0'),
     redisUrl: url(env, 'REDIS_URL', undefined, ['redis', 'rediss']),
     databaseUrl: url(env, 'DATABASE_URL', 'sqlite://data/tasklog.sqlite', ['sqlite', 'postgres', 'postgresql'])!,
     logTtlSeconds: integer(env, 'LOG_TTL_SECONDS', 3600, 1, 365 * 24 * 3600),

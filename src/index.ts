@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { createApp } from './app'
 import { ConfigError, loadConfig } from './config'
 import { openStores } from './stores'
@@ -11,13 +12,32 @@ try {
   process.exit(1)
 }
 
+/** Says what to change for the failures an operator can fix; Bun's own message otherwise. */
+function listenFailure({ code, message }: ErrnoException, host: string): string {
+  if (code === 'EADDRINUSE') return 'the port is already in use; set PORT to a free port'
+  // A well-formed name that does not resolve comes back from Bun as EINVAL, not ENOTFOUND.
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EINVAL') {
+    return `${host} is not an address of this machine; set HOST`
+  }
+  return message
+}
+
 const stores = await openStores(config).catch((error: Error) => {
   console.error(`tasklog: cannot open stores: ${error.message}`)
   process.exit(1)
 })
 const { tasks, history, feed } = stores
-const app = createApp({ config, ...stores }).listen({ hostname: config.host, port: config.port })
-const shown = config.host === '0.0.0.0' ? 'localhost' : config.host
+const closeStores = () => Promise.allSettled([tasks.close(), history.close(), feed.close()])
+const app = createApp({ config, ...stores })
+const address = isIP(config.host) === 6 ? `[${config.host}]` : config.host
+try {
+  app.listen({ hostname: config.host, port: config.port })
+} catch (error) {
+  console.error(`tasklog: cannot listen on ${address}:${config.port}: ${listenFailure(error as ErrnoException, config.host)}`)
+  await closeStores()
+  process.exit(1)
+}
+const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : address
 console.log(
   `tasklog listening on http://${shown}:${app.server!.port} · tasks: ${tasks.description} · history: ${history.description} · docs: /swagger`,
 )
@@ -34,7 +54,7 @@ async function shutdown(signal: string) {
   app.decorator.sockets.closeAll(1012, 'Server restarting: reconnect with since=<last id>')
   await Promise.race([stopped, Bun.sleep(5_000)])
   await app.server?.stop(true)
-  await Promise.allSettled([tasks.close(), history.close(), feed.close()])
+  await closeStores()
   process.exit(0)
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))

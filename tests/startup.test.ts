@@ -62,8 +62,19 @@ describe('configuration', () => {
     ['REDIS_URL', 'localhost:6379', 'REDIS_URL=localhost:6379 is invalid'],
     ['LOG_TTL_SECONDS', '0', 'LOG_TTL_SECONDS=0 is invalid'],
     ['MAX_BATCH', '-5', 'MAX_BATCH=-5 is invalid'],
+    [
+      'HOST',
+      'bad_host!',
+      'HOST=bad_host! is invalid: expected an IPv4 or IPv6 address or a host name (letters, digits, dots and hyphens)',
+    ],
+    ['HOST', 'http://localhost', 'HOST=http://localhost is invalid'],
+    ['HOST', '-bad.example', 'HOST=-bad.example is invalid'],
   ])('%s=%s is refused', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(message)
+  })
+
+  test.each(['127.0.0.1', '::', '::1', 'localhost', 'my-host.internal'])('HOST=%s is accepted', (host) => {
+    expect(loadConfig({ HOST: host }).host).toBe(host)
   })
 
   test('a bad value stops start-up with one line naming the variable, exit code 1', async () => {
@@ -72,9 +83,43 @@ describe('configuration', () => {
     const stderr = await new Response(proc.stderr).text()
     expect(stderr.trim()).toBe('tasklog: PORT=abc is invalid: expected a whole number from 0 to 65535')
   })
+
+  test('a bad HOST stops start-up with one line naming it, not a stack trace', async () => {
+    const proc = start({ HOST: 'bad_host!' })
+    expect(await proc.exited).toBe(1)
+    const stderr = await new Response(proc.stderr).text()
+    expect(stderr.trim()).toBe(
+      'tasklog: HOST=bad_host! is invalid: expected an IPv4 or IPv6 address or a host name (letters, digits, dots and hyphens)',
+    )
+  })
 })
 
 describe('the server process', () => {
+  test('a port in use stops start-up with one line saying so, exit code 1', async () => {
+    const busy = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response() })
+    try {
+      const proc = start({ PORT: String(busy.port), HOST: '127.0.0.1', DATABASE_URL: 'sqlite://:memory:' })
+      expect(await proc.exited).toBe(1)
+      const stderr = await new Response(proc.stderr).text()
+      expect(stderr.trim()).toBe(
+        `tasklog: cannot listen on 127.0.0.1:${busy.port}: the port is already in use; set PORT to a free port`,
+      )
+    } finally {
+      busy.stop(true)
+    }
+  })
+
+  test('a HOST that is not an address of this machine stops start-up with one line saying so', async () => {
+    // 192.0.2.0/24 is reserved for documentation (RFC 5737), so no machine has it.
+    const port = freePort()
+    const proc = start({ PORT: String(port), HOST: '192.0.2.1', DATABASE_URL: 'sqlite://:memory:' })
+    expect(await proc.exited).toBe(1)
+    const stderr = await new Response(proc.stderr).text()
+    expect(stderr.trim()).toBe(
+      `tasklog: cannot listen on 192.0.2.1:${port}: 192.0.2.1 is not an address of this machine; set HOST`,
+    )
+  })
+
   test('starts with embedded defaults, says where things are stored, serves, and shuts down on SIGTERM', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tasklog-'))
     const port = freePort()
