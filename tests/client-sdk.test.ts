@@ -345,13 +345,15 @@ describe('LogStreamClient across server restarts', () => {
     const cluster = await restartable()
     try {
       const { server } = cluster
-      const [busy, quiet] = [await createTask(server), await createTask(server)]
+      // `silent` logs nothing until after the reconnection: resuming it is no gap either.
+      const [busy, quiet, silent] = [await createTask(server), await createTask(server), await createTask(server)]
       const [busySub, quietSub] = [busy.subtasks[0]!.subtask_id, quiet.subtasks[0]!.subtask_id]
       const stream = new LogStreamClient(server.wsUrl, { reconnect: { baseDelayMs: 20, maxDelayMs: 100 } })
       const seen = record(stream)
       stream.subscribe(busy.task_id)
       stream.subscribe(quiet.task_id)
-      await until(() => seen.of('subscribed').length === 2, 'two subscriptions')
+      stream.subscribe(silent.task_id)
+      await until(() => seen.of('subscribed').length === 3, 'three subscriptions')
       for (const n of [1, 2, 3]) await cluster.log(busySub, `busy ${n}`)
       await until(() => seen.logs.length === 3, 'three logs')
 
@@ -360,14 +362,17 @@ describe('LogStreamClient across server restarts', () => {
       for (const n of [4, 5]) await cluster.log(busySub, `busy ${n}`)
       await cluster.log(quietSub, 'quiet 1')
       cluster.up()
-      await until(() => seen.of('subscribed').length === 4, 'resubscription of both tasks')
+      await until(() => seen.of('subscribed').length === 6, 'resubscription of every task')
       for (const n of [6, 7]) await cluster.log(busySub, `busy ${n}`)
       await cluster.log(quietSub, 'quiet 2')
-      await until(() => seen.logs.length === 9, 'nine logs')
+      await cluster.log(silent.subtasks[0]!.subtask_id, 'silent 1')
+      await until(() => seen.logs.length === 10, 'ten logs')
       await Bun.sleep(100) // room for any duplicate to arrive
 
       expect(seen.messages(busy.task_id)).toEqual(['busy 1', 'busy 2', 'busy 3', 'busy 4', 'busy 5', 'busy 6', 'busy 7'])
       expect(seen.messages(quiet.task_id)).toEqual(['quiet 1', 'quiet 2'])
+      expect(seen.messages(silent.task_id)).toEqual(['silent 1'])
+      expect(seen.of('subscribed').slice(3)).toContainEqual({ task_id: silent.task_id, recovered: true })
       expect(seen.of('close')[0]).toMatchObject({ reconnecting: true })
       expect(seen.of('open')[1].url).toContain(`since=${seen.logs[2]!.id}`)
       expect(seen.of('gap')).toEqual([])

@@ -295,13 +295,20 @@ describe.each(factories)('%s', (_name, make) => {
     expect(replayed.logs).toEqual(back)
   })
 
-  test('unknown task: empty reads; recovered only without since', async () => {
+  test('unknown task: empty reads; recovered with since only when no later log can have gone', async () => {
     const s = await store()
     const task = uuid()
     expect(await s.read(task, { limit: 10, order: 'desc' })).toEqual([])
     expect(await s.read(task, { limit: 10, order: 'asc', since: '1-0', minLevel: 'error' })).toEqual([])
     expect(await s.replay(task, undefined, 10)).toEqual({ logs: [], recovered: true })
+    // Older than the TTL: logs after it may have come and expired.
     expect(await s.replay(task, '1-0', 10)).toEqual({ logs: [], recovered: false })
+    // A client resuming a task that has logged nothing yet: a log after `since` could neither
+    // have expired nor been lost in a restart (Redis reports its uptime in whole seconds).
+    await Bun.sleep(Math.max(0, redis.startedAt + 1000 - Date.now()))
+    const since = `${Date.now()}-0`
+    await Bun.sleep(5)
+    expect(await s.replay(task, since, 10)).toEqual({ logs: [], recovered: true })
     await s.ping()
     expect(s.description.length).toBeGreaterThan(0)
   })
@@ -347,6 +354,17 @@ describe.each(factories)('%s', (_name, make) => {
 })
 
 describe('MemoryHistory only', () => {
+  test('a restart loses every log: resuming after one written before it is a gap, however recent', async () => {
+    const before = new MemoryHistory({ ttlSeconds: 60, maxPerTask: 10 })
+    const task = uuid()
+    const [log] = await put(before, task, [newLog(task, uuid(), 'info', 'before the restart')])
+    await before.close()
+    await Bun.sleep(2)
+    const after = new MemoryHistory({ ttlSeconds: 60, maxPerTask: 10 })
+    expect(await after.replay(task, log!.id, 10)).toEqual({ logs: [], recovered: false })
+    await after.close()
+  })
+
   test('the sweeper drops expired tasks without any read; close() stops it', async () => {
     const s = new MemoryHistory({ ttlSeconds: 0.5, maxPerTask: 10 })
     const task = uuid()
@@ -589,7 +607,7 @@ describe('RedisHistory only', () => {
   test('outage: calls fail fast with StoreUnavailableError, then work again after a restart', async () => {
     const s = await connect()
     const task = uuid()
-    await put(s, task, [newLog(task, task, 'info', 'before')])
+    const [before] = await put(s, task, [newLog(task, task, 'info', 'before')])
 
     await redis.kill()
     const started = Date.now()
@@ -611,6 +629,8 @@ describe('RedisHistory only', () => {
         await Bun.sleep(50)
       }
     }
+    // The restart lost the task's logs: resuming after one is a gap, however recent it is.
+    expect(await s.replay(task, before!.id, 10)).toEqual({ logs: [], recovered: false })
     const [after] = await put(s, task, [newLog(task, task, 'info', 'after')])
     expect(messages(await s.read(task, { limit: 10, order: 'desc' }))).toEqual(['after'])
     expect(await s.replay(task, after!.id, 10)).toEqual({ logs: [], recovered: true })

@@ -15,8 +15,11 @@
  * `recovered` rule (identical in RedisHistory):
  * - no `since`: true (nothing was asked to be continuous);
  * - `since` given and the task has no history at all (never written, every log expired and the
- *   task was dropped, or, for Redis, the key expired or was lost): false, since nothing proves
- *   that no log after `since` existed;
+ *   task was dropped, or lost in a restart; for Redis, the key expired or was lost): true only
+ *   when no log after `since` can have gone, i.e. `since` is younger than the TTL (a later log
+ *   cannot have expired yet) and not older than the store (it cannot have been lost in a restart);
+ *   otherwise false, since nothing proves that no log after `since` existed. A client that
+ *   resumes a task which has logged nothing yet hears "recovered", not a false gap;
  * - otherwise true iff no log with an id greater than `since` was removed, i.e. the highest
  *   removed id (counting logs past their TTL that are still physically present) is <= `since`.
  */
@@ -54,6 +57,8 @@ export class MemoryHistory implements HistoryStore {
   readonly #ttlMs: number
   readonly #maxPerTask: number
   readonly #tasks = new Map<string, TaskHistory>()
+  /** Everything written before this store began was lost with the process that held it. */
+  readonly #startedMs = Date.now()
   #sweeper: ReturnType<typeof setInterval> | undefined
 
   constructor(opts: MemoryHistoryOptions) {
@@ -127,8 +132,9 @@ export class MemoryHistory implements HistoryStore {
 
   async replay(taskId: string, since: string | undefined, limit: number): Promise<Replay> {
     const after = since === undefined ? undefined : requireLogId(since)
-    const task = this.#live(taskId, Date.now())
-    if (!task) return { logs: [], recovered: after === undefined }
+    const now = Date.now()
+    const task = this.#live(taskId, now)
+    if (!task) return { logs: [], recovered: !after || (after.ms >= this.#startedMs && now - after.ms < this.#ttlMs) }
     const n = Math.max(0, limit)
     if (!after) {
       const from = Math.max(task.head, task.entries.length - n)

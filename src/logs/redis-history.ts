@@ -22,7 +22,9 @@
  *   `limit` matches come back whenever they exist, and never a log older than the TTL (logs
  *   are only physically trimmed on append).
  * - replay: the range plus `recovered`, from the predecessor recorded in the first entry not
- *   past its TTL (see the rule in memory-history.ts; both stores share it).
+ *   past its TTL, or, when the stream is gone, from the age of `since` and Redis' uptime (see the
+ *   rule in memory-history.ts; both stores share it). FLUSHALL, DEL or eviction of a stream
+ *   within its TTL are losses this cannot see: run Redis with `maxmemory-policy noeviction`.
  *
  * Outages: the client never queues commands while disconnected (`disableOfflineQueue`); when
  * calls are pending and Redis answers none of them for `timeoutMs` (default 2 s), all of them
@@ -217,6 +219,15 @@ local since = ARGV[2]
 local limit = tonumber(ARGV[3])
 if redis.call('EXISTS', key) == 0 then
   if since == '' then return { 1, {} } end
+  -- No history (memory-history.ts has the rule): a log after since cannot have expired before
+  -- since + TTL, nor been lost in a restart of Redis after since. Uptime is in whole seconds, so
+  -- the start it gives is the latest possible one.
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ok, info = pcall(redis.call, 'INFO', 'server')
+  local uptime = ok and tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+  local ms = parse(since)
+  if uptime and now - ms < ttlMs and ms >= now - uptime * 1000 then return { 1, {} } end
   return { 0, {} }
 end
 local c = cutoff(ttlMs)

@@ -18,6 +18,8 @@ export interface RedisServer {
   readonly port: number
   /** The running server's process id (for its CPU time in /proc). */
   readonly pid: number
+  /** When the running server started (Date.now()): what it holds was written since. */
+  readonly startedAt: number
   /** Graceful shutdown (SIGTERM); resolves once the process has exited. */
   stop(): Promise<void>
   /** SIGKILL, as in a crash; resolves once the process has exited. */
@@ -150,6 +152,7 @@ export async function startRedis(): Promise<RedisServer> {
   if (!proc) throw new Error('could not start redis-server')
 
   let current: Subprocess | undefined = proc
+  let startedAt = Date.now()
   const signal = async (sig: 'SIGTERM' | 'SIGKILL') => {
     const p = current
     current = undefined
@@ -165,6 +168,9 @@ export async function startRedis(): Promise<RedisServer> {
     get pid() {
       return current?.pid ?? Number.NaN
     },
+    get startedAt() {
+      return startedAt
+    },
     stop: () => signal('SIGTERM'),
     kill: () => signal('SIGKILL'),
     async restart() {
@@ -174,6 +180,7 @@ export async function startRedis(): Promise<RedisServer> {
       for (let attempt = 0; attempt < 20; attempt++) {
         try {
           current = await spawnReady(port)
+          startedAt = Date.now()
           return
         } catch (err) {
           lastError = err
