@@ -35,6 +35,9 @@ describe('Redis outage', () => {
     const error = await json(res)
     expect(error.error).toBe('unavailable')
     expect(error.message).toContain('nothing was stored')
+    // Operators see it in /metrics: the 503 counts as a store error.
+    const metrics = await (await fetch(`${server.url}/metrics`)).text()
+    expect(Number(/^tasklog_store_errors_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1)
     const ready = await fetch(`${server.url}/ready`)
     expect(ready.status).toBe(503)
     const { components } = await json(ready)

@@ -102,6 +102,26 @@ describe.each(['memory', 'redis'] as const)('WebSocket protocol (%s history)', (
     client.close()
   })
 
+  test('at most 100 subscriptions per connection: the 101st is refused, the connection and the others stay', async () => {
+    const tasks = await Promise.all(Array.from({ length: 101 }, () => createTask(server)))
+    const client = await watch(server, tasks[0]!.task_id)
+    for (const task of tasks.slice(1, 100)) {
+      client.send({ action: 'subscribe', task_id: task.task_id })
+      expect(await client.next()).toMatchObject({ type: 'subscribed', data: { task_id: task.task_id } })
+    }
+    const last = tasks[100]!
+    client.send({ action: 'subscribe', task_id: last.task_id })
+    expect(await client.next()).toMatchObject({ type: 'error', data: { code: 'too_many_subscriptions' } })
+    await sendLog(server, tasks[99]!.subtasks[0]!.subtask_id, { level: 'info', message: 'to the 100th' })
+    expect((await client.next()).data).toMatchObject({ task_id: tasks[99]!.task_id, message: 'to the 100th' })
+    // Room again after an unsubscribe.
+    client.send({ action: 'unsubscribe', task_id: tasks[0]!.task_id })
+    expect(await client.next()).toMatchObject({ type: 'unsubscribed' })
+    client.send({ action: 'subscribe', task_id: last.task_id })
+    expect(await client.next()).toMatchObject({ type: 'subscribed', data: { task_id: last.task_id } })
+    client.close()
+  })
+
   test('level filter: this level and above, and broadcasted counts only accepting connections', async () => {
     const task = await createTask(server)
     const sub = task.subtasks[0]!.subtask_id
