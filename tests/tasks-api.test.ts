@@ -113,6 +113,9 @@ describe('GET /api/v1/tasks', () => {
       const failed = await json(await fetch(`${fresh.url}/api/v1/tasks?status=failed`))
       expect(failed.tasks.map((t: { task_id: string }) => t.task_id)).toEqual([seen[0]])
       expect(failed.next_cursor).toBeNull()
+      // Without a status filter every task is listed, not only pending ones.
+      const unfiltered = await json(await fetch(`${fresh.url}/api/v1/tasks?limit=100`))
+      expect(unfiltered.tasks.map((t: { task_id: string }) => t.task_id)).toEqual(seen)
     } finally {
       await fresh.stop()
     }
@@ -122,6 +125,16 @@ describe('GET /api/v1/tasks', () => {
     const res = await fetch(api(`/tasks?${q}`))
     expect(res.status).toBe(422)
     expect((await json(res)).error).toBe('validation')
+  })
+
+  test.each([['status='], ['status=done']])('%s names the statuses', async (q) => {
+    const res = await fetch(api(`/tasks?${q}`))
+    expect(res.status).toBe(422)
+    expect(await json(res)).toEqual({
+      error: 'validation',
+      message: 'Invalid query parameter status: must be one of pending, in_progress, completed, failed',
+      details: [{ path: '/status', message: 'must be one of pending, in_progress, completed, failed' }],
+    })
   })
 })
 
@@ -168,13 +181,22 @@ describe('subtasks', () => {
     expect(await taskStatus()).toBe('completed')
     await patch(`/subtasks/${y!.subtask_id}`, { status: 'failed' })
     expect(await taskStatus()).toBe('failed')
+    // A PATCH without status leaves it alone.
+    expect(await json(await patch(`/subtasks/${y!.subtask_id}`, { worker_name: 'other' }))).toMatchObject({
+      status: 'failed',
+      worker_name: 'other',
+    })
+    expect(await taskStatus()).toBe('failed')
   })
 
   test('PATCH validation and unknown subtask', async () => {
     const task = await createTask(server)
     const bad = await patch(`/subtasks/${task.subtasks[0]!.subtask_id}`, { status: 'done' })
     expect(bad.status).toBe(422)
-    expect((await json(bad)).details[0].path).toBe('/status')
+    expect(await json(bad)).toMatchObject({
+      message: 'Invalid request body at /status: must be one of pending, in_progress, completed, failed',
+      details: [{ path: '/status' }],
+    })
     expect((await patch('/subtasks/00000000-0000-4000-8000-000000000000', { status: 'completed' })).status).toBe(404)
   })
 })

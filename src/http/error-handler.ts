@@ -1,6 +1,31 @@
+import { ValueErrorType } from '@sinclair/typebox/errors'
 import { Elysia } from 'elysia'
 import { ApiError } from '../errors'
 import type { Metrics } from '../metrics'
+
+interface SchemaError {
+  type?: ValueErrorType
+  path?: string
+  message?: string
+  summary?: string
+  schema?: { error?: unknown; enum?: unknown[] }
+}
+
+/**
+ * What a value failed, in words: the schema's own `error` text, or its allowed values (TypeBox
+ * says "Expected kind 'UnionEnum'"); else, and for a missing field, Elysia's summary. Elysia
+ * itself uses `error` only for its first error's message, so every detail is worded here.
+ */
+function requirement({ type, schema, summary, message }: SchemaError): string {
+  if (type !== ValueErrorType.ObjectRequiredProperty) {
+    if (typeof schema?.error === 'string') return schema.error
+    if (Array.isArray(schema?.enum)) return `must be one of ${schema.enum.join(', ')}`
+  }
+  return summary ?? message ?? 'Invalid value'
+}
+
+/** Parts of a request that are flat name-value pairs, by Elysia's `ValidationError.type`. */
+const NAMED_PARTS: Record<string, string> = { params: 'path parameter', query: 'query parameter', headers: 'header' }
 
 /**
  * Renders every failure in the DESIGN error shape. Elysia's own errors (validation, parse,
@@ -10,11 +35,14 @@ export function toErrorResponse(code: string | number, error: unknown): ApiError
   if (error instanceof ApiError) return error
   switch (code) {
     case 'VALIDATION': {
-      const v = error as { type?: string; all?: { path?: string; message?: string; summary?: string }[] }
-      const details = (v.all ?? []).map((e) => ({ path: e.path || '/', message: e.summary ?? e.message ?? 'Invalid value' }))
-      const where = v.type === 'params' ? 'path parameter' : v.type === 'query' ? 'query parameter' : 'request body'
+      const v = error as { type?: string; all?: SchemaError[] }
+      const details = (v.all ?? []).map((e) => ({ path: e.path || '/', message: requirement(e) }))
       const first = details[0]
-      return new ApiError('validation', `Invalid ${where}${first ? ` at ${first.path}: ${first.message}` : ''}`, details)
+      if (!first) return new ApiError('validation', 'Invalid request')
+      const part = NAMED_PARTS[v.type ?? '']
+      // Elysia's 'property' errors (a numeric query or body field out of range) carry no path.
+      const where = part ? `${part} ${first.path.slice(1)}` : v.type === 'body' ? `request body at ${first.path}` : 'value'
+      return new ApiError('validation', `Invalid ${where}: ${first.message}`, details)
     }
     case 'PARSE':
       // Elysia wraps whatever the body parser threw; keep our own message when it was ours.

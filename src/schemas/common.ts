@@ -1,5 +1,12 @@
 import { t } from 'elysia'
-import { Type, type IntegerOptions, type ObjectOptions, type TProperties } from '@sinclair/typebox'
+import {
+  FormatRegistry,
+  Type,
+  type IntegerOptions,
+  type ObjectOptions,
+  type SchemaOptions,
+  type TProperties,
+} from '@sinclair/typebox'
 
 /** UUID v1-v8 in canonical form; anything else in a path is a 422. */
 export const Uuid = t.String({
@@ -8,25 +15,70 @@ export const Uuid = t.String({
   examples: ['01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f'],
 })
 
-/** ISO 8601 UTC with milliseconds and `Z`. */
+/** ISO 8601 UTC with milliseconds and `Z`: every timestamp the server sends. */
 export const Timestamp = t.String({
   format: 'date-time',
   description: 'ISO 8601 UTC timestamp with milliseconds',
   examples: ['2026-11-26T10:15:30.123Z'],
 })
 
+/** Date, then optionally `T` (or a space, as Python's `str(datetime)`), time, fraction and offset; `t`, `z` as RFC 3339 allows. */
+const ISO_DATE_TIME = /^(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d)(?::(\d\d)(?:\.(\d+))?)?(Z|([+-])(\d\d):?(\d\d))?)?$/i
+
+/**
+ * A client's ISO 8601 date-time in the wire format (UTC, milliseconds, `Z`), or undefined when it
+ * is not one. Without an offset it is UTC, as the original backend (pydantic) read
+ * `datetime.utcnow().isoformat()`; a date alone is its midnight. Digits past milliseconds are cut.
+ */
+export function utcTimestamp(text: string): string | undefined {
+  // Most clients (the SDK included) send the wire form itself: checked whole, 3x faster.
+  if (WIRE_TIMESTAMP.test(text)) {
+    const ms = Date.parse(text)
+    return !Number.isNaN(ms) && new Date(ms).toISOString() === text ? text : undefined
+  }
+  const parts = ISO_DATE_TIME.exec(text)
+  if (!parts) return undefined
+  const [, date, time = '00:00', seconds = '00', fraction = '', , sign, offsetHours = '0', offsetMinutes = '0'] = parts
+  const utc = `${date}T${time}:${seconds}.${fraction.slice(0, 3).padEnd(3, '0')}Z`
+  const ms = Date.parse(utc)
+  // Date.parse rolls some impossible dates over (Feb 30 becomes Mar 2): a real one reads back unchanged.
+  if (Number.isNaN(ms) || new Date(ms).toISOString() !== utc || +offsetHours > 23 || +offsetMinutes > 59) return undefined
+  const offset = (sign === '-' ? -1 : 1) * (+offsetHours * 60 + +offsetMinutes) * 60_000
+  return offset ? new Date(ms - offset).toISOString() : utc
+}
+
+const WIRE_TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
+
+// The shape only: encodeRequests converts each timestamp once and refuses impossible dates (February 30).
+FormatRegistry.Set('iso-date-time-utc', (text) => ISO_DATE_TIME.test(text))
+
+/** A timestamp a client sends: an ISO 8601 date-time, read as UTC when it has no offset. */
+export const TimestampInput = t.String({
+  format: 'iso-date-time-utc',
+  description:
+    "ISO 8601 date-time, stored in UTC with milliseconds. Without an offset it is read as UTC (as Python's `datetime.utcnow().isoformat()`); a date alone is its midnight UTC.",
+  examples: ['2026-11-26T10:15:30.123Z', '2026-11-26T10:15:30.123456'],
+  error: 'must be an ISO 8601 date-time such as 2026-01-02T03:04:05.123Z; without an offset it is read as UTC',
+})
+
+/**
+ * One of fixed values, required where it appears. Not a bare `t.UnionEnum`: Elysia fills in its
+ * default (the first value) when the field is absent, which made a missing level 'debug', listed
+ * only pending tasks and reset a subtask to pending on a PATCH without status.
+ */
+export const Enum = <const T extends readonly [string, ...string[]]>(values: T, options: SchemaOptions) => {
+  const { default: _, ...schema } = t.UnionEnum(values, options)
+  return schema as Omit<typeof schema, 'default'> & ReturnType<typeof t.UnionEnum<T>>
+}
+
 export const STATUSES = ['pending', 'in_progress', 'completed', 'failed'] as const
 export type Status = (typeof STATUSES)[number]
-export const StatusSchema = t.UnionEnum(STATUSES, { description: 'Work status' })
+export const StatusSchema = Enum(STATUSES, { description: 'Work status' })
 
 /** Log levels in ascending order of severity. */
 export const LEVELS = ['debug', 'info', 'warning', 'error'] as const
 export type Level = (typeof LEVELS)[number]
-/** Required where it appears: Elysia's UnionEnum defaults to its first value, which made a missing level 'debug'. */
-export const LevelSchema = (() => {
-  const { default: _, ...schema } = t.UnionEnum(LEVELS, { description: 'Log level: debug < info < warning < error' })
-  return schema as Omit<typeof schema, 'default'> & ReturnType<typeof t.UnionEnum<typeof LEVELS>>
-})()
+export const LevelSchema = Enum(LEVELS, { description: 'Log level: debug < info < warning < error' })
 
 /** Rank of a level, for "this level and above" filters. */
 export const levelRank = (level: Level): number => LEVELS.indexOf(level)
@@ -48,6 +100,7 @@ export const LogId = t.String({
   pattern: '^\\d{1,15}-\\d{1,15}$',
   description: 'Log id: a Redis stream entry id `<ms>-<seq>`, strictly increasing within a task',
   examples: ['1764152130123-0'],
+  error: 'must be a log id <ms>-<seq> such as 1764152130123-0',
 })
 
 let lastMs = 0

@@ -1,12 +1,12 @@
 import { t, type Static } from 'elysia'
-import { Input, Int, LevelSchema, LogId, Metadata, Timestamp, Uuid } from './common'
+import { Enum, Input, Int, LevelSchema, LogId, Metadata, Timestamp, TimestampInput, Uuid } from './common'
 
 export const LogRequest = Input(
   {
     level: LevelSchema,
     message: t.String({ description: 'The log line' }),
     metadata: t.Optional(t.Nullable(Metadata)),
-    timestamp: t.Optional(Timestamp),
+    timestamp: t.Optional(TimestampInput),
   },
   { examples: [{ level: 'info', message: 'Processing step 1', metadata: { step: 1 } }] },
 )
@@ -79,8 +79,7 @@ export const LogBatch = Input(
 
 export const LogHistoryQuery = Input({
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-  // Not t.UnionEnum: in a query Elysia would default it to its first value, hiding absence.
-  order: t.Optional(t.Union([t.Literal('desc'), t.Literal('asc')])),
+  order: t.Optional(Enum(['desc', 'asc'], { description: 'Newest first (default without `since`) or oldest first' })),
   since: t.Optional(LogId),
   level: t.Optional(LevelSchema),
   subtask_id: t.Optional(Uuid),
