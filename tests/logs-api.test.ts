@@ -79,6 +79,11 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
       [{ level: 'info', message: 'x', metadata: 'nope' }, '/metadata'],
       [{ level: 'info', message: 'x', metadata: ['a', 'list'] }, '/metadata'], // an object, not any JSON
       [{ level: 'info', message: 'x', timestamp: 'yesterday' }, '/timestamp'],
+      [{ level: 'info', message: 'x', timestamp: '2026-13-45T00:00:00' }, '/timestamp'],
+      [{ level: 'info', message: 'x', timestamp: '2026-02-30T00:00:00Z' }, '/timestamp'], // not rolled over to March
+      [{ level: 'info', message: 'x', timestamp: '2026-01-02T24:00:00' }, '/timestamp'],
+      [{ level: 'info', message: 'x', timestamp: '2026-01-02T03:04:05+24:00' }, '/timestamp'],
+      [{ level: 'info', message: 'x', timestamp: '02/01/2026' }, '/timestamp'], // not ISO: day or month first?
       [{ level: 'info', message: 'é'.repeat(51) }, '/message'], // 102 bytes of UTF-8 > 100
       [{ level: 'info', message: 'x', metadata: { blob: 'y'.repeat(60) } }, '/metadata'],
     ]
@@ -123,6 +128,86 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     const [stamped, plain] = (await history(task.task_id)).logs
     expect(plain.metadata).toBeNull()
     expect(stamped.timestamp).toBe('2026-01-02T01:04:05.000Z')
+  })
+
+  test('a timestamp without an offset is UTC, as Python sends it; fractions are cut to milliseconds', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!.subtask_id
+    const stored: [string, string][] = [
+      ['2026-01-02T03:04:05', '2026-01-02T03:04:05.000Z'], // datetime.utcnow().isoformat()
+      ['2026-01-02T03:04:05.123456', '2026-01-02T03:04:05.123Z'],
+      ['2026-01-02 03:04:05.987654', '2026-01-02T03:04:05.987Z'], // str(datetime.utcnow())
+      ['2026-01-02T03:04', '2026-01-02T03:04:00.000Z'],
+      ['2026-01-02', '2026-01-02T00:00:00.000Z'], // a date alone is its midnight
+      ['2026-01-02T03:04:05.9999Z', '2026-01-02T03:04:05.999Z'],
+      ['2026-01-02T03:04:05.123456+02:00', '2026-01-02T01:04:05.123Z'],
+      ['2026-01-02T03:04:05-0530', '2026-01-02T08:34:05.000Z'],
+      ['2026-01-02t03:04:05z', '2026-01-02T03:04:05.000Z'],
+    ]
+    await sendLog(server, sub, { level: 'info', message: 'single', timestamp: stored[0]![0] })
+    const batch = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
+      logs: stored.map(([timestamp]) => ({ level: 'info', message: 'batched', timestamp })),
+    })
+    expect(batch.status).toBe(201)
+    const logs = (await history(task.task_id, '?order=asc')).logs
+    expect(logs.map((l: any) => l.timestamp)).toEqual([stored[0]![1], ...stored.map(([, iso]) => iso)])
+  })
+
+  test('validation messages say what is allowed and where', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!.subtask_id
+    const levels = 'must be one of debug, info, warning, error'
+    const failures: [Promise<Response>, string, string][] = [
+      [post(logUrl(sub), { level: 'verbose', message: 'x' }), '/level', `Invalid request body at /level: ${levels}`],
+      [
+        post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
+          logs: [
+            { level: 'info', message: 'x' },
+            { level: 'verbose', message: 'x' },
+          ],
+        }),
+        '/logs/1/level',
+        `Invalid request body at /logs/1/level: ${levels}`,
+      ],
+      [
+        post(logUrl(sub), { level: 'info', message: 'x', timestamp: 'yesterday' }),
+        '/timestamp',
+        'Invalid request body at /timestamp: must be an ISO 8601 date-time such as 2026-01-02T03:04:05.123Z; without an offset it is read as UTC',
+      ],
+      [
+        fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?level=bogus`),
+        '/level',
+        `Invalid query parameter level: ${levels}`,
+      ],
+      [
+        fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?order=up`),
+        '/order',
+        'Invalid query parameter order: must be one of desc, asc',
+      ],
+      [
+        fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?since=abc`),
+        '/since',
+        'Invalid query parameter since: must be a log id <ms>-<seq> such as 1764152130123-0',
+      ],
+      [
+        fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs/stream?level=loud`),
+        '/level',
+        `Invalid query parameter level: ${levels}`,
+      ],
+      [
+        fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs/stream`, { headers: { 'Last-Event-ID': 'abc' } }),
+        '/last-event-id',
+        'Invalid header last-event-id: must be a log id <ms>-<seq> such as 1764152130123-0',
+      ],
+    ]
+    for (const [response, path, message] of failures) {
+      const res = await response
+      expect(res.status).toBe(422)
+      const error = await json(res)
+      expect(error).toMatchObject({ error: 'validation', message })
+      expect(error.details[0].path).toBe(path)
+      expect(message).toEndWith(error.details[0].message)
+    }
   })
 
   test('Server-Sent Events: live logs and status with ids, resume from Last-Event-ID', async () => {

@@ -1,5 +1,5 @@
 import { ApiError, type ErrorDetail } from '../errors'
-import { now, type Level } from '../schemas/common'
+import { now, utcTimestamp, type Level } from '../schemas/common'
 import type { LogRequest, NewLog } from '../schemas/log'
 
 export interface SubtaskRef {
@@ -61,13 +61,9 @@ export function encodeRequests(requests: LogRequest[], subtask: SubtaskRef, limi
     const bytes = utf8Bytes(req.message, limits.maxMessageBytes)
     if (bytes > limits.maxMessageBytes)
       problem(i, 'message', `message is ${bytes} bytes; at most ${limits.maxMessageBytes} are allowed`)
-    const log = encoded(
-      subtask,
-      req.level,
-      req.message,
-      req.metadata,
-      req.timestamp ? new Date(req.timestamp).toISOString() : received,
-    )
+    const timestamp = req.timestamp === undefined ? received : utcTimestamp(req.timestamp)
+    if (timestamp === undefined) problem(i, 'timestamp', `timestamp ${req.timestamp} is not a real date and time`)
+    const log = encoded(subtask, req.level, req.message, req.metadata, timestamp ?? received)
     // The metadata is within the body, so a body within the limit needs no separate measuring.
     if (req.metadata != null && utf8Bytes(log.body, limits.maxMetadataBytes) > limits.maxMetadataBytes) {
       const metadataBytes = Buffer.byteLength(JSON.stringify(req.metadata))
