@@ -255,6 +255,51 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     expect((await sendLog(server, sub, { level: 'info', message: 'after' })).broadcasted).toBe(0)
   })
 
+  test('SSE query options: ?since resumes, ?history replays the newest n, ?level filters replay and live', async () => {
+    /** A fresh task with four logs; opens a stream with `query(ids)`, posts one live error once it is subscribed, and returns the messages of the log events. */
+    const messagesOf = async (query: (ids: string[]) => string) => {
+      const task = await createTask(server)
+      const sub = task.subtasks[0]!.subtask_id
+      const ids: string[] = []
+      for (const [level, message] of [
+        ['info', 'one'],
+        ['error', 'two'],
+        ['debug', 'three'],
+        ['warning', 'four'],
+      ] as const)
+        ids.push((await sendLog(server, sub, { level, message })).id)
+      const controller = new AbortController()
+      const res = await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs/stream${query(ids)}`, {
+        signal: controller.signal,
+      })
+      expect(res.status).toBe(200)
+      const reader = res.body!.getReader()
+      const decoder = new TextDecoder()
+      let text = ''
+      const until = async (needle: string) => {
+        while (!text.includes(needle)) {
+          const { value, done } = await reader.read()
+          if (done) throw new Error(`stream ended before ${needle}`)
+          text += decoder.decode(value)
+        }
+      }
+      await until(': subscribed')
+      await sendLog(server, sub, { level: 'error', message: 'live' })
+      await until('"live"')
+      controller.abort()
+      return text
+        .split('\n\n')
+        .filter((e) => e.includes('event: log'))
+        .map((e) => JSON.parse(e.split('data: ')[1]!).message)
+    }
+    expect(await messagesOf((ids) => `?since=${ids[1]}`)).toEqual(['three', 'four', 'live'])
+    expect(await messagesOf(() => '?history=2')).toEqual(['three', 'four', 'live'])
+    expect(await messagesOf((ids) => `?since=${ids[0]}&level=warning`)).toEqual(['two', 'four', 'live'])
+    expect(await messagesOf(() => '?history=4&level=error')).toEqual(['two', 'live'])
+    // Without since or history, only live logs.
+    expect(await messagesOf(() => '')).toEqual(['live'])
+  })
+
   test('SSE for an unknown task is a 404', async () => {
     const res = await fetch(`${server.url}/api/v1/tasks/00000000-0000-4000-8000-000000000000/logs/stream`)
     expect(res.status).toBe(404)
