@@ -200,6 +200,12 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
         'Invalid header last-event-id: must be a log id <ms>-<seq> such as 1764152130123-0',
       ],
     ]
+    // Out of range or not a number, the limit names itself (Elysia reports no path for the former).
+    for (const limit of ['0', '1001', 'abc']) {
+      const res = await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?limit=${limit}`)
+      expect(res.status).toBe(422)
+      expect((await json(res)).message).toEndWith(': limit must be a whole number from 1 to 1000')
+    }
     for (const [response, path, message] of failures) {
       const res = await response
       expect(res.status).toBe(422)

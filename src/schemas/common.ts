@@ -121,6 +121,10 @@ export const now = (): string => {
  */
 export const Int = (options?: IntegerOptions) => Type.Integer(options)
 
+/** A page size in a query string, with a message that names it (Elysia's own loses the field). */
+export const Limit = (maximum: number, fallback: number) =>
+  t.Integer({ minimum: 1, maximum, default: fallback, error: `limit must be a whole number from 1 to ${maximum}` })
+
 /**
  * An object a client sends (body, query, path, headers): unknown fields are accepted and
  * ignored, as clients of the original backend expect. Handlers pick the fields they use.

@@ -1,5 +1,5 @@
 import { t, type Static } from 'elysia'
-import { Enum, Input, Int, LevelSchema, LogId, Metadata, Timestamp, TimestampInput, Uuid } from './common'
+import { Enum, Input, Int, LevelSchema, Limit, LogId, Metadata, Timestamp, TimestampInput, Uuid } from './common'
 
 export const LogRequest = Input(
   {
@@ -78,7 +78,7 @@ export const LogBatch = Input(
 )
 
 export const LogHistoryQuery = Input({
-  limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  limit: t.Optional(Limit(1000, 100)),
   order: t.Optional(Enum(['desc', 'asc'], { description: 'Newest first (default without `since`) or oldest first' })),
   since: t.Optional(LogId),
   level: t.Optional(LevelSchema),

@@ -1,5 +1,5 @@
 import { t, type Static } from 'elysia'
-import { Input, Int, StatusSchema, Timestamp, Uuid } from './common'
+import { Input, Int, Limit, StatusSchema, Timestamp, Uuid } from './common'
 
 const subtaskExample = {
   subtask_id: '01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e70',
@@ -92,7 +92,7 @@ export type TaskList = Static<typeof TaskList>
 
 export const ListTasksQuery = Input({
   status: t.Optional(StatusSchema),
-  limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
+  limit: t.Optional(Limit(100, 20)),
   cursor: t.Optional(t.String({ description: '`next_cursor` of the previous page' })),
 })
 
