@@ -45,6 +45,34 @@ describe('OpenAPI document', () => {
     ).toBeDefined()
     expect(log.responses['201'].content['application/json'].schema.properties.broadcasted.type).toBe('integer')
   })
+
+  test('documents the WebSocket frames and actions as named schemas', async () => {
+    const spec = await json(await fetch(`${server.url}/swagger/json`))
+    const schemas = spec.components.schemas
+    const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` })
+    const frames = ['SubscribedFrame', 'UnsubscribedFrame', 'LogFrame', 'StatusFrame', 'PongFrame', 'ErrorFrame']
+    expect(schemas.ServerFrame.anyOf).toEqual(frames.map(ref))
+    expect(schemas.ClientAction.anyOf).toEqual(['PingAction', 'SubscribeAction', 'UnsubscribeAction'].map(ref))
+    for (const name of frames) expect(schemas[name].required, name).toContain('timestamp')
+
+    expect(schemas.LogFrame.properties.type.enum).toEqual(['log'])
+    expect(schemas.LogFrame.properties.data).toEqual(ref('LogMessage'))
+    expect(Object.keys(schemas.LogMessage.properties).sort()).toEqual(
+      ['id', 'level', 'message', 'metadata', 'subtask_id', 'task_id', 'timestamp', 'worker_id', 'worker_name'].sort(),
+    )
+    expect(schemas.StatusFrame.properties.data).toEqual(ref('StatusChange'))
+    expect(schemas.StatusChange.required).toEqual(['task_id', 'subtask_id', 'status', 'task_status', 'worker_name'])
+    expect(schemas.SubscribedFrame.properties.data.required).toEqual(['task_id'])
+    expect(schemas.SubscribedFrame.properties.data.properties.recovered.type).toBe('boolean')
+    expect(schemas.PongFrame.properties.data).toBeUndefined()
+    expect(schemas.ErrorFrame.properties.data.properties.code.enum).toContain('too_many_subscriptions')
+    expect(Object.keys(schemas.SubscribeAction.properties).sort()).toEqual(['action', 'history', 'level', 'since', 'task_id'])
+
+    const ws = spec.paths['/api/v1/ws/tasks/{task_id}/logs'].get
+    expect(ws['x-websocket-server-frames']).toEqual(ref('ServerFrame'))
+    expect(ws['x-websocket-client-actions']).toEqual(ref('ClientAction'))
+    expect(ws.description).toContain('ServerFrame')
+  })
 })
 
 // CI installs Chromium, so there the browser test always runs.

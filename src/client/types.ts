@@ -1,7 +1,10 @@
 /**
- * Wire types of the tasklog API as a client sees them (DESIGN.md). Plain TypeScript, no
- * runtime imports, so the SDK runs wherever `fetch` and `WebSocket` exist.
+ * Wire types of the tasklog API as a client sees them (DESIGN.md). No runtime imports, so the
+ * SDK runs wherever `fetch` and `WebSocket` exist; the types of streamed messages come from the
+ * server's schemas, as types only (erased when compiled).
  */
+import type { StatusChange } from '../schemas/frames'
+import type { LogMessage } from '../schemas/log'
 
 /** Log levels in ascending order of severity: a level filter means "this level and above". */
 export const LEVELS = ['debug', 'info', 'warning', 'error'] as const
@@ -11,17 +14,7 @@ export type Status = 'pending' | 'in_progress' | 'completed' | 'failed'
 export type Metadata = Record<string, unknown>
 
 /** A log line as stored and streamed. `id` is `<ms>-<seq>`, strictly increasing within a task. */
-export interface LogMessage {
-  id: string
-  task_id: string
-  subtask_id: string
-  level: Level
-  message: string
-  metadata: Metadata | null
-  worker_id: string | null
-  worker_name: string | null
-  timestamp: string
-}
+export type { LogMessage }
 
 /** One line of `POST /subtasks/{id}/logs`. */
 export interface LogEntry {
@@ -41,15 +34,9 @@ export interface BatchAccepted {
 }
 
 /** `data` of a `status` frame: a subtask changed status. */
-export interface StatusChange {
-  task_id: string
-  subtask_id: string
-  status: Status
-  task_status: Status
-  worker_name: string | null
-}
+export type { StatusChange }
 
-/** Every error answer and the `data` of an `error` frame. */
+/** Every error answer of the HTTP API. */
 export interface ErrorBody {
   error: string
   message: string

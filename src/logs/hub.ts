@@ -1,5 +1,6 @@
 import type { Server, ServerWebSocket } from 'bun'
 import { LEVELS, levelRank, now, type Level, type Status } from '../schemas/common'
+import type { StatusChange } from '../schemas/frames'
 import type { Subtask } from '../schemas/task'
 import { logData, rawFrame, toLiveLog, type LiveLog } from './frames'
 import type { HistoryStore, StoredLog } from './history-store'
@@ -232,13 +233,14 @@ export class Hub {
 
   /** Sends a subtask's status change to every subscriber of its task, whatever their level, on every instance. */
   publishStatus(subtask: Subtask, taskStatus: Status): void {
-    const data = JSON.stringify({
+    const change: StatusChange = {
       task_id: subtask.task_id,
       subtask_id: subtask.subtask_id,
       status: subtask.status,
       task_status: taskStatus,
       worker_name: subtask.worker_name,
-    })
+    }
+    const data = JSON.stringify(change)
     // The change is stored already; only its live broadcast is lost when the feed is down.
     this.feed.publishStatus(subtask.task_id, data).catch((error: Error) => console.warn(`[hub] ${error.message}`))
   }

@@ -1,6 +1,22 @@
 import { Elysia } from 'elysia'
 import { swagger } from '@elysiajs/swagger'
+import type { TSchema } from '@sinclair/typebox'
 import { dirname, join } from 'node:path'
+import {
+  ClientAction,
+  ErrorFrame,
+  LogFrame,
+  PingAction,
+  PongFrame,
+  ServerFrame,
+  StatusChange,
+  StatusFrame,
+  SubscribeAction,
+  SubscribedFrame,
+  UnsubscribeAction,
+  UnsubscribedFrame,
+} from '../schemas/frames'
+import { LogMessage } from '../schemas/log'
 
 const assetDir = dirname(Bun.resolveSync('swagger-ui-dist/package.json', import.meta.dir))
 const asset = (file: string, type: string) =>
@@ -25,6 +41,33 @@ const page = `<!doctype html>
 </body>
 </html>`
 
+/**
+ * Named schemas for `components.schemas`. Routes' own schemas are inlined by the plugin; these
+ * describe the WebSocket messages, which no route's request or response carries.
+ */
+const namedSchemas: Record<string, TSchema> = {
+  LogMessage,
+  StatusChange,
+  ServerFrame,
+  SubscribedFrame,
+  UnsubscribedFrame,
+  LogFrame,
+  StatusFrame,
+  PongFrame,
+  ErrorFrame,
+  ClientAction,
+  PingAction,
+  SubscribeAction,
+  UnsubscribeAction,
+}
+
+/** The schemas as JSON, each one that contains another named one referring to it by `$ref`, so code generators name the types alike. */
+const components = (schemas: Record<string, TSchema>) => {
+  const refs = new Map(Object.entries(schemas).map(([name, schema]) => [schema, { $ref: `#/components/schemas/${name}` }]))
+  const toJson = (schema: TSchema) => JSON.parse(JSON.stringify(schema, (key, value) => (key && refs.get(value)) || value))
+  return Object.fromEntries(Object.entries(schemas).map(([name, schema]) => [name, toJson(schema)]))
+}
+
 export const docsRoutes = new Elysia({ name: 'docs' })
   .use(
     swagger({
@@ -45,6 +88,7 @@ export const docsRoutes = new Elysia({ name: 'docs' })
           { name: 'stream', description: 'Live log streams' },
           { name: 'ops', description: 'Health, readiness and metrics' },
         ],
+        components: { schemas: components(namedSchemas) },
       },
     }),
   )

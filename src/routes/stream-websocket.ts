@@ -3,6 +3,7 @@ import { errorFrame, frame, type LiveLog } from '../logs/frames'
 import type { Hub, ReplayRequest, Watcher } from '../logs/hub'
 import type { Metrics } from '../metrics'
 import { LEVELS, type Level } from '../schemas/common'
+import type { FrameErrorCode } from '../schemas/frames'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { parseLogId } from '../logs/log-id'
 
@@ -222,10 +223,14 @@ export class WebSocketConnection {
     this.subscriptions = this.subscriptions.filter((s) => s !== subscription)
   }
 
-  private error(code: string, message: string): void {
+  private error(code: FrameErrorCode, message: string): void {
     this.socket.send(errorFrame(code, message))
   }
 
+  /**
+   * The actions are schemas/frames.ts ClientAction, checked by hand rather than with its
+   * compiled validator so that each mistake gets a message saying how to fix it.
+   */
   private async act(message: Record<string, unknown>): Promise<void> {
     const { action, task_id: taskId, ...rest } = message
     switch (action) {
@@ -249,7 +254,7 @@ export class WebSocketConnection {
         if (!subscription) return this.error('not_subscribed', `Not subscribed to task ${String(taskId)}`)
         this.forget(subscription)
         this.ctx.hub.unwatch(subscription.taskId, subscription)
-        return void this.socket.send(frame('unsubscribed', { task_id: taskId }))
+        return void this.socket.send(frame('unsubscribed', { task_id: subscription.taskId }))
       }
       case undefined:
         return this.error('validation', 'Missing "action": one of ping, subscribe, unsubscribe')

@@ -6,8 +6,25 @@ import { Input, LevelSchema, LogId } from '../schemas/common'
 import { ErrorBody } from '../schemas/error'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { sseResponse } from './stream-sse'
-import { OpenSockets, WebSocketConnection, type StreamContext } from './stream-websocket'
+import { MAX_SUBSCRIPTIONS, OpenSockets, WebSocketConnection, type StreamContext } from './stream-websocket'
 import { TaskParams } from './tasks'
+
+/**
+ * OpenAPI has no words for WebSocket messages: the route points at their schemas (named in
+ * routes/docs.ts) in its description and in extension fields a tool can follow.
+ */
+const webSocketDoc = {
+  tags: ['stream'],
+  summary: 'Follow a task over WebSocket',
+  description: [
+    'Query: `since=<log id>`, `history=<n>`, `level=<min level>`. Every message is JSON text.',
+    'The server sends `ServerFrame`s `{ type, data?, timestamp }` (see Schemas): `subscribed`, then replayed logs, then live `log` and `status` frames; `pong` and `error` answer actions.',
+    `The client may send \`ClientAction\`s: \`{"action":"ping"}\`, \`{"action":"subscribe","task_id":…,"since"?,"history"?,"level"?}\` (at most ${MAX_SUBSCRIPTIONS} tasks per connection), \`{"action":"unsubscribe","task_id":…}\`.`,
+    'An unknown task or an invalid query is accepted, then closed with code 1008; after 1013 (try again later) or 1012 (server shutting down), reconnect with `since` to resume.',
+  ].join('\n\n'),
+  'x-websocket-server-frames': { $ref: '#/components/schemas/ServerFrame' },
+  'x-websocket-client-actions': { $ref: '#/components/schemas/ClientAction' },
+}
 
 export const streamRoutes = (
   tasks: KnownTasks,
@@ -36,12 +53,7 @@ export const streamRoutes = (
         },
         {
           response: { 426: ErrorBody },
-          detail: {
-            tags: ['stream'],
-            summary: 'Follow a task over WebSocket',
-            description:
-              'Query: `since=<log id>`, `history=<n>`, `level=<min level>`. Sends `subscribed`, then replayed logs, then live `log` and `status` frames. Actions: `{"action":"ping"}`, `{"action":"subscribe","task_id":…,"since"?,"history"?,"level"?}`, `{"action":"unsubscribe","task_id":…}`. An unknown task is accepted, then closed with code 1008; 1013 means try again later.',
-          },
+          detail: webSocketDoc,
         },
       )
       .get(

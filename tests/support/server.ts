@@ -13,7 +13,9 @@ import { MemoryFeed } from '../../src/logs/memory-feed'
 import { MemoryHistory } from '../../src/logs/memory-history'
 import { RedisFeed } from '../../src/logs/redis-feed'
 import { RedisHistory } from '../../src/logs/redis-history'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { SqlTaskStore } from '../../src/tasks/sql-task-store'
+import { ServerFrame } from '../../src/schemas/frames'
 import type { Task } from '../../src/schemas/task'
 
 export interface TestServer {
@@ -106,10 +108,28 @@ export interface Frame {
   timestamp: string
 }
 
-/** A real WebSocket client that queues the frames it receives. */
+/** A checker per frame type, so that a mismatch names the field at fault rather than the whole union. */
+const frameCheckers = new Map<unknown, ReturnType<typeof TypeCompiler.Compile>>(
+  ServerFrame.anyOf.map((schema) => [schema.properties.type.enum[0], TypeCompiler.Compile(schema)]),
+)
+
+/** How a received message breaks the wire contract (schemas/frames.ts ServerFrame), or undefined. */
+function frameMismatch(frame: any): string | undefined {
+  const checker = frameCheckers.get(frame?.type)
+  if (!checker) return `unknown frame type ${JSON.stringify(frame?.type)}`
+  const error = checker.Errors(frame).First()
+  return error && `${error.path || '/'}: ${error.message}, got ${JSON.stringify(error.value)}`
+}
+
+/**
+ * A real WebSocket client that queues the frames it receives. Every frame is checked against
+ * the ServerFrame schema: after one that does not match, reading `frames` (and so every `next`,
+ * pending or later) throws an error quoting it.
+ */
 export class WsClient {
   readonly socket: WebSocket
-  readonly frames: Frame[] = []
+  private readonly queue: Frame[] = []
+  private mismatch: Error | undefined
   private waiters: (() => void)[] = []
   readonly opened: Promise<void>
   readonly closed: Promise<{ code: number; reason: string }>
@@ -127,9 +147,22 @@ export class WsClient {
       }),
     )
     this.socket.addEventListener('message', (e) => {
-      this.frames.push(JSON.parse(String(e.data)))
+      const text = String(e.data)
+      let frame: Frame | undefined
+      try {
+        frame = JSON.parse(text)
+      } catch {}
+      const problem = frame === undefined ? 'not JSON' : frameMismatch(frame)
+      if (problem) this.mismatch ??= new Error(`frame does not match the ServerFrame schema (${problem}): ${text.slice(0, 500)}`)
+      else this.queue.push(frame!)
       this.wake()
     })
+  }
+
+  /** The frames received and not yet taken by `next`; throws once a frame broke the schema. */
+  get frames(): Frame[] {
+    if (this.mismatch) throw this.mismatch
+    return this.queue
   }
 
   static async connect(url: string): Promise<WsClient> {
