@@ -445,6 +445,23 @@ describe('RedisHistory only', () => {
     expect((await entriesOf(task)).map(([id]) => id)).toEqual([fresh!.id])
   })
 
+  test("an instance refreshes a task's expiry on its first append, then at most every half slack", async () => {
+    const s = await connect({ ttlSeconds: 20 }) // slack 1 s: housekeeping at most every 500 ms
+    const task = uuid()
+    const raw = createClient({ url: redis.url })
+    await raw.connect()
+    const expiry = async () => [await raw.pTTL(logKey(task)), await raw.pTTL(newestIdKey(task))]
+    await put(s, task, [newLog(task, task, 'info', 'first')])
+    for (const ttl of await expiry()) expect(ttl).toBeGreaterThan(20_900)
+    await Bun.sleep(150)
+    await put(s, task, [newLog(task, task, 'info', 'soon after')]) // no housekeeping: the expiry runs on
+    for (const ttl of await expiry()) expect(ttl).toBeLessThan(20_900)
+    await Bun.sleep(500)
+    await put(s, task, [newLog(task, task, 'info', 'half a slack later')])
+    for (const ttl of await expiry()) expect(ttl).toBeGreaterThan(20_900)
+    await raw.close()
+  })
+
   test('entries written by an older version, with an s (subtask) field, still filter by subtask', async () => {
     const s = await connect()
     const task = uuid()

@@ -15,7 +15,8 @@
  *   log as `<id>\n<level>\n<body>`, joined by `\n`, on channel `logs:{<task_id>}` (redis-feed.ts
  *   reads it; a body is JSON.stringify's output, which has no raw newline); returns the ids. Trimming by age
  *   (XTRIM MINID at the newest id's time - TTL) and the key's expiry (PEXPIRE to TTL + slack)
- *   happen once per slack window (see `housekeepingMs`), not on every append.
+ *   happen on an instance's first append to a task, then at most every half slack window (see
+ *   `housekeepingMs`), not on every append.
  *   Redis 7.0 does NOT update the stream's `max-deleted-entry-id` when XADD/XTRIM trim (verified in
  *   tests/history-store.test.ts), so each entry records its predecessor instead.
  * - read: pages through the stream inside the script applying the level/subtask filters, so
@@ -66,9 +67,10 @@ export const logKey = (taskId: string): string => `logs:{${taskId}}`
 export const newestIdKey = (taskId: string): string => `logs:{${taskId}}:newest`
 
 /**
- * How often (ms) the append script trims a task's stream by age and refreshes its expiry:
- * doing both on every append cost a fifth of the script. Entries stay up to this long past
- * their TTL (invisible to reads) and keys up to this long after it: 1 s, or TTL / 20 when shorter.
+ * The slack (ms) of trimming a task's stream by age and of its expiry: doing both on every
+ * append cost a fifth of the script, so an instance asks for them every half slack per task.
+ * Entries stay up to this long past their TTL (invisible to reads) and keys up to this long
+ * after it: 1 s, or TTL / 20 when shorter. Half of it is the margin for replies delayed in Redis.
  */
 export const housekeepingMs = (ttlMs: number): number => Math.max(1, Math.min(1000, Math.floor(ttlMs / 20)))
 
@@ -92,32 +94,29 @@ end
 `
 
 /**
- * KEYS[1] stream, KEYS[2] its newest id; ARGV: ttlMs, maxPerTask, slackMs, then (level, body)
- * per log. Returns the ids.
+ * KEYS[1] stream, KEYS[2] its newest id; ARGV: ttlMs, maxPerTask, slackMs, housekeep (1 or 0),
+ * then (level, body) per log. Returns the ids.
  * A few O(1) calls per log: this script's cost is most of an ingest round trip, and each
  * redis.call costs 1-3 µs beyond its command's own work.
  */
-const APPEND = `${PRELUDE}
+const APPEND = `
 local key = KEYS[1]
 local newestKey = KEYS[2]
-local ttlMs = tonumber(ARGV[1])
 local maxLen = ARGV[2]
-local slackMs = tonumber(ARGV[3])
 -- Each entry records its predecessor ('p'). Trims only ever remove a prefix, so the first entry
 -- left names the newest one removed, which replay needs for 'recovered' (Redis 7.0 does not
 -- track it on trims) without this script reading what it trims. The predecessor is the
 -- stream's newest entry, whose id this script keeps beside the stream (with the same expiry):
 -- reading the entry itself cost a third of the script. Streams written before that are read.
 local prev = redis.call('GET', newestKey)
-local housekeep = not prev
+local housekeep = ARGV[4] == '1' or not prev
 if not prev then
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
   prev = last and last[1] or ''
 end
-local window = prev ~= '' and math.floor(parse(prev) / slackMs)
 local ids = {}
 local published = {}
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local id = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
   if not id then
     -- A new stream (or one deleted or evicted without its newest-id key) needs its expiry now.
@@ -130,15 +129,15 @@ for i = 4, #ARGV, 2 do
 end
 -- One message per append: a 100-line batch is one message to every follower, not 100.
 redis.call('PUBLISH', key, table.concat(published, '\\n'))
--- Housekeeping runs on the first append of each slackMs window (Redis time, from the ids), so
--- at most once per window: reads ignore entries past their TTL anyway, so trimming them up to
--- slackMs late changes nothing a client sees, and an expiry of TTL + slack set at the window's
--- start still outlives every log of the window by its TTL. Both keys get the same expiry, so
--- the newest-id key never outlives its stream. The age cutoff comes from the id just added,
--- which spares a TIME call.
-local ms = parse(prev)
-if housekeep or math.floor(ms / slackMs) ~= window then
-  local c = ms - ttlMs
+-- Housekeeping, when the caller asks for it (RedisHistory.append: at most every slackMs / 2 per
+-- task and instance): reads ignore entries past their TTL anyway, so trimming them up to slackMs
+-- late changes nothing a client sees, and an expiry of TTL + slack outlives by its TTL every log
+-- appended until the next housekeeping. Both keys get the same expiry, so the newest-id key never
+-- outlives its stream. The age cutoff comes from the id just added, which spares a TIME call.
+if housekeep then
+  local ttlMs = tonumber(ARGV[1])
+  local slackMs = tonumber(ARGV[3])
+  local c = tonumber(string.sub(prev, 1, string.find(prev, '-', 1, true) - 1)) - ttlMs
   if c > 0 then redis.call('XTRIM', key, 'MINID', string.format('%.0f', c) .. '-0') end
   redis.call('PEXPIRE', key, ttlMs + slackMs)
   redis.call('SET', newestKey, prev, 'PX', ttlMs + slackMs)
@@ -295,6 +294,9 @@ function toStoredLogs(flat: unknown): StoredLog[] {
   return out
 }
 
+/** Tasks whose last housekeeping an instance remembers (RedisHistory.#housekeptAt). */
+const HOUSEKEPT_MAX = 10_000
+
 export class RedisHistory implements HistoryStore {
   readonly description: string
   readonly #client: RedisClient
@@ -303,8 +305,15 @@ export class RedisHistory implements HistoryStore {
   readonly #timeoutMs: number
   readonly #logger: Pick<Console, 'warn' | 'info'>
   readonly #watchdog: Watchdog
-  /** The append script's fixed arguments: ttl ms, cap and housekeeping window. */
+  /** The append script's fixed arguments: ttl ms, cap and housekeeping slack. */
   readonly #appendArgs: string[]
+  readonly #housekeepEveryMs: number
+  /**
+   * When this instance last asked for each task's housekeeping (performance.now()). Deciding
+   * here spared the script reading the time from ids: 10% of its Redis CPU. Forgotten at
+   * HOUSEKEPT_MAX tasks, which only brings their next housekeeping forward.
+   */
+  readonly #housekeptAt = new Map<string, number>()
   #healthy = false
   #started = false
   #closed = false
@@ -316,6 +325,7 @@ export class RedisHistory implements HistoryStore {
     this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
     this.#maxPerTask = opts.maxPerTask
     this.#appendArgs = [String(this.#ttlMs), String(this.#maxPerTask), String(housekeepingMs(this.#ttlMs))]
+    this.#housekeepEveryMs = housekeepingMs(this.#ttlMs) / 2
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
     this.#watchdog = new Watchdog(this.#timeoutMs, () => this.#reset())
@@ -359,15 +369,30 @@ export class RedisHistory implements HistoryStore {
 
   append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]> {
     if (logs.length === 0) return Promise.resolve([])
+    const now = performance.now()
+    const last = this.#housekeptAt.get(taskId)
+    const housekeep = last === undefined || now - last >= this.#housekeepEveryMs
+    if (housekeep) {
+      if (this.#housekeptAt.size >= HOUSEKEPT_MAX) this.#housekeptAt.clear()
+      this.#housekeptAt.set(taskId, now)
+    }
     // Built in place: this is the hot path.
     const command = ['EVALSHA', SCRIPTS.append.sha, '2', logKey(taskId), newestIdKey(taskId), ...this.#appendArgs]
+    command.push(housekeep ? '1' : '0')
     for (const log of logs) command.push(log.level, log.body)
-    return this.#eval(SCRIPTS.append, command).then((ids) => {
-      if (!Array.isArray(ids) || ids.length !== logs.length) {
-        throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
-      }
-      return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: log.body }))
-    })
+    return this.#eval(SCRIPTS.append, command).then(
+      (ids) => {
+        if (!Array.isArray(ids) || ids.length !== logs.length) {
+          throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
+        }
+        return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: log.body }))
+      },
+      (error) => {
+        // Not known to be done: the next append asks again.
+        if (housekeep && this.#housekeptAt.get(taskId) === now) this.#housekeptAt.delete(taskId)
+        throw error
+      },
+    )
   }
 
   async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
