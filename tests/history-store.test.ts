@@ -304,7 +304,7 @@ describe.each(factories)('%s', (_name, make) => {
     // Older than the TTL: logs after it may have come and expired.
     expect(await s.replay(task, '1-0', 10)).toEqual({ logs: [], recovered: false })
     // A client resuming a task that has logged nothing yet: a log after `since` could neither
-    // have expired nor been lost in a restart (Redis reports its uptime in whole seconds).
+    // have expired nor been lost in a restart (Redis knows its start to the second).
     await Bun.sleep(Math.max(0, redis.startedAt + 1000 - Date.now()))
     const since = `${Date.now()}-0`
     await Bun.sleep(5)

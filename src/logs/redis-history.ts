@@ -219,14 +219,14 @@ local limit = tonumber(ARGV[3])
 if redis.call('EXISTS', key) == 0 then
   if since == '' then return { 1, {} } end
   -- No history (memory-history.ts has the rule): a log after since cannot have expired before
-  -- since + TTL, nor been lost in a restart of Redis after since. Uptime is in whole seconds, so
-  -- the start it gives is the latest possible one.
+  -- since + TTL, nor been lost in a restart of Redis after since. Uptime counts whole seconds of
+  -- the clock since the second Redis started in, so since must come after that second's end.
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local ok, info = pcall(redis.call, 'INFO', 'server')
   local uptime = ok and tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
   local ms = parse(since)
-  if uptime and now - ms < ttlMs and ms >= now - uptime * 1000 then return { 1, {} } end
+  if uptime and now - ms < ttlMs and ms >= (tonumber(t[1]) - uptime + 1) * 1000 then return { 1, {} } end
   return { 0, {} }
 end
 local c = cutoff(ttlMs)
