@@ -39,7 +39,8 @@ const factories: [string, Factory][] = [
   ['RedisHistory', (opts) => RedisHistory.connect({ url: redis.url, ...opts, logger: silent })],
 ]
 
-const uuid = () => crypto.randomUUID()
+/** Task ids as the task store issues them: UUID v7, which tell their creation time. */
+const uuid = () => Bun.randomUUIDv7()
 
 function newLog(taskId: string, subtaskId: string, level: Level, message: string, extra: Partial<NewLog> = {}): NewLog {
   return {
@@ -301,14 +302,17 @@ describe.each(factories)('%s', (_name, make) => {
     expect(await s.read(task, { limit: 10, order: 'desc' })).toEqual([])
     expect(await s.read(task, { limit: 10, order: 'asc', since: '1-0', minLevel: 'error' })).toEqual([])
     expect(await s.replay(task, undefined, 10)).toEqual({ logs: [], recovered: true })
-    // Older than the TTL: logs after it may have come and expired.
-    expect(await s.replay(task, '1-0', 10)).toEqual({ logs: [], recovered: false })
-    // A client resuming a task that has logged nothing yet: a log after `since` could neither
-    // have expired nor been lost in a restart (Redis knows its start to the second).
+    // A task created after the store started, less than a TTL ago, cannot have lost a log.
+    expect(await s.replay(task, '1-0', 10)).toEqual({ logs: [], recovered: true })
+    // One whose age is unknown (not a UUID v7) may have: logs after `1-0` may have come and expired.
+    const ageless = crypto.randomUUID()
+    expect(await s.replay(ageless, '1-0', 10)).toEqual({ logs: [], recovered: false })
+    // A client resuming it after it had logged nothing: a log after `since` could neither have
+    // expired nor been lost in a restart (Redis knows its start to the second).
     await Bun.sleep(Math.max(0, redis.startedAt + 1000 - Date.now()))
     const since = `${Date.now()}-0`
     await Bun.sleep(5)
-    expect(await s.replay(task, since, 10)).toEqual({ logs: [], recovered: true })
+    expect(await s.replay(ageless, since, 10)).toEqual({ logs: [], recovered: true })
     await s.ping()
     expect(s.description.length).toBeGreaterThan(0)
   })
@@ -362,6 +366,10 @@ describe('MemoryHistory only', () => {
     await Bun.sleep(2)
     const after = new MemoryHistory({ ttlSeconds: 60, maxPerTask: 10 })
     expect(await after.replay(task, log!.id, 10)).toEqual({ logs: [], recovered: false })
+    // Still a gap once the task logs again.
+    const [again] = await put(after, task, [newLog(task, uuid(), 'info', 'after the restart')])
+    expect(await after.replay(task, log!.id, 10)).toEqual({ logs: [again!], recovered: false })
+    expect(await after.replay(task, again!.id, 10)).toEqual({ logs: [], recovered: true })
     await after.close()
   })
 
@@ -450,16 +458,44 @@ describe('RedisHistory only', () => {
     const task = uuid()
     const raw = createClient({ url: redis.url })
     await raw.connect()
-    const expiry = async () => [await raw.pTTL(logKey(task)), await raw.pTTL(newestIdKey(task))]
-    await put(s, task, [newLog(task, task, 'info', 'first')])
-    for (const ttl of await expiry()) expect(ttl).toBeGreaterThan(20_900)
-    await Bun.sleep(150)
-    await put(s, task, [newLog(task, task, 'info', 'soon after')]) // no housekeeping: the expiry runs on
-    for (const ttl of await expiry()) expect(ttl).toBeLessThan(20_900)
-    await Bun.sleep(500)
-    await put(s, task, [newLog(task, task, 'info', 'half a slack later')])
-    for (const ttl of await expiry()) expect(ttl).toBeGreaterThan(20_900)
-    await raw.close()
+    try {
+      const expiry = async () => Math.min(await raw.pTTL(logKey(task)), await raw.pTTL(newestIdKey(task)))
+      await put(s, task, [newLog(task, task, 'info', 'first')])
+      const first = await expiry()
+      expect(first).toBeGreaterThan(20_500)
+      await Bun.sleep(30)
+      await put(s, task, [newLog(task, task, 'info', 'soon after')]) // no housekeeping: the expiry runs on
+      expect(await expiry()).toBeLessThanOrEqual(first - 25)
+      await Bun.sleep(500)
+      await put(s, task, [newLog(task, task, 'info', 'half a slack later')])
+      expect(await expiry()).toBeGreaterThan(first - 10)
+    } finally {
+      await raw.close()
+    }
+  })
+
+  test('an append that Redis ran late (a stall) refreshes the expiry after all', async () => {
+    const s = await connect({ ttlSeconds: 20 })
+    const task = uuid()
+    const raw = createClient({ url: redis.url })
+    const busy = createClient({ url: redis.url })
+    await Promise.all([raw.connect(), busy.connect()])
+    try {
+      await put(s, task, [newLog(task, task, 'info', 'first')])
+      // Redis runs nothing else for 1.5 s: the next append (no housekeeping asked) waits behind it.
+      const stall = busy.eval(
+        "local t0 = redis.call('TIME') repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1e6 + t[2] - t0[2] > 1.5e6",
+      )
+      await Bun.sleep(20)
+      await put(s, task, [newLog(task, task, 'info', 'stalled')])
+      await stall
+      let ttl = 0
+      for (let i = 0; i < 50 && ttl <= 20_500; i++, await Bun.sleep(10)) ttl = await raw.pTTL(logKey(task))
+      expect(ttl).toBeGreaterThan(20_500)
+      expect(await raw.pTTL(newestIdKey(task))).toBeGreaterThan(20_500)
+    } finally {
+      await Promise.all([raw.close(), busy.close()])
+    }
   })
 
   test('entries written by an older version, with an s (subtask) field, still filter by subtask', async () => {
@@ -650,6 +686,8 @@ describe('RedisHistory only', () => {
     expect(await s.replay(task, before!.id, 10)).toEqual({ logs: [], recovered: false })
     const [after] = await put(s, task, [newLog(task, task, 'info', 'after')])
     expect(messages(await s.read(task, { limit: 10, order: 'desc' }))).toEqual(['after'])
+    // Still a gap once the task logs again: the new stream's first entry names the restart.
+    expect(await s.replay(task, before!.id, 10)).toEqual({ logs: [after!], recovered: false })
     expect(await s.replay(task, after!.id, 10)).toEqual({ logs: [], recovered: true })
   })
 

@@ -14,18 +14,21 @@
  *
  * `recovered` rule (identical in RedisHistory):
  * - no `since`: true (nothing was asked to be continuous);
- * - `since` given and the task has no history at all (never written, every log expired and the
- *   task was dropped, or lost in a restart; for Redis, the key expired or was lost): true only
- *   when no log after `since` can have gone, i.e. `since` is younger than the TTL (a later log
- *   cannot have expired yet) and not older than the store (it cannot have been lost in a restart);
- *   otherwise false, since nothing proves that no log after `since` existed. A client that
- *   resumes a task which has logged nothing yet hears "recovered", not a false gap;
  * - otherwise true iff no log with an id greater than `since` was removed, i.e. the highest
  *   removed id (counting logs past their TTL that are still physically present) is <= `since`.
+ * - A task with no history (never written, every log expired and the task was dropped, or lost
+ *   in a restart; for Redis, the key expired or was lost) may have lost the logs written before
+ *   `lostBefore`: the later of now - TTL (an older log may have expired) and the store's start
+ *   (a restart lost what came before), unless the task is younger than that (`taskCreatedMs`),
+ *   when it cannot have lost any. A replay then answers true iff `since` is not before it, and
+ *   when the task logs again that boundary counts as removed (for Redis: the new stream's first
+ *   entry names it as its predecessor). So resuming a task that has logged nothing yet is no
+ *   gap, while resuming after a restart or after the whole history expired is one, also once
+ *   the task logs again.
  */
 import { levelRank } from '../schemas/common'
 import type { EncodedLog } from './encode'
-import type { HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
+import { taskCreatedMs, type HistoryQuery, type HistoryStore, type Replay, type StoredLog } from './history-store'
 import { requireLogId, type LogIdParts } from './log-id'
 
 const cmp = (a: LogIdParts, b: LogIdParts): number => a.ms - b.ms || a.seq - b.seq
@@ -87,7 +90,8 @@ export class MemoryHistory implements HistoryStore {
     const now = Date.now()
     let task = this.#live(taskId, now)
     if (!task) {
-      task = { entries: [], head: 0, lastMs: 0, lastSeq: -1 }
+      const before = this.#lostBefore(taskId, now)
+      task = { entries: [], head: 0, lastMs: 0, lastSeq: -1, removed: before === undefined ? undefined : { ms: before, seq: 0 } }
       this.#tasks.set(taskId, task)
     }
     const out: StoredLog[] = []
@@ -134,7 +138,10 @@ export class MemoryHistory implements HistoryStore {
     const after = since === undefined ? undefined : requireLogId(since)
     const now = Date.now()
     const task = this.#live(taskId, now)
-    if (!task) return { logs: [], recovered: !after || (after.ms >= this.#startedMs && now - after.ms < this.#ttlMs) }
+    if (!task) {
+      const before = this.#lostBefore(taskId, now)
+      return { logs: [], recovered: !after || before === undefined || after.ms >= before }
+    }
     const n = Math.max(0, limit)
     if (!after) {
       const from = Math.max(task.head, task.entries.length - n)
@@ -169,6 +176,13 @@ export class MemoryHistory implements HistoryStore {
       return undefined
     }
     return task
+  }
+
+  /** For a task with no history here: the time before which it may have lost logs (see the rule above). */
+  #lostBefore(taskId: string, now: number): number | undefined {
+    const before = Math.max(now - this.#ttlMs, this.#startedMs)
+    const created = taskCreatedMs(taskId)
+    return created !== undefined && created >= before ? undefined : before
   }
 
   /** Removes entries[head..end) (the oldest), remembering the highest removed id. */

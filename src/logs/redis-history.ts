@@ -70,7 +70,8 @@ export const newestIdKey = (taskId: string): string => `logs:{${taskId}}:newest`
  * The slack (ms) of trimming a task's stream by age and of its expiry: doing both on every
  * append cost a fifth of the script, so an instance asks for them every half slack per task.
  * Entries stay up to this long past their TTL (invisible to reads) and keys up to this long
- * after it: 1 s, or TTL / 20 when shorter. Half of it is the margin for replies delayed in Redis.
+ * after it: 1 s, or TTL / 20 when shorter. Half of it is the margin for replies delayed in Redis;
+ * a reply later than that housekeeps again (RedisHistory.#housekeepLate).
  */
 export const housekeepingMs = (ttlMs: number): number => Math.max(1, Math.min(1000, Math.floor(ttlMs / 20)))
 
@@ -94,12 +95,36 @@ end
 `
 
 /**
+ * For a task whose stream is missing (memory-history.ts has the rule): the time (ms) before which
+ * it may have lost logs, or nil when it cannot have lost any. Uptime counts whole clock seconds
+ * since the second Redis started in, so whatever was written after that second's end is held;
+ * a task id is a UUID v7, whose first 12 hex digits are its creation time in ms.
+ */
+const LOST_BEFORE = `
+local function lostBefore(key, ttlMs)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ok, info = pcall(redis.call, 'INFO', 'server')
+  local uptime = ok and tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+  -- Capped at now: nothing written from now on is lost, and a new stream's first entry is no older.
+  local started = uptime and math.min((tonumber(t[1]) - uptime + 1) * 1000, now) or now
+  local before = math.max(now - ttlMs, started)
+  local task = string.sub(key, 7, 42)
+  if string.sub(task, 15, 15) == '7' then
+    local created = tonumber(string.sub(task, 1, 8) .. string.sub(task, 10, 13), 16)
+    if created and created >= before then return nil end
+  end
+  return before
+end
+`
+
+/**
  * KEYS[1] stream, KEYS[2] its newest id; ARGV: ttlMs, maxPerTask, slackMs, housekeep (1 or 0),
  * then (level, body) per log. Returns the ids.
  * A few O(1) calls per log: this script's cost is most of an ingest round trip, and each
  * redis.call costs 1-3 µs beyond its command's own work.
  */
-const APPEND = `
+const APPEND = `${LOST_BEFORE}
 local key = KEYS[1]
 local newestKey = KEYS[2]
 local maxLen = ARGV[2]
@@ -119,8 +144,13 @@ local published = {}
 for i = 5, #ARGV, 2 do
   local id = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
   if not id then
-    -- A new stream (or one deleted or evicted without its newest-id key) needs its expiry now.
+    -- A new stream (or one deleted or evicted without its newest-id key) needs its expiry now,
+    -- and its first entry names as predecessor what the task may have lost before it.
     housekeep = true
+    if prev == '' then
+      local before = lostBefore(key, tonumber(ARGV[1]))
+      if before then prev = string.format('%.0f', before) .. '-0' end
+    end
     id = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
   end
   ids[#ids + 1] = id
@@ -211,22 +241,15 @@ return out
 `
 
 /** KEYS[1] stream; ARGV: ttlMs, since|'', limit. Returns { recovered 0|1, { id, level, body, ... } }. */
-const REPLAY = `${PRELUDE}${ENTRY}
+const REPLAY = `${PRELUDE}${ENTRY}${LOST_BEFORE}
 local key = KEYS[1]
 local ttlMs = tonumber(ARGV[1])
 local since = ARGV[2]
 local limit = tonumber(ARGV[3])
 if redis.call('EXISTS', key) == 0 then
   if since == '' then return { 1, {} } end
-  -- No history (memory-history.ts has the rule): a log after since cannot have expired before
-  -- since + TTL, nor been lost in a restart of Redis after since. Uptime counts whole seconds of
-  -- the clock since the second Redis started in, so since must come after that second's end.
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local ok, info = pcall(redis.call, 'INFO', 'server')
-  local uptime = ok and tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
-  local ms = parse(since)
-  if uptime and now - ms < ttlMs and ms >= (tonumber(t[1]) - uptime + 1) * 1000 then return { 1, {} } end
+  local before = lostBefore(key, ttlMs)
+  if not before or parse(since) >= before then return { 1, {} } end
   return { 0, {} }
 end
 local c = cutoff(ttlMs)
@@ -310,8 +333,8 @@ export class RedisHistory implements HistoryStore {
   readonly #housekeepEveryMs: number
   /**
    * When this instance last asked for each task's housekeeping (performance.now()). Deciding
-   * here spared the script reading the time from ids: 10% of its Redis CPU. Forgotten at
-   * HOUSEKEPT_MAX tasks, which only brings their next housekeeping forward.
+   * here spared the script reading the time from ids: 10% of its Redis CPU. Past HOUSEKEPT_MAX
+   * tasks the one housekept longest ago is forgotten, which only brings its next one forward.
    */
   readonly #housekeptAt = new Map<string, number>()
   #healthy = false
@@ -373,7 +396,9 @@ export class RedisHistory implements HistoryStore {
     const last = this.#housekeptAt.get(taskId)
     const housekeep = last === undefined || now - last >= this.#housekeepEveryMs
     if (housekeep) {
-      if (this.#housekeptAt.size >= HOUSEKEPT_MAX) this.#housekeptAt.clear()
+      // Re-inserted, so that the first entry is the task housekept longest ago.
+      this.#housekeptAt.delete(taskId)
+      if (this.#housekeptAt.size >= HOUSEKEPT_MAX) this.#housekeptAt.delete(this.#housekeptAt.keys().next().value!)
       this.#housekeptAt.set(taskId, now)
     }
     // Built in place: this is the hot path.
@@ -385,6 +410,8 @@ export class RedisHistory implements HistoryStore {
         if (!Array.isArray(ids) || ids.length !== logs.length) {
           throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
         }
+        // Redis may have run a late reply's append beyond the margin of the last housekeeping.
+        if (!housekeep && performance.now() - now > this.#housekeepEveryMs) this.#housekeepLate(taskId)
         return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: log.body }))
       },
       (error) => {
@@ -393,6 +420,16 @@ export class RedisHistory implements HistoryStore {
         throw error
       },
     )
+  }
+
+  /**
+   * After a stall: refreshes both keys' expiry now (it then outlives the late append's logs by
+   * their TTL), and has the next append housekeep. Best effort: a failure is the stall's.
+   */
+  #housekeepLate(taskId: string): void {
+    this.#housekeptAt.delete(taskId)
+    const expiry = String(this.#ttlMs + housekeepingMs(this.#ttlMs))
+    for (const key of [logKey(taskId), newestIdKey(taskId)]) this.#client.sendCommand(['PEXPIRE', key, expiry]).catch(() => {})
   }
 
   async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
