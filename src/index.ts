@@ -17,7 +17,7 @@ function listenFailure({ code, message }: ErrnoException, host: string): string 
   if (code === 'EADDRINUSE') return 'the port is already in use; set PORT to a free port'
   // A well-formed name that does not resolve comes back from Bun as EINVAL, not ENOTFOUND.
   if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EINVAL') {
-    return `${host} is not an address of this machine; set HOST`
+    return `${host} is not, or does not resolve to, an address of this machine; set HOST`
   }
   return message
 }

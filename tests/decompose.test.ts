@@ -113,6 +113,7 @@ describe('decompose: prose', () => {
   test('a conditional "if ... then ..." and "then" as a time are one step', () => {
     for (const one of [
       'If the build fails then retry it once.',
+      'If the build fails, then retry it once.',
       'Retry when the mirror is back then report the result.',
       'Keep the old cluster until then.',
       'Wait for the backup and by then stop the writes.',

@@ -83,6 +83,7 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
       [{ level: 'info', message: 'x', timestamp: '2026-02-30T00:00:00Z' }, '/timestamp'], // not rolled over to March
       [{ level: 'info', message: 'x', timestamp: '2026-01-02T24:00:00' }, '/timestamp'],
       [{ level: 'info', message: 'x', timestamp: '2026-01-02T03:04:05+24:00' }, '/timestamp'],
+      [{ level: 'info', message: 'x', timestamp: '0000-01-01T00:30+01:00' }, '/timestamp'], // year -1 in UTC
       [{ level: 'info', message: 'x', timestamp: '02/01/2026' }, '/timestamp'], // not ISO: day or month first?
       [{ level: 'info', message: 'é'.repeat(51) }, '/message'], // 102 bytes of UTF-8 > 100
       [{ level: 'info', message: 'x', metadata: { blob: 'y'.repeat(60) } }, '/metadata'],

@@ -116,7 +116,7 @@ describe('the server process', () => {
     expect(await proc.exited).toBe(1)
     const stderr = await new Response(proc.stderr).text()
     expect(stderr.trim()).toBe(
-      `tasklog: cannot listen on 192.0.2.1:${port}: 192.0.2.1 is not an address of this machine; set HOST`,
+      `tasklog: cannot listen on 192.0.2.1:${port}: 192.0.2.1 is not, or does not resolve to, an address of this machine; set HOST`,
     )
   })
 

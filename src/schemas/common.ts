@@ -44,7 +44,9 @@ export function utcTimestamp(text: string): string | undefined {
   // Date.parse rolls some impossible dates over (Feb 30 becomes Mar 2): a real one reads back unchanged.
   if (Number.isNaN(ms) || new Date(ms).toISOString() !== utc || +offsetHours > 23 || +offsetMinutes > 59) return undefined
   const offset = (sign === '-' ? -1 : 1) * (+offsetHours * 60 + +offsetMinutes) * 60_000
-  return offset ? new Date(ms - offset).toISOString() : utc
+  const stored = offset ? new Date(ms - offset).toISOString() : utc
+  // An offset can carry a date out of years 0000-9999, which the wire form cannot write.
+  return WIRE_TIMESTAMP.test(stored) ? stored : undefined
 }
 
 const WIRE_TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/

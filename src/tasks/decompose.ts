@@ -21,7 +21,8 @@ const BULLET = /^[-*+•]\s+/
 const JOINERS = new Set(['then', 'finally', 'next', 'lastly'])
 // A bare "then" after one of these answers a condition ("if a then b"), not a step.
 const CONDITIONALS = new Set(['if', 'when', 'whenever', 'once', 'unless'])
-// ... or, right after one of these, names a time ("until then", "by then").
+// ... or, right after one of these, names a time ("until then", "by then"); "and then" is
+// joined at its "and" already.
 const TIME_BEFORE_THEN = new Set(['and', 'since', 'until', 'till', 'by', 'back', 'even', 'only', 'just', 'from'])
 // Stripped from the start of a prose step; the lookahead keeps a step that is only "Then".
 const LEADING_JOINER = /^(?:(?:and\s+)?(?:then|finally|next|lastly)|first(?:ly)?|after\s+that)[,:]?\s+(?=\S)/i
@@ -132,7 +133,7 @@ function bare(word: string | undefined): string {
 function startsJoiner(previous: string, word: string, next: string | undefined, conditional: boolean): boolean {
   const afterComma = previous.endsWith(',')
   if (bare(word) === 'and') return JOINERS.has(bare(next)) && (afterComma || bare(next) !== 'next')
-  if (afterComma) return JOINERS.has(bare(word))
+  if (afterComma) return JOINERS.has(bare(word)) && !(conditional && bare(word) === 'then')
   return bare(word) === 'then' && next !== undefined && !conditional && !TIME_BEFORE_THEN.has(bare(previous))
 }
 
