@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { startRedis, type RedisServer } from './support/redis-server'
-import { createTask, json, post, sendLog, startServer, watch, type TestServer } from './support/server'
+import { SseStream, createTask, json, post, sendLog, startServer, watch, type TestServer } from './support/server'
 
 let redis: RedisServer
 beforeAll(async () => {
@@ -222,41 +222,27 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     const sub = task.subtasks[0]!.subtask_id
     const first = await sendLog(server, sub, { level: 'info', message: 'before' })
     const second = await sendLog(server, sub, { level: 'info', message: 'missed' })
-    const controller = new AbortController()
-    const res = await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs/stream`, {
-      headers: { 'last-event-id': first.id },
-      signal: controller.signal,
-    })
-    expect(res.status).toBe(200)
-    expect(res.headers.get('content-type')).toStartWith('text/event-stream')
-    const reader = res.body!.getReader()
-    const decoder = new TextDecoder()
-    let text = ''
-    const until = async (needle: string) => {
-      while (!text.includes(needle)) {
-        const { value, done } = await reader.read()
-        if (done) throw new Error(`stream ended before ${needle}`)
-        text += decoder.decode(value)
-      }
-    }
-    await until('missed')
+    const stream = await SseStream.open(server, task.task_id, '', { 'last-event-id': first.id })
+    expect(stream.response.status).toBe(200)
+    expect(stream.response.headers.get('content-type')).toStartWith('text/event-stream')
+    await stream.until('missed')
     const live = await sendLog(server, sub, { level: 'warning', message: 'live' })
     expect(live.broadcasted).toBe(1)
-    await until('"live"')
+    await stream.until('"live"')
     await fetch(`${server.url}/api/v1/subtasks/${sub}`, {
       method: 'PATCH',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ status: 'completed' }),
     })
-    await until('event: status')
-    const events = text.split('\n\n').filter((e) => e.includes('event:'))
+    await stream.until('event: status')
+    const events = stream.events()
     expect(events[0]).toBe(
       `id: ${second.id}\nevent: log\ndata: ${JSON.stringify((await history(task.task_id, `?since=${first.id}&limit=1`)).logs[0])}`,
     )
     expect(events[1]).toStartWith(`id: ${live.id}\nevent: log\ndata: {`)
     expect(JSON.parse(events[2]!.split('data: ')[1]!)).toMatchObject({ status: 'completed', task_status: 'completed' })
-    expect(text).not.toContain('"before"')
-    controller.abort()
+    expect(stream.text).not.toContain('"before"')
+    stream.close()
     // The aborted stream no longer counts as a subscriber.
     for (let i = 0; i < 50 && server.app.decorator.hub.subscriberCount(task.task_id) > 0; i++) await Bun.sleep(20)
     expect((await sendLog(server, sub, { level: 'info', message: 'after' })).broadcasted).toBe(0)
@@ -275,27 +261,14 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
         ['warning', 'four'],
       ] as const)
         ids.push((await sendLog(server, sub, { level, message })).id)
-      const controller = new AbortController()
-      const res = await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs/stream${query(ids)}`, {
-        signal: controller.signal,
-      })
-      expect(res.status).toBe(200)
-      const reader = res.body!.getReader()
-      const decoder = new TextDecoder()
-      let text = ''
-      const until = async (needle: string) => {
-        while (!text.includes(needle)) {
-          const { value, done } = await reader.read()
-          if (done) throw new Error(`stream ended before ${needle}`)
-          text += decoder.decode(value)
-        }
-      }
-      await until(': subscribed')
+      const stream = await SseStream.open(server, task.task_id, query(ids))
+      expect(stream.response.status).toBe(200)
+      await stream.until(': subscribed')
       await sendLog(server, sub, { level: 'error', message: 'live' })
-      await until('"live"')
-      controller.abort()
-      return text
-        .split('\n\n')
+      await stream.until('"live"')
+      stream.close()
+      return stream
+        .events()
         .filter((e) => e.includes('event: log'))
         .map((e) => JSON.parse(e.split('data: ')[1]!).message)
     }

@@ -4,7 +4,7 @@ import { LogStreamClient } from '../src/client'
 import { compareLogIds } from '../src/logs/log-id'
 import { logKey } from '../src/logs/redis-history'
 import { startRedis, type RedisServer } from './support/redis-server'
-import { WsClient, createTask, json, sendLog, startInstances, watch, type TestServer } from './support/server'
+import { SseStream, WsClient, createTask, json, sendLog, startInstances, watch, type TestServer } from './support/server'
 
 /** DESIGN "Several instances": instances sharing Redis and a task store form one service. */
 describe('several instances', () => {
@@ -75,15 +75,12 @@ describe('several instances', () => {
   test('Server-Sent Events on one instance carry logs posted to the other', async () => {
     const task = await createTask(a)
     const sub = task.subtasks[0]!.subtask_id
-    const controller = new AbortController()
-    const res = await fetch(`${b.url}/api/v1/tasks/${task.task_id}/logs/stream`, { signal: controller.signal })
-    const reader = res.body!.getReader()
-    let text = ''
-    while (!text.includes(': subscribed')) text += new TextDecoder().decode((await reader.read()).value)
+    const stream = await SseStream.open(b, task.task_id)
+    await stream.until(': subscribed')
     const sent = await sendLog(a, sub, { level: 'info', message: 'from a' })
-    while (!text.includes('"from a"')) text += new TextDecoder().decode((await reader.read()).value)
-    expect(text).toContain(`id: ${sent.id}\nevent: log\n`)
-    controller.abort()
+    await stream.until('"from a"')
+    expect(stream.text).toContain(`id: ${sent.id}\nevent: log\n`)
+    stream.close()
   })
 
   test('an instance follows a task in Redis only while it has subscribers for it', async () => {

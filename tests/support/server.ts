@@ -222,3 +222,43 @@ export async function watch(server: TestServer, taskId: string, query = ''): Pro
   await client.nextOfType('subscribed')
   return client
 }
+
+/** A task's Server-Sent Events stream, read as text as it arrives. */
+export class SseStream {
+  text = ''
+  private readonly decoder = new TextDecoder()
+
+  private constructor(
+    readonly response: Response,
+    private readonly controller: AbortController,
+    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+  ) {}
+
+  /** Opens the stream; `response` tells its status and headers. */
+  static async open(server: TestServer, taskId: string, query = '', headers: Record<string, string> = {}) {
+    const controller = new AbortController()
+    const response = await fetch(`${server.url}/api/v1/tasks/${taskId}/logs/stream${query}`, {
+      headers,
+      signal: controller.signal,
+    })
+    return new SseStream(response, controller, response.body!.getReader())
+  }
+
+  /** Reads until the text holds `needle`. */
+  async until(needle: string): Promise<void> {
+    while (!this.text.includes(needle)) {
+      const { value, done } = await this.reader.read()
+      if (done) throw new Error(`stream ended before ${needle}`)
+      this.text += this.decoder.decode(value)
+    }
+  }
+
+  /** The events read so far (blank-line separated blocks with an `event:` line). */
+  events(): string[] {
+    return this.text.split('\n\n').filter((e) => e.includes('event:'))
+  }
+
+  close(): void {
+    this.controller.abort()
+  }
+}
