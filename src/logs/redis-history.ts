@@ -23,9 +23,10 @@
  *   `limit` matches come back whenever they exist, and never a log older than the TTL (logs
  *   are only physically trimmed on append).
  * - replay: the range plus `recovered`, from the predecessor recorded in the first entry not
- *   past its TTL, or, when the stream is gone, from the age of `since` and Redis' uptime (see the
- *   rule in memory-history.ts; both stores share it). FLUSHALL, DEL or eviction of a stream
- *   within its TTL are losses this cannot see: run Redis with `maxmemory-policy noeviction`.
+ *   past its TTL, or, when the stream is gone, from `lostBefore` (the TTL, Redis' uptime and the
+ *   task's creation time; see the rule in memory-history.ts, which both stores share). FLUSHALL,
+ *   DEL or eviction of a stream within its TTL are losses this cannot see: run Redis with
+ *   `maxmemory-policy noeviction`.
  *
  * Outages: the client never queues commands while disconnected (`disableOfflineQueue`); when
  * calls are pending and Redis answers none of them for `timeoutMs` (default 2 s), all of them
