@@ -57,7 +57,7 @@ function newLog(taskId: string, subtaskId: string, level: Level, message: string
 }
 
 /** Stores logs the way ingest does: serialized once by encodeLog. */
-const put = (s: HistoryStore, taskId: string, logs: NewLog[]) => s.append(taskId, logs.map(encodeLog))
+const put = async (s: HistoryStore, taskId: string, logs: NewLog[]) => (await s.append(taskId, logs.map(encodeLog))).logs
 
 const messages = (logs: StoredLog[]) => logs.map((l) => toLogMessage(l).message)
 const ids = (logs: StoredLog[]) => logs.map((l) => l.id)

@@ -3,24 +3,27 @@ import { createClient } from 'redis'
 import { LogStreamClient } from '../src/client'
 import { compareLogIds } from '../src/logs/log-id'
 import { logKey } from '../src/logs/redis-history'
+import { subscribersKey } from '../src/logs/redis-subscribers'
 import { startRedis, type RedisServer } from './support/redis-server'
-import { SseStream, WsClient, createTask, json, sendLog, startInstances, watch, type TestServer } from './support/server'
+import { SseStream, WsClient, createTask, json, post, sendLog, startInstances, watch, type TestServer } from './support/server'
 
 /** DESIGN "Several instances": instances sharing Redis and a task store form one service. */
 describe('several instances', () => {
   let redis: RedisServer
   let a: TestServer
   let b: TestServer
+  /** Stopped by a test. */
+  let c: TestServer
   let raw: ReturnType<typeof createClient>
   beforeAll(async () => {
     redis = await startRedis()
-    ;[a, b] = (await startInstances(redis.url)) as [TestServer, TestServer]
+    ;[a, b, c] = (await startInstances(redis.url, 3)) as [TestServer, TestServer, TestServer]
     raw = createClient({ url: redis.url })
     await raw.connect()
   })
   afterAll(async () => {
     await raw.close()
-    await Promise.all([a.stop(), b.stop()])
+    await Promise.allSettled([a.stop(), b.stop(), c.stop()])
     await redis.stop()
   })
 
@@ -31,7 +34,7 @@ describe('several instances', () => {
     return check()
   }
 
-  test('logs posted to either instance reach subscribers on both, in id order; broadcasted counts this instance', async () => {
+  test('logs posted to either instance reach subscribers on both, in id order', async () => {
     const task = await createTask(a, { description: 'two', subtasks: [{ description: 'x' }, { description: 'y' }] })
     const [x, y] = task.subtasks.map((s) => s.subtask_id) as [string, string]
     const onA = await watch(a, task.task_id)
@@ -39,9 +42,7 @@ describe('several instances', () => {
     const acked: string[] = []
     const produce = async (server: TestServer, subtask: string, name: string) => {
       for (let i = 0; i < 50; i++) {
-        const body = await sendLog(server, subtask, { level: 'info', message: `${name} ${i}` })
-        expect(body.broadcasted).toBe(1) // the one watcher on the instance that took the log
-        acked.push(body.id)
+        acked.push((await sendLog(server, subtask, { level: 'info', message: `${name} ${i}` })).id)
       }
     }
     await Promise.all([produce(a, x, 'a'), produce(b, y, 'b')])
@@ -50,6 +51,51 @@ describe('several instances', () => {
       expect((await client.logs(100)).map((l) => l.id)).toEqual(acked)
       client.close()
     }
+  })
+
+  test('broadcasted counts the subscribers of every instance whose level filter accepts the log', async () => {
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const onA = await watch(a, task.task_id, '?level=info')
+    const onB = await watch(b, task.task_id, '?level=warning')
+    const stream = await SseStream.open(b, task.task_id)
+    await stream.until(': subscribed')
+    // Each instance announces its subscribers shortly after they change.
+    const broadcasted = async (server: TestServer, level: string, expected: number) =>
+      eventually(async () => (await sendLog(server, sub, { level, message: level })).broadcasted === expected)
+    expect(await broadcasted(a, 'error', 3)).toBe(true)
+    expect((await sendLog(b, sub, { level: 'error', message: 'e' })).broadcasted).toBe(3)
+    expect((await sendLog(a, sub, { level: 'warning', message: 'w' })).broadcasted).toBe(3)
+    expect((await sendLog(b, sub, { level: 'info', message: 'i' })).broadcasted).toBe(2) // onA and the stream
+    expect((await sendLog(a, sub, { level: 'debug', message: 'd' })).broadcasted).toBe(1) // the stream
+    // A batch counts the subscribers that accept at least one of its logs.
+    const batch = [
+      { level: 'debug', message: 'd' },
+      { level: 'warning', message: 'w' },
+    ]
+    expect((await json(await post(`${a.url}/api/v1/subtasks/${sub}/logs`, { logs: batch }))).broadcasted).toBe(3)
+    onB.close()
+    stream.close()
+    expect(await broadcasted(a, 'error', 1)).toBe(true)
+    onA.close()
+    expect(await broadcasted(b, 'error', 0)).toBe(true)
+  })
+
+  test('an instance that stops takes its subscribers out of the count; an announcement past its lease is ignored', async () => {
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    await watch(c, task.task_id)
+    const broadcasted = async () => (await sendLog(a, sub, { level: 'info', message: 'x' })).broadcasted
+    expect(await eventually(async () => (await broadcasted()) === 1)).toBe(true)
+    await c.stop() // without closing its socket first: the instance withdraws what it announced
+    expect(await broadcasted()).toBe(0)
+    expect(await raw.exists(subscribersKey(task.task_id))).toBe(0)
+    // What an instance that died leaves behind: its fields, which count until they lapse.
+    const now = Date.now()
+    await raw.hSet(subscribersKey(task.task_id), { dead: `${now - 1} 5 5 5 5`, live: `${now + 60_000} 0 0 7 7` })
+    await watch(b, task.task_id) // an instance follows the task, so appends read the announcements
+    expect(await eventually(async () => (await broadcasted()) === 1)).toBe(true) // b's; 'live' accepts warning and up
+    expect((await sendLog(a, sub, { level: 'warning', message: 'w' })).broadcasted).toBe(8)
   })
 
   test('a status change made on one instance reaches subscribers on the other', async () => {

@@ -10,6 +10,17 @@ export interface StoredLog {
   body: string
 }
 
+/** What an append stored, and who else will receive it. */
+export interface Appended {
+  /** The logs with their ids, in order. */
+  logs: StoredLog[]
+  /**
+   * Subscribers on other instances sharing the store whose filter accepts at least one of the
+   * logs, as those instances announced them (redis-subscribers.ts); 0 for a store of one instance.
+   */
+  subscribersElsewhere: number
+}
+
 export interface HistoryQuery {
   /** Maximum number of logs returned. */
   limit: number
@@ -43,7 +54,7 @@ export interface HistoryStore {
    * them with their ids, in order. Rejects with StoreUnavailableError when the store is down:
    * then nothing was stored.
    */
-  append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]>
+  append(taskId: string, logs: EncodedLog[]): Promise<Appended>
   /** Reads logs for the history endpoint. */
   read(taskId: string, query: HistoryQuery): Promise<StoredLog[]>
   /** Logs after `since` (oldest first, at most `limit`), or the newest `limit` when `since` is undefined. */

@@ -3,7 +3,7 @@ import { LEVELS, levelRank, now, type Level, type Status } from '../schemas/comm
 import type { StatusChange } from '../schemas/frames'
 import type { Subtask } from '../schemas/task'
 import { logData, rawFrame, toLiveLog, type LiveLog } from './frames'
-import type { HistoryStore, StoredLog } from './history-store'
+import type { Appended, HistoryStore, StoredLog } from './history-store'
 import type { LogFeed } from './log-feed'
 import { compareLogIds } from './log-id'
 
@@ -222,13 +222,13 @@ export class Hub {
 
   /**
    * Hands logs just stored here to the feed, which delivers them to the task's subscribers on
-   * every instance, and returns how many subscribers here accept at least one of them.
+   * every instance, and returns how many subscribers, here and elsewhere, accept at least one of them.
    */
-  publishLogs(taskId: string, logs: StoredLog[]): number {
+  publishLogs(taskId: string, { logs, subscribersElsewhere }: Appended): number {
     this.feed.appended(taskId, logs)
     let top = 0
     for (const log of logs) top = Math.max(top, levelRank(log.level))
-    return this.subscriberCount(taskId, LEVELS[top])
+    return this.subscriberCount(taskId, LEVELS[top]) + subscribersElsewhere
   }
 
   /** Sends a subtask's status change to every subscriber of its task, whatever their level, on every instance. */
@@ -352,6 +352,10 @@ export class Hub {
     const { counts } = task
     this.subscriptions += delta
     counts[levelRank(level)]! += delta
+    this.feed.announce(
+      taskId,
+      LEVELS.map((l) => this.subscriberCount(taskId, l)),
+    )
     if (counts.every((n) => n === 0)) {
       this.tasks.delete(taskId)
       // Only once following has settled, and only if no new subscriber has started following again.

@@ -30,6 +30,12 @@ export interface LogFeed {
   sync(): Promise<void>
   /** Stops delivering a task's events here. */
   unfollow(taskId: string): void
+  /**
+   * Tells the other instances how many subscribers this instance has for a task: `accepting[r]`
+   * accept a log of level rank r (all zero: none any more). Their appends count them in
+   * `broadcasted` (Appended.subscribersElsewhere).
+   */
+  announce(taskId: string, accepting: readonly number[]): void
   /** Logs this instance has just appended to the history store. */
   appended(taskId: string, logs: StoredLog[]): void
   /** Sends a status change to every instance following the task. */

@@ -23,6 +23,9 @@ export class MemoryFeed implements LogFeed {
 
   unfollow(): void {}
 
+  /** One process is one instance (MemoryHistory counts no subscribers elsewhere). */
+  announce(): void {}
+
   appended(taskId: string, logs: StoredLog[]): void {
     for (const listener of this.listeners) listener.logs(taskId, logs)
   }

@@ -28,7 +28,7 @@
  */
 import { levelRank } from '../schemas/common'
 import type { EncodedLog } from './encode'
-import { taskCreatedMs, type HistoryQuery, type HistoryStore, type Replay, type StoredLog } from './history-store'
+import { taskCreatedMs, type Appended, type HistoryQuery, type HistoryStore, type Replay, type StoredLog } from './history-store'
 import { requireLogId, type LogIdParts } from './log-id'
 
 const cmp = (a: LogIdParts, b: LogIdParts): number => a.ms - b.ms || a.seq - b.seq
@@ -85,8 +85,9 @@ export class MemoryHistory implements HistoryStore {
     for (const taskId of this.#tasks.keys()) this.#live(taskId, now)
   }
 
-  async append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]> {
-    if (logs.length === 0) return []
+  /** One process is one instance: nobody elsewhere subscribes. */
+  async append(taskId: string, logs: EncodedLog[]): Promise<Appended> {
+    if (logs.length === 0) return { logs: [], subscribersElsewhere: 0 }
     const now = Date.now()
     let task = this.#live(taskId, now)
     if (!task) {
@@ -106,7 +107,7 @@ export class MemoryHistory implements HistoryStore {
     }
     const excess = size(task) - this.#maxPerTask
     if (excess > 0) this.#drop(task, task.head + excess)
-    return out
+    return { logs: out, subscribersElsewhere: 0 }
   }
 
   async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {

@@ -5,6 +5,7 @@ import type { StoredLog } from './history-store'
 import type { FeedListener, LogFeed } from './log-feed'
 import { createRedisClient, redactRedisUrl, type RedisClient } from './redis-connection'
 import { logKey } from './redis-history'
+import { SubscriberAnnouncer, type Follower } from './redis-subscribers'
 
 export interface RedisFeedOptions {
   url: string
@@ -53,14 +54,17 @@ export function decodePublished(message: string): StoredLog[] | { status: string
  * replaces the connection (a fresh one, subscribed to nothing) and reports `interrupted`, and
  * the hub tells every watcher here to resume with `since` from the history store.
  */
-export class RedisFeed implements LogFeed {
+export class RedisFeed implements LogFeed, Follower {
   readonly description: string
+  /** This instance, in the subscriber counts it announces (redis-subscribers.ts). */
+  readonly instanceId = crypto.randomUUID()
   readonly #url: string
   readonly #timeoutMs: number
   readonly #logger: Pick<Console, 'warn' | 'info'>
   #subscriber: RedisClient
   /** A subscribed RESP2 connection may only (un)subscribe: status changes go out on this one. */
   readonly #publisher: RedisClient
+  readonly #announcer: SubscriberAnnouncer
   /** The tasks whose channel the current subscriber connection has subscribed. */
   #channels = new Set<string>()
   #listener: FeedListener | undefined
@@ -74,6 +78,7 @@ export class RedisFeed implements LogFeed {
     this.#publisher = createRedisClient(opts.url, this.#timeoutMs)
     // The history store reports outages already; this connection only needs a listener.
     this.#publisher.on('error', () => {})
+    this.#announcer = new SubscriberAnnouncer(() => this.#publisher, this.instanceId)
     this.#subscriber = this.#open()
   }
 
@@ -111,10 +116,19 @@ export class RedisFeed implements LogFeed {
     await this.#call(this.#subscriber.ping(), 'PING')
   }
 
+  /** Whether the current subscriber connection has subscribed to the task's channel. */
+  follows(taskId: string): boolean {
+    return this.#channels.has(taskId)
+  }
+
   unfollow(taskId: string): void {
     if (!this.#channels.delete(taskId)) return
     // A failure leaves a channel whose messages the hub ignores, until the connection is replaced.
     this.#subscriber.unsubscribe(logKey(taskId), this.#onMessage).catch(() => {})
+  }
+
+  announce(taskId: string, accepting: readonly number[]): void {
+    this.#announcer.announce(taskId, accepting)
   }
 
   /** The append script has published them already. */
@@ -127,6 +141,7 @@ export class RedisFeed implements LogFeed {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await withTimeout(this.#announcer.withdraw(), this.#timeoutMs, 'Redis did not answer in time').catch(() => {})
     for (const client of [this.#subscriber, this.#publisher]) {
       if (!client.isOpen) continue
       await withTimeout(client.close(), this.#timeoutMs, 'Redis did not close in time').catch(() => client.destroy())

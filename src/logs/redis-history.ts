@@ -13,7 +13,9 @@
  *
  * - append: per log XADD `*` with exact count trimming (MAXLEN =), then ONE PUBLISH of every
  *   log as `<id>\n<level>\n<body>`, joined by `\n`, on channel `logs:{<task_id>}` (redis-feed.ts
- *   reads it; a body is JSON.stringify's output, which has no raw newline); returns the ids. Trimming by age
+ *   reads it; a body is JSON.stringify's output, which has no raw newline); returns the ids and,
+ *   when any instance follows the channel, the subscribers other instances announced
+ *   (redis-subscribers.ts). Trimming by age
  *   (XTRIM MINID at the newest id's time - TTL) and the key's expiry (PEXPIRE to TTL + slack)
  *   happen on an instance's first append to a task, then at most every half slack window (see
  *   `housekeepingMs`), not on every append.
@@ -39,9 +41,10 @@ import { StoreUnavailableError } from '../errors'
 import { withTimeout } from '../timeout'
 import { levelRank, type Level } from '../schemas/common'
 import type { EncodedLog } from './encode'
-import type { HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
+import type { Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
 import { requireLogId } from './log-id'
 import { createRedisClient, redactRedisUrl, type RedisClient } from './redis-connection'
+import { SUBSCRIBERS_ELSEWHERE, subscribersKey, type Follower } from './redis-subscribers'
 import { defineTracingHasSubscribers } from './redis-tracing'
 
 defineTracingHasSubscribers()
@@ -56,6 +59,8 @@ export interface RedisHistoryOptions {
   startupTimeoutMs?: number
   /** Where outage/reconnect messages go (default console). */
   logger?: Pick<Console, 'warn' | 'info'>
+  /** This instance as its feed knows it (redis-subscribers.ts); default: one that follows nothing. */
+  follower?: Follower
 }
 
 /**
@@ -120,12 +125,13 @@ end
 `
 
 /**
- * KEYS[1] stream, KEYS[2] its newest id; ARGV: ttlMs, maxPerTask, slackMs, housekeep (1 or 0),
- * then (level, body) per log. Returns the ids.
+ * KEYS[1] stream, KEYS[2] its newest id, KEYS[3] its announced subscribers; ARGV: ttlMs,
+ * maxPerTask, slackMs, housekeep (1 or 0), whether this instance follows the task (1 or 0), its
+ * id, then (level, body) per log. Returns the ids, then the subscribers elsewhere.
  * A few O(1) calls per log: this script's cost is most of an ingest round trip, and each
  * redis.call costs 1-3 µs beyond its command's own work.
  */
-const APPEND = `${LOST_BEFORE}
+const APPEND = `${LOST_BEFORE}${SUBSCRIBERS_ELSEWHERE}
 local key = KEYS[1]
 local newestKey = KEYS[2]
 local maxLen = ARGV[2]
@@ -142,7 +148,7 @@ if not prev then
 end
 local ids = {}
 local published = {}
-for i = 5, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   local id = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '=', maxLen, '*', 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
   if not id then
     -- A new stream (or one deleted or evicted without its newest-id key) needs its expiry now,
@@ -159,7 +165,11 @@ for i = 5, #ARGV, 2 do
   published[#published + 1] = id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1]
 end
 -- One message per append: a 100-line batch is one message to every follower, not 100.
-redis.call('PUBLISH', key, table.concat(published, '\\n'))
+local followers = redis.call('PUBLISH', key, table.concat(published, '\\n'))
+-- Only an instance that follows the task (subscribes to its channel) has subscribers for it:
+-- when this one is the only follower, there is nothing to read.
+local elsewhere = 0
+if followers > tonumber(ARGV[5]) then elsewhere = subscribersElsewhere(KEYS[3], ARGV[6], 7) end
 -- Housekeeping, when the caller asks for it (RedisHistory.append: at most every slackMs / 2 per
 -- task and instance): reads ignore entries past their TTL anyway, so trimming them up to slackMs
 -- late changes nothing a client sees, and an expiry of TTL + slack outlives by its TTL every log
@@ -175,6 +185,7 @@ if housekeep then
 else
   redis.call('SET', newestKey, prev, 'KEEPTTL')
 end
+ids[#ids + 1] = elsewhere
 return ids
 `
 
@@ -329,6 +340,7 @@ export class RedisHistory implements HistoryStore {
   readonly #timeoutMs: number
   readonly #logger: Pick<Console, 'warn' | 'info'>
   readonly #watchdog: Watchdog
+  readonly #follower: Follower
   /** The append script's fixed arguments: ttl ms, cap and housekeeping slack. */
   readonly #appendArgs: string[]
   readonly #housekeepEveryMs: number
@@ -346,6 +358,7 @@ export class RedisHistory implements HistoryStore {
     if (!(opts.ttlSeconds > 0) || !Number.isFinite(opts.ttlSeconds)) throw new RangeError('ttlSeconds must be > 0')
     if (!Number.isInteger(opts.maxPerTask) || opts.maxPerTask < 1) throw new RangeError('maxPerTask must be an integer >= 1')
     this.description = redactRedisUrl(opts.url)
+    this.#follower = opts.follower ?? { instanceId: crypto.randomUUID(), follows: () => false }
     this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
     this.#maxPerTask = opts.maxPerTask
     this.#appendArgs = [String(this.#ttlMs), String(this.#maxPerTask), String(housekeepingMs(this.#ttlMs))]
@@ -391,8 +404,8 @@ export class RedisHistory implements HistoryStore {
     return store
   }
 
-  append(taskId: string, logs: EncodedLog[]): Promise<StoredLog[]> {
-    if (logs.length === 0) return Promise.resolve([])
+  append(taskId: string, logs: EncodedLog[]): Promise<Appended> {
+    if (logs.length === 0) return Promise.resolve({ logs: [], subscribersElsewhere: 0 })
     const now = performance.now()
     const last = this.#housekeptAt.get(taskId)
     const housekeep = last === undefined || now - last >= this.#housekeepEveryMs
@@ -403,17 +416,28 @@ export class RedisHistory implements HistoryStore {
       this.#housekeptAt.set(taskId, now)
     }
     // Built in place: this is the hot path.
-    const command = ['EVALSHA', SCRIPTS.append.sha, '2', logKey(taskId), newestIdKey(taskId), ...this.#appendArgs]
-    command.push(housekeep ? '1' : '0')
+    const command = [
+      'EVALSHA',
+      SCRIPTS.append.sha,
+      '3',
+      logKey(taskId),
+      newestIdKey(taskId),
+      subscribersKey(taskId),
+      ...this.#appendArgs,
+    ]
+    command.push(housekeep ? '1' : '0', this.#follower.follows(taskId) ? '1' : '0', this.#follower.instanceId)
     for (const log of logs) command.push(log.level, log.body)
     return this.#eval(SCRIPTS.append, command).then(
       (ids) => {
-        if (!Array.isArray(ids) || ids.length !== logs.length) {
+        if (!Array.isArray(ids) || ids.length !== logs.length + 1) {
           throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
         }
         // Redis may have run a late reply's append beyond the margin of the last housekeeping.
         if (!housekeep && performance.now() - now > this.#housekeepEveryMs) this.#housekeepLate(taskId)
-        return logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: log.body }))
+        return {
+          logs: logs.map((log, i) => ({ id: String(ids[i]), level: log.level, body: log.body })),
+          subscribersElsewhere: Number(ids[logs.length]),
+        }
       },
       (error) => {
         // Not known to be done: the next append asks again.

@@ -27,9 +27,9 @@ export const logRoutes = (deps: {
     // A cache hit costs no await: this is the hot path.
     const subtask = subtasks.cached(subtaskId) ?? (await subtasks.lookup(subtaskId))
     if (!subtask) throw notFound('Subtask', subtaskId)
-    const stored = await history.append(subtask.task_id, encodeRequests(requests, subtask, limits, path))
-    for (const log of stored) metrics.logIngested(log.level)
-    return { stored, broadcasted: hub.publishLogs(subtask.task_id, stored) }
+    const appended = await history.append(subtask.task_id, encodeRequests(requests, subtask, limits, path))
+    for (const log of appended.logs) metrics.logIngested(log.level)
+    return { stored: appended.logs, broadcasted: hub.publishLogs(subtask.task_id, appended) }
   }
 
   // Acknowledgements are our own output, typed and documented by their schemas; NoValidate

@@ -41,9 +41,13 @@ export async function startServer(
   const config = loadConfig({ DATABASE_URL: 'sqlite://:memory:', ...options.env, REDIS_URL: options.redisUrl })
   const tasks = await SqlTaskStore.open(config.databaseUrl)
   const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
-  const store = config.redisUrl ? await RedisHistory.connect({ url: config.redisUrl, ...limits }) : new MemoryHistory(limits)
-  const history = options.wrapHistory?.(store) ?? store
+  // As openStores does: the feed tells the history's appends whose announced subscribers to count.
   const feed = config.redisUrl ? await RedisFeed.connect({ url: config.redisUrl }) : new MemoryFeed()
+  const store =
+    feed instanceof RedisFeed
+      ? await RedisHistory.connect({ url: config.redisUrl!, ...limits, follower: feed })
+      : new MemoryHistory(limits)
+  const history = options.wrapHistory?.(store) ?? store
   const app = createApp({ config, tasks, history, feed }).listen({ hostname: '127.0.0.1', port: 0 })
   const port = app.server!.port
   return {

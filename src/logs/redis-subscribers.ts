@@ -1,0 +1,136 @@
+/**
+ * Subscriber counts that instances sharing Redis announce to each other, so that `broadcasted`
+ * counts the subscribers of every instance (DESIGN "Logs") in the append's one round trip.
+ *
+ * Each instance keeps, per task it has subscribers for, one field (its instance id) in the hash
+ * `logs:{<task_id>}:subscribers` (the task's hash tag: the same slot as its stream). The value is
+ * `<expires ms> <n0> <n1> <n2> <n3>`: when the announcement lapses, then how many of its
+ * subscribers accept a log of each level rank (debug..error). The append script sums the fields
+ * of the other instances that have not lapsed (`SUBSCRIBERS_ELSEWHERE`); the appending instance
+ * adds its own from memory, which is never stale.
+ *
+ * An instance writes a task's field shortly after its count changes (changes within
+ * ANNOUNCE_DELAY_MS are coalesced: a reconnect storm is a few writes, not one per socket),
+ * rewrites all of them every LEASE_MS / 3, and removes them when it closes. An instance that
+ * dies without closing is still counted until its fields lapse, at most LEASE_MS later. A field's
+ * expiry comes from its writer's clock and is judged by Redis': they must agree to well within
+ * the lease.
+ */
+import type { RedisClient } from './redis-connection'
+
+/** How long an announcement counts without being rewritten. */
+export const LEASE_MS = 30_000
+/** How long changes to the counts wait to be written together. */
+export const ANNOUNCE_DELAY_MS = 20
+
+/**
+ * This instance as an append sees it: whose announcements to leave out (it counts its own), and
+ * whether it follows the task's channel itself (then, when it is the only follower, no other
+ * instance can have subscribers and the append reads no announcement). RedisFeed is one.
+ */
+export interface Follower {
+  readonly instanceId: string
+  follows(taskId: string): boolean
+}
+
+/** The hash of a task's announced subscriber counts, one field per instance. */
+export const subscribersKey = (taskId: string): string => `logs:{${taskId}}:subscribers`
+
+/**
+ * Lua: subscribers that instances other than `self` announced for a task, in fields that have not
+ * lapsed, and that accept at least one of the logs whose levels are ARGV[first], ARGV[first + 2], ...
+ * Only called when another instance follows the task, so a single instance pays nothing for it.
+ */
+export const SUBSCRIBERS_ELSEWHERE = `
+local function subscribersElsewhere(key, self, first)
+  local fields = redis.call('HGETALL', key)
+  local total = 0
+  if #fields == 0 then return 0 end
+  local ranks = { debug = 0, info = 1, warning = 2, error = 3 }
+  local rank = 0
+  for i = first, #ARGV, 2 do rank = math.max(rank, ranks[ARGV[i]] or 0) end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local pattern = '^(%d+)' .. string.rep(' %d+', rank) .. ' (%d+)'
+  for i = 1, #fields, 2 do
+    if fields[i] ~= self then
+      local expires, n = string.match(fields[i + 1], pattern)
+      if expires and tonumber(expires) > now then total = total + tonumber(n) end
+    end
+  end
+  return total
+end
+`
+
+/**
+ * Writes this instance's subscriber counts (see the file comment). Failures are ignored: the
+ * next rewrite repairs them, and until then only other instances' `broadcasted` is off.
+ */
+export class SubscriberAnnouncer {
+  /** Per task with subscribers here: how many accept a log of each level rank. */
+  readonly #counts = new Map<string, readonly number[]>()
+  /** Tasks whose field is to be written (or removed) at the next flush. */
+  readonly #changed = new Set<string>()
+  #flushTimer: ReturnType<typeof setTimeout> | undefined
+  #renewTimer: ReturnType<typeof setInterval> | undefined
+
+  constructor(
+    private readonly client: () => RedisClient,
+    readonly instanceId: string,
+  ) {}
+
+  /** Records a task's counts (all zero: no subscriber here any more); written shortly after. */
+  announce(taskId: string, accepting: readonly number[]): void {
+    if (accepting.some((n) => n > 0)) this.#counts.set(taskId, accepting)
+    else if (!this.#counts.delete(taskId)) return
+    this.#changed.add(taskId)
+    this.#flushTimer ??= setTimeout(() => this.#flush(), ANNOUNCE_DELAY_MS)
+    if (!this.#renewTimer) {
+      this.#renewTimer = setInterval(() => this.#renew(), LEASE_MS / 3)
+      this.#renewTimer.unref?.()
+    }
+  }
+
+  /** Removes every field this instance wrote, so that no other instance counts them any more. */
+  async withdraw(): Promise<void> {
+    clearTimeout(this.#flushTimer)
+    clearInterval(this.#renewTimer)
+    this.#flushTimer = this.#renewTimer = undefined
+    const tasks = [...this.#counts.keys(), ...this.#changed]
+    this.#counts.clear()
+    this.#changed.clear()
+    await Promise.all(tasks.map((taskId) => this.#write(taskId)))
+  }
+
+  #flush(): void {
+    this.#flushTimer = undefined
+    for (const taskId of this.#changed) void this.#write(taskId)
+    this.#changed.clear()
+  }
+
+  #renew(): void {
+    for (const taskId of this.#counts.keys()) void this.#write(taskId)
+    if (this.#counts.size === 0 && this.#changed.size === 0) {
+      clearInterval(this.#renewTimer)
+      this.#renewTimer = undefined
+    }
+  }
+
+  /** Writes a task's field as its counts stand now, or removes it. */
+  #write(taskId: string): Promise<unknown> {
+    const client = this.client()
+    if (!client.isReady) return Promise.resolve()
+    const key = subscribersKey(taskId)
+    const accepting = this.#counts.get(taskId)
+    if (!accepting) return client.sendCommand(['HDEL', key, this.instanceId]).catch(() => {})
+    const expires = Date.now() + LEASE_MS
+    // Every live instance rewrites within a third of the lease, so the hash outlives their fields;
+    // in one transaction, so that no hash is left without an expiry.
+    return client
+      .multi()
+      .addCommand(['HSET', key, this.instanceId, `${expires} ${accepting.join(' ')}`])
+      .addCommand(['PEXPIRE', key, String(LEASE_MS)])
+      .exec()
+      .catch(() => {})
+  }
+}
