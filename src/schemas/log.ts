@@ -34,7 +34,7 @@ export const LogAccepted = t.Object(
     message: t.String(),
     broadcasted: Int({
       description:
-        'Subscribed connections (WebSocket and SSE) on the instance that stored the log whose filter accepts it; other instances deliver it to theirs too',
+        'Subscribed connections (WebSocket and SSE), on every instance, whose filter accepts the log; another instance counts from about 20 ms after its subscriber subscribed',
     }),
     id: LogId,
   },
@@ -46,7 +46,7 @@ export const BatchAccepted = t.Object(
     success: t.Literal(true),
     accepted: Int({ minimum: 1 }),
     broadcasted: Int({
-      description: 'Subscribed connections on the instance that stored the batch that accept at least one of its logs',
+      description: 'Subscribed connections (WebSocket and SSE), on every instance, that accept at least one of its logs',
     }),
     first_id: LogId,
     last_id: LogId,
