@@ -85,6 +85,9 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
       [{ level: 'info', message: 'x', timestamp: '2026-01-02T03:04:05+24:00' }, '/timestamp'],
       [{ level: 'info', message: 'x', timestamp: '0000-01-01T00:30+01:00' }, '/timestamp'], // year -1 in UTC
       [{ level: 'info', message: 'x', timestamp: '02/01/2026' }, '/timestamp'], // not ISO: day or month first?
+      [{ level: 'info', message: 'x', timestamp: true }, '/timestamp'],
+      [{ level: 'info', message: 'x', timestamp: 1e17 }, '/timestamp'], // Unix ms past year 9999
+      [{ level: 'info', message: 'x', timestamp: '-62167219200001' }, '/timestamp'], // Unix ms before year 0000
       [{ level: 'info', message: 'é'.repeat(51) }, '/message'], // 102 bytes of UTF-8 > 100
       [{ level: 'info', message: 'x', metadata: { blob: 'y'.repeat(60) } }, '/metadata'],
     ]
@@ -154,6 +157,27 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     expect(logs.map((l: any) => l.timestamp)).toEqual([stored[0]![1], ...stored.map(([, iso]) => iso)])
   })
 
+  test('a Unix timestamp, as pydantic read it: seconds, or milliseconds past 2e10, a number or a string of one', async () => {
+    const task = await createTask(server)
+    const sub = task.subtasks[0]!.subtask_id
+    const stored: [number | string, string][] = [
+      [1767323045, '2026-01-02T03:04:05.000Z'],
+      [1767323045.123456, '2026-01-02T03:04:05.123Z'], // time.time()
+      [1767323045987, '2026-01-02T03:04:05.987Z'], // milliseconds
+      ['1767323045.5', '2026-01-02T03:04:05.500Z'],
+      [1.123, '1970-01-01T00:00:01.123Z'], // 1122.9999... ms in binary
+      [0, '1970-01-01T00:00:00.000Z'],
+      [-1, '1969-12-31T23:59:59.000Z'],
+    ]
+    await sendLog(server, sub, { level: 'info', message: 'single', timestamp: stored[0]![0] })
+    const batch = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
+      logs: stored.map(([timestamp]) => ({ level: 'info', message: 'batched', timestamp })),
+    })
+    expect(batch.status).toBe(201)
+    const logs = (await history(task.task_id, '?order=asc')).logs
+    expect(logs.map((l: any) => l.timestamp)).toEqual([stored[0]![1], ...stored.map(([, iso]) => iso)])
+  })
+
   test('validation messages say what is allowed and where', async () => {
     const task = await createTask(server)
     const sub = task.subtasks[0]!.subtask_id
@@ -173,7 +197,7 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
       [
         post(logUrl(sub), { level: 'info', message: 'x', timestamp: 'yesterday' }),
         '/timestamp',
-        'Invalid request body at /timestamp: must be an ISO 8601 date-time such as 2026-01-02T03:04:05.123Z; without an offset it is read as UTC',
+        'Invalid request body at /timestamp: must be an ISO 8601 date-time such as 2026-01-02T03:04:05.123Z (without an offset it is read as UTC), or Unix time in seconds',
       ],
       [
         fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?level=bogus`),

@@ -25,17 +25,27 @@ export const Timestamp = t.String({
 /** Date, then optionally `T` (or a space, as Python's `str(datetime)`), time, fraction and offset; `t`, `z` as RFC 3339 allows. */
 const ISO_DATE_TIME = /^(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d)(?::(\d\d)(?:\.(\d+))?)?(Z|([+-])(\d\d):?(\d\d))?)?$/i
 
+/** A number as a string, which pydantic also read as Unix time. */
+const UNIX_TIME = /^-?\d+(?:\.\d+)?$/
+
 /**
- * A client's ISO 8601 date-time in the wire format (UTC, milliseconds, `Z`), or undefined when it
- * is not one. Without an offset it is UTC, as the original backend (pydantic) read
- * `datetime.utcnow().isoformat()`; a date alone is its midnight. Digits past milliseconds are cut.
+ * A client's timestamp in the wire format (UTC, milliseconds, `Z`), or undefined when it is not
+ * one, read as the original backend (pydantic) read it:
+ * - an ISO 8601 date-time; without an offset it is UTC (`datetime.utcnow().isoformat()`), and a
+ *   date alone is its midnight;
+ * - a number, or a number as a string: Unix time, in seconds, or in milliseconds when its size is
+ *   past 2e10 (`time.time()` gives seconds).
+ * Digits past milliseconds are cut.
  */
-export function utcTimestamp(text: string): string | undefined {
+export function utcTimestamp(value: string | number): string | undefined {
+  if (typeof value === 'number') return unixTimestamp(value)
+  const text = value
   // Most clients (the SDK included) send the wire form itself: checked whole, 3x faster.
   if (WIRE_TIMESTAMP.test(text)) {
     const ms = Date.parse(text)
     return !Number.isNaN(ms) && new Date(ms).toISOString() === text ? text : undefined
   }
+  if (UNIX_TIME.test(text)) return unixTimestamp(Number(text))
   const parts = ISO_DATE_TIME.exec(text)
   if (!parts) return undefined
   const [, date, time = '00:00', seconds = '00', fraction = '', , sign, offsetHours = '0', offsetMinutes = '0'] = parts
@@ -51,16 +61,25 @@ export function utcTimestamp(text: string): string | undefined {
 
 const WIRE_TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 
-// The shape only: encodeRequests converts each timestamp once and refuses impossible dates (February 30).
-FormatRegistry.Set('iso-date-time-utc', (text) => ISO_DATE_TIME.test(text))
+function unixTimestamp(value: number): string | undefined {
+  const ms = Math.abs(value) > 2e10 ? value : value * 1000
+  // Rounded to microseconds first, so that 1.123 s, stored in binary as 1122.9999... ms, is 1123 ms.
+  const date = new Date(Math.floor(Math.round(ms * 1000) / 1000))
+  if (Number.isNaN(date.getTime())) return undefined
+  const text = date.toISOString()
+  return WIRE_TIMESTAMP.test(text) ? text : undefined
+}
 
-/** A timestamp a client sends: an ISO 8601 date-time, read as UTC when it has no offset. */
-export const TimestampInput = t.String({
-  format: 'iso-date-time-utc',
+// The shape only: encodeRequests converts each timestamp once and refuses impossible dates (February 30).
+FormatRegistry.Set('client-timestamp', (text) => ISO_DATE_TIME.test(text) || UNIX_TIME.test(text))
+
+/** A timestamp a client sends (see utcTimestamp). */
+export const TimestampInput = t.Union([t.String({ format: 'client-timestamp' }), t.Number()], {
   description:
-    "ISO 8601 date-time, stored in UTC with milliseconds. Without an offset it is read as UTC (as Python's `datetime.utcnow().isoformat()`); a date alone is its midnight UTC.",
-  examples: ['2026-11-26T10:15:30.123Z', '2026-11-26T10:15:30.123456'],
-  error: 'must be an ISO 8601 date-time such as 2026-01-02T03:04:05.123Z; without an offset it is read as UTC',
+    "Stored in UTC with milliseconds. An ISO 8601 date-time: without an offset it is read as UTC (as Python's `datetime.utcnow().isoformat()`), and a date alone is its midnight UTC. Or Unix time, as a number or a string of one: seconds (`time.time()`), or milliseconds when past 2e10.",
+  examples: ['2026-11-26T10:15:30.123Z', '2026-11-26T10:15:30.123456', 1764152130.123],
+  error:
+    'must be an ISO 8601 date-time such as 2026-01-02T03:04:05.123Z (without an offset it is read as UTC), or Unix time in seconds',
 })
 
 /**
