@@ -114,6 +114,25 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     expect((await history(task.task_id)).count).toBe(0)
   })
 
+  test('ids in upper case name the same task and subtask, as the original backend read them', async () => {
+    const task = await createTask(server, { description: 't', subtasks: [{ description: 'a' }, { description: 'b' }] })
+    const [a, b] = task.subtasks.map((s) => s.subtask_id.toUpperCase()) as [string, string]
+    const taskId = task.task_id.toUpperCase()
+    const watcher = await watch(server, taskId)
+    expect((await sendLog(server, a, { level: 'info', message: 'from a' })).broadcasted).toBe(1)
+    expect((await watcher.logs(1))[0]).toMatchObject({ task_id: task.task_id, message: 'from a' })
+    await sendLog(server, b, { level: 'info', message: 'from b' })
+    const filtered = await history(taskId, `?subtask_id=${a}`)
+    expect(filtered.task_id).toBe(task.task_id)
+    expect(filtered.logs.map((l: any) => l.message)).toEqual(['from a'])
+    expect((await json(await fetch(`${server.url}/api/v1/tasks/${taskId}`))).task_id).toBe(task.task_id)
+    expect((await json(await fetch(`${server.url}/api/v1/subtasks/${b}`))).subtask_id).toBe(b.toLowerCase())
+    const stream = await SseStream.open(server, taskId, '?history=2')
+    await stream.until('"from b"')
+    stream.close()
+    watcher.close()
+  })
+
   test('unknown fields in bodies and queries are ignored, as the original backend did', async () => {
     const task = await createTask(server, { description: 'extra', priority: 'high' } as object)
     const sub = task.subtasks[0]!.subtask_id

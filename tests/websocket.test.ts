@@ -82,12 +82,12 @@ describe.each(['memory', 'redis'] as const)('WebSocket protocol (%s history)', (
   test('subscribe and unsubscribe a second task on the same connection', async () => {
     const [a, b] = [await createTask(server), await createTask(server)]
     const client = await watch(server, a.task_id)
-    client.send({ action: 'subscribe', task_id: b.task_id })
+    client.send({ action: 'subscribe', task_id: b.task_id.toUpperCase() }) // any case, as in paths
     expect(await client.next()).toMatchObject({ type: 'subscribed', data: { task_id: b.task_id } })
     await sendLog(server, b.subtasks[0]!.subtask_id, { level: 'info', message: 'from b' })
     expect((await client.nextOfType('log')).data).toMatchObject({ task_id: b.task_id, message: 'from b' })
 
-    client.send({ action: 'unsubscribe', task_id: b.task_id })
+    client.send({ action: 'unsubscribe', task_id: b.task_id.toUpperCase() })
     expect(await client.next()).toMatchObject({ type: 'unsubscribed', data: { task_id: b.task_id } })
     const ack = await sendLog(server, b.subtasks[0]!.subtask_id, { level: 'info', message: 'after' })
     expect(ack.broadcasted).toBe(0)

@@ -38,7 +38,7 @@ export const logRoutes = (deps: {
     .post(
       '/subtasks/:subtask_id/log',
       async ({ params, body, set }) => {
-        const { stored, broadcasted } = await ingest(params.subtask_id, [body], '')
+        const { stored, broadcasted } = await ingest(params.subtask_id.toLowerCase(), [body], '')
         set.status = 201
         return { success: true as const, message: 'Log stored and broadcast', broadcasted, id: stored[0]!.id }
       },
@@ -61,7 +61,7 @@ export const logRoutes = (deps: {
           throw new ApiError('validation', `A batch holds at most ${limits.maxBatch} logs; got ${body.logs.length}`, [
             { path: '/logs', message: `at most ${limits.maxBatch} items` },
           ])
-        const { stored, broadcasted } = await ingest(params.subtask_id, body.logs, '/logs/{i}')
+        const { stored, broadcasted } = await ingest(params.subtask_id.toLowerCase(), body.logs, '/logs/{i}')
         set.status = 201
         return {
           success: true as const,
@@ -85,17 +85,18 @@ export const logRoutes = (deps: {
     .get(
       '/tasks/:task_id/logs',
       async ({ params, query }) => {
-        if (!(await tasks.exists(params.task_id))) throw notFound('Task', params.task_id)
-        const logs = await history.read(params.task_id, {
+        const taskId = params.task_id.toLowerCase()
+        if (!(await tasks.exists(taskId))) throw notFound('Task', params.task_id)
+        const logs = await history.read(taskId, {
           limit: query.limit ?? 100,
           order: query.order ?? (query.since ? 'asc' : 'desc'),
           since: query.since,
           minLevel: query.level,
-          subtaskId: query.subtask_id,
+          subtaskId: query.subtask_id?.toLowerCase(),
         })
         let newest: string | null = null
         for (const log of logs) if (newest === null || compareLogIds(log.id, newest) > 0) newest = log.id
-        return { task_id: params.task_id, logs: logs.map(toLogMessage), count: logs.length, next_since: newest }
+        return { task_id: taskId, logs: logs.map(toLogMessage), count: logs.length, next_since: newest }
       },
       {
         params: TaskParams,

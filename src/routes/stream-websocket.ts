@@ -232,7 +232,9 @@ export class WebSocketConnection {
    * compiled validator so that each mistake gets a message saying how to fix it.
    */
   private async act(message: Record<string, unknown>): Promise<void> {
-    const { action, task_id: taskId, ...rest } = message
+    const { action, task_id: named, ...rest } = message
+    // Ids in any case, as in paths (schemas/common.ts Uuid).
+    const taskId = typeof named === 'string' ? named.toLowerCase() : named
     switch (action) {
       case 'ping':
         return void this.socket.send(frame('pong'))

@@ -46,7 +46,9 @@ export const streamRoutes = (
         // Upgraded here rather than with Elysia's ws(), which keeps the whole request context
         // per connection; the socket's data is just its WebSocketConnection.
         ({ request, server, params, query, set }) => {
-          if (server?.upgrade(request, { data: new WebSocketConnection(context, params.task_id, query) })) return
+          // Ids in any case (schemas/common.ts Uuid).
+          const connection = new WebSocketConnection(context, params.task_id.toLowerCase(), query)
+          if (server?.upgrade(request, { data: connection })) return
           set.status = 426
           set.headers['upgrade'] = 'websocket'
           return { error: 'upgrade_required', message: 'This endpoint speaks WebSocket: connect with a WebSocket client' }
@@ -59,9 +61,10 @@ export const streamRoutes = (
       .get(
         '/tasks/:task_id/logs/stream',
         async ({ params, query, headers }) => {
-          if (!(await tasks.exists(params.task_id))) throw notFound('Task', params.task_id)
+          const taskId = params.task_id.toLowerCase()
+          if (!(await tasks.exists(taskId))) throw notFound('Task', params.task_id)
           const since = headers['last-event-id'] ?? query.since
-          return sseResponse(hub, params.task_id, query.level ?? 'debug', { since, history: query.history })
+          return sseResponse(hub, taskId, query.level ?? 'debug', { since, history: query.history })
         },
         {
           params: TaskParams,

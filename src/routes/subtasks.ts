@@ -15,7 +15,7 @@ export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub
     .get(
       '/:subtask_id',
       async ({ params }) => {
-        const subtask = await tasks.getSubtask(params.subtask_id)
+        const subtask = await tasks.getSubtask(params.subtask_id.toLowerCase())
         if (!subtask) throw notFound('Subtask', params.subtask_id)
         return subtask
       },
@@ -28,7 +28,7 @@ export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub
     .patch(
       '/:subtask_id',
       async ({ params, body }) => {
-        const update = await tasks.updateSubtask(params.subtask_id, body)
+        const update = await tasks.updateSubtask(params.subtask_id.toLowerCase(), body)
         if (!update) throw notFound('Subtask', params.subtask_id)
         directory.remember(update.subtask)
         if (body.status !== undefined) hub.publishStatus(update.subtask, update.task_status)

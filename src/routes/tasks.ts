@@ -37,7 +37,7 @@ export const taskRoutes = (tasks: TaskStore, decomposer: Decomposer) =>
     .get(
       '/:task_id',
       async ({ params }) => {
-        const task = await tasks.getTask(params.task_id)
+        const task = await tasks.getTask(params.task_id.toLowerCase())
         if (!task) throw notFound('Task', params.task_id)
         return task
       },

@@ -8,7 +8,11 @@ import {
   type TProperties,
 } from '@sinclair/typebox'
 
-/** UUID v1-v8 in canonical form; anything else in a path is a 422. */
+/**
+ * UUID v1-v8 in canonical form; anything else in a path is a 422. Any case, as the original
+ * backend (Python's uuid) read it: ids are stored and sent in lowercase, so routes lowercase
+ * the ids clients name (a TypeBox Transform doing it cost 3.7% of an ingest request's CPU).
+ */
 export const Uuid = t.String({
   format: 'uuid',
   description: 'UUID',
