@@ -72,6 +72,15 @@ describe('OpenAPI document', () => {
     expect(ws['x-websocket-server-frames']).toEqual(ref('ServerFrame'))
     expect(ws['x-websocket-client-actions']).toEqual(ref('ClientAction'))
     expect(ws.description).toContain('ServerFrame')
+    // Its query is checked when the socket opens, not by the router, and documented the same as SSE's.
+    const sse = spec.paths['/api/v1/tasks/{task_id}/logs/stream'].get
+    const where = (p: any) => `${p.in} ${p.name}`
+    expect(ws.parameters.map(where)).toEqual(['path task_id', 'query since', 'query history', 'query level'])
+    for (const name of ['since', 'history', 'level']) {
+      expect(ws.parameters.find((p: any) => p.name === name).schema).toEqual(
+        sse.parameters.find((p: any) => p.name === name).schema,
+      )
+    }
   })
 })
 

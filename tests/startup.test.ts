@@ -1,8 +1,11 @@
 import { describe, expect, test } from 'bun:test'
+import { createClient } from 'redis'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig } from '../src/config'
+import { subscribersKey } from '../src/logs/redis-subscribers'
+import { startRedis } from './support/redis-server'
 import { WsClient } from './support/server'
 
 const ROOT = join(import.meta.dir, '..')
@@ -145,6 +148,40 @@ describe('the server process', () => {
       expect(await proc.exited).toBe(0)
     } finally {
       proc.kill('SIGKILL')
+    }
+  }, 20_000)
+
+  test('with Redis, Ctrl-C (SIGINT) tells watchers to come back and withdraws what the instance announced', async () => {
+    const redis = await startRedis()
+    const raw = createClient({ url: redis.url })
+    await raw.connect()
+    const port = freePort()
+    const proc = start({ PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: 'sqlite://:memory:', REDIS_URL: redis.url })
+    try {
+      expect(await readLine(proc.stdout)).toContain(`history: ${redis.url}`)
+      const res = await fetch(`http://127.0.0.1:${port}/api/v1/tasks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ description: 'watched' }),
+      })
+      const task = await res.json()
+      const watcher = await WsClient.connect(`ws://127.0.0.1:${port}/api/v1/ws/tasks/${task.task_id}/logs`)
+      await watcher.nextOfType('subscribed')
+      // Other instances count this watcher in broadcasted once the instance has announced it.
+      let announced = {}
+      for (let i = 0; i < 100 && Object.keys(announced).length === 0; i++) {
+        await Bun.sleep(20)
+        announced = await raw.hGetAll(subscribersKey(task.task_id))
+      }
+      expect(Object.values(announced)).toEqual([expect.stringMatching(/^\d+ 1 1 1 1$/)])
+      proc.kill('SIGINT')
+      expect((await watcher.closed).code).toBe(1012)
+      expect(await proc.exited).toBe(0)
+      expect(await raw.exists(subscribersKey(task.task_id))).toBe(0)
+    } finally {
+      proc.kill('SIGKILL')
+      await raw.close()
+      await redis.stop()
     }
   }, 20_000)
 })

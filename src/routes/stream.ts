@@ -2,19 +2,41 @@ import { Elysia, t } from 'elysia'
 import { notFound } from '../errors'
 import type { Hub } from '../logs/hub'
 import type { Metrics } from '../metrics'
-import { Input, LevelSchema, LogId } from '../schemas/common'
+import type { TObject } from '@sinclair/typebox'
+import { Input, LevelSchema, LogId, Uuid } from '../schemas/common'
 import { ErrorBody } from '../schemas/error'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { sseResponse } from './stream-sse'
 import { MAX_SUBSCRIPTIONS, OpenSockets, WebSocketConnection, type StreamContext } from './stream-websocket'
 import { TaskParams } from './tasks'
 
+/** A stream's options, the same for both transports. */
+const streamQuery = (historyMax: number) =>
+  Input({
+    since: t.Optional(LogId),
+    history: t.Optional(t.Integer({ minimum: 0, maximum: historyMax, description: 'Replay the newest n logs first' })),
+    level: t.Optional(LevelSchema),
+  })
+
 /**
  * OpenAPI has no words for WebSocket messages: the route points at their schemas (named in
- * routes/docs.ts) in its description and in extension fields a tool can follow.
+ * routes/docs.ts) in its description and in extension fields a tool can follow. Its query is
+ * checked when the socket opens (a bad one closes it with 1008), so it is documented here.
  */
-const webSocketDoc = {
+const webSocketDoc = (query: TObject) => ({
   tags: ['stream'],
+  parameters: [
+    { name: 'task_id', in: 'path', required: true, schema: Uuid },
+    // As the Swagger plugin writes the SSE route's: description and examples beside the schema.
+    ...Object.entries(query.properties).map(([name, { description, examples, ...schema }]) => ({
+      name,
+      in: 'query',
+      required: false,
+      description,
+      examples,
+      schema,
+    })),
+  ],
   summary: 'Follow a task over WebSocket',
   description: [
     'Query: `since=<log id>`, `history=<n>`, `level=<min level>`. Every message is JSON text.',
@@ -24,7 +46,7 @@ const webSocketDoc = {
   ].join('\n\n'),
   'x-websocket-server-frames': { $ref: '#/components/schemas/ServerFrame' },
   'x-websocket-client-actions': { $ref: '#/components/schemas/ClientAction' },
-}
+})
 
 export const streamRoutes = (
   tasks: KnownTasks,
@@ -33,6 +55,7 @@ export const streamRoutes = (
   limits: { historyMax: number; backpressureBytes: number },
 ) => {
   const { historyMax } = limits
+  const query = streamQuery(historyMax)
   const sockets = new OpenSockets(limits.backpressureBytes)
   const context: StreamContext = { tasks, hub, metrics, historyMax, sockets }
   hub.onInterrupted((reason) => sockets.closeWatching(1013, reason))
@@ -55,7 +78,7 @@ export const streamRoutes = (
         },
         {
           response: { 426: ErrorBody },
-          detail: webSocketDoc,
+          detail: webSocketDoc(query),
         },
       )
       .get(
@@ -68,11 +91,7 @@ export const streamRoutes = (
         },
         {
           params: TaskParams,
-          query: Input({
-            since: t.Optional(LogId),
-            history: t.Optional(t.Integer({ minimum: 0, maximum: historyMax })),
-            level: t.Optional(LevelSchema),
-          }),
+          query,
           headers: Input({ 'last-event-id': t.Optional(LogId) }),
           response: { 404: ErrorBody, 422: ErrorBody },
           detail: {
