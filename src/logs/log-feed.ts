@@ -31,11 +31,12 @@ export interface LogFeed {
   /** Stops delivering a task's events here. */
   unfollow(taskId: string): void
   /**
-   * Tells the other instances how many subscribers this instance has for a task: `accepting[r]`
-   * accept a log of level rank r (all zero: none any more). Their appends count them in
-   * `broadcasted` (Appended.subscribersElsewhere).
+   * Tells the other instances how many subscribers this instance has for a task: `atLevel[r]`
+   * have minimum level rank r (all zero: none any more). Their appends count them in
+   * `broadcasted` (Appended.subscribersElsewhere). The array is the hub's own, which it keeps
+   * updating and announces again on each change: a feed may read it later, when it writes.
    */
-  announce(taskId: string, accepting: readonly number[]): void
+  announce(taskId: string, atLevel: readonly number[]): void
   /** Logs this instance has just appended to the history store. */
   appended(taskId: string, logs: StoredLog[]): void
   /** Sends a status change to every instance following the task. */

@@ -127,8 +127,8 @@ export class RedisFeed implements LogFeed, Follower {
     this.#subscriber.unsubscribe(logKey(taskId), this.#onMessage).catch(() => {})
   }
 
-  announce(taskId: string, accepting: readonly number[]): void {
-    this.#announcer.announce(taskId, accepting)
+  announce(taskId: string, atLevel: readonly number[]): void {
+    this.#announcer.announce(taskId, atLevel)
   }
 
   /** The append script has published them already. */

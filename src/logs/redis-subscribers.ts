@@ -18,6 +18,8 @@
  */
 import type { RedisClient } from './redis-connection'
 
+const positive = (n: number) => n > 0
+
 /** How long an announcement counts without being rewritten. */
 export const LEASE_MS = 30_000
 /** How long changes to the counts wait to be written together. */
@@ -67,7 +69,7 @@ end
  * next rewrite repairs them, and until then only other instances' `broadcasted` is off.
  */
 export class SubscriberAnnouncer {
-  /** Per task with subscribers here: how many accept a log of each level rank. */
+  /** Per task with subscribers here: how many have each minimum level rank (the hub's array). */
   readonly #counts = new Map<string, readonly number[]>()
   /** Tasks whose field is to be written (or removed) at the next flush. */
   readonly #changed = new Set<string>()
@@ -80,8 +82,8 @@ export class SubscriberAnnouncer {
   ) {}
 
   /** Records a task's counts (all zero: no subscriber here any more); written shortly after. */
-  announce(taskId: string, accepting: readonly number[]): void {
-    if (accepting.some((n) => n > 0)) this.#counts.set(taskId, accepting)
+  announce(taskId: string, atLevel: readonly number[]): void {
+    if (atLevel.some(positive)) this.#counts.set(taskId, atLevel)
     else if (!this.#counts.delete(taskId)) return
     this.#changed.add(taskId)
     this.#flushTimer ??= setTimeout(() => this.#flush(), ANNOUNCE_DELAY_MS)
@@ -121,14 +123,17 @@ export class SubscriberAnnouncer {
     const client = this.client()
     if (!client.isReady) return Promise.resolve()
     const key = subscribersKey(taskId)
-    const accepting = this.#counts.get(taskId)
-    if (!accepting) return client.sendCommand(['HDEL', key, this.instanceId]).catch(() => {})
+    const atLevel = this.#counts.get(taskId)
+    if (!atLevel) return client.sendCommand(['HDEL', key, this.instanceId]).catch(() => {})
+    // A subscriber at minimum level r accepts the logs of every level from r up.
+    let accepting = 0
+    const counts = atLevel.map((n) => (accepting += n))
     const expires = Date.now() + LEASE_MS
     // Every live instance rewrites within a third of the lease, so the hash outlives their fields;
     // in one transaction, so that no hash is left without an expiry.
     return client
       .multi()
-      .addCommand(['HSET', key, this.instanceId, `${expires} ${accepting.join(' ')}`])
+      .addCommand(['HSET', key, this.instanceId, `${expires} ${counts.join(' ')}`])
       .addCommand(['PEXPIRE', key, String(LEASE_MS)])
       .exec()
       .catch(() => {})
