@@ -216,7 +216,7 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
       [
         post(logUrl(sub), { level: 'info', message: 'x', timestamp: 'yesterday' }),
         '/timestamp',
-        'Invalid request body at /timestamp: must be an ISO 8601 date-time such as 2026-01-02T03:04:05.123Z (without an offset it is read as UTC), or Unix time in seconds',
+        'Invalid request body at /timestamp: must be an ISO 8601 date-time such as 2026-01-02T03:04:05.123Z (without an offset it is read as UTC), or Unix time: seconds, or milliseconds past 2e10',
       ],
       [
         fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?level=bogus`),

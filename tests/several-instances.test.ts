@@ -96,6 +96,9 @@ describe('several instances', () => {
     await watch(b, task.task_id) // an instance follows the task, so appends read the announcements
     expect(await eventually(async () => (await broadcasted()) === 1)).toBe(true) // b's; 'live' accepts warning and up
     expect((await sendLog(a, sub, { level: 'warning', message: 'w' })).broadcasted).toBe(8)
+    // The append that found a lapsed field removed it: a task watched for long keeps a small hash.
+    expect(await raw.hExists(subscribersKey(task.task_id), 'dead')).toBe(0)
+    expect(await raw.hExists(subscribersKey(task.task_id), 'live')).toBe(1)
   })
 
   test('a status change made on one instance reaches subscribers on the other', async () => {

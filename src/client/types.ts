@@ -21,7 +21,8 @@ export interface LogEntry {
   level: Level
   message: string
   metadata?: Metadata | null
-  timestamp?: string
+  /** ISO 8601, or Unix time (seconds, or milliseconds past 2e10); the server's time when absent. */
+  timestamp?: string | number
 }
 
 /** `201` answer of `POST /subtasks/{id}/logs`. */

@@ -14,7 +14,7 @@
  * - append: per log XADD `*` with exact count trimming (MAXLEN =), then ONE PUBLISH of every
  *   log as `<id>\n<level>\n<body>`, joined by `\n`, on channel `logs:{<task_id>}` (redis-feed.ts
  *   reads it; a body is JSON.stringify's output, which has no raw newline); returns the ids and,
- *   when any instance follows the channel, the subscribers other instances announced
+ *   when another instance also follows the channel, the subscribers other instances announced
  *   (redis-subscribers.ts). Trimming by age
  *   (XTRIM MINID at the newest id's time - TTL) and the key's expiry (PEXPIRE to TTL + slack)
  *   happen on an instance's first append to a task, then at most every half slack window (see

@@ -57,7 +57,9 @@ local function subscribersElsewhere(key, self, first)
   for i = 1, #fields, 2 do
     if fields[i] ~= self then
       local expires, n = string.match(fields[i + 1], pattern)
-      if expires and tonumber(expires) > now then total = total + tonumber(n) end
+      if expires and tonumber(expires) > now then total = total + tonumber(n)
+      -- Left by an instance that died: gone, so that the hash of a task watched for long stays small.
+      elseif expires then redis.call('HDEL', key, fields[i]) end
     end
   end
   return total
@@ -65,8 +67,9 @@ end
 `
 
 /**
- * Writes this instance's subscriber counts (see the file comment). Failures are ignored: the
- * next rewrite repairs them, and until then only other instances' `broadcasted` is off.
+ * Writes this instance's subscriber counts (see the file comment). While Redis is unreachable,
+ * changes (removals included) wait for the next rewrite; a write that fails is repaired by the
+ * next rewrite of its task, or lapses. Until then only other instances' `broadcasted` is off.
  */
 export class SubscriberAnnouncer {
   /** Per task with subscribers here: how many have each minimum level rank (the hub's array). */
@@ -75,6 +78,7 @@ export class SubscriberAnnouncer {
   readonly #changed = new Set<string>()
   #flushTimer: ReturnType<typeof setTimeout> | undefined
   #renewTimer: ReturnType<typeof setInterval> | undefined
+  #withdrawn = false
 
   constructor(
     private readonly client: () => RedisClient,
@@ -83,6 +87,8 @@ export class SubscriberAnnouncer {
 
   /** Records a task's counts (all zero: no subscriber here any more); written shortly after. */
   announce(taskId: string, atLevel: readonly number[]): void {
+    // Subscribers closed during shutdown must not announce again what withdraw() removed.
+    if (this.#withdrawn) return
     if (atLevel.some(positive)) this.#counts.set(taskId, atLevel)
     else if (!this.#counts.delete(taskId)) return
     this.#changed.add(taskId)
@@ -95,6 +101,7 @@ export class SubscriberAnnouncer {
 
   /** Removes every field this instance wrote, so that no other instance counts them any more. */
   async withdraw(): Promise<void> {
+    this.#withdrawn = true
     clearTimeout(this.#flushTimer)
     clearInterval(this.#renewTimer)
     this.#flushTimer = this.#renewTimer = undefined
@@ -106,12 +113,17 @@ export class SubscriberAnnouncer {
 
   #flush(): void {
     this.#flushTimer = undefined
+    if (!this.client().isReady) return
     for (const taskId of this.#changed) void this.#write(taskId)
     this.#changed.clear()
   }
 
   #renew(): void {
-    for (const taskId of this.#counts.keys()) void this.#write(taskId)
+    if (this.client().isReady) {
+      for (const taskId of this.#counts.keys()) void this.#write(taskId)
+      for (const taskId of this.#changed) if (!this.#counts.has(taskId)) void this.#write(taskId)
+      this.#changed.clear()
+    }
     if (this.#counts.size === 0 && this.#changed.size === 0) {
       clearInterval(this.#renewTimer)
       this.#renewTimer = undefined

@@ -26,12 +26,11 @@ const streamQuery = (historyMax: number) =>
 const webSocketDoc = (query: TObject) => ({
   tags: ['stream'],
   parameters: [
-    { name: 'task_id', in: 'path', required: true, schema: Uuid },
     // As the Swagger plugin writes the SSE route's: description and examples beside the schema.
-    ...Object.entries(query.properties).map(([name, { description, examples, ...schema }]) => ({
+    ...Object.entries({ task_id: Uuid, ...query.properties }).map(([name, { description, examples, ...schema }]) => ({
       name,
-      in: 'query',
-      required: false,
+      in: name === 'task_id' ? 'path' : 'query',
+      required: name === 'task_id',
       description,
       examples,
       schema,

@@ -67,8 +67,9 @@ const WIRE_TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 
 function unixTimestamp(value: number): string | undefined {
   const ms = Math.abs(value) > 2e10 ? value : value * 1000
-  // Rounded to microseconds first, so that 1.123 s, stored in binary as 1122.9999... ms, is 1123 ms.
-  const date = new Date(Math.floor(Math.round(ms * 1000) / 1000))
+  // Rounded to microseconds first, so that 1.123 s, stored in binary as 1122.9999... ms, is 1123 ms
+  // (up to 9e12 ms, year 2255: past that, µs exceed 2^53 and a double holds whole ms anyway).
+  const date = new Date(Math.abs(ms) < 9e12 ? Math.floor(Math.round(ms * 1000) / 1000) : Math.floor(ms))
   if (Number.isNaN(date.getTime())) return undefined
   const text = date.toISOString()
   return WIRE_TIMESTAMP.test(text) ? text : undefined
@@ -83,7 +84,7 @@ export const TimestampInput = t.Union([t.String({ format: 'client-timestamp' }),
     "Stored in UTC with milliseconds. An ISO 8601 date-time: without an offset it is read as UTC (as Python's `datetime.utcnow().isoformat()`), and a date alone is its midnight UTC. Or Unix time, as a number or a string of one: seconds (`time.time()`), or milliseconds when past 2e10.",
   examples: ['2026-11-26T10:15:30.123Z', '2026-11-26T10:15:30.123456', 1764152130.123],
   error:
-    'must be an ISO 8601 date-time such as 2026-01-02T03:04:05.123Z (without an offset it is read as UTC), or Unix time in seconds',
+    'must be an ISO 8601 date-time such as 2026-01-02T03:04:05.123Z (without an offset it is read as UTC), or Unix time: seconds, or milliseconds past 2e10',
 })
 
 /**

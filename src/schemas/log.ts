@@ -34,7 +34,7 @@ export const LogAccepted = t.Object(
     message: t.String(),
     broadcasted: Int({
       description:
-        'Subscribed connections (WebSocket and SSE), on every instance, whose filter accepts the log; another instance counts from about 20 ms after its subscriber subscribed',
+        'Subscribed connections (WebSocket and SSE), on every instance, whose filter accepts the log. Another instance announces its subscribers about 20 ms after they change; one that died without stopping is counted for up to 30 s',
     }),
     id: LogId,
   },

@@ -59,6 +59,7 @@ export async function startServer(
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
     async stop() {
+      if (!app.server) return // stopped already (a test may stop an instance the suite also stops)
       await app.stop(true)
       await Promise.allSettled([history.close(), feed.close(), tasks.close()])
     },
