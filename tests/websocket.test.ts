@@ -254,3 +254,41 @@ describe('slow readers', () => {
     }
   }, 30_000)
 })
+
+describe('dead peers', () => {
+  test('a peer that stops answering is pinged, then dropped with its subscription; a live one stays', async () => {
+    const server = await startServer({ env: { WS_IDLE_TIMEOUT_SECONDS: '5' } })
+    try {
+      const task = await createTask(server)
+      const sub = task.subtasks[0]!.subtask_id
+      // A peer whose machine went away: its TCP connection stays open, but it never answers a ping.
+      const seen: number[] = []
+      let dropped!: () => void
+      const gone = new Promise<void>((resolve) => (dropped = resolve))
+      await Bun.connect({
+        hostname: '127.0.0.1',
+        port: Number(new URL(server.url).port),
+        socket: {
+          open(socket) {
+            socket.write(
+              `GET /api/v1/ws/tasks/${task.task_id}/logs HTTP/1.1\r\nHost: tasklog\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+                'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+            )
+          },
+          data: (_socket, bytes) => void seen.push(bytes[0]!),
+          close: () => dropped(),
+        },
+      })
+      const live = await watch(server, task.task_id) // Bun's client answers pings
+      expect((await sendLog(server, sub, { level: 'info', message: 'both' })).broadcasted).toBe(2)
+      await gone
+      expect(seen).toContain(0x89) // a ping frame (FIN + opcode 9) before the drop
+      expect((await sendLog(server, sub, { level: 'info', message: 'one' })).broadcasted).toBe(1)
+      expect((await live.logs(2)).map((l) => l.message)).toEqual(['both', 'one'])
+      expect(await (await fetch(`${server.url}/metrics`)).text()).toContain('\ntasklog_websocket_connections 1\n')
+      live.close()
+    } finally {
+      await server.stop()
+    }
+  }, 30_000)
+})
