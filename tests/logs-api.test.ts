@@ -244,11 +244,20 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
         'Invalid header last-event-id: must be a log id <ms>-<seq> such as 1764152130123-0',
       ],
     ]
-    // Out of range or not a number, the limit names itself (Elysia reports no path for the former).
-    for (const limit of ['0', '1001', 'abc']) {
-      const res = await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?limit=${limit}`)
+    // Out of range or not a number, a numeric parameter is named, by message and path (Elysia
+    // reports no path for the former).
+    const numeric: [string, string, string][] = [
+      ...['0', '1001', 'abc'].map((n): [string, string, string] => [`/logs?limit=${n}`, 'limit', 'from 1 to 1000']),
+      ['/logs/stream?history=10001', 'history', 'from 0 to 10000'],
+      ['/logs/stream?history=-1', 'history', 'from 0 to 10000'],
+    ]
+    for (const [query, name, range] of numeric) {
+      const res = await fetch(`${server.url}/api/v1/tasks/${task.task_id}${query}`)
       expect(res.status).toBe(422)
-      expect((await json(res)).message).toEndWith(': limit must be a whole number from 1 to 1000')
+      expect(await json(res)).toMatchObject({
+        message: `Invalid query parameter ${name}: ${name} must be a whole number ${range}`,
+        details: [{ path: `/${name}`, message: `${name} must be a whole number ${range}` }],
+      })
     }
     for (const [response, path, message] of failures) {
       const res = await response

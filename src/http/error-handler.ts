@@ -8,7 +8,7 @@ interface SchemaError {
   path?: string
   message?: string
   summary?: string
-  schema?: { error?: unknown; enum?: unknown[] }
+  schema?: { error?: unknown; enum?: unknown[]; 'x-parameter'?: string }
 }
 
 /**
@@ -36,11 +36,13 @@ export function toErrorResponse(code: string | number, error: unknown): ApiError
   switch (code) {
     case 'VALIDATION': {
       const v = error as { type?: string; all?: SchemaError[] }
-      const details = (v.all ?? []).map((e) => ({ path: e.path || '/', message: requirement(e) }))
+      // Elysia's 'property' errors (a numeric query parameter out of range) carry no path: the
+      // schema names its parameter (schemas/common.ts QueryInteger).
+      const named = v.type === 'property' ? v.all?.[0]?.schema?.['x-parameter'] : undefined
+      const details = (v.all ?? []).map((e) => ({ path: named ? `/${named}` : e.path || '/', message: requirement(e) }))
       const first = details[0]
       if (!first) return new ApiError('validation', 'Invalid request')
-      const part = NAMED_PARTS[v.type ?? '']
-      // Elysia's 'property' errors (a numeric query or body field out of range) carry no path.
+      const part = named ? NAMED_PARTS.query : NAMED_PARTS[v.type ?? '']
       const where = part ? `${part} ${first.path.slice(1)}` : v.type === 'body' ? `request body at ${first.path}` : 'value'
       return new ApiError('validation', `Invalid ${where}: ${first.message}`, details)
     }

@@ -3,7 +3,7 @@ import { notFound } from '../errors'
 import type { Hub } from '../logs/hub'
 import type { Metrics } from '../metrics'
 import type { TObject } from '@sinclair/typebox'
-import { Input, LevelSchema, LogId, Uuid } from '../schemas/common'
+import { Input, LevelSchema, LogId, QueryInteger, Uuid } from '../schemas/common'
 import { ErrorBody } from '../schemas/error'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { sseResponse } from './stream-sse'
@@ -14,7 +14,7 @@ import { TaskParams } from './tasks'
 const streamQuery = (historyMax: number) =>
   Input({
     since: t.Optional(LogId),
-    history: t.Optional(t.Integer({ minimum: 0, maximum: historyMax, description: 'Replay the newest n logs first' })),
+    history: t.Optional(QueryInteger('history', 0, historyMax, { description: 'Replay the newest n logs first' })),
     level: t.Optional(LevelSchema),
   })
 

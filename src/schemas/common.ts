@@ -148,8 +148,20 @@ export const now = (): string => {
 export const Int = (options?: IntegerOptions) => Type.Integer(options)
 
 /** A page size in a query string, with a message that names it (Elysia's own loses the field). */
-export const Limit = (maximum: number, fallback: number) =>
-  t.Integer({ minimum: 1, maximum, default: fallback, error: `limit must be a whole number from 1 to ${maximum}` })
+export const Limit = (maximum: number, fallback: number) => QueryInteger('limit', 1, maximum, { default: fallback })
+
+/**
+ * A whole-number query parameter. Elysia reports one out of range without saying which parameter
+ * it was, so the schema names it (`x-parameter`, read by http/error-handler.ts) and says the range.
+ */
+export const QueryInteger = (name: string, minimum: number, maximum: number, options: IntegerOptions = {}) =>
+  t.Integer({
+    ...options,
+    minimum,
+    maximum,
+    error: `${name} must be a whole number from ${minimum} to ${maximum}`,
+    'x-parameter': name,
+  })
 
 /**
  * An object a client sends (body, query, path, headers): unknown fields are accepted and
