@@ -153,10 +153,21 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     expect(stamped.timestamp).toBe('2026-01-02T01:04:05.000Z')
   })
 
-  test('a timestamp without an offset is UTC, as Python sends it; fractions are cut to milliseconds', async () => {
+  /** Sends each client timestamp (the first alone, then all in one batch) and checks how each was stored. */
+  const expectStored = async (stored: [number | string, string][]) => {
     const task = await createTask(server)
     const sub = task.subtasks[0]!.subtask_id
-    const stored: [string, string][] = [
+    await sendLog(server, sub, { level: 'info', message: 'single', timestamp: stored[0]![0] })
+    const batch = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
+      logs: stored.map(([timestamp]) => ({ level: 'info', message: 'batched', timestamp })),
+    })
+    expect(batch.status).toBe(201)
+    const logs = (await history(task.task_id, '?order=asc')).logs
+    expect(logs.map((l: any) => l.timestamp)).toEqual([stored[0]![1], ...stored.map(([, iso]) => iso)])
+  }
+
+  test('a timestamp without an offset is UTC, as Python sends it; fractions are cut to milliseconds', async () => {
+    const stored: [number | string, string][] = [
       ['2026-01-02T03:04:05', '2026-01-02T03:04:05.000Z'], // datetime.utcnow().isoformat()
       ['2026-01-02T03:04:05.123456', '2026-01-02T03:04:05.123Z'],
       ['2026-01-02 03:04:05.987654', '2026-01-02T03:04:05.987Z'], // str(datetime.utcnow())
@@ -167,18 +178,10 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
       ['2026-01-02T03:04:05-0530', '2026-01-02T08:34:05.000Z'],
       ['2026-01-02t03:04:05z', '2026-01-02T03:04:05.000Z'],
     ]
-    await sendLog(server, sub, { level: 'info', message: 'single', timestamp: stored[0]![0] })
-    const batch = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
-      logs: stored.map(([timestamp]) => ({ level: 'info', message: 'batched', timestamp })),
-    })
-    expect(batch.status).toBe(201)
-    const logs = (await history(task.task_id, '?order=asc')).logs
-    expect(logs.map((l: any) => l.timestamp)).toEqual([stored[0]![1], ...stored.map(([, iso]) => iso)])
+    await expectStored(stored)
   })
 
   test('a Unix timestamp, as pydantic read it: seconds, or milliseconds past 2e10, a number or a string of one', async () => {
-    const task = await createTask(server)
-    const sub = task.subtasks[0]!.subtask_id
     const stored: [number | string, string][] = [
       [1767323045, '2026-01-02T03:04:05.000Z'],
       [1767323045.123456, '2026-01-02T03:04:05.123Z'], // time.time()
@@ -188,13 +191,7 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
       [0, '1970-01-01T00:00:00.000Z'],
       [-1, '1969-12-31T23:59:59.000Z'],
     ]
-    await sendLog(server, sub, { level: 'info', message: 'single', timestamp: stored[0]![0] })
-    const batch = await post(`${server.url}/api/v1/subtasks/${sub}/logs`, {
-      logs: stored.map(([timestamp]) => ({ level: 'info', message: 'batched', timestamp })),
-    })
-    expect(batch.status).toBe(201)
-    const logs = (await history(task.task_id, '?order=asc')).logs
-    expect(logs.map((l: any) => l.timestamp)).toEqual([stored[0]![1], ...stored.map(([, iso]) => iso)])
+    await expectStored(stored)
   })
 
   test('validation messages say what is allowed and where', async () => {

@@ -1,5 +1,6 @@
 /** What the Redis history store and the Redis feed share: how a connection to Redis behaves. */
 import { createClient } from 'redis'
+import { LEVELS } from '../schemas/common'
 
 export type RedisClient = ReturnType<typeof createClient>
 
@@ -37,3 +38,6 @@ export function redactRedisUrl(url: string): string {
     return 'redis (unparsable URL)'
   }
 }
+
+/** Lua table of each level's rank (`levelRank`), for the scripts that filter or compare levels. */
+export const LUA_LEVEL_RANKS = `{ ${LEVELS.map((level, rank) => `${level} = ${rank}`).join(', ')} }`

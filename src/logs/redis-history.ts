@@ -43,7 +43,7 @@ import { levelRank, type Level } from '../schemas/common'
 import type { EncodedLog } from './encode'
 import type { Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from './history-store'
 import { requireLogId } from './log-id'
-import { createRedisClient, redactRedisUrl, type RedisClient } from './redis-connection'
+import { LUA_LEVEL_RANKS, createRedisClient, redactRedisUrl, type RedisClient } from './redis-connection'
 import { SUBSCRIBERS_ELSEWHERE, subscribersKey, type Follower } from './redis-subscribers'
 import { defineTracingHasSubscribers } from './redis-tracing'
 
@@ -191,7 +191,7 @@ return ids
 
 /** An entry's fields, and the subtask a body names. */
 const ENTRY = `
-local rank = { debug = 0, info = 1, warning = 2, error = 3 }
+local rank = ${LUA_LEVEL_RANKS}
 local function fields(e)
   local f = e[2]
   local l, d, p

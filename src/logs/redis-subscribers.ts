@@ -16,7 +16,7 @@
  * expiry comes from its writer's clock and is judged by Redis': they must agree to well within
  * the lease.
  */
-import type { RedisClient } from './redis-connection'
+import { LUA_LEVEL_RANKS, type RedisClient } from './redis-connection'
 
 const positive = (n: number) => n > 0
 
@@ -48,7 +48,7 @@ local function subscribersElsewhere(key, self, first)
   local fields = redis.call('HGETALL', key)
   local total = 0
   if #fields == 0 then return 0 end
-  local ranks = { debug = 0, info = 1, warning = 2, error = 3 }
+  local ranks = ${LUA_LEVEL_RANKS}
   local rank = 0
   for i = first, #ARGV, 2 do rank = math.max(rank, ranks[ARGV[i]] or 0) end
   local t = redis.call('TIME')
