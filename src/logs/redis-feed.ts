@@ -105,7 +105,14 @@ export class RedisFeed implements LogFeed, Follower {
   async follow(taskId: string): Promise<void> {
     const client = this.#subscriber
     if (!client.isReady) throw new StoreUnavailableError(FEED_NAME)
-    await this.#call(client.subscribe(logKey(taskId), this.#onMessage), 'SUBSCRIBE')
+    try {
+      await this.#call(client.subscribe(logKey(taskId), this.#onMessage), 'SUBSCRIBE')
+    } catch (err) {
+      // Redis may still carry out a SUBSCRIBE that timed out, leaving a channel nobody follows
+      // (its messages ignored, for as long as the connection lives): take it back, in order.
+      if (client.isOpen && !this.#channels.has(taskId)) client.unsubscribe(logKey(taskId), this.#onMessage).catch(() => {})
+      throw err
+    }
     // Replaced meanwhile: the hub follows again on the new connection.
     if (client !== this.#subscriber) throw new StoreUnavailableError(FEED_NAME)
     this.#channels.add(taskId)
