@@ -114,23 +114,31 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     expect((await history(task.task_id)).count).toBe(0)
   })
 
-  test('ids in upper case name the same task and subtask, as the original backend read them', async () => {
+  test('ids in any form Python read (case, no hyphens, braces, urn) name the same task and subtask', async () => {
     const task = await createTask(server, { description: 't', subtasks: [{ description: 'a' }, { description: 'b' }] })
-    const [a, b] = task.subtasks.map((s) => s.subtask_id.toUpperCase()) as [string, string]
+    const [a, b] = task.subtasks.map((s) => s.subtask_id) as [string, string]
     const taskId = task.task_id.toUpperCase()
-    const watcher = await watch(server, taskId)
-    expect((await sendLog(server, a, { level: 'info', message: 'from a' })).broadcasted).toBe(1)
-    expect((await watcher.logs(1))[0]).toMatchObject({ task_id: task.task_id, message: 'from a' })
-    await sendLog(server, b, { level: 'info', message: 'from b' })
-    const filtered = await history(taskId, `?subtask_id=${a}`)
+    const watcher = await watch(server, `{${task.task_id}}`)
+    expect((await sendLog(server, a.toUpperCase(), { level: 'info', message: 'from a' })).broadcasted).toBe(1)
+    expect((await watcher.logs(1))[0]).toMatchObject({ task_id: task.task_id, subtask_id: a, message: 'from a' })
+    await sendLog(server, b.replaceAll('-', ''), { level: 'info', message: 'from b' })
+    const filtered = await history(taskId, `?subtask_id=urn:uuid:${a.toUpperCase()}`)
     expect(filtered.task_id).toBe(task.task_id)
     expect(filtered.logs.map((l: any) => l.message)).toEqual(['from a'])
-    expect((await json(await fetch(`${server.url}/api/v1/tasks/${taskId}`))).task_id).toBe(task.task_id)
-    expect((await json(await fetch(`${server.url}/api/v1/subtasks/${b}`))).subtask_id).toBe(b.toLowerCase())
-    const stream = await SseStream.open(server, taskId, '?history=2')
+    expect((await json(await fetch(`${server.url}/api/v1/tasks/${taskId.replaceAll('-', '')}`))).task_id).toBe(task.task_id)
+    expect((await json(await fetch(`${server.url}/api/v1/subtasks/urn:uuid:${b}`))).subtask_id).toBe(b)
+    const stream = await SseStream.open(server, `{${taskId}}`, '?history=2')
     await stream.until('"from b"')
     stream.close()
     watcher.close()
+    // Near misses stay malformed: a brace unmatched, a digit short, hyphens in the wrong places.
+    for (const id of [`{${a}`, a.replaceAll('-', '').slice(1), `${a.slice(0, 9)}${a.slice(10, 14)}-${a.slice(14)}`]) {
+      const res = await fetch(`${server.url}/api/v1/subtasks/${id}`)
+      expect(res.status).toBe(422)
+      expect((await json(res)).message).toBe(
+        'Invalid path parameter subtask_id: must be a UUID such as 01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f',
+      )
+    }
   })
 
   test('unknown fields in bodies and queries are ignored, as the original backend did', async () => {

@@ -87,7 +87,7 @@ describe.each(['memory', 'redis'] as const)('WebSocket protocol (%s history)', (
     await sendLog(server, b.subtasks[0]!.subtask_id, { level: 'info', message: 'from b' })
     expect((await client.nextOfType('log')).data).toMatchObject({ task_id: b.task_id, message: 'from b' })
 
-    client.send({ action: 'unsubscribe', task_id: b.task_id.toUpperCase() })
+    client.send({ action: 'unsubscribe', task_id: `urn:uuid:${b.task_id}` }) // or as Python's uuid reads it
     expect(await client.next()).toMatchObject({ type: 'unsubscribed', data: { task_id: b.task_id } })
     const ack = await sendLog(server, b.subtasks[0]!.subtask_id, { level: 'info', message: 'after' })
     expect(ack.broadcasted).toBe(0)

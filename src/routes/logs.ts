@@ -5,6 +5,7 @@ import { toLogMessage, type HistoryStore } from '../logs/history-store'
 import type { Hub } from '../logs/hub'
 import type { Metrics } from '../metrics'
 import { compareLogIds } from '../logs/log-id'
+import { canonicalId } from '../schemas/common'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { BatchAccepted, LogAccepted, LogBatch, LogHistory, LogHistoryQuery, LogRequest } from '../schemas/log'
 import type { SubtaskDirectory } from '../tasks/subtask-directory'
@@ -38,7 +39,7 @@ export const logRoutes = (deps: {
     .post(
       '/subtasks/:subtask_id/log',
       async ({ params, body, set }) => {
-        const { stored, broadcasted } = await ingest(params.subtask_id.toLowerCase(), [body], '')
+        const { stored, broadcasted } = await ingest(canonicalId(params.subtask_id), [body], '')
         set.status = 201
         return { success: true as const, message: 'Log stored and broadcast', broadcasted, id: stored[0]!.id }
       },
@@ -61,7 +62,7 @@ export const logRoutes = (deps: {
           throw new ApiError('validation', `A batch holds at most ${limits.maxBatch} logs; got ${body.logs.length}`, [
             { path: '/logs', message: `at most ${limits.maxBatch} items` },
           ])
-        const { stored, broadcasted } = await ingest(params.subtask_id.toLowerCase(), body.logs, '/logs/{i}')
+        const { stored, broadcasted } = await ingest(canonicalId(params.subtask_id), body.logs, '/logs/{i}')
         set.status = 201
         return {
           success: true as const,
@@ -85,14 +86,14 @@ export const logRoutes = (deps: {
     .get(
       '/tasks/:task_id/logs',
       async ({ params, query }) => {
-        const taskId = params.task_id.toLowerCase()
+        const taskId = canonicalId(params.task_id)
         if (!(await tasks.exists(taskId))) throw notFound('Task', params.task_id)
         const logs = await history.read(taskId, {
           limit: query.limit ?? 100,
           order: query.order ?? (query.since ? 'asc' : 'desc'),
           since: query.since,
           minLevel: query.level,
-          subtaskId: query.subtask_id?.toLowerCase(),
+          subtaskId: query.subtask_id && canonicalId(query.subtask_id),
         })
         let newest: string | null = null
         for (const log of logs) if (newest === null || compareLogIds(log.id, newest) > 0) newest = log.id

@@ -2,7 +2,7 @@ import type { ServerWebSocket } from 'bun'
 import { errorFrame, frame, type LiveLog } from '../logs/frames'
 import type { Hub, ReplayRequest, Watcher } from '../logs/hub'
 import type { Metrics } from '../metrics'
-import { LEVELS, type Level } from '../schemas/common'
+import { LEVELS, canonicalId, type Level } from '../schemas/common'
 import type { FrameErrorCode } from '../schemas/frames'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { parseLogId } from '../logs/log-id'
@@ -233,8 +233,8 @@ export class WebSocketConnection {
    */
   private async act(message: Record<string, unknown>): Promise<void> {
     const { action, task_id: named, ...rest } = message
-    // Ids in any case, as in paths (schemas/common.ts Uuid).
-    const taskId = typeof named === 'string' ? named.toLowerCase() : named
+    // Ids in any form paths take (schemas/common.ts UuidInput).
+    const taskId = typeof named === 'string' ? canonicalId(named) : named
     switch (action) {
       case 'ping':
         return void this.socket.send(frame('pong'))

@@ -3,7 +3,7 @@ import { notFound } from '../errors'
 import type { Hub } from '../logs/hub'
 import type { Metrics } from '../metrics'
 import type { TObject } from '@sinclair/typebox'
-import { Input, LevelSchema, LogId, QueryInteger, Uuid } from '../schemas/common'
+import { Input, LevelSchema, LogId, QueryInteger, UuidInput, canonicalId } from '../schemas/common'
 import { ErrorBody } from '../schemas/error'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { sseResponse } from './stream-sse'
@@ -27,7 +27,7 @@ const webSocketDoc = (query: TObject) => ({
   tags: ['stream'],
   parameters: [
     // As the Swagger plugin writes the SSE route's: description and examples beside the schema.
-    ...Object.entries({ task_id: Uuid, ...query.properties }).map(([name, { description, examples, ...schema }]) => ({
+    ...Object.entries({ task_id: UuidInput, ...query.properties }).map(([name, { description, examples, ...schema }]) => ({
       name,
       in: name === 'task_id' ? 'path' : 'query',
       required: name === 'task_id',
@@ -68,8 +68,8 @@ export const streamRoutes = (
         // Upgraded here rather than with Elysia's ws(), which keeps the whole request context
         // per connection; the socket's data is just its WebSocketConnection.
         ({ request, server, params, query, set }) => {
-          // Ids in any case (schemas/common.ts Uuid).
-          const connection = new WebSocketConnection(context, params.task_id.toLowerCase(), query)
+          // Ids in any form paths take (schemas/common.ts UuidInput).
+          const connection = new WebSocketConnection(context, canonicalId(params.task_id), query)
           if (server?.upgrade(request, { data: connection })) return
           set.status = 426
           set.headers['upgrade'] = 'websocket'
@@ -83,7 +83,7 @@ export const streamRoutes = (
       .get(
         '/tasks/:task_id/logs/stream',
         async ({ params, query, headers }) => {
-          const taskId = params.task_id.toLowerCase()
+          const taskId = canonicalId(params.task_id)
           if (!(await tasks.exists(taskId))) throw notFound('Task', params.task_id)
           const since = headers['last-event-id'] ?? query.since
           return sseResponse(hub, taskId, query.level ?? 'debug', { since, history: query.history })

@@ -1,21 +1,21 @@
 import { Elysia } from 'elysia'
 import { notFound } from '../errors'
 import type { Hub } from '../logs/hub'
-import { Input, Uuid } from '../schemas/common'
+import { Input, UuidInput, canonicalId } from '../schemas/common'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { Subtask, UpdateSubtask } from '../schemas/task'
 import type { SubtaskDirectory } from '../tasks/subtask-directory'
 import type { TaskStore } from '../tasks/task-store'
 import { parseJson } from '../http/json-body'
 
-export const SubtaskParams = Input({ subtask_id: Uuid })
+export const SubtaskParams = Input({ subtask_id: UuidInput })
 
 export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub: Hub) =>
   new Elysia({ name: 'subtasks', prefix: '/api/v1/subtasks', detail: { tags: ['subtasks'] } })
     .get(
       '/:subtask_id',
       async ({ params }) => {
-        const subtask = await tasks.getSubtask(params.subtask_id.toLowerCase())
+        const subtask = await tasks.getSubtask(canonicalId(params.subtask_id))
         if (!subtask) throw notFound('Subtask', params.subtask_id)
         return subtask
       },
@@ -28,7 +28,7 @@ export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub
     .patch(
       '/:subtask_id',
       async ({ params, body }) => {
-        const update = await tasks.updateSubtask(params.subtask_id.toLowerCase(), body)
+        const update = await tasks.updateSubtask(canonicalId(params.subtask_id), body)
         if (!update) throw notFound('Subtask', params.subtask_id)
         directory.remember(update.subtask)
         if (body.status !== undefined) hub.publishStatus(update.subtask, update.task_status)

@@ -1,13 +1,13 @@
 import { Elysia } from 'elysia'
 import { notFound } from '../errors'
-import { Input, Uuid } from '../schemas/common'
+import { Input, UuidInput, canonicalId } from '../schemas/common'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { CreateTask, ListTasksQuery, Task, TaskList } from '../schemas/task'
 import type { Decomposer } from '../tasks/decompose'
 import type { TaskStore } from '../tasks/task-store'
 import { parseJson } from '../http/json-body'
 
-export const TaskParams = Input({ task_id: Uuid })
+export const TaskParams = Input({ task_id: UuidInput })
 
 export const taskRoutes = (tasks: TaskStore, decomposer: Decomposer) =>
   new Elysia({ name: 'tasks', prefix: '/api/v1/tasks', detail: { tags: ['tasks'] } })
@@ -37,7 +37,7 @@ export const taskRoutes = (tasks: TaskStore, decomposer: Decomposer) =>
     .get(
       '/:task_id',
       async ({ params }) => {
-        const task = await tasks.getTask(params.task_id.toLowerCase())
+        const task = await tasks.getTask(canonicalId(params.task_id))
         if (!task) throw notFound('Task', params.task_id)
         return task
       },

@@ -7,7 +7,7 @@
  */
 import type { TProperties, TSchema } from '@sinclair/typebox'
 import { t, type Static } from 'elysia'
-import { Enum, Input, Int, LevelSchema, LogId, StatusSchema, Timestamp, Uuid } from './common'
+import { Enum, Input, Int, LevelSchema, LogId, StatusSchema, Timestamp, Uuid, UuidInput } from './common'
 import { LogMessage } from './log'
 
 /** A frame's `type` or an action's `action`: a one-value enum, as OpenAPI 3.0 has no `const`. */
@@ -88,7 +88,7 @@ export const PingAction = Action('ping', {}, 'Answered with `pong`')
 export const SubscribeAction = Action(
   'subscribe',
   {
-    task_id: Uuid,
+    task_id: UuidInput,
     since: t.Optional(LogId),
     history: t.Optional(Int({ minimum: 0, description: 'Replay the newest n logs (at most LOG_HISTORY_MAX)' })),
     level: t.Optional(LevelSchema),
@@ -96,7 +96,7 @@ export const SubscribeAction = Action(
   'Follow one more task on this connection: answered with `subscribed` (then replay and live frames), or an `error` frame',
 )
 
-export const UnsubscribeAction = Action('unsubscribe', { task_id: Uuid }, 'Answered with `unsubscribed`')
+export const UnsubscribeAction = Action('unsubscribe', { task_id: UuidInput }, 'Answered with `unsubscribed`')
 
 export const ClientAction = t.Union([PingAction, SubscribeAction, UnsubscribeAction], {
   description: 'A WebSocket message from the client: JSON text',

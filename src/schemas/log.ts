@@ -1,5 +1,5 @@
 import { t, type Static } from 'elysia'
-import { Enum, Input, Int, LevelSchema, Limit, LogId, Metadata, Timestamp, TimestampInput, Uuid } from './common'
+import { Enum, Input, Int, LevelSchema, Limit, LogId, Metadata, Timestamp, TimestampInput, Uuid, UuidInput } from './common'
 
 export const LogRequest = Input(
   {
@@ -82,5 +82,5 @@ export const LogHistoryQuery = Input({
   order: t.Optional(Enum(['desc', 'asc'], { description: 'Newest first (default without `since`) or oldest first' })),
   since: t.Optional(LogId),
   level: t.Optional(LevelSchema),
-  subtask_id: t.Optional(Uuid),
+  subtask_id: t.Optional(UuidInput),
 })
