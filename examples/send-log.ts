@@ -9,7 +9,7 @@
  * task run with pauses between them (`--delay-ms` replaces every pause); each line prints how
  * many watchers it reached. Exits with 1 on bad input or when a line is not stored.
  */
-import { LEVELS, WorkerLogger, isLevel, isUuid, type Level, type LoggerStats, type Metadata } from '../src/client'
+import { LEVELS, WorkerLogger, canonicalUuid, isLevel, type Level, type LoggerStats, type Metadata } from '../src/client'
 
 const USAGE = `Usage:
   bun examples/send-log.ts simulate <subtask_id> [base_url] [--delay-ms <n>]
@@ -107,7 +107,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, subtaskId] = positional
   if (command !== 'simulate' && command !== 'send') return fail(command ? `Unknown command ${command}` : 'Missing command')
   if (!subtaskId) return fail('Missing subtask_id')
-  if (!isUuid(subtaskId)) return fail(`Invalid subtask ID: ${subtaskId} (expected a UUID)`)
+  if (!canonicalUuid(subtaskId)) return fail(`Invalid subtask ID: ${subtaskId} (expected a UUID)`)
 
   if (command === 'simulate') {
     const [, , baseUrl = 'http://localhost:8000', extra] = positional

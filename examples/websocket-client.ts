@@ -8,7 +8,7 @@
  * last log seen (no gaps, no duplicates); pings the server to notice dead connections.
  * Ctrl+C exits with 0; an unknown task (close code 1008) exits with 1.
  */
-import { LEVELS, LogStreamClient, isLevel, isUuid, type Level, type LogMessage, type StatusChange } from '../src/client'
+import { LEVELS, LogStreamClient, canonicalUuid, isLevel, type Level, type LogMessage, type StatusChange } from '../src/client'
 
 const USAGE = `Usage: bun examples/websocket-client.ts <task_id> [base_url] [--also <task_id>]... [--level <min>] [--history <n>]
 
@@ -74,10 +74,14 @@ function parseArgs(argv: string[]): Args | string {
   const [taskId, baseUrl = 'ws://localhost:8000', ...extra] = positional
   if (!taskId) return ''
   if (extra.length) return `Unexpected argument ${extra[0]}`
-  for (const id of [taskId, ...also])
-    if (!isUuid(id)) return `Invalid task ID: ${id} (expected a UUID such as 550e8400-e29b-41d4-a716-446655440000)`
+  const taskIds: string[] = []
+  for (const id of [taskId, ...also]) {
+    const canonical = canonicalUuid(id)
+    if (!canonical) return `Invalid task ID: ${id} (expected a UUID such as 550e8400-e29b-41d4-a716-446655440000)`
+    taskIds.push(canonical)
+  }
   if (!URL.canParse(baseUrl)) return `Invalid base URL: ${baseUrl}`
-  return { taskIds: [taskId, ...also], baseUrl, level, history }
+  return { taskIds, baseUrl, level, history }
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -9,7 +9,7 @@
  * With --fail a required step fails too: the agent logs "Task failed: …", marks the subtask
  * failed and exits with 1.
  */
-import { TasklogApi, WorkerLogger, isUuid, type Status } from '../src/client'
+import { TasklogApi, WorkerLogger, canonicalUuid, type Status } from '../src/client'
 import { delayOption, parseCommandLine } from './send-log'
 
 interface Step {
@@ -87,7 +87,7 @@ async function main(argv: string[]): Promise<number> {
   if (typeof args === 'string') return usage()
   const [subtaskId, baseUrl = 'http://localhost:8000', extra] = args.positional
   const delayMs = delayOption(args.options) ?? 300
-  if (!subtaskId || !isUuid(subtaskId) || !URL.canParse(baseUrl) || extra || Number.isNaN(delayMs)) return usage()
+  if (!subtaskId || !canonicalUuid(subtaskId) || !URL.canParse(baseUrl) || extra || Number.isNaN(delayMs)) return usage()
   // Simulated work: each step takes delayMs, then returns its result or fails.
   const work = (result: Record<string, unknown>) => () => Bun.sleep(delayMs).then(() => result)
   const fails = (message: string) => () => Bun.sleep(delayMs).then(() => Promise.reject(new Error(message)))

@@ -92,6 +92,17 @@ describe('WorkerLogger', () => {
     await proxy.stop()
   })
 
+  test('takes a subtask id in any form the server does, and sends it canonical', async () => {
+    const task = await createTask(server)
+    const id = task.subtasks[0]!.subtask_id
+    const logger = new WorkerLogger(`{${id.toUpperCase()}}`, server.url)
+    expect(logger.subtaskId).toBe(id)
+    logger.info('braced')
+    expect(await logger.flush()).toMatchObject({ sent: 1, rejected: 0, failed: 0 })
+    expect(() => new WorkerLogger(`{${id}`, server.url)).toThrow(TypeError)
+    await logger.close()
+  })
+
   test('a lone line goes out after flushIntervalMs without flush()', async () => {
     const task = await createTask(server)
     const watcher = await watch(server, task.task_id)
@@ -234,7 +245,7 @@ describe('LogStreamClient', () => {
     const stream = new LogStreamClient(server.wsUrl, { heartbeatIntervalMs: 30, pongTimeoutMs: 150 })
     const seen = record(stream)
     stream.subscribe(a.task_id)
-    stream.subscribe(b.task_id)
+    stream.subscribe(b.task_id.toUpperCase()) // any form the server takes; events name it canonically
     await until(() => seen.of('subscribed').length === 2, 'two subscriptions')
     expect(seen.of('open')).toEqual([{ url: `${server.wsUrl}/api/v1/ws/tasks/${a.task_id}/logs` }])
 
@@ -258,7 +269,7 @@ describe('LogStreamClient', () => {
       worker_name: 'builder-7',
     })
 
-    stream.unsubscribe(b.task_id)
+    stream.unsubscribe(b.task_id.replaceAll('-', ''))
     await until(() => seen.of('unsubscribed').length === 1, 'unsubscribed')
     await sendLog(server, b.subtasks[0]!.subtask_id, { level: 'info', message: 'b after unsubscribe' })
     await sendLog(server, a.subtasks[0]!.subtask_id, { level: 'info', message: 'a again' })

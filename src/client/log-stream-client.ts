@@ -1,7 +1,7 @@
 import { compareLogIds } from '../logs/log-id'
 import { baseUrlFor } from './api'
 import { backoffDelay, type BackoffOptions } from './backoff'
-import { isUuid, type Level, type LogMessage, type StatusChange } from './types'
+import { canonicalUuid, type Level, type LogMessage, type StatusChange } from './types'
 
 export interface LogStreamOptions {
   /** Only logs of this level and above, for every task of the client (default: all). */
@@ -108,9 +108,13 @@ export class LogStreamClient {
     return () => set.delete(listener)
   }
 
-  /** Follows a task (connecting if needed). Throws a TypeError for an id that is not a UUID. */
-  subscribe(taskId: string, options: SubscribeOptions = {}): void {
-    if (!isUuid(taskId)) throw new TypeError(`Invalid task id ${JSON.stringify(taskId)}: expected a UUID`)
+  /**
+   * Follows a task (connecting if needed). Throws a TypeError for an id that is not a UUID. Events
+   * name the task in canonical form (`canonicalUuid`), whatever form it was given in here.
+   */
+  subscribe(named: string, options: SubscribeOptions = {}): void {
+    const taskId = canonicalUuid(named)
+    if (!taskId) throw new TypeError(`Invalid task id ${JSON.stringify(named)}: expected a UUID`)
     if (this.stopped || this.tasks.has(taskId)) return
     this.tasks.set(taskId, { requested: options, lastId: options.since, confirmed: false })
     if (!this.socket) {
@@ -119,8 +123,9 @@ export class LogStreamClient {
     // while connecting, the `open` handler subscribes every task not in the URL
   }
 
-  unsubscribe(taskId: string): void {
-    if (!this.tasks.delete(taskId)) return
+  unsubscribe(named: string): void {
+    const taskId = canonicalUuid(named)
+    if (!taskId || !this.tasks.delete(taskId)) return
     if (this.socket?.readyState === WebSocket.OPEN) this.send({ action: 'unsubscribe', task_id: taskId })
   }
 

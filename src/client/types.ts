@@ -72,9 +72,11 @@ export interface LogHistory {
   next_since: string | null
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i
-
-/** True for a canonical UUID (the server answers 422 or closes with 1008 for anything else). */
-export const isUuid = (value: string): boolean => UUID.test(value)
+/**
+ * `canonicalUuid(id)`: the id as the server stores and sends it (lowercase, hyphenated) when it is a
+ * UUID in any form the server accepts (any case, `urn:uuid:…`, `{…}`, 32 hex digits), else
+ * undefined. `isUuid(id)`: whether it is already in canonical form, in any case.
+ */
+export { canonicalUuid, isUuid } from '../tasks/ids'
 
 export const isLevel = (value: string): value is Level => (LEVELS as readonly string[]).includes(value)

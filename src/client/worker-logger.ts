@@ -1,6 +1,6 @@
 import { baseUrlFor, toApiError } from './api'
 import { backoffDelay, retryAfterMs, sleep, type BackoffOptions } from './backoff'
-import { isLevel, isUuid, type BatchAccepted, type Level, type Metadata } from './types'
+import { canonicalUuid, isLevel, type BatchAccepted, type Level, type Metadata } from './types'
 
 export interface WorkerLoggerOptions {
   /** How long a line may wait for others to share its request, in ms (default 250). */
@@ -88,13 +88,14 @@ export class WorkerLogger {
     lastError: null,
   }
 
-  constructor(
-    readonly subtaskId: string,
-    baseUrl = 'http://localhost:8000',
-    options: WorkerLoggerOptions = {},
-  ) {
-    if (!isUuid(subtaskId)) throw new TypeError(`Invalid subtask id ${JSON.stringify(subtaskId)}: expected a UUID`)
-    this.url = `${baseUrlFor(baseUrl, 'http')}/api/v1/subtasks/${subtaskId}/logs`
+  /** In canonical form, whatever form it was given in. */
+  readonly subtaskId: string
+
+  constructor(subtaskId: string, baseUrl = 'http://localhost:8000', options: WorkerLoggerOptions = {}) {
+    const id = canonicalUuid(subtaskId)
+    if (!id) throw new TypeError(`Invalid subtask id ${JSON.stringify(subtaskId)}: expected a UUID`)
+    this.subtaskId = id
+    this.url = `${baseUrlFor(baseUrl, 'http')}/api/v1/subtasks/${id}/logs`
     this.options = {
       flushIntervalMs: options.flushIntervalMs ?? 250,
       maxBatchSize: options.maxBatchSize ?? 100,

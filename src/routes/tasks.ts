@@ -1,6 +1,7 @@
 import { Elysia } from 'elysia'
 import { notFound } from '../errors'
-import { Input, UuidInput, canonicalId } from '../schemas/common'
+import { Input, UuidInput } from '../schemas/common'
+import { canonicalId } from '../tasks/ids'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { CreateTask, ListTasksQuery, Task, TaskList } from '../schemas/task'
 import type { Decomposer } from '../tasks/decompose'

@@ -7,6 +7,7 @@ import {
   type SchemaOptions,
   type TProperties,
 } from '@sinclair/typebox'
+import { canonicalUuid, isUuid } from '../tasks/ids'
 
 /** UUID v1-v8 in canonical form: every id the server sends. */
 export const Uuid = t.String({
@@ -15,21 +16,12 @@ export const Uuid = t.String({
   examples: ['01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f'],
 })
 
-const HYPHENATED = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
-const UUID_PATTERN = new RegExp(`^${HYPHENATED}$`, 'i')
-/** The other forms the original backend read (pydantic's UUID): `urn:uuid:…`, `{…}`, 32 bare digits. */
-const OTHER_UUID_FORMS = new RegExp(`^(?:urn:uuid:(${HYPHENATED})|\\{(${HYPHENATED})\\}|([0-9a-f]{32}))$`, 'i')
-
-/** Whether a string is a UUID in canonical form (path ids are validated by `UuidInput`; this is for the rest). */
-export const isUuid = (value: string): boolean => UUID_PATTERN.test(value)
-
-FormatRegistry.Set('client-uuid', (text) => UUID_PATTERN.test(text) || OTHER_UUID_FORMS.test(text))
+FormatRegistry.Set('client-uuid', (text) => isUuid(text) || canonicalUuid(text) !== undefined)
 
 /**
- * A UUID a client names, in any form the original backend read: any case, and besides the
- * canonical form `urn:uuid:…`, `{…}` or 32 bare hex digits. Anything else in a path is a 422.
- * Routes pass it through `canonicalId` (a TypeBox Transform doing that cost 3.7% of an ingest
- * request's CPU).
+ * A UUID a client names, in any form the original backend read (tasks/ids.ts). Anything else in
+ * a path is a 422. Routes pass it through `canonicalId` (a TypeBox Transform doing that cost 3.7%
+ * of an ingest request's CPU).
  */
 export const UuidInput = t.String({
   format: 'client-uuid',
@@ -37,19 +29,6 @@ export const UuidInput = t.String({
   examples: ['01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f'],
   error: 'must be a UUID such as 01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f',
 })
-
-/**
- * The id a client named, as ids are stored and sent: a UUID in any `UuidInput` form becomes
- * canonical (lowercase, hyphenated); anything else comes back as it was, to be refused or not
- * found. 36 characters is the canonical shape and needs lowercasing only: nearly every request.
- */
-export function canonicalId(text: string): string {
-  if (text.length === 36) return text.toLowerCase()
-  const other = OTHER_UUID_FORMS.exec(text)
-  if (!other) return text
-  const id = other[1] ?? other[2] ?? other[3]!.replace(/^(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-')
-  return id.toLowerCase()
-}
 
 /** ISO 8601 UTC with milliseconds and `Z`: every timestamp the server sends. */
 export const Timestamp = t.String({

@@ -1,4 +1,4 @@
-import { isUuid } from '../schemas/common'
+import { isUuid } from './ids'
 import type { TaskStore } from './task-store'
 
 /**
