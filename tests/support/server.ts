@@ -15,7 +15,8 @@ import { RedisFeed } from '../../src/logs/redis-feed'
 import { RedisHistory } from '../../src/logs/redis-history'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { SqlTaskStore } from '../../src/tasks/sql-task-store'
-import { ServerFrame } from '../../src/schemas/frames'
+import { ServerFrame, StatusChange } from '../../src/schemas/frames'
+import { LogMessage } from '../../src/schemas/log'
 import type { Task } from '../../src/schemas/task'
 
 export interface TestServer {
@@ -113,17 +114,61 @@ export interface Frame {
   timestamp: string
 }
 
+/**
+ * A schema as the server's output must match it: an object may not carry a field its schema
+ * does not name, unless the schema says so (metadata). The schemas themselves leave that open.
+ */
+function closed<T>(schema: T): T {
+  if (Array.isArray(schema)) return schema.map(closed) as T
+  if (typeof schema !== 'object' || schema === null) return schema
+  const copy: any = {}
+  for (const key of Reflect.ownKeys(schema)) copy[key] = closed((schema as any)[key])
+  if (copy.type === 'object' && copy.properties && copy.additionalProperties === undefined) copy.additionalProperties = false
+  return copy
+}
+
+type Checker = ReturnType<typeof TypeCompiler.Compile>
+const checkerOf = (schema: object): Checker => TypeCompiler.Compile(closed(schema) as any)
+
+/** What breaks a schema, naming the field at fault, or undefined. */
+function mismatch(checker: Checker, value: unknown): string | undefined {
+  const error = checker.Errors(value).First()
+  return error && `${error.path || '/'}: ${error.message}, got ${JSON.stringify(error.value)}`
+}
+
 /** A checker per frame type, so that a mismatch names the field at fault rather than the whole union. */
-const frameCheckers = new Map<unknown, ReturnType<typeof TypeCompiler.Compile>>(
-  ServerFrame.anyOf.map((schema) => [schema.properties.type.enum[0], TypeCompiler.Compile(schema)]),
+const frameCheckers = new Map<unknown, Checker>(
+  ServerFrame.anyOf.map((schema) => [schema.properties.type.enum[0], checkerOf(schema)]),
 )
 
 /** How a received message breaks the wire contract (schemas/frames.ts ServerFrame), or undefined. */
 function frameMismatch(frame: any): string | undefined {
   const checker = frameCheckers.get(frame?.type)
   if (!checker) return `unknown frame type ${JSON.stringify(frame?.type)}`
-  const error = checker.Errors(frame).First()
-  return error && `${error.path || '/'}: ${error.message}, got ${JSON.stringify(error.value)}`
+  return mismatch(checker, frame)
+}
+
+/** The data of each Server-Sent Event type, as the WebSocket frame of the same type carries it. */
+const sseCheckers: Record<string, Checker> = { log: checkerOf(LogMessage), status: checkerOf(StatusChange) }
+
+/** How one Server-Sent Event (a blank-line separated block) breaks the wire contract, or undefined. */
+function sseMismatch(event: string): string | undefined {
+  const fields = event.split('\n')
+  const type = fields.find((f) => f.startsWith('event: '))?.slice(7)
+  const data = fields.find((f) => f.startsWith('data: '))?.slice(6)
+  if (type === undefined && data === undefined) return // comments and `retry:` only: `: subscribed`, `: heartbeat`
+  const checker = type === undefined ? undefined : sseCheckers[type]
+  if (!checker || data === undefined) return `unknown event ${JSON.stringify(event)}`
+  let value
+  try {
+    value = JSON.parse(data)
+  } catch {
+    return 'data is not JSON'
+  }
+  const problem = mismatch(checker, value)
+  if (problem) return problem
+  const id = fields.find((f) => f.startsWith('id: '))?.slice(4)
+  if (type === 'log' && id !== value.id) return `id: ${id} is not the log's id ${value.id}`
 }
 
 /**
@@ -249,13 +294,26 @@ export class SseStream {
     return new SseStream(response, controller, response.body!.getReader())
   }
 
-  /** Reads until the text holds `needle`. */
+  /** Reads until the text holds `needle`. Throws for an event that breaks the wire contract. */
   async until(needle: string): Promise<void> {
     while (!this.text.includes(needle)) {
       const { value, done } = await this.reader.read()
       if (done) throw new Error(`stream ended before ${needle}`)
       this.text += this.decoder.decode(value)
+      this.check()
     }
+  }
+
+  /** Complete events already checked against the schemas. */
+  private checked = 0
+
+  private check(): void {
+    const complete = this.text.split('\n\n').slice(0, -1)
+    for (const event of complete.slice(this.checked)) {
+      const problem = sseMismatch(event)
+      if (problem) throw new Error(`event does not match the wire contract (${problem}): ${event.slice(0, 500)}`)
+    }
+    this.checked = complete.length
   }
 
   /** The events read so far (blank-line separated blocks with an `event:` line). */
