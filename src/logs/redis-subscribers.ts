@@ -105,10 +105,11 @@ export class SubscriberAnnouncer {
     clearTimeout(this.#flushTimer)
     clearInterval(this.#renewTimer)
     this.#flushTimer = this.#renewTimer = undefined
-    const tasks = [...this.#counts.keys(), ...this.#changed]
+    // A task both announced and changed since is removed once.
+    const tasks = new Set([...this.#counts.keys(), ...this.#changed])
     this.#counts.clear()
     this.#changed.clear()
-    await Promise.all(tasks.map((taskId) => this.#write(taskId)))
+    await Promise.all([...tasks].map((taskId) => this.#write(taskId)))
   }
 
   #flush(): void {

@@ -16,6 +16,7 @@ export const Uuid = t.String({
   examples: ['01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f'],
 })
 
+// The canonical form, nearly every request's, is tested without making its lowercase copy.
 FormatRegistry.Set('client-uuid', (text) => isUuid(text) || canonicalUuid(text) !== undefined)
 
 /**
