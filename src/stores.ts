@@ -21,7 +21,10 @@ export interface Stores {
 export async function openStores(config: Config): Promise<Stores> {
   const tasks = await SqlTaskStore.open(config.databaseUrl)
   const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
-  if (!config.redisUrl) return { tasks, history: new MemoryHistory(limits), feed: new MemoryFeed() }
+  if (!config.redisUrl) {
+    const feed = new MemoryFeed()
+    return { tasks, history: new MemoryHistory({ ...limits, feed }), feed }
+  }
   const feed = await RedisFeed.connect({ url: config.redisUrl })
   // The feed tells the history's appends whose announced subscribers to count (redis-subscribers.ts).
   const history = await RedisHistory.connect({ url: config.redisUrl, ...limits, follower: feed }).catch(async (error: Error) => {

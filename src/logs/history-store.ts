@@ -12,8 +12,8 @@ export interface StoredLog {
 
 /** What an append stored, and who else will receive it. */
 export interface Appended {
-  /** The logs with their ids, in order. */
-  logs: StoredLog[]
+  /** The first log's id; the others follow it (`logIdAfter`). */
+  firstId: string
   /**
    * Subscribers on other instances sharing the store whose filter accepts at least one of the
    * logs, as those instances announced them (redis-subscribers.ts); 0 for a store of one instance.
@@ -50,8 +50,9 @@ export interface HistoryStore {
   /** Where history lives, for the start-up line and /ready. */
   readonly description: string
   /**
-   * Stores the logs of one task atomically (one round trip for a remote store) and returns
-   * them with their ids, in order. Rejects with StoreUnavailableError when the store is down:
+   * Stores the logs of one task atomically (one round trip for a remote store), with
+   * consecutive ids in their order: `<ms>-<seq>`, `<ms>-<seq + 1>`, .... Returns the first (a
+   * RangeError for no logs). Rejects with StoreUnavailableError when the store is down:
    * then nothing was stored.
    */
   append(taskId: string, logs: EncodedLog[]): Promise<Appended>

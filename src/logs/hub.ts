@@ -3,7 +3,7 @@ import { LEVELS, levelRank, now, type Level, type Status } from '../schemas/comm
 import type { StatusChange } from '../schemas/frames'
 import type { Subtask } from '../schemas/task'
 import { logData, rawFrame, toLiveLog, type LiveLog } from './frames'
-import type { Appended, HistoryStore, StoredLog } from './history-store'
+import type { HistoryStore, StoredLog } from './history-store'
 import type { LogFeed } from './log-feed'
 import { compareLogIds } from './log-id'
 
@@ -221,11 +221,10 @@ export class Hub {
   }
 
   /**
-   * Hands logs just stored here to the feed, which delivers them to the task's subscribers on
-   * every instance, and returns how many subscribers, here and elsewhere, accept at least one of them.
+   * An ingest's `broadcasted`: the subscribers here, and those on other instances the append
+   * counted (Appended.subscribersElsewhere), that accept at least one of the logs.
    */
-  publishLogs(taskId: string, { logs, subscribersElsewhere }: Appended): number {
-    this.feed.appended(taskId, logs)
+  recipients(taskId: string, logs: readonly { level: Level }[], subscribersElsewhere: number): number {
     let top = 0
     for (const log of logs) top = Math.max(top, levelRank(log.level))
     return this.subscriberCount(taskId, LEVELS[top]) + subscribersElsewhere

@@ -37,8 +37,6 @@ export interface LogFeed {
    * updating and announces again on each change: a feed may read it later, when it writes.
    */
   announce(taskId: string, atLevel: readonly number[]): void
-  /** Logs this instance has just appended to the history store. */
-  appended(taskId: string, logs: StoredLog[]): void
   /** Sends a status change to every instance following the task. */
   publishStatus(taskId: string, data: string): Promise<void>
   close(): Promise<void>

@@ -26,6 +26,13 @@ export function requireLogId(id: string, field = 'since'): LogIdParts {
   return parts
 }
 
+/** The id `n` places after `id` (`<ms>-<seq + n>`): an append gives its logs consecutive ids. */
+export function logIdAfter(id: string, n: number): string {
+  if (n === 0) return id
+  const dash = id.indexOf('-') + 1
+  return id.slice(0, dash) + (Number(id.slice(dash)) + n)
+}
+
 /** Compares two log ids (`<ms>-<seq>`) numerically: negative, zero or positive. */
 export function compareLogIds(a: string, b: string): number {
   const da = a.indexOf('-')

@@ -2,9 +2,9 @@ import type { StoredLog } from './history-store'
 import type { FeedListener, LogFeed } from './log-feed'
 
 /**
- * The in-process feed (the embedded default, beside MemoryHistory): what is appended or
- * published is delivered at once, to every hub listening; apps in one process that share it
- * and a MemoryHistory behave as instances sharing Redis.
+ * The in-process feed (the embedded default, beside MemoryHistory, which publishes the logs it
+ * appends here): what is published is delivered at once, to every hub listening; apps in one
+ * process that share it and a MemoryHistory behave as instances sharing Redis.
  */
 export class MemoryFeed implements LogFeed {
   private readonly listeners: FeedListener[] = []
@@ -26,7 +26,8 @@ export class MemoryFeed implements LogFeed {
   /** One process is one instance (MemoryHistory counts no subscribers elsewhere). */
   announce(): void {}
 
-  appended(taskId: string, logs: StoredLog[]): void {
+  /** Logs a MemoryHistory has just appended, in id order. */
+  publishLogs(taskId: string, logs: StoredLog[]): void {
     for (const listener of this.listeners) listener.logs(taskId, logs)
   }
 

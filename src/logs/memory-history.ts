@@ -30,6 +30,7 @@ import { levelRank } from '../schemas/common'
 import type { EncodedLog } from './encode'
 import { taskCreatedMs, type Appended, type HistoryQuery, type HistoryStore, type Replay, type StoredLog } from './history-store'
 import { requireLogId, type LogIdParts } from './log-id'
+import type { MemoryFeed } from './memory-feed'
 
 const cmp = (a: LogIdParts, b: LogIdParts): number => a.ms - b.ms || a.seq - b.seq
 
@@ -51,6 +52,8 @@ interface TaskHistory {
 export interface MemoryHistoryOptions {
   ttlSeconds: number
   maxPerTask: number
+  /** Where appended logs go live, as Redis' append script publishes them on the task's channel. */
+  feed?: MemoryFeed
 }
 
 const size = (task: TaskHistory): number => task.entries.length - task.head
@@ -60,6 +63,7 @@ export class MemoryHistory implements HistoryStore {
   readonly #ttlMs: number
   readonly #maxPerTask: number
   readonly #tasks = new Map<string, TaskHistory>()
+  readonly #feed: MemoryFeed | undefined
   /** Everything written before this store began was lost with the process that held it. */
   readonly #startedMs = Date.now()
   #sweeper: ReturnType<typeof setInterval> | undefined
@@ -69,6 +73,7 @@ export class MemoryHistory implements HistoryStore {
     if (!Number.isInteger(opts.maxPerTask) || opts.maxPerTask < 1) throw new RangeError('maxPerTask must be an integer >= 1')
     this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
     this.#maxPerTask = opts.maxPerTask
+    this.#feed = opts.feed
     // Bounded memory: drop expired logs and empty tasks even when nobody reads them.
     const every = Math.min(60_000, Math.max(1_000, Math.floor(this.#ttlMs / 2)))
     this.#sweeper = setInterval(() => this.sweep(), every)
@@ -87,7 +92,7 @@ export class MemoryHistory implements HistoryStore {
 
   /** One process is one instance: nobody elsewhere subscribes. */
   async append(taskId: string, logs: EncodedLog[]): Promise<Appended> {
-    if (logs.length === 0) return { logs: [], subscribersElsewhere: 0 }
+    if (logs.length === 0) throw new RangeError('an append needs at least one log')
     const now = Date.now()
     let task = this.#live(taskId, now)
     if (!task) {
@@ -107,7 +112,8 @@ export class MemoryHistory implements HistoryStore {
     }
     const excess = size(task) - this.#maxPerTask
     if (excess > 0) this.#drop(task, task.head + excess)
-    return { logs: out, subscribersElsewhere: 0 }
+    this.#feed?.publishLogs(taskId, out)
+    return { firstId: out[0]!.id, subscribersElsewhere: 0 }
   }
 
   async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {

@@ -138,9 +138,6 @@ export class RedisFeed implements LogFeed, Follower {
     this.#announcer.announce(taskId, atLevel)
   }
 
-  /** The append script has published them already. */
-  appended(): void {}
-
   async publishStatus(taskId: string, data: string): Promise<void> {
     await this.#call(this.#publisher.publish(logKey(taskId), STATUS_PREFIX + data), 'PUBLISH')
   }

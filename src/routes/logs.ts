@@ -4,7 +4,7 @@ import { encodeRequests, type LogLimits } from '../logs/encode'
 import { toLogMessage, type HistoryStore } from '../logs/history-store'
 import type { Hub } from '../logs/hub'
 import type { Metrics } from '../metrics'
-import { compareLogIds } from '../logs/log-id'
+import { compareLogIds, logIdAfter } from '../logs/log-id'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { BatchAccepted, LogAccepted, LogBatch, LogHistory, LogHistoryQuery, LogRequest } from '../schemas/log'
 import { canonicalId } from '../tasks/ids'
@@ -28,9 +28,10 @@ export const logRoutes = (deps: {
     // A cache hit costs no await: this is the hot path.
     const subtask = subtasks.cached(subtaskId) ?? (await subtasks.lookup(subtaskId))
     if (!subtask) throw notFound('Subtask', subtaskId)
-    const appended = await history.append(subtask.task_id, encodeRequests(requests, subtask, limits, path))
-    for (const log of appended.logs) metrics.logIngested(log.level)
-    return { stored: appended.logs, broadcasted: hub.publishLogs(subtask.task_id, appended) }
+    const logs = encodeRequests(requests, subtask, limits, path)
+    const { firstId, subscribersElsewhere } = await history.append(subtask.task_id, logs)
+    for (const log of logs) metrics.logIngested(log.level)
+    return { firstId, broadcasted: hub.recipients(subtask.task_id, logs, subscribersElsewhere) }
   }
 
   // Acknowledgements are our own output, typed and documented by their schemas; NoValidate
@@ -39,9 +40,9 @@ export const logRoutes = (deps: {
     .post(
       '/subtasks/:subtask_id/log',
       async ({ params, body, set }) => {
-        const { stored, broadcasted } = await ingest(canonicalId(params.subtask_id), [body], '')
+        const { firstId, broadcasted } = await ingest(canonicalId(params.subtask_id), [body], '')
         set.status = 201
-        return { success: true as const, message: 'Log stored and broadcast', broadcasted, id: stored[0]!.id }
+        return { success: true as const, message: 'Log stored and broadcast', broadcasted, id: firstId }
       },
       {
         params: SubtaskParams,
@@ -62,14 +63,14 @@ export const logRoutes = (deps: {
           throw new ApiError('validation', `A batch holds at most ${limits.maxBatch} logs; got ${body.logs.length}`, [
             { path: '/logs', message: `at most ${limits.maxBatch} items` },
           ])
-        const { stored, broadcasted } = await ingest(canonicalId(params.subtask_id), body.logs, '/logs/{i}')
+        const { firstId, broadcasted } = await ingest(canonicalId(params.subtask_id), body.logs, '/logs/{i}')
         set.status = 201
         return {
           success: true as const,
-          accepted: stored.length,
+          accepted: body.logs.length,
           broadcasted,
-          first_id: stored[0]!.id,
-          last_id: stored[stored.length - 1]!.id,
+          first_id: firstId,
+          last_id: logIdAfter(firstId, body.logs.length - 1),
         }
       },
       {

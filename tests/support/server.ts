@@ -47,7 +47,7 @@ export async function startServer(
   const store =
     feed instanceof RedisFeed
       ? await RedisHistory.connect({ url: config.redisUrl!, ...limits, follower: feed })
-      : new MemoryHistory(limits)
+      : new MemoryHistory({ ...limits, feed })
   const history = options.wrapHistory?.(store) ?? store
   const app = createApp({ config, tasks, history, feed }).listen({ hostname: '127.0.0.1', port: 0 })
   const port = app.server!.port
