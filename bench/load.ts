@@ -461,11 +461,15 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
 
   if (job.scenario === 'e') {
     const n = p.idleConnections ?? 10_000
+    for (let i = 0; i < (p.idleWarmup ?? 0); i++) subs.push(new Subscriber(tasks[0]!))
+    const failedWarmup = await connectAll(subs)
     await sleep(500)
     const before = memKiB(job.serverPid).rss
-    for (let i = 0; i < n; i++) subs.push(new Subscriber(tasks[0]!))
+    const measured: Subscriber[] = []
+    for (let i = 0; i < n; i++) measured.push(new Subscriber(tasks[0]!))
+    subs.push(...measured)
     const t0 = now()
-    const failed = await connectAll(subs)
+    const failed = failedWarmup + (await connectAll(measured))
     const connectMs = now() - t0
     await sleep(1500)
     const after = memKiB(job.serverPid).rss

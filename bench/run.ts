@@ -355,9 +355,10 @@ for (const id of opts.scenarios) {
     if (opts.idle) params.idleConnections = opts.idle
     // Each idle socket is a file descriptor in this machine's load generator (and one in the server).
     const limit = info.openFilesLimit
-    if (Number.isFinite(limit) && limit > 0 && params.idleConnections! > limit - 500) {
-      console.error(`bench: (e) lowered to ${limit - 500} connections: ulimit -n is ${limit}`)
-      params.idleConnections = limit - 500
+    const room = limit - 500 - (params.idleWarmup ?? 0)
+    if (Number.isFinite(limit) && limit > 0 && params.idleConnections! > room) {
+      console.error(`bench: (e) lowered to ${room} connections: ulimit -n is ${limit}`)
+      params.idleConnections = room
     }
   }
   console.error(`\n(${id}) ${scenario.title}`)

@@ -26,6 +26,11 @@ export interface LoadParams {
   durationMs: number
   /** (e): idle WebSockets to open. */
   idleConnections?: number
+  /**
+   * (e): idle WebSockets opened, and kept, before memory is first read: what a server compiles
+   * and allocates once, for its first connections, is then not counted per connection.
+   */
+  idleWarmup?: number
   /** (f): how long subscribers stay away before reconnecting with `since`. */
   reconnectGapMs?: number
   /** (f): how long the worker keeps logging after the reconnect. */
@@ -74,8 +79,8 @@ export const SCENARIOS: Scenario[] = [
   {
     id: 'e',
     title: 'idle WebSockets: server memory per connection',
-    full: { ...base, subscribers: 0, warmupMs: 0, durationMs: 0, idleConnections: 10_000, connectBatch: 500 },
-    quick: { ...base, subscribers: 0, warmupMs: 0, durationMs: 0, idleConnections: 1000, connectBatch: 500 },
+    full: { ...base, subscribers: 0, warmupMs: 0, durationMs: 0, idleConnections: 10_000, idleWarmup: 1000, connectBatch: 500 },
+    quick: { ...base, subscribers: 0, warmupMs: 0, durationMs: 0, idleConnections: 1000, idleWarmup: 100, connectBatch: 500 },
   },
   {
     id: 'f',
