@@ -355,10 +355,11 @@ for (const id of opts.scenarios) {
     if (opts.idle) params.idleConnections = opts.idle
     // Each idle socket is a file descriptor in this machine's load generator (and one in the server).
     const limit = info.openFilesLimit
-    const room = limit - 500 - (params.idleWarmup ?? 0)
-    if (Number.isFinite(limit) && limit > 0 && params.idleConnections! > room) {
-      console.error(`bench: (e) lowered to ${room} connections: ulimit -n is ${limit}`)
-      params.idleConnections = room
+    const room = limit - 500
+    if (Number.isFinite(limit) && limit > 0 && params.idleConnections! + (params.idleWarmup ?? 0) > room) {
+      params.idleWarmup = Math.min(params.idleWarmup ?? 0, Math.floor(room / 10))
+      params.idleConnections = Math.max(1, room - params.idleWarmup)
+      console.error(`bench: (e) lowered to ${params.idleConnections} connections, ${params.idleWarmup} to warm up: ulimit -n is ${limit}`)
     }
   }
   console.error(`\n(${id}) ${scenario.title}`)

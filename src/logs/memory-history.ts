@@ -53,7 +53,7 @@ export interface MemoryHistoryOptions {
   ttlSeconds: number
   maxPerTask: number
   /** Where appended logs go live, as Redis' append script publishes them on the task's channel. */
-  feed?: MemoryFeed
+  feed: MemoryFeed
 }
 
 const size = (task: TaskHistory): number => task.entries.length - task.head
@@ -63,7 +63,7 @@ export class MemoryHistory implements HistoryStore {
   readonly #ttlMs: number
   readonly #maxPerTask: number
   readonly #tasks = new Map<string, TaskHistory>()
-  readonly #feed: MemoryFeed | undefined
+  readonly #feed: MemoryFeed
   /** Everything written before this store began was lost with the process that held it. */
   readonly #startedMs = Date.now()
   #sweeper: ReturnType<typeof setInterval> | undefined
@@ -112,7 +112,7 @@ export class MemoryHistory implements HistoryStore {
     }
     const excess = size(task) - this.#maxPerTask
     if (excess > 0) this.#drop(task, task.head + excess)
-    this.#feed?.publishLogs(taskId, out)
+    this.#feed.publishLogs(taskId, out)
     return { firstId: out[0]!.id, subscribersElsewhere: 0 }
   }
 
