@@ -57,8 +57,10 @@ function newLog(taskId: string, subtaskId: string, level: Level, message: string
   }
 }
 
-/** Stores logs the way ingest does: serialized once by encodeLog. */
-/** Appends logs and returns them as stored: with consecutive ids from the one append returns. */
+/**
+ * Stores logs the way ingest does (serialized once by encodeLog) and returns them as stored, their
+ * ids consecutive from the first, which is all an append returns (checked against reads below).
+ */
 async function put(s: HistoryStore, taskId: string, logs: NewLog[]): Promise<StoredLog[]> {
   const encoded = logs.map(encodeLog)
   const { firstId } = await s.append(taskId, encoded)
