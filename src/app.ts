@@ -61,14 +61,14 @@ export function createApp({ config, tasks, history, feed, decomposer = simpleDec
     })
     .use(requestTiming(metrics))
     .use(errorHandler(metrics))
-    .use(jsonBody(config.maxBodyBytes))
+    .use(jsonBody({ maxBodyBytes: config.maxBodyBytes, maxJsonDepth: config.maxJsonDepth }))
     .use(docsRoutes)
     .use(
       opsRoutes(metrics, [
         { name: 'tasks', ping: () => tasks.ping() },
         { name: 'history', ping: () => history.ping() },
         { name: 'feed', ping: () => feed.sync() },
-      ]),
+      ], config.storeTimeoutMs),
     )
     .use(taskRoutes(tasks, decomposer))
     .use(subtaskRoutes(tasks, subtasks, hub))
@@ -90,6 +90,7 @@ export function createApp({ config, tasks, history, feed, decomposer = simpleDec
       streamRoutes(knownTasks, hub, metrics, {
         historyMax: config.logHistoryMax,
         backpressureBytes: config.wsBackpressureBytes,
+        maxJsonDepth: config.maxJsonDepth,
       }),
     )
 }

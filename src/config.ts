@@ -18,6 +18,12 @@ export interface Config {
   wsBackpressureBytes: number
   /** WebSocket: seconds of silence before a peer is considered dead (pings are sent before). */
   wsIdleTimeoutSeconds: number
+  /** Deepest nesting of objects and arrays accepted in a request body or WebSocket message. */
+  maxJsonDepth: number
+  /** Every call to Redis or the task database answers within this many ms, or fails (503). */
+  storeTimeoutMs: number
+  /** Without Redis: bytes all tasks' history may hold together before the stalest tasks are trimmed. */
+  memoryHistoryMaxBytes: number
 }
 
 /** A bad environment variable; start-up prints the message and exits 1. */
@@ -78,5 +84,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxBodyBytes: integer(env, 'MAX_BODY_BYTES', defaultBody, 1024, 1024 * 1024 * 1024),
     wsBackpressureBytes: integer(env, 'WS_BACKPRESSURE_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
     wsIdleTimeoutSeconds: integer(env, 'WS_IDLE_TIMEOUT_SECONDS', 60, 5, 960),
+    maxJsonDepth: integer(env, 'MAX_JSON_DEPTH', 64, 2, 1000),
+    storeTimeoutMs: integer(env, 'STORE_TIMEOUT_MS', 2000, 100, 600_000),
+    memoryHistoryMaxBytes: integer(env, 'MEMORY_HISTORY_MAX_BYTES', 256 * 1024 * 1024, 64 * 1024, 2 ** 50),
   }
 }

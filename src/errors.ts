@@ -10,6 +10,7 @@ export const ERROR_STATUS = {
   forbidden: 403,
   rate_limited: 429,
   unavailable: 503,
+  insufficient_storage: 507,
   internal: 500,
 } as const
 export type ErrorCode = keyof typeof ERROR_STATUS
@@ -47,6 +48,14 @@ export const notFound = (what: string, id: string) => new ApiError('not_found', 
 export class StoreUnavailableError extends ApiError {
   constructor(store: string, cause?: unknown) {
     super('unavailable', `${store} is unavailable; nothing was stored, retry later`)
+    this.cause = cause
+  }
+}
+
+/** A store refused to write for lack of memory (Redis past `maxmemory`); nothing was stored. */
+export class StoreFullError extends ApiError {
+  constructor(store: string, cause?: unknown) {
+    super('insufficient_storage', `${store} is out of memory; nothing was stored, retry later`)
     this.cause = cause
   }
 }

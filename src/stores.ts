@@ -19,15 +19,16 @@ export interface Stores {
  * and the live feed (so that instances sharing it form one service), or memory for both.
  */
 export async function openStores(config: Config): Promise<Stores> {
-  const tasks = await SqlTaskStore.open(config.databaseUrl)
+  const timeoutMs = config.storeTimeoutMs
+  const tasks = await SqlTaskStore.open(config.databaseUrl, { timeoutMs })
   const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
   if (!config.redisUrl) {
     const feed = new MemoryFeed()
-    return { tasks, history: new MemoryHistory({ ...limits, feed }), feed }
+    return { tasks, history: new MemoryHistory({ ...limits, maxBytes: config.memoryHistoryMaxBytes, feed }), feed }
   }
-  const feed = await RedisFeed.connect({ url: config.redisUrl })
+  const feed = await RedisFeed.connect({ url: config.redisUrl, timeoutMs })
   // The feed tells the history's appends whose announced subscribers to count (redis-subscribers.ts).
-  const history = await RedisHistory.connect({ url: config.redisUrl, ...limits, follower: feed }).catch(async (error: Error) => {
+  const history = await RedisHistory.connect({ url: config.redisUrl, ...limits, timeoutMs, follower: feed }).catch(async (error: Error) => {
     await feed.close()
     throw error
   })

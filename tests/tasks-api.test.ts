@@ -80,9 +80,18 @@ describe('POST /api/v1/tasks', () => {
     expect((await json(res)).message).toContain('Content-Type must be application/json')
   })
 
-  test('a body without Content-Type is read as JSON', async () => {
-    const res = await fetch(api('/tasks'), { method: 'POST', body: JSON.stringify({ description: 'no header' }) })
-    expect(res.status).toBe(201)
+  test('a body without a JSON Content-Type is refused, so a web page cannot post one cross-site without a preflight', async () => {
+    const before = (await (await fetch(api('/tasks'))).json()) as { tasks: unknown[] }
+    for (const headers of [{}, { 'content-type': 'text/plain' }]) {
+      const res = await fetch(api('/tasks'), { method: 'POST', headers, body: JSON.stringify({ description: 'no header' }) })
+      expect(res.status).toBe(422)
+      const body = (await res.json()) as { error: string; message: string; details: { path: string }[] }
+      expect(body.error).toBe('validation')
+      expect(body.message).toStartWith('Content-Type must be application/json')
+      expect(body.details[0]!.path).toBe('/headers/content-type')
+    }
+    const after = (await (await fetch(api('/tasks'))).json()) as { tasks: unknown[] }
+    expect(after.tasks.length).toBe(before.tasks.length)
   })
 })
 

@@ -62,7 +62,7 @@ export const errorHandler = (metrics: Metrics) =>
   new Elysia({ name: 'error-handler' }).onError({ as: 'global' }, ({ code, error, set }) => {
     const failure = toErrorResponse(code, error)
     if (failure.code === 'internal') console.error(error)
-    if (failure.code === 'unavailable') metrics.storeErrors++
+    if (failure.code === 'unavailable' || failure.code === 'insufficient_storage') metrics.storeErrors++
     set.status = failure.status
     if (failure.headers) Object.assign(set.headers, failure.headers)
     return failure.toJSON()

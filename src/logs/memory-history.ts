@@ -9,8 +9,12 @@
  * - at most `maxPerTask` logs per task (the oldest are dropped);
  * - reads never return an expired log, even before the sweeper physically removed it.
  *
- * Removal (by age or by count) always takes the oldest logs, so what a task lost is a prefix
- * of what it was given, and "the highest id ever removed" describes it exactly.
+ * - all tasks together hold at most `maxBytes` (each log counted as its body plus a fixed
+ *   overhead): past it, the tasks whose newest log is oldest lose their history first.
+ *
+ * Removal (by age, count or bytes) always takes the oldest logs of a task, so what a task lost
+ * is a prefix of what it was given, and "the highest id ever removed" describes it exactly. A
+ * task trimmed whole for bytes keeps that id (a tombstone) until its logs would have expired.
  *
  * `recovered` rule (identical in RedisHistory):
  * - no `since`: true (nothing was asked to be continuous);
@@ -52,17 +56,31 @@ interface TaskHistory {
 export interface MemoryHistoryOptions {
   ttlSeconds: number
   maxPerTask: number
+  /** Bytes all tasks may hold together (default 256 MiB). */
+  maxBytes?: number
   /** Where appended logs go live, as Redis' append script publishes them on the task's channel. */
   feed: MemoryFeed
 }
 
 const size = (task: TaskHistory): number => task.entries.length - task.head
 
+/** What a log costs beyond its body: the entry, the StoredLog and its id string. */
+const ENTRY_OVERHEAD_BYTES = 160
+const entryBytes = (e: Entry): number => e.log.body.length + ENTRY_OVERHEAD_BYTES
+
+/** Tasks trimmed whole for bytes whose loss is remembered; the oldest tombstone goes first. */
+const TOMBSTONES_MAX = 100_000
+
 export class MemoryHistory implements HistoryStore {
   readonly description = 'memory (in-process; lost on restart)'
   readonly #ttlMs: number
   readonly #maxPerTask: number
+  /** In order of their newest log, stalest first: the order in which bytes are reclaimed. */
   readonly #tasks = new Map<string, TaskHistory>()
+  /** Tasks trimmed whole for bytes: the highest id each lost. */
+  readonly #tombstones = new Map<string, LogIdParts>()
+  readonly #maxBytes: number
+  #bytes = 0
   readonly #feed: MemoryFeed
   /** Everything written before this store began was lost with the process that held it. */
   readonly #startedMs = Date.now()
@@ -73,6 +91,7 @@ export class MemoryHistory implements HistoryStore {
     if (!Number.isInteger(opts.maxPerTask) || opts.maxPerTask < 1) throw new RangeError('maxPerTask must be an integer >= 1')
     this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
     this.#maxPerTask = opts.maxPerTask
+    this.#maxBytes = opts.maxBytes ?? 256 * 1024 * 1024
     this.#feed = opts.feed
     // Bounded memory: drop expired logs and empty tasks even when nobody reads them.
     const every = Math.min(60_000, Math.max(1_000, Math.floor(this.#ttlMs / 2)))
@@ -85,9 +104,15 @@ export class MemoryHistory implements HistoryStore {
     return this.#tasks.size
   }
 
-  /** Drops expired logs and tasks left empty. Runs on a timer; callable directly. */
+  /** Bytes the logs held take, as counted against maxBytes (for tests and metrics). */
+  get bytes(): number {
+    return this.#bytes
+  }
+
+  /** Drops expired logs, tasks left empty and tombstones older than any log could be. Runs on a timer; callable directly. */
   sweep(now = Date.now()): void {
     for (const taskId of this.#tasks.keys()) this.#live(taskId, now)
+    for (const [taskId, removed] of this.#tombstones) if (removed.ms < now - this.#ttlMs) this.#tombstones.delete(taskId)
   }
 
   /** One process is one instance: nobody elsewhere subscribes. */
@@ -95,11 +120,15 @@ export class MemoryHistory implements HistoryStore {
     if (logs.length === 0) throw new RangeError('an append needs at least one log')
     const now = Date.now()
     let task = this.#live(taskId, now)
-    if (!task) {
+    if (task) this.#tasks.delete(taskId)
+    else {
       const before = this.#lostBefore(taskId, now)
-      task = { entries: [], head: 0, lastMs: 0, lastSeq: -1, removed: before === undefined ? undefined : { ms: before, seq: 0 } }
-      this.#tasks.set(taskId, task)
+      const removed = this.#tombstones.get(taskId) ?? (before === undefined ? undefined : { ms: before, seq: 0 })
+      this.#tombstones.delete(taskId)
+      task = { entries: [], head: 0, lastMs: 0, lastSeq: -1, removed }
     }
+    // Re-inserted: the task appended last is the last to lose its history for bytes.
+    this.#tasks.set(taskId, task)
     const out: StoredLog[] = []
     for (const newLog of logs) {
       const ms = Math.max(now, task.lastMs)
@@ -108,10 +137,12 @@ export class MemoryHistory implements HistoryStore {
       task.lastSeq = seq
       const log: StoredLog = { id: `${ms}-${seq}`, level: newLog.level, body: newLog.body }
       task.entries.push({ ms, seq, subtaskId: newLog.subtask_id, log })
+      this.#bytes += log.body.length + ENTRY_OVERHEAD_BYTES
       out.push(log)
     }
     const excess = size(task) - this.#maxPerTask
     if (excess > 0) this.#drop(task, task.head + excess)
+    if (this.#bytes > this.#maxBytes) this.#reclaim(task)
     this.#feed.publishLogs(taskId, out)
     return { firstId: out[0]!.id, subscribersElsewhere: 0 }
   }
@@ -146,6 +177,8 @@ export class MemoryHistory implements HistoryStore {
     const now = Date.now()
     const task = this.#live(taskId, now)
     if (!task) {
+      const trimmed = this.#tombstones.get(taskId)
+      if (after && trimmed && cmp(trimmed, after) > 0) return { logs: [], recovered: false }
       const before = this.#lostBefore(taskId, now)
       return { logs: [], recovered: !after || before === undefined || after.ms >= before }
     }
@@ -167,6 +200,30 @@ export class MemoryHistory implements HistoryStore {
     if (this.#sweeper) clearInterval(this.#sweeper)
     this.#sweeper = undefined
     this.#tasks.clear()
+    this.#tombstones.clear()
+    this.#bytes = 0
+  }
+
+  /**
+   * Brings the bytes held back under maxBytes: the tasks whose newest log is oldest lose their
+   * whole history first (remembered as tombstones, so a resume reports the gap); the task just
+   * appended to, if it alone is too large, loses its oldest logs.
+   */
+  #reclaim(current: TaskHistory): void {
+    for (const [taskId, task] of this.#tasks) {
+      if (this.#bytes <= this.#maxBytes || task === current) break
+      this.#drop(task, task.entries.length)
+      this.#tasks.delete(taskId)
+      if (this.#tombstones.size >= TOMBSTONES_MAX) this.#tombstones.delete(this.#tombstones.keys().next().value!)
+      this.#tombstones.set(taskId, task.removed!)
+    }
+    if (this.#bytes <= this.#maxBytes) return
+    // Keeps at least the newest log, whatever its size.
+    let end = current.head
+    for (let over = this.#bytes - this.#maxBytes; over > 0 && end < current.entries.length - 1; end++) {
+      over -= entryBytes(current.entries[end]!)
+    }
+    if (end > current.head) this.#drop(current, end)
   }
 
   /** The task with its expired logs dropped; undefined (and forgotten) when nothing is left. */
@@ -196,6 +253,7 @@ export class MemoryHistory implements HistoryStore {
   #drop(task: TaskHistory, end: number): void {
     const last = task.entries[end - 1]!
     task.removed = { ms: last.ms, seq: last.seq }
+    for (let i = task.head; i < end; i++) this.#bytes -= entryBytes(task.entries[i]!)
     task.head = end
     // Compact once dead slots outnumber live ones: amortized O(1), at most 2x memory.
     if (task.head >= 16 && task.head * 2 >= task.entries.length) {

@@ -39,7 +39,7 @@
  * reconnects forever in the background.
  * Caveat: an append Redis had received before such a reset may still be applied.
  */
-import { StoreUnavailableError } from '../errors'
+import { StoreFullError, StoreUnavailableError } from '../errors'
 import { withTimeout } from '../timeout'
 import { levelRank, type Level } from '../schemas/common'
 import type { EncodedLog } from './encode'
@@ -365,6 +365,8 @@ export class RedisHistory implements HistoryStore {
   #healthy = false
   #started = false
   #closed = false
+  /** An append was refused for memory (OOM) and none has succeeded since. */
+  #full = false
 
   private constructor(opts: RedisHistoryOptions) {
     if (!(opts.ttlSeconds > 0) || !Number.isFinite(opts.ttlSeconds)) throw new RangeError('ttlSeconds must be > 0')
@@ -444,6 +446,7 @@ export class RedisHistory implements HistoryStore {
         if (!Array.isArray(reply) || reply.length !== 2) {
           throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
         }
+        this.#full = false
         // Redis may have run a late reply's append beyond the margin of the last housekeeping.
         if (!housekeep && performance.now() - now > this.#housekeepEveryMs) this.#housekeepLate(taskId)
         return {
@@ -498,8 +501,15 @@ export class RedisHistory implements HistoryStore {
     return { logs: toStoredLogs(reply[1]), recovered: Number(reply[0]) === 1 }
   }
 
+  /** Rejects with StoreFullError while Redis, having refused an append for memory, is still past maxmemory. */
   async ping(): Promise<void> {
     await this.#call(this.#client.sendCommand(['PING']))
+    if (!this.#full) return
+    const info = String(await this.#call(this.#client.sendCommand(['INFO', 'memory'])))
+    const used = Number(/used_memory:(\d+)/.exec(info)?.[1])
+    const max = Number(/maxmemory:(\d+)/.exec(info)?.[1])
+    if (max > 0 && used >= max) throw new StoreFullError(`${STORE_NAME} at ${this.description}`)
+    this.#full = false
   }
 
   async close(): Promise<void> {
@@ -543,6 +553,11 @@ export class RedisHistory implements HistoryStore {
         this.#watchdog.answered()
         const again = retry?.(err)
         if (again) return again
+        // Redis past maxmemory refuses writes (scripts at their first write, so none is partial).
+        if (err instanceof Error && err.message.includes('OOM ')) {
+          this.#full = true
+          throw new StoreFullError(STORE_NAME, err)
+        }
         throw new StoreUnavailableError(STORE_NAME, err)
       },
     )

@@ -5,7 +5,7 @@ import { toLogMessage, type HistoryStore } from '../logs/history-store'
 import type { Hub } from '../logs/hub'
 import type { Metrics } from '../metrics'
 import { compareLogIds, logIdAfter } from '../logs/log-id'
-import { ErrorBody, commonErrors } from '../schemas/error'
+import { ErrorBody, commonErrors, ingestErrors } from '../schemas/error'
 import { BatchAccepted, LogAccepted, LogBatch, LogHistory, LogHistoryQuery, LogRequest } from '../schemas/log'
 import { canonicalId } from '../tasks/ids'
 import type { SubtaskDirectory } from '../tasks/subtask-directory'
@@ -48,7 +48,7 @@ export const logRoutes = (deps: {
         params: SubtaskParams,
         body: LogRequest,
         ...parseJson,
-        response: { 201: t.NoValidate(LogAccepted), 404: ErrorBody, 413: ErrorBody, ...commonErrors },
+        response: { 201: t.NoValidate(LogAccepted), 404: ErrorBody, 413: ErrorBody, ...ingestErrors },
         detail: {
           summary: 'Send one log line',
           description:
@@ -77,7 +77,7 @@ export const logRoutes = (deps: {
         params: SubtaskParams,
         body: LogBatch,
         ...parseJson,
-        response: { 201: t.NoValidate(BatchAccepted), 404: ErrorBody, 413: ErrorBody, ...commonErrors },
+        response: { 201: t.NoValidate(BatchAccepted), 404: ErrorBody, 413: ErrorBody, ...ingestErrors },
         detail: {
           summary: 'Send a batch of log lines',
           description: `All or nothing: one invalid entry rejects the whole batch, and the error names its index. At most MAX_BATCH (default 1000) logs.`,

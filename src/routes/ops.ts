@@ -1,5 +1,6 @@
 import { Elysia, t } from 'elysia'
 import type { Metrics } from '../metrics'
+import { StoreFullError } from '../errors'
 import { withTimeout } from '../timeout'
 
 /** A store /ready checks: its name and a ping that rejects when it does not answer. */
@@ -8,24 +9,25 @@ export interface Dependency {
   ping(): Promise<void>
 }
 
-const READY_TIMEOUT_MS = 2_000
-
-async function check(dep: Dependency): Promise<{ status: 'ok' | 'down'; error?: string }> {
+async function check(dep: Dependency, timeoutMs: number): Promise<{ status: 'ok' | 'down' | 'full'; error?: string }> {
   try {
-    await withTimeout(dep.ping(), READY_TIMEOUT_MS, `no answer in ${READY_TIMEOUT_MS} ms`)
+    await withTimeout(dep.ping(), timeoutMs, `no answer in ${timeoutMs} ms`)
     return { status: 'ok' }
   } catch (error) {
-    return { status: 'down', error: (error as Error).message }
+    return { status: error instanceof StoreFullError ? 'full' : 'down', error: (error as Error).message }
   }
 }
 
-const Component = t.Object({ status: t.UnionEnum(['ok', 'down']), error: t.Optional(t.String()) })
+const Component = t.Object({
+  status: t.UnionEnum(['ok', 'down', 'full'], { description: '`full`: the store refuses writes for lack of memory' }),
+  error: t.Optional(t.String()),
+})
 const Readiness = t.Object(
   { status: t.UnionEnum(['ready', 'unavailable']), components: t.Record(t.String(), Component) },
   { examples: [{ status: 'ready', components: { tasks: { status: 'ok' }, history: { status: 'ok' }, feed: { status: 'ok' } } }] },
 )
 
-export const opsRoutes = (metrics: Metrics, deps: Dependency[]) =>
+export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: number) =>
   new Elysia({ name: 'ops', detail: { tags: ['ops'] } })
     .get('/health', () => ({ status: 'ok' as const }), {
       response: { 200: t.Object({ status: t.Literal('ok') }) },
@@ -34,7 +36,7 @@ export const opsRoutes = (metrics: Metrics, deps: Dependency[]) =>
     .get(
       '/ready',
       async ({ set }) => {
-        const results = await Promise.all(deps.map(check))
+        const results = await Promise.all(deps.map((dep) => check(dep, timeoutMs)))
         const components = Object.fromEntries(deps.map((d, i) => [d.name, results[i]!]))
         const ready = results.every((r) => r.status === 'ok')
         if (!ready) set.status = 503

@@ -7,6 +7,11 @@ import { canonicalId } from '../tasks/ids'
 import type { FrameErrorCode } from '../schemas/frames'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { parseLogId } from '../logs/log-id'
+import { jsonDepthExceeds } from '../http/json-depth'
+
+/** A client's value in an error message: a string as given, anything else by its JSON type, briefly. */
+const describe = (value: unknown): string =>
+  typeof value === 'string' ? JSON.stringify(value.slice(0, 100)) : Array.isArray(value) ? 'an array' : `a ${typeof value}`
 
 /** At most this many task subscriptions per WebSocket connection. */
 export const MAX_SUBSCRIPTIONS = 100
@@ -19,6 +24,7 @@ export interface StreamContext {
   hub: Hub
   metrics: Metrics
   historyMax: number
+  maxJsonDepth: number
   sockets: OpenSockets
 }
 
@@ -176,17 +182,27 @@ export class WebSocketConnection {
     })
   }
 
+  /** Never rejects: whatever a message holds, the client gets a frame and the connection stays open. */
   async message(_socket: Socket, raw: string | Buffer): Promise<void> {
     if (this.ready) await this.ready
+    if (typeof raw !== 'string') return this.error('invalid_message', 'Messages must be text frames of JSON, not binary')
+    const { maxJsonDepth } = this.ctx
+    if (jsonDepthExceeds(raw, maxJsonDepth))
+      return this.error('invalid_message', `Messages may nest objects and arrays at most ${maxJsonDepth} levels deep`)
     let message: unknown
     try {
-      message = JSON.parse(String(raw))
+      message = JSON.parse(raw)
     } catch {
       return this.error('invalid_message', 'Messages must be JSON objects like {"action":"ping"}')
     }
     if (typeof message !== 'object' || message === null || Array.isArray(message))
       return this.error('invalid_message', 'Messages must be JSON objects like {"action":"ping"}')
-    await this.act(message as Record<string, unknown>)
+    try {
+      await this.act(message as Record<string, unknown>)
+    } catch (error) {
+      console.error('[ws] action failed:', error)
+      if (!this.closed) this.error('internal', 'The action failed on the server; try again')
+    }
   }
 
   drain(): void {
@@ -234,8 +250,10 @@ export class WebSocketConnection {
    */
   private async act(message: Record<string, unknown>): Promise<void> {
     const { action, task_id: named, ...rest } = message
+    if ((action === 'subscribe' || action === 'unsubscribe') && named !== undefined && typeof named !== 'string')
+      return this.error('validation', `${action} needs task_id as a string: a task id such as 0195f0c2-9a6e-7d4b-8f3a-2c1d0e9b8a7f`)
     // Ids in any form paths take (schemas/common.ts UuidInput).
-    const taskId = typeof named === 'string' ? canonicalId(named) : named
+    const taskId = typeof named === 'string' ? canonicalId(named) : undefined
     switch (action) {
       case 'ping':
         return void this.socket.send(frame('pong'))
@@ -254,7 +272,7 @@ export class WebSocketConnection {
       case 'unsubscribe': {
         if (taskId === undefined) return this.error('validation', 'unsubscribe needs a task_id')
         const subscription = this.subscriptions.find((s) => s.taskId === taskId)
-        if (!subscription) return this.error('not_subscribed', `Not subscribed to task ${String(taskId)}`)
+        if (!subscription) return this.error('not_subscribed', `Not subscribed to task ${taskId}`)
         this.forget(subscription)
         this.ctx.hub.unwatch(subscription.taskId, subscription)
         return void this.socket.send(frame('unsubscribed', { task_id: subscription.taskId }))
@@ -262,7 +280,7 @@ export class WebSocketConnection {
       case undefined:
         return this.error('validation', 'Missing "action": one of ping, subscribe, unsubscribe')
       default:
-        return this.error('unknown_action', `Unknown action ${JSON.stringify(action)}: use ping, subscribe or unsubscribe`)
+        return this.error('unknown_action', `Unknown action ${describe(action)}: use ping, subscribe or unsubscribe`)
     }
   }
 

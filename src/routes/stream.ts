@@ -52,12 +52,12 @@ export const streamRoutes = (
   tasks: KnownTasks,
   hub: Hub,
   metrics: Metrics,
-  limits: { historyMax: number; backpressureBytes: number },
+  limits: { historyMax: number; backpressureBytes: number; maxJsonDepth: number },
 ) => {
   const { historyMax } = limits
   const query = streamQuery(historyMax)
   const sockets = new OpenSockets(limits.backpressureBytes)
-  const context: StreamContext = { tasks, hub, metrics, historyMax, sockets }
+  const context: StreamContext = { tasks, hub, metrics, historyMax, maxJsonDepth: limits.maxJsonDepth, sockets }
   hub.onInterrupted((reason) => sockets.closeWatching(1013, reason))
 
   return (

@@ -13,3 +13,6 @@ export const ErrorBody = t.Object(
 
 /** The error responses every API route may give. */
 export const commonErrors = { 422: ErrorBody, 503: ErrorBody } as const
+
+/** The error responses of the routes that store logs: also 507 when Redis is out of memory. */
+export const ingestErrors = { ...commonErrors, 507: ErrorBody } as const

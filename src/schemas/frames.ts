@@ -56,6 +56,7 @@ export const PongFrame = t.Object({ type: Tag('pong'), timestamp: Timestamp }, {
 export const FrameErrorCode = Enum(
   [
     'invalid_message',
+    'internal',
     'validation',
     'unknown_action',
     'not_found',

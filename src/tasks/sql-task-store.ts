@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path'
 import { ApiError, StoreUnavailableError } from '../errors'
 import { STATUSES, now, type Status } from '../schemas/common'
 import { isUuid } from './ids'
+import { TimeoutError, withTimeout } from '../timeout'
 import type { Subtask, Task, UpdateSubtask } from '../schemas/task'
 import type { SubtaskUpdate, TaskPage, TaskStore } from './task-store'
 
@@ -159,6 +160,11 @@ const toSubtask = (row: SubtaskRow): Subtask => ({
   updated_at: row.updated_at,
 })
 
+export interface SqlTaskStoreOptions {
+  /** Every operation answers within this many ms or fails with StoreUnavailableError (default 2000). */
+  timeoutMs?: number
+}
+
 export class SqlTaskStore implements TaskStore {
   /** SQLite: the tail of the queue that serializes every operation (see `exclusive`). */
   private queue: Promise<unknown> = Promise.resolve()
@@ -167,6 +173,7 @@ export class SqlTaskStore implements TaskStore {
     private readonly sql: SQL,
     private readonly dialect: Dialect,
     readonly description: string,
+    private readonly timeoutMs: number,
   ) {}
 
   /**
@@ -175,17 +182,20 @@ export class SqlTaskStore implements TaskStore {
    * created), `sqlite:///abs/path.sqlite`, `sqlite://:memory:`, `postgres://…`, `postgresql://…`.
    * Rejects with StoreUnavailableError when the database cannot be reached.
    */
-  static async open(databaseUrl: string): Promise<SqlTaskStore> {
+  static async open(databaseUrl: string, options: SqlTaskStoreOptions = {}): Promise<SqlTaskStore> {
     const target = parseDatabaseUrl(databaseUrl)
+    const timeoutMs = options.timeoutMs ?? 2000
     let sql: SQL | undefined
     try {
       sql = target.connect()
-      const store = new SqlTaskStore(sql, target.dialect, target.description)
-      await store.createSchema()
+      const store = new SqlTaskStore(sql, target.dialect, target.description, timeoutMs)
+      // Start-up may wait for a database that is still coming up, but not forever.
+      const wait = Math.max(5000, timeoutMs)
+      await withTimeout(store.createSchema(), wait, `no answer within ${wait} ms`)
       return store
     } catch (error) {
       await sql?.close({ timeout: 0 }).catch(() => {})
-      if (isUnavailable(error)) {
+      if (isUnavailable(error) || error instanceof TimeoutError) {
         throw new StoreUnavailableError(`Task database (${target.description})`, error)
       }
       throw error
@@ -222,10 +232,20 @@ export class SqlTaskStore implements TaskStore {
         throw isUnavailable(error) ? new StoreUnavailableError('Task database', error) : error
       }
     }
-    if (this.dialect !== 'sqlite') return run()
+    if (this.dialect !== 'sqlite') return this.bounded(run())
     const result = this.queue.then(run)
     this.queue = result.catch(() => {})
-    return result
+    return this.bounded(result)
+  }
+
+  /**
+   * A database that hangs (a stopped server, a half-open connection) fails the call after
+   * timeoutMs instead of holding the request; the query itself may still finish later.
+   */
+  private bounded<T>(call: Promise<T>): Promise<T> {
+    return withTimeout(call, this.timeoutMs, `no answer within ${this.timeoutMs} ms`).catch((error: unknown) => {
+      throw error instanceof TimeoutError ? new StoreUnavailableError('Task database', error) : error
+    })
   }
 
   /** Runs several reads against one snapshot (a REPEATABLE READ transaction on PostgreSQL). */
@@ -349,7 +369,7 @@ export class SqlTaskStore implements TaskStore {
 
   async ping(): Promise<void> {
     try {
-      await this.sql`SELECT 1 AS ok`
+      await this.bounded(this.sql`SELECT 1 AS ok`)
     } catch (error) {
       throw isUnavailable(error) ? new StoreUnavailableError('Task database', error) : error
     }

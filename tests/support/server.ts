@@ -40,14 +40,15 @@ export async function startServer(
   options: { redisUrl?: string; env?: Record<string, string>; wrapHistory?: (h: HistoryStore) => HistoryStore } = {},
 ): Promise<TestServer> {
   const config = loadConfig({ DATABASE_URL: 'sqlite://:memory:', ...options.env, REDIS_URL: options.redisUrl })
-  const tasks = await SqlTaskStore.open(config.databaseUrl)
+  const timeoutMs = config.storeTimeoutMs
+  const tasks = await SqlTaskStore.open(config.databaseUrl, { timeoutMs })
   const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
   // As openStores does: the feed tells the history's appends whose announced subscribers to count.
-  const feed = config.redisUrl ? await RedisFeed.connect({ url: config.redisUrl }) : new MemoryFeed()
+  const feed = config.redisUrl ? await RedisFeed.connect({ url: config.redisUrl, timeoutMs }) : new MemoryFeed()
   const store =
     feed instanceof RedisFeed
-      ? await RedisHistory.connect({ url: config.redisUrl!, ...limits, follower: feed })
-      : new MemoryHistory({ ...limits, feed })
+      ? await RedisHistory.connect({ url: config.redisUrl!, ...limits, timeoutMs, follower: feed })
+      : new MemoryHistory({ ...limits, maxBytes: config.memoryHistoryMaxBytes, feed })
   const history = options.wrapHistory?.(store) ?? store
   const app = createApp({ config, tasks, history, feed }).listen({ hostname: '127.0.0.1', port: 0 })
   const port = app.server!.port
