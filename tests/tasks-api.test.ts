@@ -82,7 +82,7 @@ describe('POST /api/v1/tasks', () => {
 
   test('a body without a JSON Content-Type is refused, so a web page cannot post one cross-site without a preflight', async () => {
     const before = (await (await fetch(api('/tasks'))).json()) as { tasks: unknown[] }
-    for (const headers of [{}, { 'content-type': 'text/plain' }]) {
+    for (const headers of [{}, { 'content-type': 'text/plain' }] as Record<string, string>[]) {
       const res = await fetch(api('/tasks'), { method: 'POST', headers, body: JSON.stringify({ description: 'no header' }) })
       expect(res.status).toBe(422)
       const body = (await res.json()) as { error: string; message: string; details: { path: string }[] }

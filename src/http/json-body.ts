@@ -1,6 +1,7 @@
 import { Elysia } from 'elysia'
 import { ApiError } from '../errors'
-import { jsonDepthExceeds } from './json-depth'
+import { isUtf8 } from 'node:buffer'
+import { textDepthExceeds, valueDepthExceeds } from './json-depth'
 
 const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i
 const WITHOUT_BODY = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -9,9 +10,6 @@ export interface BodyLimits {
   maxBodyBytes: number
   maxJsonDepth: number
 }
-
-/** UTF-8 that is not valid is refused rather than replaced with U+FFFD: what is stored is what was sent. */
-const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
 const contentTypeError = (contentType: string | null) =>
   new ApiError(
@@ -39,28 +37,41 @@ export const jsonBody = (limits: BodyLimits) =>
   })
 
 /**
- * Reads a JSON body: valid UTF-8 and at most `maxJsonDepth` levels of nesting, both decided
- * before the text is parsed, so that no body reaches recursive work (validation, serialization)
- * deep enough to stall the event loop. Errors become Elysia PARSE errors carrying the ApiError.
+ * Bodies up to this size are parsed before their depth is checked: JSON.parse does not recurse,
+ * and at this size it takes milliseconds even at the greatest depth (about 90 ns a level), while
+ * scanning the text first would cost more than the parse for every ordinary batch. Larger bodies
+ * are scanned first, so that no body makes the parser or anything after it stall.
  */
-export function readJsonBody(bytes: ArrayBuffer, maxJsonDepth: number): unknown {
-  let text: string
-  try {
-    text = UTF8.decode(bytes)
-  } catch {
+const PARSE_FIRST_MAX_BYTES = 256 * 1024
+
+const tooDeep = (maxJsonDepth: number) =>
+  new ApiError('validation', `Request body nests deeper than ${maxJsonDepth} levels`, [
+    { path: '/', message: `at most ${maxJsonDepth} levels of nested objects and arrays` },
+  ])
+
+/**
+ * Reads a JSON body: valid UTF-8 (refused, not replaced with U+FFFD, so that what is stored is
+ * what was sent) and at most `maxJsonDepth` levels of nesting, decided before any validation or
+ * serialization recurses into it. Errors become Elysia PARSE errors carrying the ApiError.
+ */
+export async function readJsonBody(request: Request, maxJsonDepth: number): Promise<unknown> {
+  const bytes = await request.bytes()
+  if (!isUtf8(bytes))
     throw new ApiError('validation', 'Request body is not valid UTF-8; send JSON encoded as UTF-8', [
       { path: '/', message: 'invalid UTF-8' },
     ])
+  if (bytes.length > PARSE_FIRST_MAX_BYTES) {
+    const text = new TextDecoder().decode(bytes)
+    if (textDepthExceeds(text, maxJsonDepth)) throw tooDeep(maxJsonDepth)
+    return JSON.parse(text)
   }
-  if (jsonDepthExceeds(text, maxJsonDepth))
-    throw new ApiError('validation', `Request body nests deeper than ${maxJsonDepth} levels`, [
-      { path: '/', message: `at most ${maxJsonDepth} levels of nested objects and arrays` },
-    ])
-  return JSON.parse(text)
+  // Bun's Body.json() parses from bytes faster than decoding them to a string first.
+  const value: unknown = await new Response(bytes).json()
+  if (valueDepthExceeds(value, maxJsonDepth)) throw tooDeep(maxJsonDepth)
+  return value
 }
 
 /** Route option of every route with a body (see jsonBody, which provides `bodyLimits`). */
 export const parseJson = {
-  parse: async ({ request, bodyLimits }: { request: Request; bodyLimits?: BodyLimits }) =>
-    readJsonBody(await request.arrayBuffer(), bodyLimits!.maxJsonDepth),
+  parse: ({ request, bodyLimits }: { request: Request; bodyLimits?: BodyLimits }) => readJsonBody(request, bodyLimits!.maxJsonDepth),
 }

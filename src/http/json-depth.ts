@@ -7,11 +7,11 @@ const CLOSE_BRACKET = 93
 
 /**
  * Whether JSON text nests objects and arrays more than `max` levels deep (the outermost value
- * is level 1). One pass over the text, stopping at the first level past `max`, so that deep
- * input is refused before a parser, a validator or JSON.stringify recurses into it. Brackets
- * inside strings do not count; malformed text is left for the parser to reject.
+ * is level 1), decided in one pass over the text before anything parses it, stopping at the
+ * first level past `max`. Brackets inside strings do not count; malformed text is left for
+ * the parser to reject.
  */
-export function jsonDepthExceeds(text: string, max: number): boolean {
+export function textDepthExceeds(text: string, max: number): boolean {
   let depth = 0
   const n = text.length
   for (let i = 0; i < n; i++) {
@@ -25,6 +25,21 @@ export function jsonDepthExceeds(text: string, max: number): boolean {
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       if (++depth > max) return true
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--
+  }
+  return false
+}
+
+/**
+ * Whether a parsed JSON value nests objects and arrays more than `max` levels deep. It never
+ * recurses more than `max + 1` levels, so a value of any depth is refused without stalling.
+ */
+export function valueDepthExceeds(value: unknown, max: number): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  if (max === 0) return true
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (valueDepthExceeds(value[i], max - 1)) return true
+  } else {
+    for (const key in value) if (valueDepthExceeds((value as Record<string, unknown>)[key], max - 1)) return true
   }
   return false
 }

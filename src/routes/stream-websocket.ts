@@ -7,7 +7,7 @@ import { canonicalId } from '../tasks/ids'
 import type { FrameErrorCode } from '../schemas/frames'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { parseLogId } from '../logs/log-id'
-import { jsonDepthExceeds } from '../http/json-depth'
+import { textDepthExceeds } from '../http/json-depth'
 
 /** A client's value in an error message: a string as given, anything else by its JSON type, briefly. */
 const describe = (value: unknown): string =>
@@ -187,7 +187,7 @@ export class WebSocketConnection {
     if (this.ready) await this.ready
     if (typeof raw !== 'string') return this.error('invalid_message', 'Messages must be text frames of JSON, not binary')
     const { maxJsonDepth } = this.ctx
-    if (jsonDepthExceeds(raw, maxJsonDepth))
+    if (textDepthExceeds(raw, maxJsonDepth))
       return this.error('invalid_message', `Messages may nest objects and arrays at most ${maxJsonDepth} levels deep`)
     let message: unknown
     try {
