@@ -25,8 +25,11 @@ const contentTypeError = (contentType: string | null) =>
  * request without a JSON Content-Type is a 422, so a web page cannot post to tasklog cross-site
  * without a CORS preflight. Both are decided from the headers as the request arrives.
  */
-export const jsonBody = (limits: BodyLimits) =>
-  new Elysia({ name: 'json-body' }).decorate('bodyLimits', limits).onRequest(({ request }) => {
+export const jsonBody = (limits: BodyLimits) => {
+  function boundedJson(this: Request): Promise<unknown> {
+    return readJsonBody(this, limits.maxJsonDepth)
+  }
+  return new Elysia({ name: 'json-body' }).onRequest(({ request }) => {
     if (WITHOUT_BODY.has(request.method)) return
     // Bun's maxRequestBodySize stops a body that lies about its length.
     const length = Number(request.headers.get('content-length'))
@@ -34,7 +37,11 @@ export const jsonBody = (limits: BodyLimits) =>
       throw new ApiError('payload_too_large', `Request body is ${length} bytes; at most ${limits.maxBodyBytes} are accepted`)
     const contentType = request.headers.get('content-type')
     if (!contentType || !JSON_TYPE.test(contentType)) throw contentTypeError(contentType)
+    // What Elysia's JSON parsing (parseJson) calls: its hooks for a custom parser first touch
+    // `request.body`, which makes Bun stream the body: a cost on the hot path (bench/README.md).
+    request.json = boundedJson
   })
+}
 
 /**
  * Bodies up to this size are parsed before their depth is checked: JSON.parse does not recurse,
@@ -83,16 +90,5 @@ export async function readJsonBody(request: Request, maxJsonDepth: number): Prom
   return value
 }
 
-/**
- * Route options of every route with a body: Elysia's own parsing is off, and the body is read
- * here before validation (the transform hook), from the request as it came, without touching
- * `request.body`: that makes Bun stream the body, and Elysia's hooks for custom parsers do it
- * (7% of ingest CPU). jsonBody provides `bodyLimits`.
- */
-export const parseJson = {
-  parse: 'none',
-  transform: async (context: { request: Request; body: unknown }) => {
-    const { bodyLimits } = context as unknown as { bodyLimits: BodyLimits }
-    context.body = await readJsonBody(context.request, bodyLimits.maxJsonDepth)
-  },
-} as const
+/** Route option of every route with a body: Elysia reads it with `request.json()`, which jsonBody bounds. */
+export const parseJson = { parse: 'json' } as const
