@@ -26,8 +26,9 @@ const contentTypeError = (contentType: string | null) =>
  * without a CORS preflight. Both are decided from the headers as the request arrives.
  */
 export const jsonBody = (limits: BodyLimits) => {
+  const parse = (bytes: Uint8Array) => parseJsonBody(bytes, limits.maxJsonDepth)
   function boundedJson(this: Request): Promise<unknown> {
-    return readJsonBody(this, limits.maxJsonDepth)
+    return this.bytes().then(parse)
   }
   return new Elysia({ name: 'json-body' }).onRequest(({ request }) => {
     if (WITHOUT_BODY.has(request.method)) return
@@ -59,34 +60,28 @@ const tooDeep = (maxJsonDepth: number) =>
     { path: '/', message: `at most ${maxJsonDepth} levels of nested objects and arrays` },
   ])
 
+const UTF8 = new TextDecoder()
+
 /**
- * Reads a JSON body: valid UTF-8 (refused, not replaced with U+FFFD, so that what is stored is
+ * Parses a JSON body: valid UTF-8 (refused, not replaced with U+FFFD, so that what is stored is
  * what was sent) and at most `maxJsonDepth` levels of nesting, decided before any validation or
- * serialization recurses into it.
+ * serialization recurses into it. Synchronous, so that reading a body costs one promise.
  */
-export async function readJsonBody(request: Request, maxJsonDepth: number): Promise<unknown> {
-  const bytes = await request.bytes()
+export function parseJsonBody(bytes: Uint8Array, maxJsonDepth: number): unknown {
   if (!isUtf8(bytes))
     throw new ApiError('validation', 'Request body is not valid UTF-8; send JSON encoded as UTF-8', [
       { path: '/', message: 'invalid UTF-8' },
     ])
-  if (bytes.length > PARSE_FIRST_MAX_BYTES) {
-    const text = new TextDecoder().decode(bytes)
-    if (textDepthExceeds(text, maxJsonDepth)) throw tooDeep(maxJsonDepth)
-    try {
-      return JSON.parse(text)
-    } catch {
-      throw malformed()
-    }
-  }
+  const text = UTF8.decode(bytes)
+  const scanned = bytes.length > PARSE_FIRST_MAX_BYTES
+  if (scanned && textDepthExceeds(text, maxJsonDepth)) throw tooDeep(maxJsonDepth)
   let value: unknown
   try {
-    // Bun's Body.json() parses from bytes faster than decoding them to a string first.
-    value = await new Response(bytes).json()
+    value = JSON.parse(text)
   } catch {
     throw malformed()
   }
-  if (valueDepthExceeds(value, maxJsonDepth)) throw tooDeep(maxJsonDepth)
+  if (!scanned && valueDepthExceeds(value, maxJsonDepth)) throw tooDeep(maxJsonDepth)
   return value
 }
 

@@ -39,7 +39,7 @@
  * reconnects forever in the background.
  * Caveat: an append Redis had received before such a reset may still be applied.
  */
-import { StoreFullError, StoreUnavailableError } from '../errors'
+import { StoreFullError, StoreTimeoutError, StoreUnavailableError } from '../errors'
 import { withTimeout } from '../timeout'
 import { levelRank, type Level } from '../schemas/common'
 import type { EncodedLog } from './encode'
@@ -367,6 +367,8 @@ export class RedisHistory implements HistoryStore {
   #closed = false
   /** An append was refused for memory (OOM) and none has succeeded since. */
   #full = false
+  /** How many times the watchdog reset the connection: a call pending across one timed out. */
+  #resets = 0
 
   private constructor(opts: RedisHistoryOptions) {
     if (!(opts.ttlSeconds > 0) || !Number.isFinite(opts.ttlSeconds)) throw new RangeError('ttlSeconds must be > 0')
@@ -544,6 +546,7 @@ export class RedisHistory implements HistoryStore {
    */
   #call<T>(call: Promise<T>, retry?: (err: unknown) => Promise<T> | undefined): Promise<T> {
     this.#watchdog.started()
+    const resets = this.#resets
     return call.then(
       (value) => {
         this.#watchdog.answered()
@@ -558,6 +561,8 @@ export class RedisHistory implements HistoryStore {
           this.#full = true
           throw new StoreFullError(STORE_NAME, err)
         }
+        // Failed by a reset: Redis had the command and may still carry it out.
+        if (this.#resets !== resets) throw new StoreTimeoutError(STORE_NAME, this.#timeoutMs, err)
         throw new StoreUnavailableError(STORE_NAME, err)
       },
     )
@@ -568,6 +573,7 @@ export class RedisHistory implements HistoryStore {
     if (this.#closed) return
     this.#logger.warn(`[history] ${this.description} answered nothing for ${this.#timeoutMs} ms; reconnecting`)
     this.#healthy = false
+    this.#resets++
     this.#client.destroy()
     this.#client.connect().catch(() => {})
   }

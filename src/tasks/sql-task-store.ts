@@ -1,7 +1,7 @@
 import { SQL } from 'bun'
 import { mkdirSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { ApiError, StoreUnavailableError } from '../errors'
+import { ApiError, StoreTimeoutError, StoreUnavailableError } from '../errors'
 import { STATUSES, now, type Status } from '../schemas/common'
 import { isUuid } from './ids'
 import { TimeoutError, withTimeout } from '../timeout'
@@ -244,7 +244,7 @@ export class SqlTaskStore implements TaskStore {
    */
   private bounded<T>(call: Promise<T>): Promise<T> {
     return withTimeout(call, this.timeoutMs, `no answer within ${this.timeoutMs} ms`).catch((error: unknown) => {
-      throw error instanceof TimeoutError ? new StoreUnavailableError('Task database', error) : error
+      throw error instanceof TimeoutError ? new StoreTimeoutError('Task database', this.timeoutMs, error) : error
     })
   }
 
