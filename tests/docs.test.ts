@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { existsSync } from 'node:fs'
-import { chromium, type Browser } from 'playwright-core'
+import type { Browser } from 'playwright-core'
+import { haveChromium, launchChromium } from './support/browser'
 import { json, startServer, type TestServer } from './support/server'
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 
 let server: TestServer
 beforeAll(async () => {
@@ -82,24 +80,25 @@ describe('OpenAPI document', () => {
       )
     }
   })
+
+  test('an app started after another one stopped serves the docs page too (tests start many)', async () => {
+    const first = await startServer()
+    expect((await fetch(`${first.url}/swagger`)).status).toBe(200)
+    await first.stop()
+    const second = await startServer()
+    for (const path of ['/swagger', '/swagger/assets/swagger-ui.css']) {
+      const res = await fetch(`${second.url}${path}`)
+      expect(res.status).toBe(200)
+      expect((await res.text()).length).toBeGreaterThan(100)
+    }
+    await second.stop()
+  })
 })
 
-// CI installs Chromium, so there the browser test always runs.
-describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)('Swagger UI in a real browser, offline', () => {
+describe.skipIf(!haveChromium)('Swagger UI in a real browser, offline', () => {
   let browser: Browser
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    })
+    browser = await launchChromium()
   })
   afterAll(() => browser?.close())
 

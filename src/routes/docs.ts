@@ -93,8 +93,12 @@ export const docsRoutes = new Elysia({ name: 'docs' })
     }),
   )
   // Registered after the plugin so this static page replaces the plugin's CDN page.
-  .get('/swagger', new Response(page, { headers: { 'content-type': 'text/html; charset=utf-8' } }), { detail: { hide: true } })
-  .get('/swagger/assets/swagger-ui.css', asset('swagger-ui.css', 'text/css; charset=utf-8'), { detail: { hide: true } })
-  .get('/swagger/assets/swagger-ui-bundle.js', asset('swagger-ui-bundle.js', 'text/javascript; charset=utf-8'), {
+  // Handlers, not Response values: Elysia hands a Response value to Bun as a static route, and
+  // one Response object served by a server that has stopped is not served by the next app.
+  .get('/swagger', () => new Response(page, { headers: { 'content-type': 'text/html; charset=utf-8' } }), {
+    detail: { hide: true },
+  })
+  .get('/swagger/assets/swagger-ui.css', () => asset('swagger-ui.css', 'text/css; charset=utf-8'), { detail: { hide: true } })
+  .get('/swagger/assets/swagger-ui-bundle.js', () => asset('swagger-ui-bundle.js', 'text/javascript; charset=utf-8'), {
     detail: { hide: true },
   })
