@@ -1,4 +1,4 @@
-import type { ErrorBody, LogHistory, Level, Status, Subtask, Task } from './types'
+import type { ErrorBody, LogHistory, Level, Status, Subtask, Task, TaskPage } from './types'
 
 /** `base` with its scheme switched to `http(s)` or `ws(s)` (keeping TLS) and no trailing slash. */
 export function baseUrlFor(base: string, scheme: 'http' | 'ws'): string {
@@ -41,7 +41,21 @@ export interface LogQuery {
   subtask_id?: string
 }
 
-/** The task endpoints the examples need: create a task, read it, update a subtask, read history. */
+export interface TaskQuery {
+  status?: Status
+  limit?: number
+  /** `next_cursor` of the previous page. */
+  cursor?: string
+}
+
+/** `?a=1&b=2` of the defined values, or '' when there are none. */
+function searchOf(query: object): string {
+  const params = new URLSearchParams()
+  for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value))
+  return params.size ? `?${params}` : ''
+}
+
+/** The task endpoints the examples and the web viewer need: create, list and read tasks, update a subtask, read history. */
 export class TasklogApi {
   readonly baseUrl: string
 
@@ -51,6 +65,11 @@ export class TasklogApi {
 
   createTask(description: string, subtasks?: string[]): Promise<Task> {
     return this.request('POST', '/tasks', { description, subtasks: subtasks?.map((d) => ({ description: d })) })
+  }
+
+  /** Tasks newest first, a page at a time. */
+  listTasks(query: TaskQuery = {}): Promise<TaskPage> {
+    return this.request('GET', `/tasks${searchOf(query)}`)
   }
 
   getTask(taskId: string): Promise<Task> {
@@ -65,10 +84,7 @@ export class TasklogApi {
   }
 
   getLogs(taskId: string, query: LogQuery = {}): Promise<LogHistory> {
-    const params = new URLSearchParams()
-    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value))
-    const search = params.size ? `?${params}` : ''
-    return this.request('GET', `/tasks/${taskId}/logs${search}`)
+    return this.request('GET', `/tasks/${taskId}/logs${searchOf(query)}`)
   }
 
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {

@@ -65,6 +65,12 @@ export interface Task {
   subtasks: Subtask[]
 }
 
+/** A page of `GET /tasks`, newest first. */
+export interface TaskPage {
+  tasks: Task[]
+  next_cursor: string | null
+}
+
 export interface LogHistory {
   task_id: string
   logs: LogMessage[]
