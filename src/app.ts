@@ -13,6 +13,7 @@ import { opsRoutes } from './routes/ops'
 import { streamRoutes } from './routes/stream'
 import { subtaskRoutes } from './routes/subtasks'
 import { taskRoutes } from './routes/tasks'
+import { webRoutes } from './routes/web'
 import { simpleDecomposer, type Decomposer } from './tasks/decompose'
 import { KnownTasks } from './tasks/known-tasks'
 import { SubtaskDirectory } from './tasks/subtask-directory'
@@ -63,6 +64,7 @@ export function createApp({ config, tasks, history, feed, decomposer = simpleDec
     .use(errorHandler(metrics))
     .use(jsonBody({ maxBodyBytes: config.maxBodyBytes, maxJsonDepth: config.maxJsonDepth }))
     .use(docsRoutes)
+    .use(webRoutes)
     .use(
       opsRoutes(metrics, [
         { name: 'tasks', ping: () => tasks.ping() },

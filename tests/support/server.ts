@@ -34,10 +34,16 @@ export interface TestServer {
 
 /**
  * Starts the app. `redisUrl` selects Redis history; `env` overrides configuration variables;
- * `wrapHistory` may decorate the real history store (e.g. to slow it down).
+ * `wrapHistory` may decorate the real history store (e.g. to slow it down); `port` (default:
+ * a free one) lets a new instance take over the address of a stopped one.
  */
 export async function startServer(
-  options: { redisUrl?: string; env?: Record<string, string>; wrapHistory?: (h: HistoryStore) => HistoryStore } = {},
+  options: {
+    redisUrl?: string
+    env?: Record<string, string>
+    wrapHistory?: (h: HistoryStore) => HistoryStore
+    port?: number
+  } = {},
 ): Promise<TestServer> {
   const config = loadConfig({ DATABASE_URL: 'sqlite://:memory:', ...options.env, REDIS_URL: options.redisUrl })
   const timeoutMs = config.storeTimeoutMs
@@ -50,7 +56,7 @@ export async function startServer(
       ? await RedisHistory.connect({ url: config.redisUrl!, ...limits, timeoutMs, follower: feed })
       : new MemoryHistory({ ...limits, maxBytes: config.memoryHistoryMaxBytes, feed })
   const history = options.wrapHistory?.(store) ?? store
-  const app = createApp({ config, tasks, history, feed }).listen({ hostname: '127.0.0.1', port: 0 })
+  const app = createApp({ config, tasks, history, feed }).listen({ hostname: '127.0.0.1', port: options.port ?? 0 })
   const port = app.server!.port
   return {
     app,
