@@ -169,6 +169,31 @@ describe.skipIf(!haveChromium)('web viewer', () => {
     await page.locator('tbody tr', { hasText: 'Ship the' }).locator('.status', { hasText: 'Completed' }).waitFor()
   })
 
+  test("an unknown task's page says so and links back to the list", async () => {
+    const { page, problems } = await open('/tasks/0193a1c2-0000-7000-8000-000000000000')
+    await page.locator('.notice.error', { hasText: 'No task 0193a1c2-0000-7000-8000-000000000000' }).waitFor()
+    expect(await page.locator('.notice.error a').getAttribute('href')).toBe('/')
+    // The browser logs the API's 404 itself; that one is expected here.
+    expect(problems.splice(0)).toEqual([
+      'console: Failed to load resource: the server responded with a status of 404 (Not Found)',
+    ])
+  })
+
+  test('the task list pages through older tasks with next_cursor', async () => {
+    const made: Task[] = []
+    for (let i = 0; i < 22; i++) made.push(await createTask(server, { description: `paged task ${i}` }))
+    const { page } = await open('/')
+    const rows = page.locator('tbody tr')
+    await page.locator('tbody tr', { hasText: 'paged task 21' }).waitFor()
+    expect(await rows.count()).toBe(20) // one page, newest first
+    expect(await rows.first().textContent()).toContain('paged task 21')
+    await page.click('button:has-text("Older tasks")')
+    await page.locator('tbody tr', { hasText: 'paged task 0' }).waitFor()
+    const listed = await page.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-task-id')))
+    expect(new Set(listed).size).toBe(listed.length) // no task twice
+    expect(listed.slice(0, 22)).toEqual(made.map((t) => t.task_id).reverse())
+  })
+
   test('shows logs posted over HTTP in order, with badges, ANSI colours, and the task finishing', async () => {
     const task = await createTask(server, { description: 'Render', subtasks: [{ description: 'a' }, { description: 'b' }] })
     await fetch(`${server.url}/api/v1/subtasks/${subtaskOf(task, 1)}`, {
