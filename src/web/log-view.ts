@@ -32,7 +32,12 @@ export class LogView {
   ) {
     this.spacer = h('div', { class: 'log-spacer' })
     this.layer = h('div', { class: 'log-rows' })
-    this.element = h('div', { class: 'log-view', tabindex: 0, role: 'log', 'aria-label': 'Log lines' }, this.spacer, this.layer)
+    this.element = h(
+      'div',
+      { class: 'log-view', tabindex: 0, role: 'log', 'aria-label': 'Log lines', 'aria-live': 'off' },
+      this.spacer,
+      this.layer,
+    )
     this.element.addEventListener('scroll', () => this.scrolled(), { passive: true })
     new ResizeObserver(() => this.update()).observe(this.element)
   }
@@ -76,7 +81,7 @@ export class LogView {
 
   private setFollowing(following: boolean): void {
     if (following) this.unseenCount = 0
-    if (following === this.following && !following) return
+    else if (!this.following) return // paused already
     this.following = following
     this.onFollowChange(following, this.unseenCount)
   }
