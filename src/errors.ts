@@ -56,10 +56,10 @@ export class StoreUnavailableError extends ApiError {
  * A store received the request but did not answer within its deadline: it may still carry it
  * out, so unlike other 503s this one cannot promise that nothing was stored.
  */
-export class StoreTimeoutError extends ApiError {
+export class StoreTimeoutError extends StoreUnavailableError {
   constructor(store: string, timeoutMs: number, cause?: unknown) {
-    super('unavailable', `${store} did not answer within ${timeoutMs} ms; the request may still take effect, retry later`)
-    this.cause = cause
+    super(store, cause)
+    this.message = `${store} did not answer within ${timeoutMs} ms; the request may still take effect, retry later`
   }
 }
 
