@@ -1,0 +1,53 @@
+import unittest
+
+from support import UNKNOWN_ID, URL, create_task, needs_server, post_logs
+from tasklog_client import TasklogApi, TasklogApiError
+
+
+@needs_server
+class RestHelper(unittest.IsolatedAsyncioTestCase):
+    async def asyncSetUp(self) -> None:
+        self.api = TasklogApi(URL)
+
+    async def asyncTearDown(self) -> None:
+        await self.api.aclose()
+
+    async def test_create_read_update_a_task_and_its_subtasks(self):
+        task = await self.api.create_task("Nightly import", subtasks=["Download", "Load"])
+        self.assertEqual([s["description"] for s in task["subtasks"]], ["Download", "Load"])
+        self.assertEqual(task["status"], "pending")
+        first = task["subtasks"][0]["subtask_id"]
+        updated = await self.api.update_subtask(first, status="in_progress", worker_id="w-1", worker_name="builder-7")
+        self.assertEqual((updated["status"], updated["worker_id"], updated["worker_name"]), ("in_progress", "w-1", "builder-7"))
+        self.assertEqual((await self.api.get_subtask(first))["worker_name"], "builder-7")
+        self.assertEqual((await self.api.get_task(task["task_id"]))["status"], "in_progress")
+        cleared = await self.api.update_subtask(first, worker_name=None)
+        self.assertIsNone(cleared["worker_name"])
+        decomposed = await self.api.create_task("1. Fetch\n2. Build\n3. Ship")
+        self.assertEqual(len(decomposed["subtasks"]), 3)
+
+    async def test_history_newest_first_since_and_level(self):
+        task = await create_task()
+        subtask = task["subtasks"][0]["subtask_id"]
+        sent = await self.api.send_log(subtask, "info", "one", {"step": 1})
+        self.assertTrue(sent["success"])
+        await post_logs(subtask, [("debug", "two"), ("error", "three")])
+        newest = await self.api.get_logs(task["task_id"], limit=2)
+        self.assertEqual([log["message"] for log in newest["logs"]], ["three", "two"])
+        after = await self.api.get_logs(task["task_id"], since=sent["id"])
+        self.assertEqual([log["message"] for log in after["logs"]], ["two", "three"])
+        self.assertEqual(after["next_since"], after["logs"][-1]["id"])
+        errors = await self.api.get_logs(task["task_id"], level="warning")
+        self.assertEqual([log["message"] for log in errors["logs"]], ["three"])
+
+    async def test_errors_carry_the_status_code_and_sentence(self):
+        with self.assertRaises(TasklogApiError) as raised:
+            await self.api.get_task(UNKNOWN_ID)
+        self.assertEqual((raised.exception.status, raised.exception.code), (404, "not_found"))
+        self.assertIn(UNKNOWN_ID, raised.exception.message)
+        with self.assertRaises(TasklogApiError) as raised:
+            await self.api.create_task("")
+        self.assertEqual((raised.exception.status, raised.exception.code), (422, "validation"))
+        self.assertTrue(raised.exception.details)
+        with self.assertRaises(TypeError):
+            await self.api.update_subtask(UNKNOWN_ID, state="done")
