@@ -7,24 +7,27 @@ Usage:
 
 base_url defaults to http://localhost:8000. `simulate` sends the seven lines of a typical
 task run with pauses between them (--delay-ms replaces every pause) and prints how many
-watchers each line reached. Network errors, 5xx and 429 are retried (honouring Retry-After);
-other errors are final. Exits with 1 on bad input or when a line is not stored.
+watchers each line reached. Lines go through the tasklog_client package's WorkerLogger: network
+errors, 5xx and 429 are retried (honouring Retry-After); other errors are final. Exits with 1 on
+bad input or when a line is not stored. TASKLOG_TOKEN, when set, is sent as a bearer token.
 
-Requires: pip install httpx   (Debian: apt install python3-httpx)
+Requires: pip install ./clients/python   (or run it from the repository: it finds the package)
 """
 
 import asyncio
 import json
-import random
 import re
 import sys
-from datetime import datetime, timezone
+from pathlib import Path
 
-import httpx
+try:
+    import tasklog_client  # noqa: F401
+except ImportError:  # run from a checkout without installing the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
+from tasklog_client import LEVELS, WorkerLogger
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
 HTTP_URL = re.compile(r"^https?://[^/\s]+", re.I)
-LEVELS = ("debug", "info", "warning", "error")
 MAX_ATTEMPTS = 3
 
 # The same run as SIMULATED_STEPS in send-log.ts: (level, message, metadata, pause in seconds).
@@ -43,53 +46,44 @@ class SendError(Exception):
     pass
 
 
-def now_iso():
-    """ISO 8601 UTC with milliseconds and Z, the server's timestamp format."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def new_logger(base_url, subtask_id):
+    # Problems are reported by send_now's exception, not as warnings.
+    return WorkerLogger(subtask_id, base_url, max_attempts=MAX_ATTEMPTS, on_problem=lambda problem: None)
 
 
-async def send_log(client, base_url, subtask_id, level, message, metadata=None):
-    """POSTs one line; returns the server's answer. The timestamp is set once, so a retry keeps it."""
-    url = f"{base_url.rstrip('/')}/api/v1/subtasks/{subtask_id}/log"
-    payload = {"level": level, "message": message, "metadata": metadata or {}, "timestamp": now_iso()}
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        delay = min(10.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-        try:
-            response = await client.post(url, json=payload, timeout=5.0)
-        except httpx.TransportError as error:
-            problem = f"cannot reach {base_url}: {error or type(error).__name__}"
-        else:
-            if response.status_code == 201:
-                return response.json()
-            try:
-                problem = f"{response.json()['message']} (HTTP {response.status_code})"
-            except (ValueError, KeyError, TypeError):
-                problem = f"HTTP {response.status_code}"
-            if response.status_code != 429 and response.status_code < 500:
-                raise SendError(problem)  # the request itself is wrong: retrying cannot help
-            retry_after = response.headers.get("retry-after", "")
-            if retry_after.isdigit():
-                delay = float(retry_after)
-        if attempt < MAX_ATTEMPTS:
-            await asyncio.sleep(delay)
-    raise SendError(f"{problem}; gave up after {MAX_ATTEMPTS} attempts")
+async def send_now(logger, level, message, metadata=None):
+    """Sends one line now; returns the logger's stats once it is stored, raises SendError if it is not."""
+    before = logger.stats.sent
+    logger.log(level, message, metadata)
+    stats = await logger.flush()
+    if stats.sent > before:
+        return stats
+    error = stats.last_error
+    problem = error.message if error else "unknown error"
+    raise SendError(f"{problem} (HTTP {error.status})" if error and error.status else problem)
 
 
 async def simulate(base_url, subtask_id, delay_ms=None):
     print(f"Simulating task execution for subtask {subtask_id}")
-    async with httpx.AsyncClient() as client:
+    logger = new_logger(base_url, subtask_id)
+    try:
         for i, (level, message, metadata, pause) in enumerate(SIMULATED_STEPS, start=1):
-            result = await send_log(client, base_url, subtask_id, level, message, metadata)
-            print(f"[{i}/{len(SIMULATED_STEPS)}] ✓ {level}: {message} (broadcasted to {result['broadcasted']} clients)")
+            stats = await send_now(logger, level, message, metadata)
+            print(f"[{i}/{len(SIMULATED_STEPS)}] ✓ {level}: {message} (broadcasted to {stats.broadcasted} clients)")
             if i < len(SIMULATED_STEPS):
                 await asyncio.sleep(pause if delay_ms is None else delay_ms / 1000)
+    finally:
+        await logger.close()
     print("Simulation complete")
 
 
 async def send_one(base_url, subtask_id, level, message, metadata):
-    async with httpx.AsyncClient() as client:
-        result = await send_log(client, base_url, subtask_id, level, message, metadata)
-    print(f"✓ Log sent (id {result['id']}): broadcasted to {result['broadcasted']} clients")
+    logger = new_logger(base_url, subtask_id)
+    try:
+        stats = await send_now(logger, level, message, metadata)
+    finally:
+        await logger.close()
+    print(f"✓ Log sent (id {stats.last_id}): broadcasted to {stats.broadcasted} clients")
 
 
 def usage_error(message):

@@ -5,37 +5,36 @@ Usage:
     python websocket_client.py <task_id> [base_url]
 
 base_url defaults to ws://localhost:8000. Colored output by level (off with NO_COLOR or when
-not a terminal); reconnects with exponential backoff and resumes after the last log seen
-(since=<id>), dropping any log it already printed; sends {"action":"ping"} heartbeats.
-Ctrl+C exits with 0; an unknown task (close code 1008) exits with 1.
+not a terminal). Built on the tasklog_client package's LogStream: it reconnects with
+exponential backoff and resumes after the last log seen (since=<id>), printing each log once,
+and says so when some missed logs expired; WebSocket pings replace a dead connection.
+TASKLOG_TOKEN, when set, is sent as the stream's token. Ctrl+C exits with 0; an unknown task
+(close code 1008) exits with 1.
 
-Requires: pip install websockets   (Debian: apt install python3-websockets)
+Requires: pip install ./clients/python   (or run it from the repository: it finds the package)
 """
 
 import asyncio
 import json
 import os
-import random
 import re
 import signal
 import sys
+from pathlib import Path
 
-import websockets
+try:
+    import tasklog_client  # noqa: F401
+except ImportError:  # run from a checkout without installing the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
+from tasklog_client import LogStream, StreamClosed
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
-HEARTBEAT_SECONDS = 15
 USE_COLOR = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 LEVEL_SGR = {"debug": "36", "info": "32", "warning": "33", "error": "1;31"}
 
 
 def paint(sgr, text):
     return f"\x1b[{sgr}m{text}\x1b[0m" if USE_COLOR else text
-
-
-def log_id_key(log_id):
-    """Log ids are `<ms>-<seq>`: compare them as numbers, not strings."""
-    ms, seq = log_id.split("-")
-    return int(ms), int(seq)
 
 
 def format_log(log):
@@ -47,71 +46,31 @@ def format_log(log):
     return "\n".join(lines)
 
 
-class TaskNotFound(Exception):
-    pass
+def show(event):
+    """Prints one event of the stream."""
+    data = event.data
+    if event.type == "open":
+        print(paint("2", f"Connected to {data['url']}"))
+    elif event.type == "subscribed":
+        print(paint("32", f"✓ Subscribed to task {data.get('task_id')}"))
+    elif event.type == "gap":
+        print(paint("33", f"⚠ Some logs after {data['since']} expired before they could be replayed"))
+    elif event.type == "log":
+        print(format_log(data))
+    elif event.type == "status":
+        worker = f" by {data['worker_name']}" if data.get("worker_name") else ""
+        print(paint("35", f"● subtask {data['subtask_id']} is {data['status']}{worker} (task {data['task_status']})"))
+    elif event.type == "error":
+        print(paint("31", f"✗ {data.get('message')}"), file=sys.stderr)
+    elif event.type == "close":
+        print(paint("33", f"Cannot connect: {data['error']}" if data["error"] else f"Connection lost (code {data['code']})"))
+    elif event.type == "reconnecting":
+        print(paint("33", f"Reconnecting in {data['delay']:.1f} s (attempt {data['attempt']})..."))
 
 
-class LogFollower:
-    """One task's stream: remembers the last log id so a reconnection resumes without gaps or duplicates."""
-
-    def __init__(self, task_id, base_url):
-        self.task_id = task_id
-        self.base_url = base_url.rstrip("/")
-        self.last_id = None
-
-    def url(self):
-        url = f"{self.base_url}/api/v1/ws/tasks/{self.task_id}/logs"
-        return f"{url}?since={self.last_id}" if self.last_id else url
-
-    async def run(self):
-        attempt = 0
-        while True:
-            try:
-                async with websockets.connect(self.url(), open_timeout=10) as ws:
-                    print(paint("2", f"Connected to {self.url()}"))
-                    heartbeat = asyncio.create_task(self.heartbeat(ws))
-                    try:
-                        async for raw in ws:
-                            if self.handle(json.loads(raw)):
-                                attempt = 0
-                    except websockets.ConnectionClosed:
-                        pass
-                    finally:
-                        heartbeat.cancel()
-                    if ws.close_code == 1008:
-                        raise TaskNotFound(ws.close_reason or f"Task {self.task_id} not found")
-                    print(paint("33", f"Connection lost (code {ws.close_code})"))
-            except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as error:
-                print(paint("33", f"Cannot connect: {error}"))
-            attempt += 1
-            delay = min(15.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            print(paint("33", f"Reconnecting in {delay:.1f} s (attempt {attempt})..."))
-            await asyncio.sleep(delay)
-
-    def handle(self, frame):
-        """Prints one frame; returns True when the subscription is confirmed."""
-        kind, data = frame.get("type"), frame.get("data") or {}
-        if kind == "subscribed":
-            print(paint("32", f"✓ Subscribed to task {data.get('task_id')}"))
-            if data.get("recovered") is False:
-                print(paint("33", f"⚠ Some logs after {self.last_id} expired before they could be replayed"))
-            return True
-        if kind == "log":
-            if self.last_id and log_id_key(data["id"]) <= log_id_key(self.last_id):
-                return False  # already printed before the reconnection
-            self.last_id = data["id"]
-            print(format_log(data))
-        elif kind == "status":
-            worker = f" by {data['worker_name']}" if data.get("worker_name") else ""
-            print(paint("35", f"● subtask {data['subtask_id']} is {data['status']}{worker} (task {data['task_status']})"))
-        elif kind == "error":
-            print(paint("31", f"✗ {data.get('message')}"), file=sys.stderr)
-        return False
-
-    async def heartbeat(self, ws):
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            await ws.send(json.dumps({"action": "ping"}))
+async def follow(task_id, base_url):
+    async for event in LogStream(task_id, base_url):
+        show(event)
 
 
 def main(argv):
@@ -129,9 +88,13 @@ def main(argv):
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.default_int_handler)
     try:
-        asyncio.run(LogFollower(task_id, base_url).run())
-    except TaskNotFound as error:
-        print(paint("31", f"✗ {error} (close code 1008). Check the task id, or create the task first (POST /api/v1/tasks)."), file=sys.stderr)
+        asyncio.run(follow(task_id, base_url))
+    except StreamClosed as error:
+        hint = " Check the task id, or create the task first (POST /api/v1/tasks)." if error.code == 1008 else ""
+        print(paint("31", f"✗ {error}.{hint}"), file=sys.stderr)
+        return 1
+    except ValueError as error:  # a base URL that is not http(s):// or ws(s)://
+        print(f"Error: {error}\n\n{usage}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("Disconnected.")

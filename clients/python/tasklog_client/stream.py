@@ -24,7 +24,8 @@ class StreamEvent:
     - `open` `{url}`: a connection was opened (the token is left out of the url);
     - `gap` `{task_id, since}`: the server no longer held every log after `since` (trimmed or
       expired), so some lines are missing; `subscribed` carries `recovered: false` just before;
-    - `close` `{code, reason, error}`: a connection ended (`error` says why one could not open);
+    - `close` `{code, reason, error}`: a connection was lost or could not open (`error` says
+      why), and another will be tried;
     - `reconnecting` `{attempt, delay}`: the next attempt, in `delay` seconds.
     """
 
@@ -174,9 +175,9 @@ class LogStream:
                 self._ws = None
             if self._closing:
                 return
-            yield StreamEvent("close", {"code": code, "reason": reason, "error": error})
             if code in FINAL_CLOSE_CODES:
                 raise StreamClosed(code, reason or "the server closed the stream")
+            yield StreamEvent("close", {"code": code, "reason": reason, "error": error})
             self.reconnects += 1
             failures += 1
             if self.max_attempts is not None and failures > self.max_attempts:
