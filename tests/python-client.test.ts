@@ -71,8 +71,11 @@ describe.skipIf(!python)('Python client package', () => {
 
   test('installs offline with pip into a fresh virtualenv', async () => {
     // --system-site-packages: the virtualenv sees Debian's httpx and websockets (python3-httpx,
-    // python3-websockets) and setuptools; PIP_NO_INDEX proves nothing is downloaded.
-    expect((await run([python!, '-m', 'venv', '--system-site-packages', venv])).code).toBe(0)
+    // python3-websockets) and the build tools (setuptools, wheel); PIP_NO_INDEX proves nothing
+    // is downloaded.
+    const made = await run([python!, '-m', 'venv', '--system-site-packages', venv])
+    expect(made.stderr).toBe('')
+    expect(made.code).toBe(0)
     const install = await run([join(venv, 'bin/pip'), 'install', '--no-build-isolation', PACKAGE], {
       env: { PIP_NO_INDEX: '1', PIP_DISABLE_PIP_VERSION_CHECK: '1' },
     })

@@ -151,7 +151,6 @@ class LogStream:
                     ping_interval=self.ping_interval,
                     ping_timeout=self.ping_timeout,
                     close_timeout=2,
-                    max_size=None,
                 ) as ws:
                     self._ws = ws
                     yield StreamEvent("open", {"url": self.url(with_token=False)})
