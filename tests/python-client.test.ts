@@ -16,8 +16,13 @@ const python = findPython()
 
 /** Runs a command to its end without blocking this process, which serves the suite's requests meanwhile. */
 async function run(cmd: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
-  const proc = Bun.spawn(cmd, { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, stdout: 'pipe', stderr: 'pipe' })
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+  const env = { ...process.env, ...options.env }
+  const proc = Bun.spawn(cmd, { cwd: options.cwd ?? ROOT, env, stdout: 'pipe', stderr: 'pipe' })
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ])
   return { code, stdout, stderr }
 }
 
@@ -52,7 +57,8 @@ describe.skipIf(!python)('Python client package', () => {
           const sockets = server.app.decorator.sockets
           if (code === 1006) {
             // No closing handshake: what a crash or a cut network looks like to the client.
-            for (const socket of (sockets as unknown as { sockets: Set<ServerWebSocket<unknown>> }).sockets) socket.terminate()
+            const open = (sockets as unknown as { sockets: Set<ServerWebSocket<unknown>> }).sockets
+            for (const socket of open) socket.terminate()
           } else sockets.closeAll(code, 'Server restarting: reconnect with since=<last id>')
           return new Response('closed')
         }
@@ -82,7 +88,9 @@ describe.skipIf(!python)('Python client package', () => {
     expect(install.stderr).not.toContain('ERROR')
     expect(install.code).toBe(0)
     // Imported from outside the repository: the installed copy, not the source folder.
-    const where = await run([join(venv, 'bin/python'), '-c', 'import tasklog_client; print(tasklog_client.__file__)'], { cwd: venv })
+    const where = await run([join(venv, 'bin/python'), '-c', 'import tasklog_client; print(tasklog_client.__file__)'], {
+      cwd: venv,
+    })
     expect(where.code).toBe(0)
     expect(where.stdout).toStartWith(venv)
   }, 60_000)

@@ -80,7 +80,7 @@ class Stub:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"null")
                 stub.requests.append({"path": self.path, "headers": dict(self.headers), "body": body, "at": time.monotonic()})
-                status, headers, answer = stub.answers.pop(0) if stub.answers else (500, {}, {"error": "x", "message": "no answer left"})
+                status, headers, answer = stub.answers.pop(0) if stub.answers else (500, {}, {"message": "no answer left"})
                 if callable(answer):
                     answer = answer(body)
                 data = json.dumps(answer).encode()

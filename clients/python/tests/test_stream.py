@@ -61,7 +61,9 @@ class Streaming(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(follower.events[0].type, "open")
         self.assertEqual(follower.events[1].type, "subscribed")
         status = follower.of_type("status")[0].data
-        self.assertEqual((status["subtask_id"], status["status"], status["worker_name"]), (self.subtask_id, "in_progress", "builder-7"))
+        self.assertEqual(
+            (status["subtask_id"], status["status"], status["worker_name"]), (self.subtask_id, "in_progress", "builder-7")
+        )
         self.assertIsNone(follower.error)
 
     async def test_since_replays_only_later_logs(self):

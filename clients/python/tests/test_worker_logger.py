@@ -56,7 +56,9 @@ class AgainstTheServer(unittest.IsolatedAsyncioTestCase):
     @needs_control
     async def test_a_redis_outage_past_the_store_deadline_is_retried_without_losing_a_line(self):
         problems = []
-        logger = WorkerLogger(self.subtask_id, URL, backoff_base=0.2, backoff_max=1.0, max_attempts=30, on_problem=problems.append)
+        logger = WorkerLogger(
+            self.subtask_id, URL, backoff_base=0.2, backoff_max=1.0, max_attempts=30, on_problem=problems.append
+        )
         for i in range(5):
             logger.info(f"before {i}")
         self.assertEqual((await logger.flush()).sent, 5)
@@ -94,8 +96,9 @@ class AgainstTheServer(unittest.IsolatedAsyncioTestCase):
 class WithoutAServer(unittest.IsolatedAsyncioTestCase):
     async def test_log_never_blocks_or_raises_the_buffer_is_bounded_and_close_gives_up_on_time(self):
         problems = []
+        unreachable = f"http://127.0.0.1:{closed_port()}"
         logger = WorkerLogger(
-            ANY_SUBTASK, f"http://127.0.0.1:{closed_port()}", max_buffer=50, max_batch_size=10, backoff_base=0.05, on_problem=problems.append
+            ANY_SUBTASK, unreachable, max_buffer=50, max_batch_size=10, backoff_base=0.05, on_problem=problems.append
         )
         for i in range(80):
             self.assertIsNone(logger.info(f"line {i}"))
@@ -157,7 +160,8 @@ class RetriesAgainstAStub(unittest.IsolatedAsyncioTestCase):
         self.assertNotEqual(stub.requests[3]["headers"]["Idempotency-Key"], first["headers"]["Idempotency-Key"])
 
     async def test_a_422_naming_one_line_drops_only_that_line(self):
-        refusal = {"error": "validation", "message": "Invalid log", "details": [{"path": "/logs/1/message", "message": "too long"}]}
+        too_long = {"path": "/logs/1/message", "message": "too long"}
+        refusal = {"error": "validation", "message": "Invalid log", "details": [too_long]}
         stub = self.stub([(422, {}, refusal), (201, {}, stored)])
         problems = []
         logger = WorkerLogger(ANY_SUBTASK, stub.url, on_problem=problems.append)
