@@ -139,7 +139,7 @@ class RetriesAgainstAStub(unittest.IsolatedAsyncioTestCase):
         stub = self.stub(
             [
                 (429, {"Retry-After": "1"}, {"error": "rate_limited", "message": "Too many logs"}),
-                (503, {}, {"error": "unavailable", "message": "Redis is down; nothing was stored"}),
+                (503, {"Retry-After": "1"}, {"error": "unavailable", "message": "Redis is down; nothing was stored"}),
                 (201, {}, stored),
                 (201, {}, stored),
             ]
@@ -149,8 +149,9 @@ class RetriesAgainstAStub(unittest.IsolatedAsyncioTestCase):
         stats = await logger.flush()
         self.assertEqual((stats.sent, stats.retries, stats.failed), (1, 2, 0))
         first, second, third = stub.requests
-        # Backoff alone would have retried within 20 ms; the server asked for one second.
+        # Backoff alone would have retried within 20 ms; the server asked for one second, twice.
         self.assertGreaterEqual(second["at"] - first["at"], 0.95)
+        self.assertGreaterEqual(third["at"] - second["at"], 0.95)
         keys = {r["headers"]["Idempotency-Key"] for r in stub.requests}
         self.assertEqual(len(keys), 1)
         self.assertTrue(1 <= len(keys.pop()) <= 128)
