@@ -68,7 +68,8 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str 
 class Stub:
     """A real HTTP server on loopback answering each request with the next scripted
     (status, headers, body), and recording what it received: for the cases tasklog cannot be
-    made to produce on demand (a 429 with Retry-After, a 422 naming one line of a batch)."""
+    made to produce on demand (a 429 with Retry-After, a 422 naming one line of a batch, a
+    refused WebSocket upgrade)."""
 
     def __init__(self, answers: List[Tuple[int, Dict[str, str], Any]]):
         self.answers = list(answers)
@@ -76,7 +77,9 @@ class Stub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            protocol_version = "HTTP/1.1"  # WebSocket clients refuse a 1.0 answer to an upgrade
+
+            def answer(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"null")
                 stub.requests.append({"path": self.path, "headers": dict(self.headers), "body": body, "at": time.monotonic()})
@@ -90,6 +93,8 @@ class Stub:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            do_GET = do_POST = answer
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -1,6 +1,8 @@
+import os
 import unittest
+from unittest import mock
 
-from support import UNKNOWN_ID, URL, create_task, needs_server, post_logs
+from support import UNKNOWN_ID, URL, Stub, create_task, needs_server, post_logs
 from tasklog_client import TasklogApi, TasklogApiError
 
 
@@ -39,6 +41,8 @@ class RestHelper(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(after["next_since"], after["logs"][-1]["id"])
         errors = await self.api.get_logs(task["task_id"], level="warning")
         self.assertEqual([log["message"] for log in errors["logs"]], ["three"])
+        everything = await self.api.get_logs(task["task_id"], since="0-0")
+        self.assertEqual([log["message"] for log in everything["logs"]], ["one", "two", "three"])
 
     async def test_errors_carry_the_status_code_and_sentence(self):
         with self.assertRaises(TasklogApiError) as raised:
@@ -51,3 +55,16 @@ class RestHelper(unittest.IsolatedAsyncioTestCase):
         self.assertTrue(raised.exception.details)
         with self.assertRaises(TypeError):
             await self.api.update_subtask(UNKNOWN_ID, state="done")
+
+
+class Token(unittest.IsolatedAsyncioTestCase):
+    async def test_sent_as_a_bearer_token_from_the_parameter_or_tasklog_token(self):
+        stub = Stub([(201, {}, {"task_id": "t"}), (201, {}, {"task_id": "u"})])
+        self.addCleanup(stub.stop)
+        with mock.patch.dict(os.environ, {"TASKLOG_TOKEN": "from-env"}):
+            async with TasklogApi(stub.url) as api:
+                await api.create_task("a")
+        async with TasklogApi(stub.url, token="given") as api:
+            await api.create_task("b")
+        self.assertEqual([r["headers"]["Authorization"] for r in stub.requests], ["Bearer from-env", "Bearer given"])
+        self.assertEqual(stub.requests[0]["path"], "/api/v1/tasks")

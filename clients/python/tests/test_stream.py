@@ -2,7 +2,7 @@ import asyncio
 import unittest
 from typing import Any, Callable, List
 
-from support import UNKNOWN_ID, WS_URL, control, create_task, needs_control, needs_server, post_logs
+from support import UNKNOWN_ID, WS_URL, Stub, closed_port, control, create_task, needs_control, needs_server, post_logs
 from tasklog_client import LogStream, StreamClosed, StreamEvent, TasklogApi
 
 
@@ -141,3 +141,31 @@ class Arguments(unittest.TestCase):
             LogStream(UNKNOWN_ID, level="loud")
         stream = LogStream(UNKNOWN_ID.upper().replace("-", ""), "https://example.test/")
         self.assertEqual(stream.url(), f"wss://example.test/api/v1/ws/tasks/{UNKNOWN_ID}/logs")
+
+
+class WithoutTheServer(unittest.IsolatedAsyncioTestCase):
+    async def events_until_closed(self, stream: LogStream):
+        events = []
+        with self.assertRaises(StreamClosed) as raised:
+            async for event in stream:
+                events.append(event)
+        return events, raised.exception
+
+    async def test_an_unreachable_server_is_retried_with_backoff_then_given_up(self):
+        stream = LogStream(UNKNOWN_ID, f"ws://127.0.0.1:{closed_port()}", max_attempts=2, backoff_base=0.01)
+        events, closed = await self.events_until_closed(stream)
+        self.assertEqual([e.type for e in events], ["close", "reconnecting", "close", "reconnecting", "close"])
+        self.assertTrue(all(e.data["error"] for e in events if e.type == "close"))
+        self.assertEqual([e.data["attempt"] for e in events if e.type == "reconnecting"], [1, 2])
+        self.assertIn("gave up after 2 reconnection attempts", str(closed))
+
+    async def test_a_refused_upgrade_ends_the_stream_unless_the_server_is_busy(self):
+        busy = {"error": "rate_limited", "message": "Too many connections"}
+        forbidden = {"error": "forbidden", "message": "Origin not allowed"}
+        stub = Stub([(429, {}, busy), (403, {}, forbidden)])
+        self.addCleanup(stub.stop)
+        stream = LogStream(UNKNOWN_ID, stub.url, token="t0k", backoff_base=0.01, max_attempts=3)
+        events, closed = await self.events_until_closed(stream)
+        self.assertEqual([e.type for e in events], ["close", "reconnecting"])  # 429: try again
+        self.assertEqual(closed.code, 403)  # 403: final
+        self.assertEqual([r["path"] for r in stub.requests], [f"/api/v1/ws/tasks/{UNKNOWN_ID}/logs?token=t0k"] * 2)
