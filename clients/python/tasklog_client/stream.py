@@ -106,6 +106,7 @@ class LogStream:
         self._live_since: Optional[str] = None
         self._ws: Any = None
         self._closing = False
+        self._closed: Optional[asyncio.Event] = None  # set by close(): ends a backoff early
 
     def url(self, with_token: bool = True) -> str:
         """The URL the next connection opens: it resumes after the last log seen, if any."""
@@ -123,8 +124,10 @@ class LogStream:
         return f"{base}?{urlencode(query)}" if query else base
 
     async def close(self) -> None:
-        """Ends the iteration after the current event; closes the connection."""
+        """Ends the iteration: closes the connection, or cuts short the wait before the next one."""
         self._closing = True
+        if self._closed is not None:
+            self._closed.set()
         if self._ws is not None:
             await self._ws.close()
 
@@ -139,6 +142,7 @@ class LogStream:
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         failures = 0
+        self._closed = asyncio.Event()
         while not self._closing:
             asked_since = self.last_id or self._live_since
             code: Optional[int] = None
@@ -153,6 +157,8 @@ class LogStream:
                     close_timeout=2,
                 ) as ws:
                     self._ws = ws
+                    if self._closing:  # close() ran while connecting
+                        return
                     yield StreamEvent("open", {"url": self.url(with_token=False)})
                     try:
                         async for raw in ws:
@@ -183,7 +189,10 @@ class LogStream:
                 raise StreamClosed(code, f"gave up after {self.max_attempts} reconnection attempts: {error or reason}")
             delay = backoff_delay(failures - 1, self.backoff_base, self.backoff_max)
             yield StreamEvent("reconnecting", {"attempt": failures, "delay": delay})
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.wait_for(self._closed.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
 
     def _handle(self, raw: Any, asked_since: Optional[str]) -> Iterator[StreamEvent]:
         try:

@@ -169,3 +169,10 @@ class WithoutTheServer(unittest.IsolatedAsyncioTestCase):
         self.assertEqual([e.type for e in events], ["close", "reconnecting"])  # 429: try again
         self.assertEqual(closed.code, 403)  # 403: final
         self.assertEqual([r["path"] for r in stub.requests], [f"/api/v1/ws/tasks/{UNKNOWN_ID}/logs?token=t0k"] * 2)
+
+    async def test_close_cuts_short_the_wait_before_a_reconnection(self):
+        follower = Follower(LogStream(UNKNOWN_ID, f"ws://127.0.0.1:{closed_port()}", backoff_base=60, backoff_max=60))
+        await follower.until(lambda f: len(f.of_type("reconnecting")) == 1)
+        self.assertGreaterEqual(follower.of_type("reconnecting")[0].data["delay"], 30)
+        await follower.stop()  # within its 5 s, not after the 30 to 60 s wait
+        self.assertIsNone(follower.error)
