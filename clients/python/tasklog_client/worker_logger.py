@@ -181,7 +181,9 @@ class WorkerLogger:
                 if self._sender is None:
                     break
                 self._wake_sender()
-                await asyncio.shield(self._sender)
+                # wait() neither cancels the sender when this flush is cancelled nor raises if
+                # close() cancelled the sender meanwhile.
+                await asyncio.wait([self._sender])
         finally:
             self._flushing -= 1
         return self.stats

@@ -117,6 +117,14 @@ class WithoutAServer(unittest.IsolatedAsyncioTestCase):
         self.assertTrue(any("could not be encoded" in p for p in problems), problems)
         self.assertTrue(any("after close()" in p for p in problems), problems)
 
+    async def test_a_flush_waiting_when_close_gives_up_returns_instead_of_raising(self):
+        logger = WorkerLogger(ANY_SUBTASK, f"http://127.0.0.1:{closed_port()}", backoff_base=0.05, on_problem=lambda p: None)
+        logger.info("never delivered")
+        flushing = asyncio.ensure_future(logger.flush())
+        stats = await logger.close(timeout=0.3)
+        self.assertEqual(stats.failed, 1)
+        self.assertEqual((await flushing).failed, 1)
+
     async def test_metadata_json_cannot_encode_is_sent_as_text(self):
         stub = Stub([(201, {}, stored)])
         self.addCleanup(stub.stop)
