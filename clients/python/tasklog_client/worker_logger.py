@@ -74,8 +74,9 @@ class WorkerLogger:
     and counted. Problems are reported once per cause through `on_problem` (default: a warning
     on the `tasklog_client` logger).
 
-    Use it inside a running event loop, from the loop's thread, and end with `await close()`
-    (or `async with WorkerLogger(...) as log:`).
+    Create it (or log a first line) inside the running event loop; then log() may also be
+    called from other threads (`run_in_executor` work): their lines are handed to the loop.
+    End with `await close()` (or `async with WorkerLogger(...) as log:`).
     """
 
     def __init__(
@@ -114,11 +115,16 @@ class WorkerLogger:
         self._in_flight: List[str] = []
         self._oldest_at = 0.0  # loop time when the oldest buffered line was logged
         self._sender: Optional["asyncio.Task[None]"] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None  # the loop the sender runs on
         self._wake: Optional[asyncio.Event] = None
         self._flushing = 0
         self._closed = False
         self._client: Optional[httpx.AsyncClient] = None
         self._reported: set = set()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
         self._counts: Dict[str, Any] = dict(
             sent=0, rejected=0, dropped=0, failed=0, retries=0, broadcasted=0, last_id=None, last_error=None
         )
@@ -157,14 +163,29 @@ class WorkerLogger:
             except (TypeError, ValueError, RecursionError) as error:
                 self._counts["rejected"] += 1
                 return self._report("encode", f"a line could not be encoded and is dropped: {error}")
-            if len(self._buffer) >= self.max_buffer:
-                self._buffer.popleft()
-                self._counts["dropped"] += 1
-                self._report("dropped", f"more than {self.max_buffer} lines waiting: dropping the oldest (see stats.dropped)")
-            self._buffer.append(line)
-            self._start_sender()
+            if self._in_another_thread():
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._enqueue, line)
+            else:
+                self._enqueue(line)
         except Exception as error:  # noqa: BLE001 - logging must never fail the task
             self._report("internal", f"unexpected error while logging: {error!r}")
+
+    def _enqueue(self, line: str) -> None:
+        if len(self._buffer) >= self.max_buffer:
+            self._buffer.popleft()
+            self._counts["dropped"] += 1
+            self._report("dropped", f"more than {self.max_buffer} lines waiting: dropping the oldest (see stats.dropped)")
+        self._buffer.append(line)
+        self._start_sender()
+
+    def _in_another_thread(self) -> bool:
+        """Whether log() runs outside the event loop the logger works on (in a worker thread, say)."""
+        try:
+            asyncio.get_running_loop()
+            return False
+        except RuntimeError:
+            return self._loop is not None and self._loop.is_running()
 
     @property
     def stats(self) -> LoggerStats:
@@ -222,6 +243,7 @@ class WorkerLogger:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        self._loop = loop
         if self._sender is not None and not self._sender.done() and self._sender.get_loop() is loop:
             if len(self._buffer) >= self.max_batch_size:
                 self._wake_sender()

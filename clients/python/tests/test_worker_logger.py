@@ -125,6 +125,21 @@ class WithoutAServer(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(stats.failed, 1)
         self.assertEqual((await flushing).failed, 1)
 
+    async def test_lines_logged_from_a_worker_thread_are_sent_by_the_loop(self):
+        stub = Stub([(201, {}, stored)] * 5)
+        self.addCleanup(stub.stop)
+        logger = WorkerLogger(ANY_SUBTASK, stub.url, flush_interval=0.05)  # made in the loop: bound to it
+
+        def blocking_work():
+            for i in range(5):
+                logger.info(f"from a thread {i}")
+
+        await asyncio.get_running_loop().run_in_executor(None, blocking_work)
+        sent = lambda: [line["message"] for r in stub.requests for line in r["body"]["logs"]]  # noqa: E731
+        await eventually(lambda: _true(len(sent()) == 5), what="thread lines sent without flush()")
+        self.assertEqual(sent(), [f"from a thread {i}" for i in range(5)])
+        await logger.close()
+
     async def test_metadata_json_cannot_encode_is_sent_as_text(self):
         stub = Stub([(201, {}, stored)])
         self.addCleanup(stub.stop)
