@@ -10,7 +10,7 @@ _SUBTASK_FIELDS = ("status", "worker_id", "worker_name")
 
 
 class TasklogApi:
-    """Create and read tasks, update a subtask, read a task's history, send one line.
+    """Create, list and read tasks, update a subtask, read a task's history, send one line.
 
     Answers are the server's JSON as dicts; any non-2xx answer raises TasklogApiError (with
     `status`, `code`, `message`, `details`); network errors raise httpx's errors. Nothing is
@@ -32,6 +32,12 @@ class TasklogApi:
         if subtasks is not None:
             body["subtasks"] = [{"description": text} for text in subtasks]
         return await self._request("POST", "/tasks", body)
+
+    async def list_tasks(
+        self, *, status: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """`GET /tasks`: `{tasks, next_cursor}`, newest first; pass `next_cursor` as `cursor` for the next page."""
+        return await self._request("GET", "/tasks", params=_given(status=status, limit=limit, cursor=cursor))
 
     async def get_task(self, task_id: str) -> Dict[str, Any]:
         return await self._request("GET", f"/tasks/{task_id}")
@@ -58,8 +64,7 @@ class TasklogApi:
     ) -> Dict[str, Any]:
         """`GET /tasks/{id}/logs`: the newest `limit` logs, newest first; with `since`, the logs
         after that id, oldest first (pass the answer's `next_since` next time)."""
-        query = {"limit": limit, "order": order, "since": since, "level": level, "subtask_id": subtask_id}
-        params = {key: value for key, value in query.items() if value is not None}
+        params = _given(limit=limit, order=order, since=since, level=level, subtask_id=subtask_id)
         return await self._request("GET", f"/tasks/{task_id}/logs", params=params)
 
     async def send_log(
@@ -92,3 +97,8 @@ class TasklogApi:
         if not 200 <= response.status_code < 300:
             raise api_error(response.status_code, response.text)
         return response.json()
+
+
+def _given(**query: Any) -> Dict[str, Any]:
+    """The query parameters that were given (not None)."""
+    return {key: value for key, value in query.items() if value is not None}

@@ -27,6 +27,13 @@ class RestHelper(unittest.IsolatedAsyncioTestCase):
         self.assertIsNone(cleared["worker_name"])
         decomposed = await self.api.create_task("1. Fetch\n2. Build\n3. Ship")
         self.assertEqual(len(decomposed["subtasks"]), 3)
+        page = await self.api.list_tasks(limit=1)
+        self.assertEqual([t["task_id"] for t in page["tasks"]], [decomposed["task_id"]])  # newest first
+        following = await self.api.list_tasks(limit=1, cursor=page["next_cursor"])
+        self.assertEqual([t["task_id"] for t in following["tasks"]], [task["task_id"]])
+        busy = await self.api.list_tasks(status="in_progress", limit=100)
+        self.assertIn(task["task_id"], [t["task_id"] for t in busy["tasks"]])
+        self.assertNotIn(decomposed["task_id"], [t["task_id"] for t in busy["tasks"]])
 
     async def test_history_newest_first_since_and_level(self):
         task = await create_task()
