@@ -116,15 +116,15 @@ class WorkerLogger:
         self._oldest_at = 0.0  # loop time when the oldest buffered line was logged
         self._sender: Optional["asyncio.Task[None]"] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None  # the loop the sender runs on
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # bound by the first log() or flush() made inside a loop
         self._wake: Optional[asyncio.Event] = None
         self._flushing = 0
         self._closed = False
         self._client: Optional[httpx.AsyncClient] = None
         self._reported: set = set()
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            pass
         self._counts: Dict[str, Any] = dict(
             sent=0, rejected=0, dropped=0, failed=0, retries=0, broadcasted=0, last_id=None, last_error=None
         )
@@ -172,6 +172,9 @@ class WorkerLogger:
             self._report("internal", f"unexpected error while logging: {error!r}")
 
     def _enqueue(self, line: str) -> None:
+        if self._closed and (self._sender is None or self._sender.done()):
+            # From a thread, handed over as close() finished: nothing would send it any more.
+            return self._report("closed", "a line was logged after close() and is ignored")
         if len(self._buffer) >= self.max_buffer:
             self._buffer.popleft()
             self._counts["dropped"] += 1
