@@ -4,13 +4,13 @@ import { errorHandler } from './http/error-handler'
 import { jsonBody } from './http/json-body'
 import { requestTiming } from './http/request-timing'
 import { Metrics } from './metrics'
-import type { HistoryStore } from './logs/history-store'
-import type { LogFeed } from './logs/log-feed'
+import type { LogBackend } from './logs/backend'
 import { Hub } from './logs/hub'
 import { docsRoutes } from './routes/docs'
 import { logRoutes } from './routes/logs'
 import { opsRoutes } from './routes/ops'
 import { streamRoutes } from './routes/stream'
+import { OpenSockets } from './routes/stream-websocket'
 import { subtaskRoutes } from './routes/subtasks'
 import { taskRoutes } from './routes/tasks'
 import { webRoutes } from './routes/web'
@@ -22,18 +22,23 @@ import type { TaskStore } from './tasks/task-store'
 export interface AppDeps {
   config: Config
   tasks: TaskStore
-  history: HistoryStore
-  feed: LogFeed
+  /** History, feed and presence, from one engine (logs/backend.ts openBackend). */
+  logs: Pick<LogBackend, 'history' | 'feed' | 'presence'>
   decomposer?: Decomposer
 }
 
-/** Builds the whole service; `index.ts` listens, tests build their own with their own stores. */
-export function createApp({ config, tasks, history, feed, decomposer = simpleDecomposer }: AppDeps) {
-  const hub = new Hub(history, feed, { replayMax: config.logHistoryMax })
+/**
+ * Builds the whole service; `index.ts` listens, tests build their own with their own stores.
+ * Besides Elysia's own, the app offers `closeSockets(code, reason)` for shutdown.
+ */
+export function createApp({ config, tasks, logs, decomposer = simpleDecomposer }: AppDeps) {
+  const { history, feed } = logs
+  const hub = new Hub(logs, { replayMax: config.logHistoryMax })
+  const sockets = new OpenSockets(config.wsBackpressureBytes)
   const metrics = new Metrics(hub)
   const subtasks = new SubtaskDirectory(tasks)
   const knownTasks = new KnownTasks(tasks)
-  return new Elysia({
+  const app = new Elysia({
     // Validate input as sent, without Elysia's normalizing pass: it cost a quarter of ingest CPU,
     // and its default mirror coerced a string `metadata` into an object. Request schemas accept
     // unknown fields instead (schemas/common.ts Input).
@@ -89,12 +94,12 @@ export function createApp({ config, tasks, history, feed, decomposer = simpleDec
       }),
     )
     .use(
-      streamRoutes(knownTasks, hub, metrics, {
-        historyMax: config.logHistoryMax,
-        backpressureBytes: config.wsBackpressureBytes,
-        maxJsonDepth: config.maxJsonDepth,
-      }),
+      streamRoutes(knownTasks, hub, metrics, sockets, { historyMax: config.logHistoryMax, maxJsonDepth: config.maxJsonDepth }),
     )
+  return Object.assign(app, {
+    /** Closes every WebSocket with `code` (1012 on shutdown: clients come back and resume). */
+    closeSockets: (code: number, reason: string) => sockets.closeAll(code, reason),
+  })
 }
 
 export type App = ReturnType<typeof createApp>

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net'
 import { createApp } from './app'
 import { ConfigError, loadConfig } from './config'
-import { openStores } from './stores'
+import { closeStores, openStores } from './stores'
 
 let config
 try {
@@ -26,20 +26,19 @@ const stores = await openStores(config).catch((error: Error) => {
   console.error(`tasklog: cannot open stores: ${error.message}`)
   process.exit(1)
 })
-const { tasks, history, feed } = stores
-const closeStores = () => Promise.allSettled([tasks.close(), history.close(), feed.close()])
-const app = createApp({ config, ...stores })
+const { tasks, logs } = stores
+const app = createApp({ config, tasks, logs })
 const address = isIP(config.host) === 6 ? `[${config.host}]` : config.host
 try {
   app.listen({ hostname: config.host, port: config.port })
 } catch (error) {
   console.error(`tasklog: cannot listen on ${address}:${config.port}: ${listenFailure(error as ErrnoException, config.host)}`)
-  await closeStores()
+  await closeStores(stores)
   process.exit(1)
 }
 const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : address
 console.log(
-  `tasklog listening on http://${shown}:${app.server!.port} · tasks: ${tasks.description} · history: ${history.description} · docs: /swagger`,
+  `tasklog listening on http://${shown}:${app.server!.port} · tasks: ${tasks.description} · history: ${logs.history.description} · docs: /swagger`,
 )
 
 let stopping = false
@@ -51,10 +50,10 @@ async function shutdown(signal: string) {
   // with since), give in-flight requests up to 5 s (SSE streams would hold it forever), then
   // drop what remains and close the stores.
   const stopped = app.server?.stop(false)
-  app.decorator.sockets.closeAll(1012, 'Server restarting: reconnect with since=<last id>')
+  app.closeSockets(1012, 'Server restarting: reconnect with since=<last id>')
   await Promise.race([stopped, Bun.sleep(5_000)])
   await app.server?.stop(true)
-  await closeStores()
+  await closeStores(stores)
   process.exit(0)
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))

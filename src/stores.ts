@@ -1,36 +1,32 @@
 import type { Config } from './config'
-import type { HistoryStore } from './logs/history-store'
-import type { LogFeed } from './logs/log-feed'
-import { MemoryFeed } from './logs/memory-feed'
-import { MemoryHistory } from './logs/memory-history'
-import { RedisFeed } from './logs/redis-feed'
-import { RedisHistory } from './logs/redis-history'
+import { openBackend, type LogBackend } from './logs/backend'
 import { SqlTaskStore } from './tasks/sql-task-store'
 import type { TaskStore } from './tasks/task-store'
 
 export interface Stores {
   tasks: TaskStore
-  history: HistoryStore
-  feed: LogFeed
+  logs: LogBackend
 }
 
 /**
- * Opens the stores the configuration names: SQLite or PostgreSQL for tasks; Redis for history
- * and the live feed (so that instances sharing it form one service), or memory for both.
+ * Opens the stores the configuration names: SQLite or PostgreSQL for tasks; the log backend
+ * (Redis, so that instances sharing it form one service, or memory) for history, feed and presence.
  */
 export async function openStores(config: Config): Promise<Stores> {
   const timeoutMs = config.storeTimeoutMs
   const tasks = await SqlTaskStore.open(config.databaseUrl, { timeoutMs })
-  const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
-  if (!config.redisUrl) {
-    const feed = new MemoryFeed()
-    return { tasks, history: new MemoryHistory({ ...limits, maxBytes: config.memoryHistoryMaxBytes, feed }), feed }
-  }
-  const feed = await RedisFeed.connect({ url: config.redisUrl, timeoutMs })
-  // The feed tells the history's appends whose announced subscribers to count (redis-subscribers.ts).
-  const history = await RedisHistory.connect({ url: config.redisUrl, ...limits, timeoutMs, follower: feed }).catch(async (error: Error) => {
-    await feed.close()
+  const logs = await openBackend({
+    redisUrl: config.redisUrl,
+    ttlSeconds: config.logTtlSeconds,
+    maxPerTask: config.logHistoryMax,
+    timeoutMs,
+    memoryMaxBytes: config.memoryHistoryMaxBytes,
+  }).catch(async (error: Error) => {
+    await tasks.close()
     throw error
   })
-  return { tasks, history, feed }
+  return { tasks, logs }
 }
+
+/** Closes every store, whatever fails. */
+export const closeStores = ({ tasks, logs }: Stores) => Promise.allSettled([tasks.close(), logs.close()])

@@ -327,7 +327,7 @@ describe('LogStreamClient across server restarts', () => {
   async function restartable(env: Record<string, string> = {}) {
     const server = await startServer({ env })
     const port = Number(new URL(server.url).port)
-    const deps = { config: server.config, tasks: server.tasks, history: server.history, feed: server.feed }
+    const deps = { config: server.config, tasks: server.tasks, logs: server.logs }
     const other = createApp(deps).listen({ hostname: '127.0.0.1', port: 0 })
     const otherUrl = `http://127.0.0.1:${other.server!.port}`
     let current = server.app
@@ -347,7 +347,7 @@ describe('LogStreamClient across server restarts', () => {
       },
       async stop() {
         await Promise.all([current.stop(true), other.stop(true)])
-        await Promise.all([server.history.close(), server.tasks.close()])
+        await Promise.all([server.logs.close(), server.tasks.close()])
       },
     }
   }

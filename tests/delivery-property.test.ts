@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import type { HistoryStore } from '../src/logs/history-store'
+import type { HistoryStore } from '../src/logs/backend'
 import { compareLogIds } from '../src/logs/log-id'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { WsClient, createTask, post, startInstances, startServer, type TestServer } from './support/server'
@@ -34,7 +34,6 @@ const slowReplays = (store: HistoryStore): HistoryStore => ({
     return result
   },
   ping: () => store.ping(),
-  close: () => store.close(),
 })
 
 describe.each(['memory', 'redis', 'slow-replay', 'two instances on Redis'] as const)(

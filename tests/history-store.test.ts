@@ -6,15 +6,16 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
 import { createClient } from 'redis'
 import { StoreUnavailableError } from '../src/errors'
-import type { HistoryStore, StoredLog } from '../src/logs/history-store'
-import { toLogMessage } from '../src/logs/history-store'
+import type { HistoryStore, StoredLog } from '../src/logs/backend'
+import { toLogMessage } from '../src/logs/frames'
 import { encodeLog } from '../src/logs/encode'
 import { compareLogIds, logIdAfter } from '../src/logs/log-id'
-import { MemoryFeed } from '../src/logs/memory-feed'
-import { MemoryHistory } from '../src/logs/memory-history'
-import { redactRedisUrl } from '../src/logs/redis-connection'
-import { decodePublished } from '../src/logs/redis-feed'
-import { logKey, newestIdKey, housekeepingMs, RedisHistory, type RedisHistoryOptions } from '../src/logs/redis-history'
+import { MemoryFeed } from '../src/logs/memory/feed'
+import { MemoryHistory } from '../src/logs/memory/history'
+import { redactRedisUrl } from '../src/logs/redis/connection'
+import { decodePublished } from '../src/logs/redis/feed'
+import { housekeepingMs, RedisHistory, type RedisHistoryOptions } from '../src/logs/redis/history'
+import { logKey, newestIdKey } from '../src/logs/redis/keys'
 import type { Level } from '../src/schemas/common'
 import type { NewLog } from '../src/schemas/log'
 import { startRedis, type RedisServer } from './support/redis-server'
@@ -33,7 +34,8 @@ interface StoreOptions {
   ttlSeconds: number
   maxPerTask: number
 }
-type Factory = (opts: StoreOptions) => Promise<HistoryStore>
+type Closable = HistoryStore & { close(): Promise<void> }
+type Factory = (opts: StoreOptions) => Promise<Closable>
 
 const factories: [string, Factory][] = [
   ['MemoryHistory', async (opts) => new MemoryHistory({ ...opts, feed: new MemoryFeed() })],
@@ -71,7 +73,7 @@ const messages = (logs: StoredLog[]) => logs.map((l) => toLogMessage(l).message)
 const ids = (logs: StoredLog[]) => logs.map((l) => l.id)
 
 /** Opens stores through `open` and closes every one of them after each test. */
-function closedAfterEach<A extends unknown[], S extends HistoryStore>(open: (...args: A) => Promise<S>) {
+function closedAfterEach<A extends unknown[], S extends Closable>(open: (...args: A) => Promise<S>) {
   const opened: S[] = []
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((s) => s.close()))

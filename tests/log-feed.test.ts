@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createClient } from 'redis'
 import { StoreUnavailableError } from '../src/errors'
-import { RedisFeed } from '../src/logs/redis-feed'
-import { logKey } from '../src/logs/redis-history'
+import { RedisFeed } from '../src/logs/redis/feed'
+import { logKey } from '../src/logs/redis/keys'
 import { startRedis, type RedisServer } from './support/redis-server'
 
 /** The Redis feed on its own (the hub's use of it is tested through the server elsewhere). */

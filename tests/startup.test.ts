@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig } from '../src/config'
-import { subscribersKey } from '../src/logs/redis-subscribers'
+import { subscribersKey } from '../src/logs/redis/keys'
 import { startRedis } from './support/redis-server'
 import { WsClient } from './support/server'
 

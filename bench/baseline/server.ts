@@ -22,7 +22,7 @@
  */
 import { createClient } from 'redis'
 // The same node-redis fix tasklog applies: the floor should not pay for tracing either.
-import { defineTracingHasSubscribers } from '../../src/logs/redis-tracing'
+import { defineTracingHasSubscribers } from '../../src/logs/redis/tracing'
 import type { ServerWebSocket } from 'bun'
 
 // `bun run bench --floor-with-app`: tasklog's app loaded beside the floor, warmed and idle.

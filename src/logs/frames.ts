@@ -1,6 +1,7 @@
 import { now, type Level } from '../schemas/common'
 import type { FrameErrorCode, ServerFrame } from '../schemas/frames'
-import type { StoredLog } from './history-store'
+import type { LogMessage, NewLog } from '../schemas/log'
+import type { StoredLog } from './backend'
 
 /** A log ready to send: `data` is the LogMessage JSON, built from the stored body without re-serializing. */
 export interface LiveLog {
@@ -11,6 +12,9 @@ export interface LiveLog {
 
 /** The LogMessage JSON: the stored body is the message without its id, spliced in front. */
 export const logData = (log: StoredLog): string => `{"id":"${log.id}",${log.body.slice(1)}`
+
+/** Parses a stored log back into its wire shape. */
+export const toLogMessage = (log: StoredLog): LogMessage => ({ id: log.id, ...(JSON.parse(log.body) as NewLog) })
 
 export const toLiveLog = (log: StoredLog): LiveLog => ({ id: log.id, level: log.level, data: logData(log) })
 

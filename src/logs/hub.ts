@@ -1,48 +1,11 @@
-import type { Server, ServerWebSocket } from 'bun'
+import type { Server } from 'bun'
 import { LEVELS, levelRank, now, type Level, type Status } from '../schemas/common'
 import type { StatusChange } from '../schemas/frames'
 import type { Subtask } from '../schemas/task'
-import { logData, rawFrame, toLiveLog, type LiveLog } from './frames'
-import type { HistoryStore, StoredLog } from './history-store'
-import type { LogFeed } from './log-feed'
-import { compareLogIds } from './log-id'
-
-/**
- * One subscriber of one task: a WebSocket subscription (live logs arrive through Bun's native
- * topic) or an SSE stream (live logs are handed to it by the hub).
- */
-export interface Watcher {
-  readonly minLevel: Level
-  /** WebSocket subscribers get live frames natively through this socket's topic subscription. */
-  readonly socket?: ServerWebSocket<unknown>
-  /** Called once history is read, before any replayed log. `recovered` is set when `since` was given. */
-  subscribed(taskId: string, recovered: boolean | undefined): void
-  /** Sends one frame directly; true when the reader is behind and the sender should await `drained`. */
-  sendLog(log: LiveLog, frame: string): boolean
-  sendStatus(data: string, frame: string): boolean
-  /** Resolves when the reader has caught up (or is gone). */
-  drained(): Promise<void>
-  /** Runs `send` so that the frames it sends leave together (a corked socket). */
-  batch(send: () => void): void
-  /**
-   * The watcher has missed live logs (too many arrived while history was replayed to a slow
-   * reader, or live delivery was interrupted) and must resume with `since`: stop it.
-   */
-  lost(reason: string): void
-}
-
-export interface ReplayRequest {
-  /** Replay every log after this id. */
-  since?: string
-  /** Replay the newest n logs. */
-  history?: number
-}
-
-/** Live frames held for a watcher while its history is read (see `watch`). */
-type Pending = ({ log: LiveLog; frame: string } | { status: string; frame: string })[]
-
-/** History is replayed in pages of this many logs, so a long replay never sits in memory at once. */
-const REPLAY_PAGE = 500
+import type { LogBackend, StoredLog } from './backend'
+import { catchUp, type Held } from './catch-up'
+import { logData, rawFrame } from './frames'
+import type { LiveDelivery, ReplayRequest, Watcher } from './watcher'
 
 interface TaskSubscribers {
   /** Subscribers at each minimum level (index = level rank), WebSocket and SSE. */
@@ -59,6 +22,7 @@ interface TaskSubscribers {
 
 const RESOLVED = Promise.resolve()
 
+
 const INTERRUPTED = 'Live delivery was interrupted: reconnect with since=<last id> to resume'
 
 /** The topic of one task at one minimum level: a log of level L is published to every topic of level <= L. */
@@ -67,17 +31,19 @@ const topicOf = (taskId: string, level: Level) => `${taskId}:${level}`
 /**
  * Fan-out of a task's logs and status changes to its subscribers on this instance.
  * WebSocket delivery is Bun's native pub/sub: one publish per log and level topic, no
- * per-socket JavaScript. Events come from the LogFeed, which the hub asks to follow each task
- * that has subscribers here: logs appended on any instance sharing the feed arrive in id order.
+ * per-socket JavaScript; a transport with no native topic is handed each event (Watcher.join).
+ * Events come from the backend's feed, which the hub asks to follow each task that has
+ * subscribers here: logs appended on any instance sharing the backend arrive in id order. The
+ * hub announces its subscriber counts through the backend's presence.
  */
 export class Hub {
   private server: Server<unknown> | undefined
   /** Per task with subscribers here: how many at each minimum level, and its topic names. */
   private readonly tasks = new Map<string, TaskSubscribers>()
-  /** Per task: SSE watchers, which have no native topic. */
+  /** Per task: watchers with no native topic, handed each event. */
   private readonly listeners = new Map<string, Set<Watcher>>()
-  /** Per task: watchers whose history is being read, with the live frames held for them. */
-  private readonly replaying = new Map<string, Map<Watcher, Pending>>()
+  /** Per task: watchers catching up, with the live events held for them. */
+  private readonly replaying = new Map<string, Map<Watcher, Held[]>>()
   /** All subscriptions here, for metrics. */
   subscriptions = 0
   /** Live log and status frames delivered, one per accepting subscriber, for metrics. */
@@ -86,11 +52,27 @@ export class Hub {
   interruptions = 0
   private readonly interruptedHandlers: ((reason: string) => void)[] = []
 
+  /** How watchers go live: a native topic per task and level, or the hub's listeners. */
+  private readonly live: LiveDelivery = {
+    topic: topicOf,
+    listen: (taskId, watcher) => {
+      let set = this.listeners.get(taskId)
+      if (!set) this.listeners.set(taskId, (set = new Set()))
+      set.add(watcher)
+    },
+    unlisten: (taskId, watcher) => {
+      const set = this.listeners.get(taskId)
+      if (set?.delete(watcher) && set.size === 0) this.listeners.delete(taskId)
+    },
+  }
+  private readonly backend: Pick<LogBackend, 'history' | 'feed' | 'presence'>
+
   constructor(
-    private readonly history: HistoryStore,
-    private readonly feed: LogFeed,
+    backend: Pick<LogBackend, 'history' | 'feed' | 'presence'>,
     private readonly limits: { replayMax: number },
   ) {
+    this.backend = backend
+    const { feed } = backend
     // The feed calls these from a request (memory) or a Redis connection's reader: a failure is
     // reported here, never thrown into either.
     const guarded =
@@ -119,10 +101,8 @@ export class Hub {
   }
 
   /**
-   * Starts delivering a task's logs to a watcher, replaying history first when asked.
-   * Live logs arriving while the feed starts following the task and history is read are held,
-   * then flushed, minus the ids replay already sent, in the same tick the watcher goes live:
-   * no gap, no duplicate. When following or reading history fails the watcher is not
+   * Starts delivering a task's logs to a watcher, replaying history first when asked (catch-up.ts:
+   * no gap, no duplicate). When following or reading history fails the watcher is not
    * subscribed and the error is rethrown.
    */
   async watch(taskId: string, watcher: Watcher, replay: ReplayRequest = {}): Promise<void> {
@@ -131,80 +111,32 @@ export class Hub {
     if (task.followed && replay.since === undefined && !replay.history) {
       // The common case, synchronous: idle connections are most of a server's memory.
       watcher.subscribed(taskId, undefined)
-      this.goLive(taskId, watcher)
+      watcher.join(taskId, this.live)
       return
     }
-    let held = this.replaying.get(taskId)
-    if (!held) this.replaying.set(taskId, (held = new Map()))
-    const pending: Pending = []
-    held.set(watcher, pending)
-    const watching = () => held.get(watcher) === pending
+    let replaying = this.replaying.get(taskId)
+    if (!replaying) this.replaying.set(taskId, (replaying = new Map()))
+    const held: Held[] = []
+    replaying.set(watcher, held)
+    const current = () => replaying.get(watcher) === held
     try {
       await task.following
-      if (!watching()) return
-      let last = replay.since
-      if (replay.since === undefined && !replay.history) watcher.subscribed(taskId, undefined)
-      else {
-        const paged = replay.since !== undefined
-        let page = await this.history.replay(
-          taskId,
-          replay.since,
-          paged ? REPLAY_PAGE : Math.min(replay.history!, this.limits.replayMax),
-        )
-        if (!watching()) return
-        watcher.subscribed(taskId, paged ? page.recovered : undefined)
-        const min = levelRank(watcher.minLevel)
-        for (;;) {
-          const logs = page.logs
-          const timestamp = now()
-          // Frames go out in corked batches (one write for many frames) until the reader falls behind.
-          for (let i = 0; i < logs.length;) {
-            let behind = false
-            watcher.batch(() => {
-              for (; i < logs.length && !behind; i++) {
-                if (levelRank(logs[i]!.level) < min) continue
-                const log = toLiveLog(logs[i]!)
-                behind = watcher.sendLog(log, rawFrame('log', log.data, timestamp))
-              }
-            })
-            if (behind) await watcher.drained()
-            if (!watching()) return
-          }
-          if (logs.length) last = logs[logs.length - 1]!.id
-          if (!paged || logs.length < REPLAY_PAGE) break
-          page = await this.history.replay(taskId, last, REPLAY_PAGE)
-          if (!watching()) return
-        }
-        // The feed may still be bringing logs that history already held: hold them too, and
-        // drop them below, rather than send them after later ones.
-        await this.feed.sync()
-        if (!watching()) return
-      }
-      // Flush what arrived meanwhile; it may grow while we wait for the reader, so
-      // only an empty queue, checked in the same tick as going live, ends the replay.
-      for (let i = 0; ;) {
-        let behind = false
-        watcher.batch(() => {
-          for (; i < pending.length && !behind; i++) {
-            const item = pending[i]!
-            if ('status' in item) behind = watcher.sendStatus(item.status, item.frame)
-            else if (last === undefined || compareLogIds(item.log.id, last) > 0) {
-              behind = watcher.sendLog(item.log, item.frame)
-              last = item.log.id
-            }
-          }
-          if (i === pending.length) this.goLive(taskId, watcher)
-        })
-        if (i === pending.length) return
-        if (behind) await watcher.drained()
-        if (!watching()) return
-      }
+      if (!current()) return
+      await catchUp(this.backend.history, this.backend.feed, {
+        taskId,
+        watcher,
+        request: replay,
+        replayMax: this.limits.replayMax,
+        held,
+        current,
+        goLive: () => watcher.join(taskId, this.live),
+      })
     } catch (error) {
-      if (watching()) this.count(taskId, watcher.minLevel, -1)
+      if (current()) this.count(taskId, watcher.minLevel, -1)
       throw error
     } finally {
-      if (watching()) held.delete(watcher)
-      if (held.size === 0 && this.replaying.get(taskId) === held) this.replaying.delete(taskId)
+      if (current()) replaying.delete(watcher)
+      if (replaying.size === 0 && this.replaying.get(taskId) === replaying) this.replaying.delete(taskId)
     }
   }
 
@@ -212,11 +144,7 @@ export class Hub {
   unwatch(taskId: string, watcher: Watcher): void {
     const held = this.replaying.get(taskId)
     if (held?.delete(watcher) && held.size === 0) this.replaying.delete(taskId)
-    if (watcher.socket) watcher.socket.unsubscribe(topicOf(taskId, watcher.minLevel))
-    else {
-      const set = this.listeners.get(taskId)
-      if (set?.delete(watcher) && set.size === 0) this.listeners.delete(taskId)
-    }
+    watcher.leave(taskId, this.live)
     this.count(taskId, watcher.minLevel, -1)
   }
 
@@ -241,7 +169,7 @@ export class Hub {
     }
     const data = JSON.stringify(change)
     // The change is stored already; only its live broadcast is lost when the feed is down.
-    this.feed.publishStatus(subtask.task_id, data).catch((error: Error) => console.warn(`[hub] ${error.message}`))
+    this.backend.feed.publishStatus(subtask.task_id, data).catch((error: Error) => console.warn(`[hub] ${error.message}`))
   }
 
   /**
@@ -273,8 +201,8 @@ export class Hub {
       }
       if (listeners || held) {
         const log = { id: stored.id, level: stored.level, data }
-        if (listeners) for (const w of listeners) if (levelRank(w.minLevel) <= rank) w.sendLog(log, text)
-        if (held) this.hold(held, (w) => levelRank(w.minLevel) <= rank, { log, frame: text })
+        if (listeners) for (const w of listeners) if (levelRank(w.minLevel) <= rank) w.sendLog(log)
+        if (held) this.hold(held, (w) => levelRank(w.minLevel) <= rank, log)
       }
     }
     this.framesSent += accepting
@@ -287,12 +215,12 @@ export class Hub {
     const text = rawFrame('status', data)
     this.framesSent += this.subscriberCount(taskId)
     for (const topic of task.topics) this.server?.publish(topic, text)
-    for (const w of this.listeners.get(taskId) ?? []) w.sendStatus(data, text)
+    for (const w of this.listeners.get(taskId) ?? []) w.sendStatus(data)
     const held = this.replaying.get(taskId)
-    if (held) this.hold(held, () => true, { status: data, frame: text })
+    if (held) this.hold(held, () => true, { status: data })
   }
 
-  private hold(held: Map<Watcher, Pending>, accepts: (w: Watcher) => boolean, item: Pending[number]): void {
+  private hold(held: Map<Watcher, Held[]>, accepts: (w: Watcher) => boolean, item: Held): void {
     for (const [w, pending] of held) {
       if (!accepts(w)) continue
       if (pending.length >= this.limits.replayMax) {
@@ -314,7 +242,7 @@ export class Hub {
   }
 
   private follow(taskId: string, task: TaskSubscribers): void {
-    const following = this.feed.follow(taskId)
+    const following = this.backend.feed.follow(taskId)
     task.epoch = this.interruptions
     task.following = following
     task.followed = false
@@ -323,15 +251,6 @@ export class Hub {
       () => void (task.following === following && (task.followed = true)),
       () => {},
     )
-  }
-
-  private goLive(taskId: string, watcher: Watcher): void {
-    if (watcher.socket) watcher.socket.subscribe(topicOf(taskId, watcher.minLevel))
-    else {
-      let set = this.listeners.get(taskId)
-      if (!set) this.listeners.set(taskId, (set = new Set()))
-      set.add(watcher)
-    }
   }
 
   /** Counts a subscriber in or out; the first one in makes the feed follow the task, the last one out stops it. */
@@ -351,15 +270,14 @@ export class Hub {
     const { counts } = task
     this.subscriptions += delta
     counts[levelRank(level)]! += delta
-    // The array itself, not a copy: a socket's subscribe then allocates nothing (10,000 idle
-    // sockets of one task held 0.27 KiB more each when every change made an array).
-    this.feed.announce(taskId, counts)
+    // The array itself, not a copy: a socket's subscribe then allocates nothing.
+    this.backend.presence.announce(taskId, counts)
     if (counts.every((n) => n === 0)) {
       this.tasks.delete(taskId)
       // Only once following has settled, and only if no new subscriber has started following again.
       task.following
         .finally(() => {
-          if (!this.tasks.has(taskId)) this.feed.unfollow(taskId)
+          if (!this.tasks.has(taskId)) this.backend.feed.unfollow(taskId)
         })
         .catch(() => {})
     }

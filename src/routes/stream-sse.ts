@@ -1,4 +1,5 @@
-import type { Hub, ReplayRequest, Watcher } from '../logs/hub'
+import type { Hub } from '../logs/hub'
+import type { ReplayRequest, Watcher } from '../logs/watcher'
 import type { Level } from '../schemas/common'
 
 /** Comment heartbeat, so proxies and clients see a live connection. */
@@ -50,6 +51,9 @@ export function sseResponse(hub: Hub, taskId: string, minLevel: Level, replay: R
     drained: () => (open ? new Promise((resolve) => pullWaiters.push(resolve)) : Promise.resolve()),
     batch: (send) => send(),
     lost: end,
+    // No native topic for a stream: the hub hands it each event.
+    join: (taskId, live) => live.listen(taskId, watcher),
+    leave: (taskId, live) => live.unlisten(taskId, watcher),
   }
   const stream = new ReadableStream<Uint8Array>(
     {

@@ -1,6 +1,7 @@
 import type { ServerWebSocket } from 'bun'
-import { errorFrame, frame, type LiveLog } from '../logs/frames'
-import type { Hub, ReplayRequest, Watcher } from '../logs/hub'
+import { errorFrame, frame, rawFrame, type LiveLog } from '../logs/frames'
+import type { Hub } from '../logs/hub'
+import type { LiveDelivery, ReplayRequest, Watcher } from '../logs/watcher'
 import type { Metrics } from '../metrics'
 import { LEVELS, type Level } from '../schemas/common'
 import { canonicalId } from '../tasks/ids'
@@ -101,7 +102,7 @@ interface Problem {
   message: string
 }
 
-/** One task subscription of one connection, as the hub sees it. */
+/** One task subscription of one connection, as the hub sees it: live, it is a subscriber of the task's Bun topic. */
 class Subscription implements Watcher {
   constructor(
     private readonly conn: WebSocketConnection,
@@ -109,7 +110,7 @@ class Subscription implements Watcher {
     readonly minLevel: Level,
   ) {}
 
-  get socket(): Socket {
+  private get socket(): Socket {
     return this.conn.socket
   }
 
@@ -117,12 +118,12 @@ class Subscription implements Watcher {
     this.socket.send(frame('subscribed', recovered === undefined ? { task_id } : { task_id, recovered }))
   }
 
-  sendLog(_log: LiveLog, text: string): boolean {
-    return this.conn.send(text)
+  sendLog(log: LiveLog): boolean {
+    return this.conn.send(rawFrame('log', log.data))
   }
 
-  sendStatus(_data: string, text: string): boolean {
-    return this.conn.send(text)
+  sendStatus(data: string): boolean {
+    return this.conn.send(rawFrame('status', data))
   }
 
   drained(): Promise<void> {
@@ -135,6 +136,14 @@ class Subscription implements Watcher {
 
   lost(reason: string): void {
     this.socket.close(1013, reason)
+  }
+
+  join(taskId: string, live: LiveDelivery): void {
+    this.socket.subscribe(live.topic(taskId, this.minLevel))
+  }
+
+  leave(taskId: string, live: LiveDelivery): void {
+    this.socket.unsubscribe(live.topic(taskId, this.minLevel))
   }
 }
 

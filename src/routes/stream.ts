@@ -52,18 +52,16 @@ export const streamRoutes = (
   tasks: KnownTasks,
   hub: Hub,
   metrics: Metrics,
-  limits: { historyMax: number; backpressureBytes: number; maxJsonDepth: number },
+  sockets: OpenSockets,
+  limits: { historyMax: number; maxJsonDepth: number },
 ) => {
   const { historyMax } = limits
   const query = streamQuery(historyMax)
-  const sockets = new OpenSockets(limits.backpressureBytes)
   const context: StreamContext = { tasks, hub, metrics, historyMax, maxJsonDepth: limits.maxJsonDepth, sockets }
   hub.onInterrupted((reason) => sockets.closeWatching(1013, reason))
 
   return (
     new Elysia({ name: 'stream', prefix: '/api/v1' })
-      // index.ts closes them on shutdown.
-      .decorate('sockets', sockets)
       .get(
         '/ws/tasks/:task_id/logs',
         // Upgraded here rather than with Elysia's ws(), which keeps the whole request context

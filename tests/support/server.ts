@@ -7,14 +7,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createApp, type App } from '../../src/app'
 import { loadConfig, type Config } from '../../src/config'
-import type { HistoryStore } from '../../src/logs/history-store'
-import type { LogFeed } from '../../src/logs/log-feed'
-import { MemoryFeed } from '../../src/logs/memory-feed'
-import { MemoryHistory } from '../../src/logs/memory-history'
-import { RedisFeed } from '../../src/logs/redis-feed'
-import { RedisHistory } from '../../src/logs/redis-history'
+import type { LogBackend, HistoryStore } from '../../src/logs/backend'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { SqlTaskStore } from '../../src/tasks/sql-task-store'
+import { closeStores, openStores } from '../../src/stores'
+import type { TaskStore } from '../../src/tasks/task-store'
 import { ServerFrame, StatusChange } from '../../src/schemas/frames'
 import { LogMessage } from '../../src/schemas/log'
 import type { Task } from '../../src/schemas/task'
@@ -22,9 +18,9 @@ import type { Task } from '../../src/schemas/task'
 export interface TestServer {
   app: App
   config: Config
-  history: HistoryStore
-  feed: LogFeed
-  tasks: SqlTaskStore
+  /** The app's log backend (its history wrapped when `wrapHistory` asked for it). */
+  logs: LogBackend
+  tasks: TaskStore
   /** `http://127.0.0.1:<port>` */
   url: string
   /** `ws://127.0.0.1:<port>` */
@@ -46,30 +42,22 @@ export async function startServer(
   } = {},
 ): Promise<TestServer> {
   const config = loadConfig({ DATABASE_URL: 'sqlite://:memory:', ...options.env, REDIS_URL: options.redisUrl })
-  const timeoutMs = config.storeTimeoutMs
-  const tasks = await SqlTaskStore.open(config.databaseUrl, { timeoutMs })
-  const limits = { ttlSeconds: config.logTtlSeconds, maxPerTask: config.logHistoryMax }
-  // As openStores does: the feed tells the history's appends whose announced subscribers to count.
-  const feed = config.redisUrl ? await RedisFeed.connect({ url: config.redisUrl, timeoutMs }) : new MemoryFeed()
-  const store =
-    feed instanceof RedisFeed
-      ? await RedisHistory.connect({ url: config.redisUrl!, ...limits, timeoutMs, follower: feed })
-      : new MemoryHistory({ ...limits, maxBytes: config.memoryHistoryMaxBytes, feed })
-  const history = options.wrapHistory?.(store) ?? store
-  const app = createApp({ config, tasks, history, feed }).listen({ hostname: '127.0.0.1', port: options.port ?? 0 })
+  const stores = await openStores(config)
+  const { tasks } = stores
+  const logs = options.wrapHistory ? { ...stores.logs, history: options.wrapHistory(stores.logs.history) } : stores.logs
+  const app = createApp({ config, tasks, logs }).listen({ hostname: '127.0.0.1', port: options.port ?? 0 })
   const port = app.server!.port
   return {
     app,
     config,
-    history,
-    feed,
+    logs,
     tasks,
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
     async stop() {
       if (!app.server) return // stopped already (a test may stop an instance the suite also stops)
       await app.stop(true)
-      await Promise.allSettled([history.close(), feed.close(), tasks.close()])
+      await closeStores(stores)
     },
   }
 }

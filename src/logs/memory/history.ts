@@ -1,40 +1,22 @@
 /**
- * In-process log history: the embedded default when REDIS_URL is unset.
- *
- * Same semantics as RedisHistory (see redis-history.ts), entry for entry:
- * - ids are `<ms>-<seq>` like Redis stream ids: ms = max(Date.now(), last ms of the task),
- *   seq restarts at 0 on a new ms and increments otherwise, so ids strictly increase per task;
+ * In-process log history, with the semantics of the Redis engine entry for entry:
+ * - ids are `<ms>-<seq>` like Redis stream ids: ms = max(now, last ms of the task), seq restarts
+ *   at 0 on a new ms and increments otherwise, so ids strictly increase per task;
  * - a log is kept `ttlSeconds` after it was written (the id's ms is its write time): a log is
  *   expired once `ms < now - ttlSeconds * 1000`, exactly the cut-off of Redis' `XTRIM MINID`;
  * - at most `maxPerTask` logs per task (the oldest are dropped);
- * - reads never return an expired log, even before the sweeper physically removed it.
- *
+ * - reads never return an expired log, even before the sweeper physically removed it;
  * - all tasks together hold at most `maxBytes` (each log counted as its body plus a fixed
- *   overhead): past it, the tasks whose newest log is oldest lose their history first.
- *
- * Removal (by age, count or bytes) always takes the oldest logs of a task, so what a task lost
- * is a prefix of what it was given, and "the highest id ever removed" describes it exactly. A
- * task trimmed whole for bytes keeps that id (a tombstone) until its logs would have expired.
- *
- * `recovered` rule (identical in RedisHistory):
- * - no `since`: true (nothing was asked to be continuous);
- * - otherwise true iff no log with an id greater than `since` was removed, i.e. the highest
- *   removed id (counting logs past their TTL that are still physically present) is <= `since`.
- * - A task with no history (never written, every log expired and the task was dropped, or lost
- *   in a restart; for Redis, the key expired or was lost) may have lost the logs written before
- *   `lostBefore`: the later of now - TTL (an older log may have expired) and the store's start
- *   (a restart lost what came before), unless the task is younger than that (`taskCreatedMs`),
- *   when it cannot have lost any. A replay then answers true iff `since` is not before it, and
- *   when the task logs again that boundary counts as removed (for Redis: the new stream's first
- *   entry names it as its predecessor). So resuming a task that has logged nothing yet is no
- *   gap, while resuming after a restart or after the whole history expired is one, also once
- *   the task logs again.
+ *   overhead): past it, the tasks whose newest log is oldest lose their history first;
+ * - `recovered` follows the rule of backend.ts Replay, from the highest id ever removed. Removal
+ *   (by age, count or bytes) always takes the oldest logs of a task; a task trimmed whole for
+ *   bytes keeps that id (a tombstone) until its logs would have expired.
  */
-import { levelRank } from '../schemas/common'
-import type { EncodedLog } from './encode'
-import { taskCreatedMs, type Appended, type HistoryQuery, type HistoryStore, type Replay, type StoredLog } from './history-store'
-import { requireLogId, type LogIdParts } from './log-id'
-import type { MemoryFeed } from './memory-feed'
+import { levelRank } from '../../schemas/common'
+import type { Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
+import type { EncodedLog } from '../encode'
+import { requireLogId, type LogIdParts } from '../log-id'
+import type { MemoryFeed } from './feed'
 
 const cmp = (a: LogIdParts, b: LogIdParts): number => a.ms - b.ms || a.seq - b.seq
 
@@ -60,6 +42,18 @@ export interface MemoryHistoryOptions {
   maxBytes?: number
   /** Where appended logs go live, as Redis' append script publishes them on the task's channel. */
   feed: MemoryFeed
+  /** The clock (ms since the epoch); Date.now by default. */
+  now?: () => number
+}
+
+/**
+ * When a task was created, from its id: a UUID v7 (what the task store issues) begins with its
+ * creation time in ms. Undefined for another kind of id. No log of a task is older.
+ */
+function taskCreatedMs(taskId: string): number | undefined {
+  if (taskId[14] !== '7') return undefined
+  const ms = parseInt(taskId.slice(0, 8) + taskId.slice(9, 13), 16)
+  return Number.isNaN(ms) ? undefined : ms
 }
 
 const size = (task: TaskHistory): number => task.entries.length - task.head
@@ -82,8 +76,9 @@ export class MemoryHistory implements HistoryStore {
   readonly #maxBytes: number
   #bytes = 0
   readonly #feed: MemoryFeed
+  readonly #now: () => number
   /** Everything written before this store began was lost with the process that held it. */
-  readonly #startedMs = Date.now()
+  readonly #startedMs: number
   #sweeper: ReturnType<typeof setInterval> | undefined
 
   constructor(opts: MemoryHistoryOptions) {
@@ -93,6 +88,8 @@ export class MemoryHistory implements HistoryStore {
     this.#maxPerTask = opts.maxPerTask
     this.#maxBytes = opts.maxBytes ?? 256 * 1024 * 1024
     this.#feed = opts.feed
+    this.#now = opts.now ?? Date.now
+    this.#startedMs = this.#now()
     // Bounded memory: drop expired logs and empty tasks even when nobody reads them.
     const every = Math.min(60_000, Math.max(1_000, Math.floor(this.#ttlMs / 2)))
     this.#sweeper = setInterval(() => this.sweep(), every)
@@ -110,7 +107,7 @@ export class MemoryHistory implements HistoryStore {
   }
 
   /** Drops expired logs, tasks left empty and tombstones older than any log could be. Runs on a timer; callable directly. */
-  sweep(now = Date.now()): void {
+  sweep(now = this.#now()): void {
     for (const taskId of this.#tasks.keys()) this.#live(taskId, now)
     for (const [taskId, removed] of this.#tombstones) if (removed.ms < now - this.#ttlMs) this.#tombstones.delete(taskId)
   }
@@ -118,7 +115,7 @@ export class MemoryHistory implements HistoryStore {
   /** One process is one instance: nobody elsewhere subscribes. */
   async append(taskId: string, logs: EncodedLog[]): Promise<Appended> {
     if (logs.length === 0) throw new RangeError('an append needs at least one log')
-    const now = Date.now()
+    const now = this.#now()
     let task = this.#live(taskId, now)
     if (task) this.#tasks.delete(taskId)
     else {
@@ -149,7 +146,7 @@ export class MemoryHistory implements HistoryStore {
 
   async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
     const since = query.since === undefined ? undefined : requireLogId(query.since)
-    const task = this.#live(taskId, Date.now())
+    const task = this.#live(taskId, this.#now())
     if (!task || query.limit <= 0) return []
     const min = query.minLevel ? levelRank(query.minLevel) : 0
     const subtaskId = query.subtaskId
@@ -174,7 +171,7 @@ export class MemoryHistory implements HistoryStore {
 
   async replay(taskId: string, since: string | undefined, limit: number): Promise<Replay> {
     const after = since === undefined ? undefined : requireLogId(since)
-    const now = Date.now()
+    const now = this.#now()
     const task = this.#live(taskId, now)
     if (!task) {
       const trimmed = this.#tombstones.get(taskId)
@@ -242,7 +239,7 @@ export class MemoryHistory implements HistoryStore {
     return task
   }
 
-  /** For a task with no history here: the time before which it may have lost logs (see the rule above). */
+  /** For a task with no history here: the time before which it may have lost logs (backend.ts Replay). */
   #lostBefore(taskId: string, now: number): number | undefined {
     const before = Math.max(now - this.#ttlMs, this.#startedMs)
     const created = taskCreatedMs(taskId)

@@ -1,6 +1,5 @@
-/** What the Redis history store and the Redis feed share: how a connection to Redis behaves. */
+/** How every connection of the Redis engine behaves. */
 import { createClient } from 'redis'
-import { LEVELS } from '../schemas/common'
 
 export type RedisClient = ReturnType<typeof createClient>
 
@@ -39,5 +38,3 @@ export function redactRedisUrl(url: string): string {
   }
 }
 
-/** Lua table of each level's rank (`levelRank`), for the scripts that filter or compare levels. */
-export const LUA_LEVEL_RANKS = `{ ${LEVELS.map((level, rank) => `${level} = ${rank}`).join(', ')} }`

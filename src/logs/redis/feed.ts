@@ -1,11 +1,10 @@
-import { StoreUnavailableError } from '../errors'
-import type { Level } from '../schemas/common'
-import { withTimeout } from '../timeout'
-import type { StoredLog } from './history-store'
-import type { FeedListener, LogFeed } from './log-feed'
-import { createRedisClient, redactRedisUrl, type RedisClient } from './redis-connection'
-import { logKey } from './redis-history'
-import { SubscriberAnnouncer, type Follower } from './redis-subscribers'
+import { StoreUnavailableError } from '../../errors'
+import type { Level } from '../../schemas/common'
+import { withTimeout } from '../../timeout'
+import type { FeedListener, LogFeed, StoredLog } from '../backend'
+import { createRedisClient, redactRedisUrl, type RedisClient } from './connection'
+import type { Follower } from './history'
+import { logKey, taskOfChannel } from './keys'
 
 export interface RedisFeedOptions {
   url: string
@@ -15,17 +14,18 @@ export interface RedisFeedOptions {
   startupTimeoutMs?: number
   /** Where outage/reconnect messages go (default console). */
   logger?: Pick<Console, 'warn' | 'info'>
+  /** The connection status changes are published on, shared with the engine's history; by default one of its own. */
+  publisher?: RedisClient
+  /** This instance's id in the engine's presence (default: a new one). */
+  instanceId?: string
 }
 
 const FEED_NAME = 'Live log feed (Redis)'
 const STATUS_PREFIX = 'status\n'
 
-/** The task of a channel named by `logKey`: `logs:{<task_id>}`. */
-const taskOf = (channel: string): string => channel.slice(6, -1)
-
 /**
  * Decodes a message published on a task's channel: the logs of one append, each
- * `<id>\n<level>\n<body>` and joined by `\n` (the append script in redis-history.ts; a body has no
+ * `<id>\n<level>\n<body>` and joined by `\n` (append.lua; a body has no
  * raw newline), or a status change (`status\n<data>`; a log id starts with a digit).
  */
 export function decodePublished(message: string): StoredLog[] | { status: string } {
@@ -45,26 +45,27 @@ export function decodePublished(message: string): StoredLog[] | { status: string
 
 /**
  * The feed of instances that share Redis. An instance follows a task by subscribing to its
- * channel `logs:{<task_id>}`, on which the append script publishes every log it stores, inside
+ * channel (keys.ts `logKey`), on which the append script publishes every log it stores, inside
  * the script and so in id order. Logs appended here come back this way too: one ordered source
  * keeps every instance's subscribers in id order, where delivering them on the spot could
  * overtake another instance's earlier log still on its way.
  *
  * Pub/sub keeps no history, so a dropped connection may have lost messages: the feed then
  * replaces the connection (a fresh one, subscribed to nothing) and reports `interrupted`, and
- * the hub tells every watcher here to resume with `since` from the history store.
+ * the hub tells every watcher here to resume with `since` from history.
  */
 export class RedisFeed implements LogFeed, Follower {
   readonly description: string
-  /** This instance, in the subscriber counts it announces (redis-subscribers.ts). */
-  readonly instanceId = crypto.randomUUID()
+  /** This instance, in the subscriber counts its presence announces (presence.ts). */
+  readonly instanceId: string
   readonly #url: string
   readonly #timeoutMs: number
   readonly #logger: Pick<Console, 'warn' | 'info'>
   #subscriber: RedisClient
   /** A subscribed RESP2 connection may only (un)subscribe: status changes go out on this one. */
   readonly #publisher: RedisClient
-  readonly #announcer: SubscriberAnnouncer
+  /** Whether the publisher is this feed's own, to close with it. */
+  readonly #ownsPublisher: boolean
   /** The tasks whose channel the current subscriber connection has subscribed. */
   #channels = new Set<string>()
   #listener: FeedListener | undefined
@@ -75,10 +76,11 @@ export class RedisFeed implements LogFeed, Follower {
     this.#url = opts.url
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
-    this.#publisher = createRedisClient(opts.url, this.#timeoutMs)
-    // The history store reports outages already; this connection only needs a listener.
-    this.#publisher.on('error', () => {})
-    this.#announcer = new SubscriberAnnouncer(() => this.#publisher, this.instanceId)
+    this.instanceId = opts.instanceId ?? crypto.randomUUID()
+    this.#ownsPublisher = !opts.publisher
+    this.#publisher = opts.publisher ?? createRedisClient(opts.url, this.#timeoutMs)
+    // The history reports outages already; a connection of the feed's own only needs a listener.
+    if (this.#ownsPublisher) this.#publisher.on('error', () => {})
     this.#subscriber = this.#open()
   }
 
@@ -87,7 +89,7 @@ export class RedisFeed implements LogFeed, Follower {
     const wait = opts.startupTimeoutMs ?? 5000
     try {
       await withTimeout(
-        Promise.all([feed.#subscriber.connect(), feed.#publisher.connect()]),
+        Promise.all([feed.#subscriber.connect(), feed.#ownsPublisher && feed.#publisher.connect()]),
         wait,
         `no connection within ${wait} ms`,
       )
@@ -134,10 +136,6 @@ export class RedisFeed implements LogFeed, Follower {
     this.#subscriber.unsubscribe(logKey(taskId), this.#onMessage).catch(() => {})
   }
 
-  announce(taskId: string, atLevel: readonly number[]): void {
-    this.#announcer.announce(taskId, atLevel)
-  }
-
   async publishStatus(taskId: string, data: string): Promise<void> {
     await this.#call(this.#publisher.publish(logKey(taskId), STATUS_PREFIX + data), 'PUBLISH')
   }
@@ -145,8 +143,7 @@ export class RedisFeed implements LogFeed, Follower {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await withTimeout(this.#announcer.withdraw(), this.#timeoutMs, 'Redis did not answer in time').catch(() => {})
-    for (const client of [this.#subscriber, this.#publisher]) {
+    for (const client of this.#ownsPublisher ? [this.#subscriber, this.#publisher] : [this.#subscriber]) {
       if (!client.isOpen) continue
       await withTimeout(client.close(), this.#timeoutMs, 'Redis did not close in time').catch(() => client.destroy())
     }
@@ -168,8 +165,8 @@ export class RedisFeed implements LogFeed, Follower {
     } catch {
       return // not one of ours: someone else published on the channel
     }
-    if ('status' in event) this.#listener?.status(taskOf(channel), event.status)
-    else this.#listener?.logs(taskOf(channel), event)
+    if ('status' in event) this.#listener?.status(taskOfChannel(channel), event.status)
+    else this.#listener?.logs(taskOfChannel(channel), event)
   }
 
   /** A subscriber connection; once it has been ready, losing it replaces it (see the class comment). */

@@ -1,0 +1,164 @@
+/**
+ * The log backend: where a deployment keeps task logs (history), how new logs and status
+ * changes reach every instance (live feed), and how instances count each other's subscribers
+ * (presence). One engine provides all three, built together by its factory and sharing its
+ * connections: `memory/` (one process) and `redis/` (instances sharing a Redis). The hub and the
+ * routes know only these interfaces.
+ */
+import type { Level } from '../schemas/common'
+import type { EncodedLog } from './encode'
+import { memoryBackend } from './memory'
+import { connectRedisBackend } from './redis'
+
+/** A log as stored: its id plus its JSON body serialized exactly once at ingest. */
+export interface StoredLog {
+  id: string
+  level: Level
+  /** The LogMessage JSON without its id, serialized once at ingest (see encode.ts). */
+  body: string
+}
+
+/** What an append stored, and who else will receive it. */
+export interface Appended {
+  /** The first log's id; the others follow it (`logIdAfter`). */
+  firstId: string
+  /**
+   * Subscribers on other instances whose filter accepts at least one of the logs, as their
+   * Presence announced them, read in the append's own round trip; 0 for a one-instance engine.
+   */
+  subscribersElsewhere: number
+}
+
+export interface HistoryQuery {
+  /** Maximum number of logs returned. */
+  limit: number
+  /** `desc`: newest first (default). `asc`: oldest first. */
+  order: 'asc' | 'desc'
+  /** Only logs with ids strictly greater than this one. */
+  since?: string
+  /** Only logs at this level and above. */
+  minLevel?: Level
+  subtaskId?: string
+}
+
+export interface Replay {
+  logs: StoredLog[]
+  /**
+   * False when history no longer holds every log after `since`, so the client has a gap. Every
+   * engine answers by one rule:
+   * - no `since`: true (nothing was asked to be continuous);
+   * - otherwise true iff no log with an id greater than `since` was removed (trimmed by count, or
+   *   past its TTL even if not physically removed yet). Removal always takes the oldest logs, so
+   *   "the highest id ever removed" describes what a task lost;
+   * - a task with no history (never written, every log expired, or lost in a restart) may have
+   *   lost the logs written before `lostBefore`: the later of now - TTL and the store's start,
+   *   unless the task is younger than that (its UUID v7 id tells its creation time), when it
+   *   cannot have lost any. A replay then answers true iff `since` is not before it, and when the
+   *   task logs again that boundary counts as removed. So resuming a task that has logged nothing
+   *   yet is no gap, while resuming after a restart or after the whole history expired is one.
+   */
+  recovered: boolean
+}
+
+/**
+ * Per-task log history: append-only, ids strictly increasing within a task,
+ * each log kept for `ttlSeconds` after it was written and at most `maxPerTask` per task.
+ */
+export interface HistoryStore {
+  /** Where history lives, for the start-up line. */
+  readonly description: string
+  /**
+   * Stores the logs of one task atomically (one round trip for a remote store), with
+   * consecutive ids in their order: `<ms>-<seq>`, `<ms>-<seq + 1>`, ..., and hands them to the
+   * live feed of every instance following the task. Returns the first id (a RangeError for no
+   * logs). Rejects with StoreUnavailableError when the store is down: then nothing was stored.
+   */
+  append(taskId: string, logs: EncodedLog[]): Promise<Appended>
+  /** Reads logs for the history endpoint. */
+  read(taskId: string, query: HistoryQuery): Promise<StoredLog[]>
+  /** Logs after `since` (oldest first, at most `limit`), or the newest `limit` when `since` is undefined. */
+  replay(taskId: string, since: string | undefined, limit: number): Promise<Replay>
+  /** Resolves when the store answers; rejects otherwise. */
+  ping(): Promise<void>
+}
+
+/** What a feed delivers to this instance's hub. */
+export interface FeedListener {
+  /** New logs of a followed task, in id order. */
+  logs(taskId: string, logs: StoredLog[]): void
+  /** A status change of a followed task: the `status` frame's data, as JSON. */
+  status(taskId: string, data: string): void
+  /** The feed may have lost events of every task it followed (its connection dropped). */
+  interrupted(): void
+}
+
+/**
+ * How a task's new logs and status changes reach the hub of every instance that has subscribers
+ * for it, in the order its history wrote them. The hub follows a task while it has subscribers
+ * here and knows nothing else of where events come from.
+ */
+export interface LogFeed {
+  /** Where events go: the hub registers itself. */
+  listen(listener: FeedListener): void
+  /**
+   * Starts delivering a task's events here. Resolves once every log appended and every status
+   * published from then on will be delivered; rejects with StoreUnavailableError otherwise.
+   */
+  follow(taskId: string): Promise<void>
+  /**
+   * Resolves once every event of a followed task stored before the call has been delivered here.
+   * History read from the store can be ahead of the feed: a watcher goes live only after this.
+   */
+  sync(): Promise<void>
+  /** Stops delivering a task's events here. */
+  unfollow(taskId: string): void
+  /** Sends a status change to every instance following the task. */
+  publishStatus(taskId: string, data: string): Promise<void>
+}
+
+/**
+ * Subscriber counts across instances, so that an ingest's `broadcasted` counts the subscribers of
+ * every instance (Appended.subscribersElsewhere).
+ */
+export interface Presence {
+  /**
+   * Tells the other instances how many subscribers this instance has for a task: `atLevel[r]`
+   * have minimum level rank r (all zero: none any more). The array is the hub's own, which it
+   * keeps updating and announces again on each change: an engine may read it later, when it writes.
+   */
+  announce(taskId: string, atLevel: readonly number[]): void
+}
+
+/** One engine's history, feed and presence, opened together and closed together. */
+export interface LogBackend {
+  readonly history: HistoryStore
+  readonly feed: LogFeed
+  readonly presence: Presence
+  /** Withdraws this instance's presence and closes every connection. */
+  close(): Promise<void>
+}
+
+/** What every engine is told: how long and how many logs a task keeps. */
+export interface BackendLimits {
+  ttlSeconds: number
+  maxPerTask: number
+}
+
+export interface OpenBackendOptions extends BackendLimits {
+  /** Redis: instances sharing it form one service. Unset: memory. */
+  redisUrl?: string
+  /** Every call to a remote engine answers within this many ms, or fails (default 2000). */
+  timeoutMs?: number
+  /** Memory: bytes all tasks' history may hold together (default 256 MiB). */
+  memoryMaxBytes?: number
+}
+
+/**
+ * Opens the engine a deployment names: Redis when `redisUrl` is set (instances sharing it form
+ * one service), memory otherwise. The one place an engine is chosen.
+ */
+export function openBackend(opts: OpenBackendOptions): Promise<LogBackend> {
+  const limits = { ttlSeconds: opts.ttlSeconds, maxPerTask: opts.maxPerTask }
+  if (!opts.redisUrl) return Promise.resolve(memoryBackend({ ...limits, maxBytes: opts.memoryMaxBytes }))
+  return connectRedisBackend({ ...limits, url: opts.redisUrl, timeoutMs: opts.timeoutMs })
+}

@@ -1,0 +1,321 @@
+/**
+ * Log history in Redis: one stream per task (keys.ts), written and read by the Lua scripts of
+ * scripts.ts, each call ONE round trip.
+ *
+ * - append (append.lua): per log XADD with exact count trimming, then ONE PUBLISH of the whole
+ *   append on the task's channel, in id order (feed.ts decodes it). A batch's ids are
+ *   consecutive (`<ms>-<seq>`, `<ms>-<seq + 1>`, ...), so the script returns only the first and,
+ *   when another instance also follows the channel, the subscribers other instances announced
+ *   (presence.ts). Trimming by age and the key's expiry happen on an instance's first append to
+ *   a task, then at most every half slack window (`housekeepingMs`), not on every append.
+ *   Each entry records its predecessor, since Redis 7.0 does not update the stream's
+ *   `max-deleted-entry-id` when XADD/XTRIM trim (tests/history-store.test.ts checks it).
+ * - read (read.lua): pages through the stream applying the level and subtask filters, never
+ *   returning a log older than the TTL (logs are only physically trimmed on append).
+ * - replay (replay.lua): the range plus `recovered` (backend.ts Replay), from the predecessor
+ *   recorded in the first entry not past its TTL, or, when the stream is gone, from the TTL,
+ *   Redis' uptime and the task's creation time. FLUSHALL, DEL or eviction of a stream within its
+ *   TTL are losses this cannot see: run Redis with `maxmemory-policy noeviction`.
+ *
+ * Outages: the client never queues commands while disconnected; when calls are pending and
+ * Redis answers none of them for `timeoutMs` (default 2 s), all of them fail and the connection
+ * is reset (watchdog.ts); every failure is a StoreUnavailableError, and the client reconnects
+ * forever in the background. An append Redis had received before such a reset may still be applied.
+ */
+import { StoreFullError, StoreTimeoutError, StoreUnavailableError } from '../../errors'
+import { withTimeout } from '../../timeout'
+import { levelRank, type Level } from '../../schemas/common'
+import type { Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
+import type { EncodedLog } from '../encode'
+import { requireLogId } from '../log-id'
+import { createRedisClient, redactRedisUrl, type RedisClient } from './connection'
+import { logKey, newestIdKey, subscribersKey } from './keys'
+import { SCRIPTS, type Script } from './scripts'
+import { defineTracingHasSubscribers } from './tracing'
+import { Watchdog } from './watchdog'
+
+defineTracingHasSubscribers()
+
+/**
+ * This instance as an append sees it: whose announcements to leave out (it counts its own), and
+ * whether it follows the task's channel itself (then, when it is the only follower, no other
+ * instance can have subscribers and the append reads no announcement). RedisFeed is one.
+ */
+export interface Follower {
+  readonly instanceId: string
+  follows(taskId: string): boolean
+}
+
+export interface RedisHistoryOptions {
+  url: string
+  ttlSeconds: number
+  maxPerTask: number
+  /** The connection to use, shared with the engine's feed and presence; by default one of its own. */
+  client?: RedisClient
+  /** Upper bound for every call, in ms (default 2000). */
+  timeoutMs?: number
+  /** How long connect() waits for the first connection, in ms (default 5000). */
+  startupTimeoutMs?: number
+  /** Where outage/reconnect messages go (default console). */
+  logger?: Pick<Console, 'warn' | 'info'>
+  /** This instance as its feed knows it; default: one that follows nothing. */
+  follower?: Follower
+}
+
+/**
+ * The slack (ms) of trimming a task's stream by age and of its expiry: an instance asks for both
+ * every half slack per task rather than on every append. Entries stay up to this long past their
+ * TTL (invisible to reads) and keys up to this long after it: 1 s, or TTL / 20 when shorter. Half
+ * of it is the margin for replies delayed in Redis; a reply later than that housekeeps again
+ * (RedisHistory.#housekeepLate).
+ */
+export const housekeepingMs = (ttlMs: number): number => Math.max(1, Math.min(1000, Math.floor(ttlMs / 20)))
+
+const STORE_NAME = 'Log history (Redis)'
+
+function toStoredLogs(flat: unknown): StoredLog[] {
+  if (!Array.isArray(flat)) throw new TypeError('unexpected reply from Redis')
+  const out: StoredLog[] = []
+  for (let i = 0; i + 2 < flat.length; i += 3) {
+    out.push({ id: String(flat[i]), level: String(flat[i + 1]) as Level, body: String(flat[i + 2]) })
+  }
+  return out
+}
+
+/** Tasks whose last housekeeping an instance remembers (RedisHistory.#housekeptAt). */
+const HOUSEKEPT_MAX = 10_000
+
+export class RedisHistory implements HistoryStore {
+  readonly description: string
+  readonly #client: RedisClient
+  readonly #ttlMs: number
+  readonly #maxPerTask: number
+  readonly #timeoutMs: number
+  readonly #logger: Pick<Console, 'warn' | 'info'>
+  readonly #watchdog: Watchdog
+  readonly #follower: Follower
+  /** The append script's fixed arguments: ttl ms, cap and housekeeping slack. */
+  readonly #appendArgs: string[]
+  readonly #housekeepEveryMs: number
+  /**
+   * When this instance last asked for each task's housekeeping (performance.now()). Deciding
+   * here spared the script reading the time from ids: 10% of its Redis CPU. Past HOUSEKEPT_MAX
+   * tasks the one housekept longest ago is forgotten, which only brings its next one forward.
+   */
+  readonly #housekeptAt = new Map<string, number>()
+  #healthy = false
+  #started = false
+  #closed = false
+  /** An append was refused for memory (OOM) and none has succeeded since. */
+  #full = false
+  /** How many times the watchdog reset the connection: a call pending across one timed out. */
+  #resets = 0
+
+  private constructor(opts: RedisHistoryOptions) {
+    if (!(opts.ttlSeconds > 0) || !Number.isFinite(opts.ttlSeconds)) throw new RangeError('ttlSeconds must be > 0')
+    if (!Number.isInteger(opts.maxPerTask) || opts.maxPerTask < 1) throw new RangeError('maxPerTask must be an integer >= 1')
+    this.description = redactRedisUrl(opts.url)
+    this.#follower = opts.follower ?? { instanceId: crypto.randomUUID(), follows: () => false }
+    this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
+    this.#maxPerTask = opts.maxPerTask
+    this.#appendArgs = [String(this.#ttlMs), String(this.#maxPerTask), String(housekeepingMs(this.#ttlMs))]
+    this.#housekeepEveryMs = housekeepingMs(this.#ttlMs) / 2
+    this.#timeoutMs = opts.timeoutMs ?? 2000
+    this.#logger = opts.logger ?? console
+    this.#watchdog = new Watchdog(this.#timeoutMs, () => this.#reset())
+    this.#client = opts.client ?? createRedisClient(opts.url, this.#timeoutMs)
+    // Without an 'error' listener an outage would crash the process; log transitions only.
+    this.#client.on('error', (err: Error) => {
+      if (this.#healthy && !this.#closed) {
+        this.#logger.warn(`[history] ${this.description} unavailable (${err.message}); reconnecting`)
+      }
+      this.#healthy = false
+    })
+    this.#client.on('ready', () => {
+      if (!this.#healthy && this.#started && !this.#closed) this.#logger.info(`[history] ${this.description} reconnected`)
+      this.#healthy = true
+    })
+  }
+
+  /** Connects (waiting up to startupTimeoutMs), checks for Redis >= 7 and loads the scripts. */
+  static async connect(opts: RedisHistoryOptions): Promise<RedisHistory> {
+    const store = new RedisHistory(opts)
+    const wait = opts.startupTimeoutMs ?? 5000
+    try {
+      await withTimeout(store.#client.connect(), wait, `no connection within ${wait} ms`)
+      const info = String(await store.#call(store.#client.sendCommand(['INFO', 'server'])))
+      const version = /redis_version:(\d+)/.exec(info)?.[1]
+      if (version !== undefined && Number(version) < 7) {
+        throw new Error(`Redis ${version} is too old: log history needs Redis >= 7.0 (XSETID MAXDELETEDID)`)
+      }
+      for (const s of Object.values(SCRIPTS)) {
+        const sha = String(await store.#call(store.#client.sendCommand(['SCRIPT', 'LOAD', s.source])))
+        if (sha !== s.sha) throw new Error(`SCRIPT LOAD returned ${sha} for ${s.name}, expected ${s.sha}`)
+      }
+    } catch (err) {
+      store.#closed = true
+      store.#client.destroy()
+      throw new StoreUnavailableError(`${STORE_NAME} at ${store.description}`, err)
+    }
+    store.#started = true
+    return store
+  }
+
+  append(taskId: string, logs: EncodedLog[]): Promise<Appended> {
+    if (logs.length === 0) return Promise.reject(new RangeError('an append needs at least one log'))
+    const now = performance.now()
+    const last = this.#housekeptAt.get(taskId)
+    const housekeep = last === undefined || now - last >= this.#housekeepEveryMs
+    if (housekeep) {
+      // Re-inserted, so that the first entry is the task housekept longest ago.
+      this.#housekeptAt.delete(taskId)
+      if (this.#housekeptAt.size >= HOUSEKEPT_MAX) this.#housekeptAt.delete(this.#housekeptAt.keys().next().value!)
+      this.#housekeptAt.set(taskId, now)
+    }
+    // Built in place: this is the hot path.
+    const command = [
+      'EVALSHA',
+      SCRIPTS.append.sha,
+      '3',
+      logKey(taskId),
+      newestIdKey(taskId),
+      subscribersKey(taskId),
+      ...this.#appendArgs,
+    ]
+    command.push(housekeep ? '1' : '0', this.#follower.follows(taskId) ? '1' : '0', this.#follower.instanceId)
+    for (const log of logs) command.push(log.level, log.body)
+    return this.#eval(SCRIPTS.append, command).then(
+      (reply) => {
+        if (!Array.isArray(reply) || reply.length !== 2) {
+          throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
+        }
+        this.#full = false
+        // Redis may have run a late reply's append beyond the margin of the last housekeeping.
+        if (!housekeep && performance.now() - now > this.#housekeepEveryMs) this.#housekeepLate(taskId)
+        return {
+          firstId: String(reply[0]),
+          subscribersElsewhere: Number(reply[1]),
+        }
+      },
+      (error) => {
+        // Not known to be done: the next append asks again.
+        if (housekeep && this.#housekeptAt.get(taskId) === now) this.#housekeptAt.delete(taskId)
+        throw error
+      },
+    )
+  }
+
+  /**
+   * After a stall: refreshes both keys' expiry now (it then outlives the late append's logs by
+   * their TTL), and has the next append housekeep. Best effort: a failure is the stall's.
+   */
+  #housekeepLate(taskId: string): void {
+    this.#housekeptAt.delete(taskId)
+    const expiry = String(this.#ttlMs + housekeepingMs(this.#ttlMs))
+    for (const key of [logKey(taskId), newestIdKey(taskId)]) this.#client.sendCommand(['PEXPIRE', key, expiry]).catch(() => {})
+  }
+
+  async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
+    if (query.since !== undefined) requireLogId(query.since)
+    if (query.limit <= 0) return []
+    const reply = await this.#eval(
+      SCRIPTS.read,
+      this.#command(SCRIPTS.read, taskId, [
+        String(this.#ttlMs),
+        query.order === 'asc' ? 'asc' : 'desc',
+        query.since ?? '',
+        String(query.minLevel ? levelRank(query.minLevel) : 0),
+        query.subtaskId ?? '',
+        String(Math.floor(query.limit)),
+      ]),
+    )
+    return toStoredLogs(reply)
+  }
+
+  async replay(taskId: string, since: string | undefined, limit: number): Promise<Replay> {
+    if (since !== undefined) requireLogId(since)
+    const reply = await this.#eval(
+      SCRIPTS.replay,
+      this.#command(SCRIPTS.replay, taskId, [String(this.#ttlMs), since ?? '', String(Math.max(0, Math.floor(limit)))]),
+    )
+    if (!Array.isArray(reply) || reply.length !== 2) {
+      throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to replay'))
+    }
+    return { logs: toStoredLogs(reply[1]), recovered: Number(reply[0]) === 1 }
+  }
+
+  /** Rejects with StoreFullError while Redis, having refused an append for memory, is still past maxmemory. */
+  async ping(): Promise<void> {
+    await this.#call(this.#client.sendCommand(['PING']))
+    if (!this.#full) return
+    const info = String(await this.#call(this.#client.sendCommand(['INFO', 'memory'])))
+    const used = Number(/used_memory:(\d+)/.exec(info)?.[1])
+    const max = Number(/maxmemory:(\d+)/.exec(info)?.[1])
+    if (max > 0 && used >= max) throw new StoreFullError(`${STORE_NAME} at ${this.description}`)
+    this.#full = false
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (!this.#client.isOpen) return
+    try {
+      await withTimeout(this.#client.close(), this.#timeoutMs, 'Redis did not close in time')
+    } catch {
+      this.#client.destroy()
+    }
+  }
+
+  /** `EVALSHA <sha> 1 <key> ...args` for one of the scripts. */
+  #command(s: Script, taskId: string, args: string[]): string[] {
+    return ['EVALSHA', s.sha, '1', logKey(taskId), ...args]
+  }
+
+  /** Runs an EVALSHA command, or EVAL when Redis lost its script cache (restart, SCRIPT FLUSH). */
+  #eval(s: Script, command: string[]): Promise<unknown> {
+    return this.#call(this.#client.sendCommand(command), (err) => {
+      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) return undefined
+      command[0] = 'EVAL'
+      command[1] = s.source
+      return this.#call(this.#client.sendCommand(command))
+    })
+  }
+
+  /**
+   * Watches one call against Redis (see Watchdog); any failure is a StoreUnavailableError
+   * unless `retry` answers it with another call. One reaction per call: this is the hot path.
+   */
+  #call<T>(call: Promise<T>, retry?: (err: unknown) => Promise<T> | undefined): Promise<T> {
+    this.#watchdog.started()
+    const resets = this.#resets
+    return call.then(
+      (value) => {
+        this.#watchdog.answered()
+        return value
+      },
+      (err: unknown) => {
+        this.#watchdog.answered()
+        const again = retry?.(err)
+        if (again) return again
+        // Redis past maxmemory refuses writes (scripts at their first write, so none is partial).
+        if (err instanceof Error && err.message.includes('OOM ')) {
+          this.#full = true
+          throw new StoreFullError(STORE_NAME, err)
+        }
+        // Failed by a reset: Redis had the command and may still carry it out.
+        if (this.#resets !== resets) throw new StoreTimeoutError(STORE_NAME, this.#timeoutMs, err)
+        throw new StoreUnavailableError(STORE_NAME, err)
+      },
+    )
+  }
+
+  /** Fails every pending call and reconnects: Redis answered nothing for timeoutMs. */
+  #reset(): void {
+    if (this.#closed) return
+    this.#logger.warn(`[history] ${this.description} answered nothing for ${this.#timeoutMs} ms; reconnecting`)
+    this.#healthy = false
+    this.#resets++
+    this.#client.destroy()
+    this.#client.connect().catch(() => {})
+  }
+}

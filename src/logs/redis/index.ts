@@ -1,0 +1,46 @@
+/**
+ * The Redis engine, for instances that share a Redis: history in one stream per task, the live
+ * feed on one pub/sub channel per task, presence in one hash per task (keys.ts). Two connections
+ * per instance: one for commands (history, status publishes, presence) and one subscribed to the
+ * channels of the tasks this instance follows.
+ */
+import { withTimeout } from '../../timeout'
+import type { BackendLimits, LogBackend } from '../backend'
+import { createRedisClient } from './connection'
+import { RedisFeed } from './feed'
+import { RedisHistory } from './history'
+import { RedisPresence } from './presence'
+
+export interface RedisBackendOptions extends BackendLimits {
+  url: string
+  /** Upper bound for every call, in ms (default 2000). */
+  timeoutMs?: number
+  /** How long connecting waits, in ms (default 5000). */
+  startupTimeoutMs?: number
+  /** Where outage/reconnect messages go (default console). */
+  logger?: Pick<Console, 'warn' | 'info'>
+}
+
+/** Connects; rejects with StoreUnavailableError (and leaves nothing open) when Redis cannot be used. */
+export async function connectRedisBackend(opts: RedisBackendOptions): Promise<LogBackend> {
+  const timeoutMs = opts.timeoutMs ?? 2000
+  const client = createRedisClient(opts.url, timeoutMs)
+  const instanceId = crypto.randomUUID()
+  const feed = await RedisFeed.connect({ ...opts, publisher: client, instanceId })
+  // The feed tells the history's appends whether another instance may have subscribers to count.
+  const history = await RedisHistory.connect({ ...opts, client, follower: feed }).catch(async (error: Error) => {
+    await feed.close()
+    throw error
+  })
+  const presence = new RedisPresence(client, instanceId)
+  return {
+    history,
+    feed,
+    presence,
+    async close() {
+      await withTimeout(presence.withdraw(), timeoutMs, 'Redis did not answer in time').catch(() => {})
+      await feed.close()
+      await history.close()
+    },
+  }
+}

@@ -1,0 +1,18 @@
+/**
+ * Every Redis key and channel name of the Redis engine. A task's names share its hash tag
+ * `{<task_id>}` (literal braces), so that in a Redis Cluster they land in one slot and one
+ * script can touch them all.
+ */
+
+/** The stream of a task's logs, and also the name of its pub/sub channel (keys and channels are separate namespaces). */
+export const logKey = (taskId: string): string => `logs:{${taskId}}`
+
+/** The id of the newest entry of a task's stream, kept beside it by the append script. */
+export const newestIdKey = (taskId: string): string => `logs:{${taskId}}:newest`
+
+/** The hash of a task's announced subscriber counts, one field per instance (presence.ts). */
+export const subscribersKey = (taskId: string): string => `logs:{${taskId}}:subscribers`
+
+/** The task of a channel named by `logKey`. */
+export const taskOfChannel = (channel: string): string => channel.slice(6, -1)
+

@@ -1,0 +1,34 @@
+/**
+ * The Redis engine's Lua scripts, each run in one round trip with EVALSHA (loaded once with
+ * SCRIPT LOAD; after a Redis restart emptied the script cache, the NOSCRIPT reply falls back to
+ * EVAL, which runs the script and caches it again). Each script names its KEYS and ARGV at its
+ * top; the helpers it uses come first.
+ */
+import { LEVELS } from '../../schemas/common'
+import APPEND from './append.lua' with { type: 'text' }
+import ENTRY from './entry.lua' with { type: 'text' }
+import LOST_BEFORE from './lost-before.lua' with { type: 'text' }
+import PRELUDE from './prelude.lua' with { type: 'text' }
+import READ from './read.lua' with { type: 'text' }
+import REPLAY from './replay.lua' with { type: 'text' }
+import SUBSCRIBERS_ELSEWHERE from './subscribers-elsewhere.lua' with { type: 'text' }
+
+export interface Script {
+  name: string
+  source: string
+  sha: string
+}
+
+/** Each level's rank (`levelRank`), for the scripts that filter or compare levels. */
+const LEVEL_RANK = `local LEVEL_RANK = { ${LEVELS.map((level, rank) => `${level} = ${rank}`).join(', ')} }\n`
+
+const script = (name: string, ...parts: string[]): Script => {
+  const source = parts.join('\n')
+  return { name, source, sha: new Bun.CryptoHasher('sha1').update(source).digest('hex') }
+}
+
+export const SCRIPTS = {
+  append: script('append', LEVEL_RANK, LOST_BEFORE, SUBSCRIBERS_ELSEWHERE, APPEND),
+  read: script('read', LEVEL_RANK, PRELUDE, ENTRY, READ),
+  replay: script('replay', LEVEL_RANK, PRELUDE, ENTRY, LOST_BEFORE, REPLAY),
+}
