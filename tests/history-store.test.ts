@@ -369,6 +369,52 @@ describe.each(factories)('%s', (_name, make) => {
 })
 
 describe('MemoryHistory only', () => {
+  /** A store whose clock the test sets. */
+  const clocked = (ttlSeconds = 60, maxPerTask = 10) => {
+    // Ahead of the tasks' UUID v7 creation times: a task is never younger than what it may have lost.
+    const clock = { ms: Date.now() + 60_000 }
+    const s = new MemoryHistory({ ttlSeconds, maxPerTask, feed: new MemoryFeed(), now: () => clock.ms })
+    return { s, clock }
+  }
+
+  test('a batch takes one millisecond, the next append the next one; a clock going back never reuses an id', async () => {
+    const { s, clock } = clocked()
+    const task = uuid()
+    const logs = (n: number) => Array.from({ length: n }, (_, i) => newLog(task, task, 'info', `m${i}`))
+    const t = clock.ms
+    expect(ids(await put(s, task, logs(3)))).toEqual([`${t}-0`, `${t}-1`, `${t}-2`])
+    expect(ids(await put(s, task, logs(1)))).toEqual([`${t}-3`])
+    clock.ms = t + 1
+    expect(ids(await put(s, task, logs(2)))).toEqual([`${t + 1}-0`, `${t + 1}-1`])
+    // NTP stepped the clock back: ids stay on the last millisecond and keep counting.
+    clock.ms = t - 5
+    expect(ids(await put(s, task, logs(2)))).toEqual([`${t + 1}-2`, `${t + 1}-3`])
+    expect(ids(await s.read(task, { limit: 100, order: 'asc' }))).toEqual([
+      ...[0, 1, 2, 3].map((seq) => `${t}-${seq}`),
+      ...[0, 1, 2, 3].map((seq) => `${t + 1}-${seq}`),
+    ])
+    await s.close()
+  })
+
+  test('a log expires exactly TTL after its millisecond: one millisecond later it is a gap', async () => {
+    const { s, clock } = clocked(1)
+    const task = uuid()
+    const t = clock.ms
+    const [a] = await put(s, task, [newLog(task, task, 'info', 'a')])
+    clock.ms = t + 1
+    const [b] = await put(s, task, [newLog(task, task, 'info', 'b')])
+    clock.ms = t + 1000
+    expect(await s.replay(task, a!.id, 10)).toEqual({ logs: [b!], recovered: true })
+    clock.ms = t + 1001
+    // a is gone (and nothing after it was), b is kept.
+    expect(await s.replay(task, a!.id, 10)).toEqual({ logs: [b!], recovered: true })
+    expect(await s.replay(task, `${t - 1}-0`, 10)).toEqual({ logs: [b!], recovered: false })
+    clock.ms = t + 1002
+    expect(await s.replay(task, a!.id, 10)).toEqual({ logs: [], recovered: false })
+    expect(await s.read(task, { limit: 10, order: 'asc' })).toEqual([])
+    await s.close()
+  })
+
   test('a restart loses every log: resuming after one written before it is a gap, however recent', async () => {
     const before = new MemoryHistory({ ttlSeconds: 60, maxPerTask: 10, feed: new MemoryFeed() })
     const task = uuid()

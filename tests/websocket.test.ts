@@ -292,3 +292,53 @@ describe('dead peers', () => {
     }
   }, 30_000)
 })
+
+describe.each(['memory', 'redis'] as const)('resuming after history lost logs (%s history)', (store) => {
+  // Three logs per task, each kept one second.
+  let server: TestServer
+  beforeAll(async () => {
+    const env = { LOG_HISTORY_MAX: '3', LOG_TTL_SECONDS: '1' }
+    server = await startServer(store === 'redis' ? { redisUrl: redis.url, env } : { env })
+  })
+  afterAll(() => server.stop())
+
+  /** Resumes a task's stream after `since`: the subscribed frame's data, then the replayed messages. */
+  async function resume(taskId: string, since: string, n: number) {
+    const client = await WsClient.connect(`${server.wsUrl}/api/v1/ws/tasks/${taskId}/logs?since=${since}`)
+    const subscribed = (await client.nextOfType('subscribed')).data
+    const messages = (await client.logs(n)).map((l) => l.message)
+    client.close()
+    return { subscribed, messages }
+  }
+
+  async function logFive(subtaskId: string): Promise<string[]> {
+    const ids: string[] = []
+    for (let i = 0; i < 5; i++) ids.push((await sendLog(server, subtaskId, { level: 'info', message: `m${i}` })).id)
+    return ids
+  }
+
+  test('after the count cap trimmed logs it had not seen: recovered false, then what is kept', async () => {
+    const task = await createTask(server)
+    const ids = await logFive(task.subtasks[0]!.subtask_id)
+    expect(await resume(task.task_id, ids[0]!, 3)).toEqual({
+      subscribed: { task_id: task.task_id, recovered: false },
+      messages: ['m2', 'm3', 'm4'],
+    })
+    // Only m0 and m1 were trimmed: resuming after m1 misses nothing.
+    expect(await resume(task.task_id, ids[1]!, 3)).toEqual({
+      subscribed: { task_id: task.task_id, recovered: true },
+      messages: ['m2', 'm3', 'm4'],
+    })
+  })
+
+  test('after logs it had not seen expired: recovered false, and nothing to replay', async () => {
+    const task = await createTask(server)
+    const ids = await logFive(task.subtasks[0]!.subtask_id)
+    await Bun.sleep(1_300)
+    // Resuming after m3 misses m4, which expired.
+    expect(await resume(task.task_id, ids[3]!, 0)).toEqual({
+      subscribed: { task_id: task.task_id, recovered: false },
+      messages: [],
+    })
+  })
+})
