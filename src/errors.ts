@@ -1,4 +1,4 @@
-/** Error codes of the DESIGN error shape, with their HTTP status. */
+/** Error codes of the error shape `{ error, message, details? }`, with their HTTP status. */
 export const ERROR_STATUS = {
   validation: 422,
   bad_request: 400,
@@ -43,30 +43,3 @@ export class ApiError extends Error {
 }
 
 export const notFound = (what: string, id: string) => new ApiError('not_found', `${what} ${id} not found`)
-
-/** A store (Redis, the task database) did not answer; nothing was stored. */
-export class StoreUnavailableError extends ApiError {
-  constructor(store: string, cause?: unknown) {
-    super('unavailable', `${store} is unavailable; nothing was stored, retry later`)
-    this.cause = cause
-  }
-}
-
-/**
- * A store received the request but did not answer within its deadline: it may still carry it
- * out, so unlike other 503s this one cannot promise that nothing was stored.
- */
-export class StoreTimeoutError extends StoreUnavailableError {
-  constructor(store: string, timeoutMs: number, cause?: unknown) {
-    super(store, cause)
-    this.message = `${store} did not answer within ${timeoutMs} ms; the request may still take effect, retry later`
-  }
-}
-
-/** A store refused to write for lack of memory (Redis past `maxmemory`); nothing was stored. */
-export class StoreFullError extends ApiError {
-  constructor(store: string, cause?: unknown) {
-    super('insufficient_storage', `${store} is out of memory; nothing was stored, retry later`)
-    this.cause = cause
-  }
-}

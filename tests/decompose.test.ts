@@ -105,7 +105,7 @@ describe('decompose: prose', () => {
     expect(decompose(description)).toEqual([description])
   })
 
-  test('a bare "then" joins steps too (DESIGN: sentences joined by "then")', () => {
+  test('a bare "then" joins steps too (sentences joined by "then")', () => {
     expect(decompose('Compile then test then deploy')).toEqual(['Compile', 'Test', 'Deploy'])
     expect(decompose('Download the file then unzip it.')).toEqual(['Download the file', 'Unzip it'])
   })

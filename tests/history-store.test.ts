@@ -5,11 +5,11 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
 import { createClient } from 'redis'
-import { StoreUnavailableError } from '../src/errors'
+import { StoreUnavailableError } from '../src/store-errors'
 import type { HistoryStore, StoredLog } from '../src/logs/backend'
 import { toLogMessage } from '../src/logs/frames'
 import { encodeLog } from '../src/logs/encode'
-import { compareLogIds, logIdAfter } from '../src/logs/log-id'
+import { compareLogIds, logIdAfter } from '../src/shared/log-id'
 import { MemoryFeed } from '../src/logs/memory/feed'
 import { MemoryHistory } from '../src/logs/memory/history'
 import { redactRedisUrl } from '../src/logs/redis/connection'

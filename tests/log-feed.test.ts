@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createClient } from 'redis'
-import { StoreUnavailableError } from '../src/errors'
+import { StoreUnavailableError } from '../src/store-errors'
 import { RedisFeed } from '../src/logs/redis/feed'
 import { logKey } from '../src/logs/redis/keys'
 import { startRedis, type RedisServer } from './support/redis-server'

@@ -74,7 +74,7 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     expect(await json(unknown)).toEqual({ error: 'not_found', message: 'Subtask 00000000-0000-4000-8000-000000000000 not found' })
     const cases: [unknown, string][] = [
       [{ level: 'loud', message: 'x' }, '/level'],
-      [{ message: 'x' }, '/level'], // required, as in DESIGN: no silent default
+      [{ message: 'x' }, '/level'], // required: no silent default
       [{ level: 'info' }, '/message'],
       [{ level: 'info', message: 'x', metadata: 'nope' }, '/metadata'],
       [{ level: 'info', message: 'x', metadata: ['a', 'list'] }, '/metadata'], // an object, not any JSON

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createClient } from 'redis'
 import { LogStreamClient } from '../src/client'
-import { compareLogIds } from '../src/logs/log-id'
+import { compareLogIds } from '../src/shared/log-id'
 import { logKey, subscribersKey } from '../src/logs/redis/keys'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { SseStream, WsClient, createTask, json, post, sendLog, startInstances, watch, type TestServer } from './support/server'
 
-/** DESIGN "Several instances": instances sharing Redis and a task store form one service. */
+/** Instances sharing Redis and a task store form one service. */
 describe('several instances', () => {
   let redis: RedisServer
   let a: TestServer

@@ -40,7 +40,7 @@ async function readLine(stream: ReadableStream<Uint8Array>): Promise<string> {
 }
 
 describe('configuration', () => {
-  test('defaults match DESIGN.md', () => {
+  test('defaults are the documented ones', () => {
     expect(loadConfig({})).toMatchObject({
       port: 8000,
       host: '0.0.0.0',

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, test } from 'bun:tes
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
-import { StoreUnavailableError } from '../src/errors'
+import { StoreUnavailableError } from '../src/store-errors'
 import type { Status } from '../src/schemas/common'
 import { InvalidCursorError, SqlTaskStore } from '../src/tasks/sql-task-store'
 

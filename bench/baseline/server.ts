@@ -3,7 +3,7 @@
  * `Bun.serve` + node-redis. It is the floor tasklog is measured against (issue 5), not a
  * product: no validation beyond what keeps it honest, tasks in a Map, no SSE, no filters.
  *
- * - POST /api/v1/tasks → 201 Task with one subtask (DESIGN's Task shape).
+ * - POST /api/v1/tasks → 201 Task with one subtask (tasklog's Task shape).
  * - POST /api/v1/subtasks/:id/log and /logs (batch): ONE Redis round trip per request, a Lua
  *   script (EVALSHA) doing XADD (exact MAXLEN) per log and one PUBLISH of them all, then XTRIM MINID and
  *   PEXPIRE.

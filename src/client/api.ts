@@ -23,7 +23,7 @@ export class TasklogApiError extends Error {
   }
 }
 
-/** Reads a failed response as the DESIGN error shape, tolerating proxies that answer with HTML. */
+/** Reads a failed response as the error shape `{ error, message, details? }`, tolerating proxies that answer with HTML. */
 export async function toApiError(res: Response): Promise<TasklogApiError> {
   const text = await res.text().catch(() => '')
   try {

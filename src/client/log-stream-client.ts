@@ -1,4 +1,4 @@
-import { compareLogIds } from '../logs/log-id'
+import { compareLogIds } from '../shared/log-id'
 import { baseUrlFor } from './api'
 import { backoffDelay, type BackoffOptions } from './backoff'
 import { canonicalUuid, type Level, type LogMessage, type StatusChange } from './types'

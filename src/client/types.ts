@@ -1,7 +1,7 @@
 /**
- * Wire types of the tasklog API as a client sees them (DESIGN.md). No runtime imports, so the
- * SDK runs wherever `fetch` and `WebSocket` exist; the types of streamed messages come from the
- * server's schemas, as types only (erased when compiled).
+ * Wire types of the tasklog API as a client sees them. The SDK imports nothing of the server:
+ * only src/shared (pure functions) and, as types only (erased when compiled), the schemas of
+ * streamed messages. It runs wherever `fetch` and `WebSocket` exist.
  */
 import type { StatusChange } from '../schemas/frames'
 import type { LogMessage } from '../schemas/log'
@@ -83,6 +83,6 @@ export interface LogHistory {
  * UUID in any form the server accepts (any case, `urn:uuid:…`, `{…}`, 32 hex digits), else
  * undefined. `isUuid(id)`: whether it is already in canonical form, in any case.
  */
-export { canonicalUuid, isUuid } from '../tasks/ids'
+export { canonicalUuid, isUuid } from '../shared/ids'
 
 export const isLevel = (value: string): value is Level => (LEVELS as readonly string[]).includes(value)

@@ -2,6 +2,7 @@ import { ValueErrorType } from '@sinclair/typebox/errors'
 import { Elysia } from 'elysia'
 import { ApiError } from '../errors'
 import type { Metrics } from '../metrics'
+import { InvalidInputError, StoreFullError, StoreUnavailableError } from '../store-errors'
 
 interface SchemaError {
   type?: ValueErrorType
@@ -28,11 +29,15 @@ function requirement({ type, schema, summary, message }: SchemaError): string {
 const NAMED_PARTS: Record<string, string> = { params: 'path parameter', query: 'query parameter', headers: 'header' }
 
 /**
- * Renders every failure in the DESIGN error shape. Elysia's own errors (validation, parse,
- * unknown route) are translated; anything unexpected is a 500 that hides internals.
+ * Renders every failure in the error shape `{ error, message, details? }`. The stores' errors
+ * (store-errors.ts) and Elysia's own (validation, parse, unknown route) are translated; anything
+ * unexpected is a 500 that hides internals.
  */
 export function toErrorResponse(code: string | number, error: unknown): ApiError {
   if (error instanceof ApiError) return error
+  if (error instanceof StoreUnavailableError) return new ApiError('unavailable', error.message)
+  if (error instanceof StoreFullError) return new ApiError('insufficient_storage', error.message)
+  if (error instanceof InvalidInputError) return new ApiError('validation', error.message, error.problems)
   switch (code) {
     case 'VALIDATION': {
       const v = error as { type?: string; all?: SchemaError[] }

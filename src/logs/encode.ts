@@ -1,13 +1,7 @@
-import { ApiError, type ErrorDetail } from '../errors'
+import { InvalidInputError, type InputProblem } from '../store-errors'
 import { now, utcTimestamp, type Level } from '../schemas/common'
 import type { LogRequest, NewLog } from '../schemas/log'
-
-export interface SubtaskRef {
-  task_id: string
-  subtask_id: string
-  worker_id: string | null
-  worker_name: string | null
-}
+import type { SubtaskRef } from '../schemas/task'
 
 export interface LogLimits {
   maxMessageBytes: number
@@ -53,7 +47,7 @@ const utf8Bytes = (text: string, limit: number): number => (text.length * 3 <= l
  * All or nothing: every offending entry is reported, with its index for batches.
  */
 export function encodeRequests(requests: LogRequest[], subtask: SubtaskRef, limits: LogLimits, pathPrefix: string): EncodedLog[] {
-  const problems: ErrorDetail[] = []
+  const problems: InputProblem[] = []
   const problem = (i: number, field: string, message: string) =>
     problems.push({ path: `${pathPrefix.replace('{i}', String(i))}/${field}`, message })
   const received = now()
@@ -72,6 +66,6 @@ export function encodeRequests(requests: LogRequest[], subtask: SubtaskRef, limi
     }
     return log
   })
-  if (problems.length) throw new ApiError('validation', `Log rejected: ${problems[0]!.message}`, problems)
+  if (problems.length) throw new InvalidInputError(`Log rejected: ${problems[0]!.message}`, problems)
   return logs
 }

@@ -1,6 +1,6 @@
 import { Elysia, t } from 'elysia'
 import type { Metrics } from '../metrics'
-import { StoreFullError } from '../errors'
+import { StoreFullError } from '../store-errors'
 import { withTimeout } from '../timeout'
 
 /** A store /ready checks: its name and a ping that rejects when it does not answer. */

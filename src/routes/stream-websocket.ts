@@ -4,10 +4,10 @@ import type { Hub } from '../logs/hub'
 import type { LiveDelivery, ReplayRequest, Watcher } from '../logs/watcher'
 import type { Metrics } from '../metrics'
 import { LEVELS, type Level } from '../schemas/common'
-import { canonicalId } from '../tasks/ids'
+import { canonicalId } from '../shared/ids'
 import type { FrameErrorCode } from '../schemas/frames'
 import type { KnownTasks } from '../tasks/known-tasks'
-import { parseLogId } from '../logs/log-id'
+import { parseLogId } from '../shared/log-id'
 import { textDepthExceeds } from '../http/json-depth'
 
 /** A client's value in an error message: a string as given, anything else by its JSON type, briefly. */

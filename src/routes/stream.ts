@@ -3,13 +3,12 @@ import { notFound } from '../errors'
 import type { Hub } from '../logs/hub'
 import type { Metrics } from '../metrics'
 import type { TObject } from '@sinclair/typebox'
-import { Input, LevelSchema, LogId, QueryInteger, UuidInput } from '../schemas/common'
-import { canonicalId } from '../tasks/ids'
+import { Input, LevelSchema, LogId, QueryInteger, TaskParams, UuidInput } from '../schemas/common'
+import { canonicalId } from '../shared/ids'
 import { ErrorBody } from '../schemas/error'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { sseResponse } from './stream-sse'
 import { MAX_SUBSCRIPTIONS, OpenSockets, WebSocketConnection, type StreamContext } from './stream-websocket'
-import { TaskParams } from './tasks'
 
 /** A stream's options, the same for both transports. */
 const streamQuery = (historyMax: number) =>

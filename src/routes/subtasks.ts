@@ -1,15 +1,13 @@
 import { Elysia } from 'elysia'
 import { notFound } from '../errors'
 import type { Hub } from '../logs/hub'
-import { Input, UuidInput } from '../schemas/common'
-import { canonicalId } from '../tasks/ids'
+import { SubtaskParams } from '../schemas/common'
+import { canonicalId } from '../shared/ids'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { Subtask, UpdateSubtask } from '../schemas/task'
 import type { SubtaskDirectory } from '../tasks/subtask-directory'
 import type { TaskStore } from '../tasks/task-store'
 import { parseJson } from '../http/json-body'
-
-export const SubtaskParams = Input({ subtask_id: UuidInput })
 
 export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub: Hub) =>
   new Elysia({ name: 'subtasks', prefix: '/api/v1/subtasks', detail: { tags: ['subtasks'] } })

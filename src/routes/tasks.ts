@@ -1,14 +1,12 @@
 import { Elysia } from 'elysia'
 import { notFound } from '../errors'
-import { Input, UuidInput } from '../schemas/common'
-import { canonicalId } from '../tasks/ids'
+import { TaskParams } from '../schemas/common'
+import { canonicalId } from '../shared/ids'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { CreateTask, ListTasksQuery, Task, TaskList } from '../schemas/task'
 import type { Decomposer } from '../tasks/decompose'
 import type { TaskStore } from '../tasks/task-store'
 import { parseJson } from '../http/json-body'
-
-export const TaskParams = Input({ task_id: UuidInput })
 
 export const taskRoutes = (tasks: TaskStore, decomposer: Decomposer) =>
   new Elysia({ name: 'tasks', prefix: '/api/v1/tasks', detail: { tags: ['tasks'] } })

@@ -7,7 +7,7 @@ import {
   type SchemaOptions,
   type TProperties,
 } from '@sinclair/typebox'
-import { canonicalUuid, isUuid } from '../tasks/ids'
+import { canonicalUuid, isUuid } from '../shared/ids'
 
 /** UUID v1-v8 in canonical form: every id the server sends. */
 export const Uuid = t.String({
@@ -20,7 +20,7 @@ export const Uuid = t.String({
 FormatRegistry.Set('client-uuid', (text) => isUuid(text) || canonicalUuid(text) !== undefined)
 
 /**
- * A UUID a client names, in any form the original backend read (tasks/ids.ts). Anything else in
+ * A UUID a client names, in any form the original backend read (shared/ids.ts). Anything else in
  * a path is a 422. Routes pass it through `canonicalId` (a TypeBox Transform doing that cost 3.7%
  * of an ingest request's CPU).
  */
@@ -177,3 +177,7 @@ export const QueryInteger = (name: string, minimum: number, maximum: number, opt
  */
 export const Input = <T extends TProperties>(properties: T, options?: ObjectOptions) =>
   t.Object(properties, { ...options, additionalProperties: true })
+
+/** The path parameters naming a task and a subtask, in any form UuidInput reads. */
+export const TaskParams = Input({ task_id: UuidInput })
+export const SubtaskParams = Input({ subtask_id: UuidInput })

@@ -29,6 +29,9 @@ export const Subtask = t.Object(
 )
 export type Subtask = Static<typeof Subtask>
 
+/** What a log names of its subtask. */
+export type SubtaskRef = Pick<Subtask, 'task_id' | 'subtask_id' | 'worker_id' | 'worker_name'>
+
 export const Task = t.Object(
   {
     task_id: Uuid,

@@ -1,5 +1,5 @@
 /**
- * Task decomposition (DESIGN.md "Tasks" -> "Decomposition"): turns a task description into
+ * Task decomposition: turns a task description into
  * subtask descriptions with plain text rules, no LLM. A smarter decomposer can implement
  * the same interface later.
  */

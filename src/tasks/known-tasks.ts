@@ -1,4 +1,4 @@
-import { isUuid } from './ids'
+import { isUuid } from '../shared/ids'
 import type { TaskStore } from './task-store'
 
 /**

@@ -1,9 +1,9 @@
 import { SQL } from 'bun'
 import { mkdirSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { ApiError, StoreTimeoutError, StoreUnavailableError } from '../errors'
+import { InvalidInputError, StoreTimeoutError, StoreUnavailableError } from '../store-errors'
 import { STATUSES, now, type Status } from '../schemas/common'
-import { isUuid } from './ids'
+import { isUuid } from '../shared/ids'
 import { TimeoutError, withTimeout } from '../timeout'
 import type { Subtask, Task, UpdateSubtask } from '../schemas/task'
 import type { SubtaskUpdate, TaskPage, TaskStore } from './task-store'
@@ -16,10 +16,10 @@ import type { SubtaskUpdate, TaskPage, TaskStore } from './task-store'
  * functions (no GREATEST, no FILTER, no ::casts), and `RETURNING`, which both support.
  */
 
-/** A `cursor` that is not a `next_cursor` this store produced; a 422 for the caller. */
-export class InvalidCursorError extends ApiError {
+/** A `cursor` that is not a `next_cursor` this store produced. */
+export class InvalidCursorError extends InvalidInputError {
   constructor(cursor: string) {
-    super('validation', `Invalid cursor ${JSON.stringify(cursor.slice(0, 80))}: pass the next_cursor of the previous page`, [
+    super(`Invalid cursor ${JSON.stringify(cursor.slice(0, 80))}: pass the next_cursor of the previous page`, [
       { path: '/cursor', message: 'Expected the next_cursor of a previous page' },
     ])
     this.name = 'InvalidCursorError'

@@ -1,5 +1,4 @@
-import type { SubtaskRef } from '../logs/encode'
-import type { Subtask } from '../schemas/task'
+import type { Subtask, SubtaskRef } from '../schemas/task'
 import type { TaskStore } from './task-store'
 
 /**

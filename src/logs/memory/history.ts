@@ -15,7 +15,8 @@
 import { levelRank } from '../../schemas/common'
 import type { Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
 import type { EncodedLog } from '../encode'
-import { requireLogId, type LogIdParts } from '../log-id'
+import type { LogIdParts } from '../../shared/log-id'
+import { requireLogId } from '../log-id'
 import type { MemoryFeed } from './feed'
 
 const cmp = (a: LogIdParts, b: LogIdParts): number => a.ms - b.ms || a.seq - b.seq

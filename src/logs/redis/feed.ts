@@ -1,4 +1,4 @@
-import { StoreUnavailableError } from '../../errors'
+import { StoreUnavailableError } from '../../store-errors'
 import type { Level } from '../../schemas/common'
 import { withTimeout } from '../../timeout'
 import type { FeedListener, LogFeed, StoredLog } from '../backend'

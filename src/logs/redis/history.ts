@@ -22,7 +22,7 @@
  * is reset (watchdog.ts); every failure is a StoreUnavailableError, and the client reconnects
  * forever in the background. An append Redis had received before such a reset may still be applied.
  */
-import { StoreFullError, StoreTimeoutError, StoreUnavailableError } from '../../errors'
+import { StoreFullError, StoreTimeoutError, StoreUnavailableError } from '../../store-errors'
 import { withTimeout } from '../../timeout'
 import { levelRank, type Level } from '../../schemas/common'
 import type { Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'

@@ -1,0 +1,51 @@
+/**
+ * What the stores (the task store, the log backend) and the code over them throw when a call
+ * cannot be served. They name no HTTP status: http/error-handler.ts maps each to one.
+ */
+
+/** One problem with an input, at its path. */
+export interface InputProblem {
+  path: string
+  message: string
+}
+
+/** A store did not answer; nothing was stored. */
+export class StoreUnavailableError extends Error {
+  constructor(store: string, cause?: unknown) {
+    super(`${store} is unavailable; nothing was stored, retry later`)
+    this.name = 'StoreUnavailableError'
+    this.cause = cause
+  }
+}
+
+/**
+ * A store received the request but did not answer within its deadline: it may still carry it
+ * out, so unlike other unavailable stores this one cannot promise that nothing was stored.
+ */
+export class StoreTimeoutError extends StoreUnavailableError {
+  constructor(store: string, timeoutMs: number, cause?: unknown) {
+    super(store, cause)
+    this.name = 'StoreTimeoutError'
+    this.message = `${store} did not answer within ${timeoutMs} ms; the request may still take effect, retry later`
+  }
+}
+
+/** A store refused to write for lack of memory (Redis past `maxmemory`); nothing was stored. */
+export class StoreFullError extends Error {
+  constructor(store: string, cause?: unknown) {
+    super(`${store} is out of memory; nothing was stored, retry later`)
+    this.name = 'StoreFullError'
+    this.cause = cause
+  }
+}
+
+/** An input a store or service cannot take (a malformed id, an oversized log): the caller's to fix. */
+export class InvalidInputError extends Error {
+  constructor(
+    message: string,
+    readonly problems: InputProblem[],
+  ) {
+    super(message)
+    this.name = 'InvalidInputError'
+  }
+}
