@@ -39,8 +39,8 @@ export function createApp({ config, tasks, logs, decomposer = simpleDecomposer }
   const subtasks = new SubtaskDirectory(tasks)
   const knownTasks = new KnownTasks(tasks)
   const app = new Elysia({
-    // Validate input as sent, without Elysia's normalizing pass: it cost a quarter of ingest CPU,
-    // and its default mirror coerced a string `metadata` into an object. Request schemas accept
+    // Validate input as sent, without Elysia's normalizing pass: it is a large part of ingest CPU,
+    // and its default mirror coerces a string `metadata` into an object. Request schemas accept
     // unknown fields instead (schemas/common.ts Input).
     normalize: false,
     serve: {

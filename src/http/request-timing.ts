@@ -9,7 +9,7 @@ type Timed = { [STARTED]?: number }
 /**
  * Records every request's duration by route pattern, errors included. Hooks destructure what
  * they use: Elysia infers from that which parts of a request to parse, and a hook taking the
- * whole context made it parse cookies and headers on every request. Durations are recorded
+ * whole context makes it parse cookies and headers on every request. Durations are recorded
  * inline, as onAfterResponse would cost an extra event-loop turn per request.
  */
 export const requestTiming = (metrics: Metrics) => {

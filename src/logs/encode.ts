@@ -18,8 +18,8 @@ export interface EncodedLog {
 /**
  * A log with its body: the log as JSON without its id, in `LogMessage` key order (the Redis
  * store's subtask filter relies on `subtask_id` being the first such key). One JSON.stringify of
- * the whole object; assembling it from separately serialized pieces made a string of many parts
- * that every later reader (the Redis encoder, the frame) had to copy into one first, which cost more.
+ * the whole object makes one flat string: assembled from separately serialized pieces it would be
+ * a string of many parts that every later reader (the Redis encoder, the frame) copies first.
  */
 const encoded = (ref: SubtaskRef, level: Level, message: string, metadata: unknown, timestamp: string): EncodedLog => ({
   level,

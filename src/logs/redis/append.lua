@@ -9,7 +9,7 @@
 --                                              ARGV[7], ARGV[8], ...  level, body of each log
 -- Returns { first id, subscribers elsewhere }; the other logs take the ids after the first.
 -- A few O(1) calls per log: this script's cost is most of an ingest round trip, and each
--- redis.call costs 1-3 µs beyond its command's own work.
+-- redis.call costs more than its command's own work.
 local key = KEYS[1]
 local newestKey = KEYS[2]
 local maxLen = ARGV[2]

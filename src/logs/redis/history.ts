@@ -99,7 +99,7 @@ export class RedisHistory implements HistoryStore {
   readonly #housekeepEveryMs: number
   /**
    * When this instance last asked for each task's housekeeping (performance.now()). Deciding
-   * here spared the script reading the time from ids: 10% of its Redis CPU. Past HOUSEKEPT_MAX
+   * here spares the script reading the time from ids, a large part of its cost. Past HOUSEKEPT_MAX
    * tasks the one housekept longest ago is forgotten, which only brings its next one forward.
    */
   readonly #housekeptAt = new Map<string, number>()

@@ -3,7 +3,7 @@ import { tracingChannel } from 'node:diagnostics_channel'
 /**
  * node-redis traces every command through diagnostics_channel unless the channel says it has
  * no subscribers; Bun's TracingChannel lacks `hasSubscribers` (Node has it), so without this
- * every command paid for tracing nobody listens to (~8% of ingest CPU).
+ * every command pays for tracing nobody listens to (bench/README.md has its cost).
  */
 export function defineTracingHasSubscribers(): void {
   const proto = Object.getPrototypeOf(tracingChannel('tasklog')) as object

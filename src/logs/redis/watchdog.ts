@@ -2,8 +2,8 @@
  * Bounds the wait for Redis per connection rather than per call. Replies come back in order on
  * the one connection, so when calls are pending and none has been answered for `timeoutMs`,
  * Redis is hung or the connection half-open: `onStall` then fails every pending call at once.
- * A call costs two counter updates; a promise and timer entry per call cost 2 µs of the
- * ~30 µs an ingest request takes. Precision: the sweep interval.
+ * A call costs two counter updates, where a promise and a timer entry per call would be a
+ * noticeable share of an ingest request. Precision: the sweep interval.
  */
 export class Watchdog {
   static readonly SWEEP_MS = 100
