@@ -6,7 +6,7 @@
  * (bench/baseline/server.ts) alternately, `reps` times each, every run on a fresh server
  * process against the same Redis (FLUSHALL before each run). The load generator
  * (bench/load.ts) runs as its own process. Prints a Markdown table of medians with the ratio
- * tasklog/baseline, checks issue 5's targets, writes bench/results/<timestamp>.json, and
+ * tasklog/baseline, checks the performance targets, writes bench/results/<timestamp>.json, and
  * exits non-zero when any correctness counter (lost, dup, order, ...) is non-zero or a run failed.
  *
  * --quick: small sizes and one repetition, under a minute: CI runs it for the counters.
@@ -446,7 +446,7 @@ if (noisy.length)
       '. Their numbers are noisy; rerun on an idle machine.',
   )
 if (checks.length) {
-  console.log('\n### Targets (issue 5)\n')
+  console.log('\n### Targets\n')
   for (const c of checks) console.log(`- [${c.pass ? 'x' : ' '}] ${c.check}: ${c.value}`)
 }
 

@@ -1,5 +1,5 @@
 /**
- * The benchmark scenarios of issue 5, with their full and --quick sizes.
+ * The benchmark scenarios, with their full and --quick sizes.
  * Times are in ms. `warmupMs` of load runs before measuring starts (JIT, connection pools);
  * logs sent during warm-up still count for correctness, not for rates, latency or CPU.
  * The full runs measure steady state: JavaScriptCore tiers code up by call counts, and at

@@ -53,7 +53,7 @@ class FakeWatcher implements Watcher {
     this.inBatch?.push(event)
   }
 
-  subscribed(_taskId: string, recovered: boolean | undefined): void {
+  subscribed(recovered: boolean | undefined): void {
     this.record(`subscribed:${recovered}`)
   }
   sendLog(log: { id: string }): boolean {

@@ -37,7 +37,7 @@ class FakeWatcher implements Watcher {
     private readonly native: boolean,
   ) {}
 
-  subscribed(_taskId: string, recovered: boolean | undefined): void {
+  subscribed(recovered: boolean | undefined): void {
     this.received.push(`subscribed:${recovered}`)
   }
   sendLog(l: { data: string }): boolean {

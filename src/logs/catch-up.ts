@@ -39,12 +39,12 @@ export interface CatchUp {
 export async function catchUp(history: Pick<HistoryStore, 'replay'>, feed: Pick<LogFeed, 'sync'>, c: CatchUp): Promise<void> {
   const { taskId, watcher, request, current } = c
   let last = request.since
-  if (request.since === undefined && !request.history) watcher.subscribed(taskId, undefined)
+  if (request.since === undefined && !request.history) watcher.subscribed(undefined)
   else {
     const paged = request.since !== undefined
     let page = await history.replay(taskId, request.since, paged ? REPLAY_PAGE : Math.min(request.history!, c.replayMax))
     if (!current()) return
-    watcher.subscribed(taskId, paged ? page.recovered : undefined)
+    watcher.subscribed(paged ? page.recovered : undefined)
     const min = levelRank(watcher.minLevel)
     for (;;) {
       const { logs } = page

@@ -110,7 +110,7 @@ export class Hub {
     if (task.epoch !== this.interruptions) this.follow(taskId, task)
     if (task.followed && replay.since === undefined && !replay.history) {
       // The common case, synchronous: idle connections are most of a server's memory.
-      watcher.subscribed(taskId, undefined)
+      watcher.subscribed(undefined)
       watcher.join(taskId, this.live)
       return
     }

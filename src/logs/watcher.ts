@@ -20,7 +20,7 @@ export interface LiveDelivery {
 export interface Watcher {
   readonly minLevel: Level
   /** Called once history is read, before any replayed log. `recovered` is set when `since` was given. */
-  subscribed(taskId: string, recovered: boolean | undefined): void
+  subscribed(recovered: boolean | undefined): void
   /** Sends one log; true when the reader is behind and the sender should await `drained`. */
   sendLog(log: LiveLog): boolean
   /** Sends a status change (the `status` frame's data, as JSON); true when the reader is behind. */

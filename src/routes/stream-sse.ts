@@ -44,7 +44,7 @@ export function sseResponse(hub: Hub, taskId: string, minLevel: Level, replay: R
   }
   const watcher: Watcher = {
     minLevel,
-    subscribed: (_taskId, recovered) =>
+    subscribed: (recovered) =>
       write(`retry: 2000\n: subscribed${recovered === false ? ' (history has a gap)' : ''}\n\n`),
     sendLog: (log) => write(`id: ${log.id}\nevent: log\ndata: ${log.data}\n\n`),
     sendStatus: (data) => write(`event: status\ndata: ${data}\n\n`),

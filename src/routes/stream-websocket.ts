@@ -114,7 +114,8 @@ class Subscription implements Watcher {
     return this.conn.socket
   }
 
-  subscribed(task_id: string, recovered: boolean | undefined): void {
+  subscribed(recovered: boolean | undefined): void {
+    const task_id = this.taskId
     this.socket.send(frame('subscribed', recovered === undefined ? { task_id } : { task_id, recovered }))
   }
 
