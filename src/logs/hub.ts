@@ -22,7 +22,6 @@ interface TaskSubscribers {
 
 const RESOLVED = Promise.resolve()
 
-
 const INTERRUPTED = 'Live delivery was interrupted: reconnect with since=<last id> to resume'
 
 /** The topic of one task at one minimum level: a log of level L is published to every topic of level <= L. */
@@ -65,14 +64,11 @@ export class Hub {
       if (set?.delete(watcher) && set.size === 0) this.listeners.delete(taskId)
     },
   }
-  private readonly backend: Pick<LogBackend, 'history' | 'feed' | 'presence'>
 
   constructor(
-    backend: Pick<LogBackend, 'history' | 'feed' | 'presence'>,
+    private readonly backend: Pick<LogBackend, 'history' | 'feed' | 'presence'>,
     private readonly limits: { replayMax: number },
   ) {
-    this.backend = backend
-    const { feed } = backend
     // The feed calls these from a request (memory) or a Redis connection's reader: a failure is
     // reported here, never thrown into either.
     const guarded =
@@ -84,7 +80,7 @@ export class Hub {
           console.error(`[hub] delivery to the subscribers of task ${taskId} failed:`, error)
         }
       }
-    feed.listen({ logs: guarded(this.deliverLogs), status: guarded(this.deliverStatus), interrupted: () => this.interrupt() })
+    backend.feed.listen({ logs: guarded(this.deliverLogs), status: guarded(this.deliverStatus), interrupted: () => this.interrupt() })
   }
 
   attach(server: Server<unknown>): void {
