@@ -101,8 +101,8 @@ export const TimestampInput = t.Union([t.String({ format: 'client-timestamp' }),
 
 /**
  * One of fixed values, required where it appears. Not a bare `t.UnionEnum`: Elysia fills in its
- * default (the first value) when the field is absent, which made a missing level 'debug', listed
- * only pending tasks and reset a subtask to pending on a PATCH without status.
+ * default (the first value) when the field is absent, which would make a missing level 'debug',
+ * list only pending tasks and reset a subtask to pending on a PATCH without status.
  */
 export const Enum = <const T extends readonly [string, ...string[]]>(values: T, options: SchemaOptions) => {
   const { default: _, ...schema } = t.UnionEnum(values, options)
