@@ -54,6 +54,10 @@ describe('imports', () => {
     expect(offending('client', (m) => inside(m, 'client', 'shared', 'schemas'))).toEqual([])
   })
 
+  test('the web viewer runs in the browser on the SDK: it imports only itself, client/ and shared/', () => {
+    expect(offending('web', (m) => inside(m, 'web', 'client', 'shared'))).toEqual([])
+  })
+
   test('shared/ depends on nothing else', () => {
     expect(offending('shared', (m) => inside(m, 'shared'))).toEqual([])
   })

@@ -1,4 +1,4 @@
-import { compareLogIds } from '../logs/log-id'
+import { compareLogIds } from '../shared/log-id'
 import { LEVELS, type Level, type LogMessage } from '../client/types'
 import { plainText } from './ansi'
 
