@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { ServerWebSocket } from 'bun'
 import { findPython } from './support/example-process'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { startServer, type TestServer } from './support/server'
@@ -53,13 +52,7 @@ describe.skipIf(!python)('Python client package', () => {
           return new Response('paused')
         }
         if (url.pathname === '/streams/close') {
-          const code = Number(url.searchParams.get('code'))
-          const sockets = server.app.decorator.sockets
-          if (code === 1006) {
-            // No closing handshake: what a crash or a cut network looks like to the client.
-            const open = (sockets as unknown as { sockets: Set<ServerWebSocket<unknown>> }).sockets
-            for (const socket of open) socket.terminate()
-          } else sockets.closeAll(code, 'Server restarting: reconnect with since=<last id>')
+          server.app.closeSockets(Number(url.searchParams.get('code')), 'Server restarting: reconnect with since=<last id>')
           return new Response('closed')
         }
         return new Response('unknown control', { status: 404 })
