@@ -3,10 +3,10 @@
  * append reaches the feed of every backend sharing the engine, in id order; presence counts
  * reach another instance's appends), and closing it leaves nothing open.
  */
+import { testLog } from './support/logs'
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createClient } from 'redis'
 import type { LogBackend, StoredLog } from '../src/logs/backend'
-import { encodeLog } from '../src/logs/encode'
 import { memoryBackend } from '../src/logs/memory'
 import { connectRedisBackend } from '../src/logs/redis'
 import { ANNOUNCE_DELAY_MS } from '../src/logs/redis/presence'
@@ -23,17 +23,7 @@ afterAll(() => redis.stop())
 const limits = { ttlSeconds: 60, maxPerTask: 100 }
 const silent = { warn() {}, info() {} }
 
-const log = (taskId: string, level: Level, message: string) =>
-  encodeLog({
-    task_id: taskId,
-    subtask_id: taskId,
-    level,
-    message,
-    metadata: null,
-    worker_id: null,
-    worker_name: null,
-    timestamp: '2026-01-01T00:00:00.000Z',
-  })
+const log = (taskId: string, level: Level, message: string) => testLog(taskId, taskId, level, message)
 
 /** What a backend's feed delivers here, per task. */
 function listen(backend: LogBackend) {

@@ -3,9 +3,9 @@
  * watchers a task's logs reach and how (a native topic publish, or a call to a listener), the
  * counts it announces, and what an interrupted feed does. No sockets.
  */
+import { testLog } from './support/logs'
 import { afterEach, describe, expect, test } from 'bun:test'
 import type { Server } from 'bun'
-import { encodeLog } from '../src/logs/encode'
 import { Hub } from '../src/logs/hub'
 import { memoryBackend } from '../src/logs/memory'
 import type { LiveDelivery, Watcher } from '../src/logs/watcher'
@@ -14,17 +14,7 @@ import type { Level } from '../src/schemas/common'
 const TASK = '0190a000-0000-7000-8000-0000000000aa'
 const SUBTASK = '0190a000-0000-7000-8000-0000000000bb'
 
-const log = (level: Level, message: string) =>
-  encodeLog({
-    task_id: TASK,
-    subtask_id: SUBTASK,
-    level,
-    message,
-    metadata: null,
-    worker_id: null,
-    worker_name: null,
-    timestamp: '2026-01-01T00:00:00.000Z',
-  })
+const log = (level: Level, message: string) => testLog(TASK, SUBTASK, level, message)
 
 /** A watcher of either kind: `topics` joins the task's native topic, otherwise it listens. */
 class FakeWatcher implements Watcher {

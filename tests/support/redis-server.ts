@@ -9,6 +9,7 @@
  *   await redis.stop()
  */
 import type { Subprocess } from 'bun'
+import { pauseProcess } from './pause'
 
 const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server'
 
@@ -190,17 +191,7 @@ export async function startRedis(): Promise<RedisServer> {
       throw lastError
     },
     async pause() {
-      const p = current
-      if (!p) return
-      p.kill('SIGSTOP')
-      // Wait until the kernel reports the process as stopped ("T"), so no command slips through.
-      for (let i = 0; i < 100; i++) {
-        const stat = await Bun.file(`/proc/${p.pid}/stat`)
-          .text()
-          .catch(() => '')
-        if (!stat || / T /.test(stat.slice(stat.lastIndexOf(')')))) return
-        await Bun.sleep(5)
-      }
+      if (current) await pauseProcess(current)
     },
     resume() {
       current?.kill('SIGCONT')

@@ -11,6 +11,7 @@
  * Run as a script (`bun tests/support/tcp-proxy.ts <target port> [<target host>]`), it is the proxy itself: it
  * prints `listening <port>` once it accepts connections.
  */
+import { pauseProcess } from './pause'
 import type { Socket, Subprocess } from 'bun'
 
 export interface TcpProxy {
@@ -50,16 +51,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
   const port = Number(/listening (\d+)\n/.exec(out)![1])
   return {
     port,
-    async pause() {
-      proc.kill('SIGSTOP')
-      for (let i = 0; i < 200; i++) {
-        const stat = await Bun.file(`/proc/${proc.pid}/stat`)
-          .text()
-          .catch(() => '')
-        if (!stat || / T /.test(stat.slice(stat.lastIndexOf(')')))) return
-        await Bun.sleep(5)
-      }
-    },
+    pause: () => pauseProcess(proc),
     resume() {
       proc.kill('SIGCONT')
     },
