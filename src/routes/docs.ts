@@ -1,7 +1,7 @@
 import { Elysia } from 'elysia'
-import { swagger } from '@elysiajs/swagger'
 import type { TSchema } from '@sinclair/typebox'
 import { dirname, join } from 'node:path'
+import { globalRoutes, openApiDocument } from './openapi-document'
 import {
   ClientAction,
   ErrorFrame,
@@ -22,8 +22,7 @@ const assetDir = dirname(Bun.resolveSync('swagger-ui-dist/package.json', import.
 const asset = (file: string, type: string) =>
   new Response(Bun.file(join(assetDir, file)), { headers: { 'content-type': type, 'cache-control': 'public, max-age=86400' } })
 
-// The plugin's own page loads Swagger UI from a CDN; this one serves it from the installed
-// swagger-ui-dist package so the docs work with no internet access.
+// Swagger UI served from the installed swagger-ui-dist package, so the docs work with no internet access.
 const page = `<!doctype html>
 <html lang="en">
 <head>
@@ -68,31 +67,43 @@ const components = (schemas: Record<string, TSchema>) => {
   return Object.fromEntries(Object.entries(schemas).map(([name, schema]) => [name, toJson(schema)]))
 }
 
-export const docsRoutes = new Elysia({ name: 'docs' })
-  .use(
-    swagger({
-      provider: 'swagger-ui',
-      path: '/swagger',
-      exclude: [/^\/swagger/],
-      documentation: {
-        info: {
-          title: 'tasklog',
-          version: '0.1.0',
-          description:
-            'Real-time log streaming for distributed task execution. Workers POST log lines; watchers follow a task live over WebSocket (`/api/v1/ws/tasks/{task_id}/logs`) or Server-Sent Events.',
-        },
-        tags: [
-          { name: 'tasks', description: 'Tasks and their decomposition into subtasks' },
-          { name: 'subtasks', description: 'Subtask status and worker assignment' },
-          { name: 'logs', description: 'Log ingest and history' },
-          { name: 'stream', description: 'Live log streams' },
-          { name: 'ops', description: 'Health, readiness and metrics' },
-        ],
-        components: { schemas: components(namedSchemas) },
-      },
-    }),
+const documentation = {
+  info: {
+    title: 'tasklog',
+    version: '0.1.0',
+    description:
+      'Real-time log streaming for distributed task execution. Workers POST log lines; watchers follow a task live over WebSocket (`/api/v1/ws/tasks/{task_id}/logs`) or Server-Sent Events.',
+  },
+  tags: [
+    { name: 'tasks', description: 'Tasks and their decomposition into subtasks' },
+    { name: 'subtasks', description: 'Subtask status and worker assignment' },
+    { name: 'logs', description: 'Log ingest and history' },
+    { name: 'stream', description: 'Live log streams' },
+    { name: 'ops', description: 'Health, readiness and metrics' },
+  ],
+  components: { schemas: components(namedSchemas) },
+}
+
+/** Each app's document, made on first request: routes are all registered by then. */
+const documents = new WeakMap<object, { routes: number; document: object }>()
+
+const docs = new Elysia({ name: 'docs' })
+
+/** `/swagger/json` describes the app this plugin is used by, every route but these. */
+export const docsRoutes = docs
+  .get(
+    '/swagger/json',
+    () => {
+      const routes = globalRoutes(docs)
+      let cached = documents.get(routes)
+      if (cached?.routes !== routes.length) {
+        cached = { routes: routes.length, document: openApiDocument(docs, documentation, /^\/swagger/) }
+        documents.set(routes, cached)
+      }
+      return cached.document
+    },
+    { detail: { hide: true } },
   )
-  // Registered after the plugin so this static page replaces the plugin's CDN page.
   // Handlers, not Response values: Elysia hands a Response value to Bun as a static route, and
   // one Response object served by a server that has stopped is not served by the next app.
   .get('/swagger', () => new Response(page, { headers: { 'content-type': 'text/html; charset=utf-8' } }), {

@@ -53,6 +53,7 @@ export const logRoutes = (deps: {
           summary: 'Send one log line',
           description:
             "Stores the line in the task's history and broadcasts it to the task's subscribers. A 201 means stored; any other status means not stored, so retrying is safe.",
+          responses: { 201: { description: 'Stored, and sent to `broadcasted` subscribed connections' } },
         },
       },
     )
@@ -81,6 +82,7 @@ export const logRoutes = (deps: {
         detail: {
           summary: 'Send a batch of log lines',
           description: `All or nothing: one invalid entry rejects the whole batch, and the error names its index. At most MAX_BATCH (default 1000) logs.`,
+          responses: { 201: { description: 'All stored, with consecutive ids from `first_id` to `last_id`' } },
         },
       },
     )
@@ -108,6 +110,7 @@ export const logRoutes = (deps: {
           summary: "Read a task's recent logs",
           description:
             'Default: the newest `limit` logs, newest first. With `since`: logs after that id, oldest first. `level` keeps that level and above. Logs expire LOG_TTL_SECONDS after they were written; a known task whose logs expired gives an empty list.',
+          responses: { 200: { description: 'The logs, and the id to pass as `since` to poll for newer ones' } },
         },
       },
     )

@@ -31,7 +31,11 @@ export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: numbe
   new Elysia({ name: 'ops', detail: { tags: ['ops'] } })
     .get('/health', () => ({ status: 'ok' as const }), {
       response: { 200: t.Object({ status: t.Literal('ok') }) },
-      detail: { summary: 'Liveness: 200 while the process runs' },
+      detail: {
+        summary: 'Liveness: 200 while the process runs',
+        description: 'Checks no store: use it to restart a process that stopped answering.',
+        responses: { 200: { description: 'The process runs' } },
+      },
     })
     .get(
       '/ready',
@@ -44,7 +48,29 @@ export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: numbe
       },
       {
         response: { 200: Readiness, 503: Readiness },
-        detail: { summary: 'Readiness: 200 when every configured store answers, else 503' },
+        detail: {
+          summary: 'Readiness: 200 when every configured store answers, else 503',
+          description:
+            'Pings the task store, the log history and the live feed, each within STORE_TIMEOUT_MS: use it to route traffic only to instances that can store logs.',
+          responses: {
+            200: { description: 'Every store answers' },
+            503: {
+              description: 'A store is down (or, for Redis, out of memory): `components` says which',
+              content: {
+                'application/json': {
+                  example: {
+                    status: 'unavailable',
+                    components: {
+                      tasks: { status: 'ok' },
+                      history: { status: 'down', error: 'no answer in 2000 ms' },
+                      feed: { status: 'ok' },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
       },
     )
     .get(

@@ -10,6 +10,23 @@ import type { KnownTasks } from '../tasks/known-tasks'
 import { sseResponse } from './stream-sse'
 import { MAX_SUBSCRIPTIONS, OpenSockets, WebSocketConnection, type StreamContext } from './stream-websocket'
 
+/** The start of a stream, as the SSE route's documented example. */
+const sseExample = [
+  'retry: 2000',
+  ': subscribed',
+  '',
+  'id: 1764152130123-0',
+  'event: log',
+  `data: {"id":"1764152130123-0","task_id":"01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f","subtask_id":"01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e70","level":"info","message":"Processing step 1","metadata":{"step":1},"worker_id":"worker-7","worker_name":"builder-7","timestamp":"2026-11-26T10:15:30.123Z"}`,
+  '',
+  'event: status',
+  `data: {"task_id":"01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f","subtask_id":"01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e70","status":"completed","task_status":"in_progress","worker_name":"builder-7"}`,
+  '',
+  ': heartbeat',
+  '',
+  '',
+].join('\n')
+
 /** A stream's options, the same for both transports. */
 const streamQuery = (historyMax: number) =>
   Input({
@@ -26,13 +43,11 @@ const streamQuery = (historyMax: number) =>
 const webSocketDoc = (query: TObject) => ({
   tags: ['stream'],
   parameters: [
-    // As the Swagger plugin writes the SSE route's: description and examples beside the schema.
-    ...Object.entries({ task_id: UuidInput, ...query.properties }).map(([name, { description, examples, ...schema }]) => ({
+    // As the OpenAPI plugin writes the SSE route's.
+    ...Object.entries({ task_id: UuidInput, ...query.properties }).map(([name, schema]) => ({
       name,
       in: name === 'task_id' ? 'path' : 'query',
       required: name === 'task_id',
-      description,
-      examples,
       schema,
     })),
   ],
@@ -43,6 +58,9 @@ const webSocketDoc = (query: TObject) => ({
     `The client may send \`ClientAction\`s: \`{"action":"ping"}\`, \`{"action":"subscribe","task_id":…,"since"?,"history"?,"level"?}\` (at most ${MAX_SUBSCRIPTIONS} tasks per connection), \`{"action":"unsubscribe","task_id":…}\`.`,
     'An unknown task or an invalid query is accepted, then closed with code 1008; after 1013 (try again later) or 1012 (server shutting down), reconnect with `since` to resume.',
   ].join('\n\n'),
+  responses: {
+    101: { description: 'Switched to WebSocket: the server sends `ServerFrame`s, the client may send `ClientAction`s' },
+  },
   'x-websocket-server-frames': { $ref: '#/components/schemas/ServerFrame' },
   'x-websocket-client-actions': { $ref: '#/components/schemas/ClientAction' },
 })
@@ -96,6 +114,13 @@ export const streamRoutes = (
             summary: 'Follow a task with Server-Sent Events',
             description:
               'For clients that cannot use WebSocket. Events: `log` (with `id:` = log id) and `status`. Resumes after `Last-Event-ID` or `?since=`; a comment heartbeat every 15 s.',
+            responses: {
+              200: {
+                description:
+                  'An endless `text/event-stream`: `log` events (`data:` a `LogMessage`, `id:` its id) and `status` events (`data:` a `StatusChange`)',
+                content: { 'text/event-stream': { schema: { type: 'string' }, example: sseExample } },
+              },
+            },
           },
         },
       )

@@ -21,7 +21,11 @@ export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub
       {
         params: SubtaskParams,
         response: { 200: Subtask, 404: ErrorBody, ...commonErrors },
-        detail: { summary: 'Get a subtask' },
+        detail: {
+          summary: 'Get a subtask',
+          description: 'Its status and the worker it is assigned to.',
+          responses: { 200: { description: 'The subtask' } },
+        },
       },
     )
     .patch(
@@ -42,6 +46,7 @@ export const subtaskRoutes = (tasks: TaskStore, directory: SubtaskDirectory, hub
           summary: 'Update a subtask',
           description:
             "Sets status and/or worker assignment. A status change is broadcast to the task's subscribers as a `status` frame; the task's status is derived from its subtasks.",
+          responses: { 200: { description: 'The subtask as updated' } },
         },
       },
     )

@@ -25,13 +25,18 @@ export const taskRoutes = (tasks: TaskStore, decomposer: Decomposer) =>
           summary: 'Create a task',
           description:
             'Creates a task and its subtasks. Without `subtasks` the description is decomposed: numbered or bulleted lines, or steps joined by "then", ";" or sentences, each become a subtask; a single step gives one subtask.',
+          responses: { 201: { description: 'The task, with its subtasks: a worker can log to them right away' } },
         },
       },
     )
     .get('', ({ query }) => tasks.listTasks({ status: query.status, limit: query.limit ?? 20, cursor: query.cursor }), {
       query: ListTasksQuery,
       response: { 200: TaskList, ...commonErrors },
-      detail: { summary: 'List tasks, newest first', description: 'Cursor pagination: pass `next_cursor` as `cursor`.' },
+      detail: {
+        summary: 'List tasks, newest first',
+        description: 'Cursor pagination: pass `next_cursor` as `cursor`. `status` keeps the tasks in that status.',
+        responses: { 200: { description: 'A page of tasks with their subtasks, and the cursor of the next page' } },
+      },
     })
     .get(
       '/:task_id',
@@ -43,6 +48,10 @@ export const taskRoutes = (tasks: TaskStore, decomposer: Decomposer) =>
       {
         params: TaskParams,
         response: { 200: Task, 404: ErrorBody, ...commonErrors },
-        detail: { summary: 'Get a task with its subtasks' },
+        detail: {
+          summary: 'Get a task with its subtasks',
+          description: "The task's status is derived from its subtasks'.",
+          responses: { 200: { description: 'The task, with its subtasks in order' } },
+        },
       },
     )
