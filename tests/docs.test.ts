@@ -1,7 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Browser } from 'playwright-core'
+import { ERROR_STATUS } from '../src/errors'
 import { haveChromium, launchChromium } from './support/browser'
-import { json, startServer, type TestServer } from './support/server'
+import { createTask, json, startServer, type TestServer } from './support/server'
 
 let server: TestServer
 beforeAll(async () => {
@@ -12,7 +16,6 @@ afterAll(() => server.stop())
 describe('OpenAPI document', () => {
   test('every route has a summary, a tag and its schemas', async () => {
     const spec = await json(await fetch(`${server.url}/swagger/json`))
-    expect(spec.openapi).toStartWith('3.')
     expect(Object.keys(spec.paths).sort()).toEqual([
       '/api/v1/subtasks/{subtask_id}',
       '/api/v1/subtasks/{subtask_id}/log',
@@ -95,6 +98,139 @@ describe('OpenAPI document', () => {
   })
 })
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const METHODS = ['get', 'post', 'put', 'patch', 'delete']
+
+/** Every operation of the document, with its path and method. */
+const operations = (spec: any) =>
+  Object.entries<any>(spec.paths).flatMap(([path, item]) =>
+    Object.entries<any>(item)
+      .filter(([method]) => METHODS.includes(method))
+      .map(([method, op]) => ({ path, method, op, name: `${method.toUpperCase()} ${path}` })),
+  )
+
+/** Calls `visit` on every schema of the document, nested ones included. */
+function eachSchema(spec: any, visit: (schema: any, where: string) => void): void {
+  const walk = (schema: any, where: string): void => {
+    if (!schema || typeof schema !== 'object') return
+    visit(schema, where)
+    for (const key of ['items', 'not', 'additionalProperties']) walk(schema[key], `${where}/${key}`)
+    for (const key of ['anyOf', 'oneOf', 'allOf', 'prefixItems']) schema[key]?.forEach((s: any, i: number) => walk(s, `${where}/${key}/${i}`))
+    for (const key of ['properties', 'patternProperties'])
+      for (const [name, s] of Object.entries(schema[key] ?? {})) walk(s, `${where}/${key}/${name}`)
+  }
+  for (const [name, schema] of Object.entries(spec.components.schemas)) walk(schema, `#/components/schemas/${name}`)
+  for (const { op, name } of operations(spec)) {
+    op.parameters?.forEach((p: any) => walk(p.schema, `${name} ${p.name}`))
+    for (const [type, media] of Object.entries<any>(op.requestBody?.content ?? {})) walk(media.schema, `${name} body ${type}`)
+    for (const [status, response] of Object.entries<any>(op.responses))
+      for (const [type, media] of Object.entries<any>(response.content ?? {})) walk(media.schema, `${name} ${status} ${type}`)
+  }
+}
+
+describe('OpenAPI 3.1 document', () => {
+  let spec: any
+  beforeAll(async () => {
+    spec = await json(await fetch(`${server.url}/swagger/json`))
+  })
+
+  test('@redocly/cli lint finds no error in it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tasklog-openapi-'))
+    try {
+      const file = join(dir, 'openapi.json')
+      await Bun.write(file, JSON.stringify(spec))
+      // Run by Bun, from the repository (its redocly.yaml turns telemetry off): no network needed.
+      const lint = Bun.spawn([process.execPath, 'node_modules/.bin/redocly', 'lint', file, '--format=json'], {
+        cwd: join(import.meta.dir, '..'),
+        env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+        stdout: 'pipe',
+        stderr: 'pipe',
+      })
+      const [out, err, code] = await Promise.all([new Response(lint.stdout).text(), new Response(lint.stderr).text(), lint.exited])
+      let report: any
+      try {
+        report = JSON.parse(out)
+      } catch {
+        throw new Error(`redocly lint exited with ${code}: ${err.slice(0, 2000)}`)
+      }
+      const errors = report.problems
+        .filter((p: any) => p.severity === 'error')
+        .map((p: any) => `${p.ruleId} at ${p.location?.[0]?.pointer}: ${p.message}`)
+      expect(errors).toEqual([])
+      expect(report.totals.errors).toBe(0)
+      expect(code).toBe(0)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+
+  test('declares 3.1 and uses JSON Schema keywords only, not the server\'s own', () => {
+    expect(spec.openapi).toBe('3.1.0')
+    const leaks: string[] = []
+    eachSchema(spec, (schema, where) => {
+      for (const keyword of ['error', 'errorMessage', 'x-parameter', 'noValidate', 'nullable'])
+        if (keyword in schema) leaks.push(`${where}: ${keyword}`)
+      if (schema.examples !== undefined && !Array.isArray(schema.examples)) leaks.push(`${where}: examples is not a list`)
+      if (['client-uuid', 'client-timestamp', 'integer'].includes(schema.format)) leaks.push(`${where}: format ${schema.format}`)
+    })
+    expect(leaks).toEqual([])
+    // 3.1 writes a nullable field as a type list.
+    const log = spec.paths['/api/v1/subtasks/{subtask_id}/log'].post.requestBody.content['application/json'].schema
+    expect(log.properties.metadata.type).toEqual(['object', 'null'])
+    expect(spec.components.schemas.StatusChange.properties.worker_name.type).toEqual(['string', 'null'])
+  })
+
+  test('every operation has a summary, a description and described responses; errors show their real codes', () => {
+    const statusOf: Record<string, number> = { ...ERROR_STATUS, upgrade_required: 426 }
+    for (const { op, name } of operations(spec)) {
+      expect(op.summary, `${name} summary`).toBeString()
+      expect(op.description?.length, `${name} description`).toBeGreaterThan(10)
+      for (const [status, response] of Object.entries<any>(op.responses)) {
+        expect(response.description, `${name} ${status}`).not.toMatch(/^(Response for status|$)/)
+        const media = response.content?.['application/json']
+        if (Number(status) < 400 || !media?.schema?.properties?.error) continue
+        const examples = Object.values<any>(media.examples ?? {})
+        expect(examples.length, `${name} ${status} examples`).toBeGreaterThan(0)
+        for (const { value } of examples) expect(statusOf[value.error], `${name} ${status} ${value.error}`).toBe(Number(status))
+      }
+      for (const parameter of op.parameters ?? [])
+        if (parameter.name.endsWith('_id')) expect(parameter.example, `${name} ${parameter.name}`).toMatch(UUID)
+    }
+    const ingest = spec.paths['/api/v1/subtasks/{subtask_id}/log'].post.responses
+    expect(Object.keys(ingest).sort()).toEqual(['201', '404', '413', '422', '503', '507'])
+    const sse = spec.paths['/api/v1/tasks/{task_id}/logs/stream'].get.responses['200'].content['text/event-stream']
+    expect(sse.example).toContain('event: log')
+  })
+
+  test('its examples succeed as they are: bodies, and parameters with the ids of a real task', async () => {
+    const task = await createTask(server)
+    const ids: Record<string, string> = { task_id: task.task_id, subtask_id: task.subtasks[0]!.subtask_id }
+    const tried: string[] = []
+    for (const { path, method, op, name } of operations(spec)) {
+      if (path.includes('/ws/')) continue // WebSocket only: its frames are checked in websocket.test.ts
+      const url = new URL(path.replace(/\{(\w+)\}/g, (_, id) => ids[id]!), server.url)
+      for (const p of op.parameters ?? []) if (p.in === 'query' && p.example !== undefined) url.searchParams.set(p.name, String(p.example))
+      const headers: Record<string, string> = {}
+      for (const p of op.parameters ?? []) if (p.in === 'header' && p.example !== undefined) headers[p.name] = String(p.example)
+      const body = op.requestBody?.content['application/json']
+      if (op.requestBody) {
+        expect(body?.example, `${name} body example`).toBeDefined()
+        headers['content-type'] = 'application/json'
+      }
+      const abort = new AbortController()
+      const res = await fetch(url, { method, headers, body: body && JSON.stringify(body.example), signal: abort.signal })
+      const success = Object.keys(op.responses).find((status) => status.startsWith('2'))
+      expect(`${name} ${res.status}`).toBe(`${name} ${success}`)
+      const type = Object.keys(op.responses[success!].content ?? {})[0]
+      if (type) expect(res.headers.get('content-type'), name).toStartWith(type)
+      abort.abort() // the SSE stream never ends
+      tried.push(name)
+    }
+    expect(tried).toContain('POST /api/v1/subtasks/{subtask_id}/logs')
+    expect(tried).toContain('GET /api/v1/tasks/{task_id}/logs/stream')
+  })
+})
+
 describe.skipIf(!haveChromium)('Swagger UI in a real browser, offline', () => {
   let browser: Browser
   beforeAll(async () => {
@@ -117,6 +253,29 @@ describe.skipIf(!haveChromium)('Swagger UI in a real browser, offline', () => {
     expect(await page.locator('.opblock-tag', { hasText: 'tasks' }).count()).toBeGreaterThan(0)
     expect(await page.locator('.opblock-summary-path').allInnerTexts()).toContain('/api/v1/tasks')
     expect(blocked).toEqual([])
+    await page.close()
+  }, 30_000)
+
+  test('"Try it out" on sending a log stores it with the example body as shown, given a real subtask id', async () => {
+    const task = await createTask(server)
+    const subtaskId = task.subtasks[0]!.subtask_id
+    const page = await browser.newPage()
+    await page.goto(`${server.url}/swagger#/logs/postApiV1SubtasksBySubtask_idLog`)
+    const operation = page.locator('#operations-logs-postApiV1SubtasksBySubtask_idLog')
+    await operation.locator('.try-out__btn').click({ timeout: 15_000 })
+    const id = operation.locator('tr[data-param-name="subtask_id"] input')
+    expect(await id.inputValue()).toMatch(UUID)
+    const body = JSON.parse(await operation.locator('textarea.body-param__text').inputValue())
+    expect(body).toEqual({ level: 'info', message: 'Processing step 1', metadata: { step: 1 } })
+    await id.fill(subtaskId)
+    await operation.locator('button.execute').click()
+    const status = operation.locator('.live-responses-table tbody .response-col_status').first()
+    await status.waitFor({ timeout: 10_000 })
+    expect((await status.innerText()).trim()).toBe('201')
+    const history = await json(await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs`))
+    expect(history.logs.map((log: any) => [log.subtask_id, log.message, log.metadata])).toEqual([
+      [subtaskId, 'Processing step 1', { step: 1 }],
+    ])
     await page.close()
   }, 30_000)
 })

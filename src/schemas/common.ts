@@ -156,7 +156,8 @@ export const now = (): string => {
 export const Int = (options?: IntegerOptions) => Type.Integer(options)
 
 /** A page size in a query string, with a message that names it (Elysia's own loses the field). */
-export const Limit = (maximum: number, fallback: number) => QueryInteger('limit', 1, maximum, { default: fallback })
+export const Limit = (maximum: number, fallback: number) =>
+  QueryInteger('limit', 1, maximum, { default: fallback, description: `How many to return: 1 to ${maximum}` })
 
 /**
  * A whole-number query parameter. Elysia reports one out of range without saying which parameter
