@@ -193,8 +193,11 @@ describe('OpenAPI 3.1 document', () => {
         expect(examples.length, `${name} ${status} examples`).toBeGreaterThan(0)
         for (const { value } of examples) expect(statusOf[value.error], `${name} ${status} ${value.error}`).toBe(Number(status))
       }
-      for (const parameter of op.parameters ?? [])
-        if (parameter.name.endsWith('_id')) expect(parameter.example, `${name} ${parameter.name}`).toMatch(UUID)
+      for (const parameter of op.parameters ?? []) {
+        if (parameter.in === 'path') expect(parameter.example, `${name} ${parameter.name}`).toMatch(UUID)
+        // Swagger UI would send an optional filter's example (subtask_id, since), hiding the logs asked for.
+        else expect([parameter.example, parameter.schema.examples], `${name} ${parameter.name}`).toEqual([undefined, undefined])
+      }
     }
     const ingest = spec.paths['/api/v1/subtasks/{subtask_id}/log'].post.responses
     expect(Object.keys(ingest).sort()).toEqual(['201', '404', '413', '422', '503', '507'])
@@ -228,6 +231,33 @@ describe('OpenAPI 3.1 document', () => {
     }
     expect(tried).toContain('POST /api/v1/subtasks/{subtask_id}/logs')
     expect(tried).toContain('GET /api/v1/tasks/{task_id}/logs/stream')
+  })
+
+  test("its error examples are the server's own answers", async () => {
+    const task = await createTask(server)
+    const subtaskId = task.subtasks[0]!.subtask_id
+    const example = (path: string, method: string, status: number, name: string) =>
+      spec.paths[path][method].responses[status].content['application/json'].examples[name].value
+    const answer = async (res: Response) => [res.status, await json(res)]
+    const getTask = '/api/v1/tasks/{task_id}'
+    expect(await answer(await fetch(`${server.url}/api/v1/tasks/${spec.paths[getTask].get.parameters[0].example}`))).toEqual([
+      404,
+      example(getTask, 'get', 404, 'not_found'),
+    ])
+    expect(await answer(await fetch(`${server.url}/api/v1/tasks/0`))).toEqual([422, example(getTask, 'get', 422, 'invalid_task_id')])
+    expect(await answer(await fetch(`${server.url}/api/v1/tasks?limit=0`))).toEqual([
+      422,
+      example('/api/v1/tasks', 'get', 422, 'invalid_limit'),
+    ])
+    const sendLog = '/api/v1/subtasks/{subtask_id}/log'
+    const post = (body: string) =>
+      fetch(`${server.url}/api/v1/subtasks/${subtaskId}/log`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+    expect(await answer(await post('{"level":"verbose","message":"x"}'))).toEqual([422, example(sendLog, 'post', 422, 'invalid_body')])
+    expect(await answer(await post('{"level":'))).toEqual([422, example(sendLog, 'post', 422, 'not_json')])
+    expect(await answer(await fetch(`${server.url}/api/v1/ws/tasks/${task.task_id}/logs`))).toEqual([
+      426,
+      example('/api/v1/ws/tasks/{task_id}/logs', 'get', 426, 'upgrade_required'),
+    ])
   })
 })
 

@@ -73,6 +73,16 @@ const errorExample = (summary: string, error: string, message: string, details?:
   value: details ? { error, message, details } : { error, message },
 })
 
+/** The first field of a body that takes one of fixed values (a log's `level`), by its JSON pointer, in lists too. */
+function enumField(schema: Json | undefined, pointer = ''): { pointer: string; values: string[] } | undefined {
+  if (Array.isArray(schema?.enum)) return { pointer, values: schema.enum }
+  if (schema?.type === 'array') return enumField(schema.items, `${pointer}/0`)
+  for (const [name, property] of Object.entries<Json>(schema?.properties ?? {})) {
+    const found = enumField(property, `${pointer}/${name}`)
+    if (found) return found
+  }
+}
+
 /** How http/error-handler.ts names a parameter in its message. */
 const PARAMETER_PLACES: Record<string, string> = { path: 'path parameter', query: 'query parameter', header: 'header' }
 
@@ -109,15 +119,16 @@ function errorExamples(path: string, operation: Json, status: string): Record<st
         )
       }
       if (operation.requestBody) {
-        const [field, message] = storesLogs
-          ? ['/level', 'must be one of debug, info, warning, error']
-          : path.includes('/subtasks/')
-            ? ['/status', 'must be one of pending, in_progress, completed, failed']
-            : ['/description', 'Expected string length greater or equal to 1']
-        const pointer = path.endsWith('/logs') ? `/logs/0${field}` : field
-        examples.invalid_body = errorExample('Invalid body', 'validation', `Invalid request body at ${pointer}: ${message}`, [
-          { path: pointer, message },
-        ])
+        const field = enumField(operation.requestBody.content['application/json']?.schema)
+        if (field) {
+          const message = `must be one of ${field.values.join(', ')}`
+          examples.invalid_body = errorExample(
+            `Invalid ${field.pointer.slice(1)}`,
+            'validation',
+            `Invalid request body at ${field.pointer}: ${message}`,
+            [{ path: field.pointer, message }],
+          )
+        }
         examples.not_json = errorExample('Body is not JSON', 'validation', 'Request body is not valid JSON', [
           { path: '/', message: 'Malformed JSON' },
         ])
@@ -178,17 +189,19 @@ function completeResponses(path: string, operation: Json): Json {
 }
 
 function completeOperation(path: string, operation: Json): Json {
-  const parameters = operation.parameters?.map(({ examples, ...parameter }: Json) => {
+  const parameters = operation.parameters?.map(({ examples, example, ...parameter }: Json) => {
     const schema = toJsonSchema(parameter.schema)
-    // A parameter's `examples` is a map of named examples; a list there shows as "Examples: 0" in Swagger UI.
-    const example = parameter.example ?? (Array.isArray(examples) ? examples[0] : schema?.examples?.[0])
+    // Swagger UI's "Try it out" sends every example it shows: an optional filter (`since`,
+    // `subtask_id`) with one would hide the very logs asked for, so only required ones have one.
+    // A parameter's `examples` is a map of named examples; a list there shows as "Examples: 0".
+    const shown = parameter.required ? (example ?? (Array.isArray(examples) ? examples[0] : schema?.examples?.[0])) : undefined
+    if (!parameter.required) delete schema?.examples
     return {
       ...parameter,
       // Swagger UI shows the parameter's description, not its schema's.
       description: parameter.description ?? schema?.description,
-      ...(Array.isArray(examples) || !examples ? {} : { examples }),
       schema,
-      ...(example === undefined ? {} : { example }),
+      ...(shown === undefined ? {} : { example: shown }),
     }
   })
   const requestBody = operation.requestBody && {
@@ -226,9 +239,12 @@ function restoreRouteDetails(app: AnyElysia, paths: Json): void {
     if (detail.parameters) operation.parameters = detail.parameters
     for (const [status, response] of Object.entries<Json>(detail.responses ?? {})) {
       const derived: Json = operation.responses?.[status] ?? {}
-      const content = { ...derived.content }
-      for (const [type, media] of Object.entries<Json>(response.content ?? {})) content[type] = { ...content[type], ...media }
-      operation.responses = { ...operation.responses, [status]: { ...derived, ...response, content } }
+      const merged = { ...derived, ...response }
+      if (derived.content && response.content) {
+        merged.content = { ...derived.content }
+        for (const [type, media] of Object.entries<Json>(response.content)) merged.content[type] = { ...derived.content[type], ...media }
+      }
+      operation.responses = { ...operation.responses, [status]: merged }
     }
   }
 }
