@@ -84,6 +84,21 @@ describe('OpenAPI document', () => {
     }
   })
 
+  test('each app describes itself, though apps in one process share the docs plugin', async () => {
+    const other = await startServer({ env: { LOG_HISTORY_MAX: '50' } })
+    try {
+      const historyMax = async (url: string) => {
+        const spec = await json(await fetch(`${url}/swagger/json`))
+        return spec.paths['/api/v1/tasks/{task_id}/logs/stream'].get.parameters.find((p: any) => p.name === 'history').schema.maximum
+      }
+      expect(await historyMax(other.url)).toBe(50)
+      expect(await historyMax(server.url)).toBe(server.config.logHistoryMax)
+      expect(server.config.logHistoryMax).not.toBe(50)
+    } finally {
+      await other.stop()
+    }
+  })
+
   test('an app started after another one stopped serves the docs page too (tests start many)', async () => {
     const first = await startServer()
     expect((await fetch(`${first.url}/swagger`)).status).toBe(200)

@@ -1,4 +1,4 @@
-import { Elysia } from 'elysia'
+import { Elysia, type AnyElysia } from 'elysia'
 import type { TSchema } from '@sinclair/typebox'
 import { dirname, join } from 'node:path'
 import { globalRoutes, openApiDocument } from './openapi-document'
@@ -84,26 +84,33 @@ const documentation = {
   components: { schemas: components(namedSchemas) },
 }
 
-/** Each app's document, made on first request: routes are all registered by then. */
-const documents = new WeakMap<object, { routes: number; document: object }>()
+/** Each app's document, made on its first request (its routes are all registered by then). */
+const documents = new WeakMap<AnyElysia, { routes: number; document: object }>()
+
+function documentOf(app: AnyElysia): object {
+  const routes = globalRoutes(app).length
+  let cached = documents.get(app)
+  if (cached?.routes !== routes) {
+    cached = { routes, document: openApiDocument(app, documentation, /^\/swagger/) }
+    documents.set(app, cached)
+  }
+  return cached.document
+}
+
+/**
+ * The listening apps by their server. This plugin is one object shared by every app that uses
+ * it (tests start many in one process), so a request finds its own app through its server.
+ */
+const apps = new WeakMap<object, AnyElysia>()
 
 const docs = new Elysia({ name: 'docs' })
 
-/** `/swagger/json` describes the app this plugin is used by, every route but these. */
+/** `/swagger/json` describes the app that answers it, every route but these. */
 export const docsRoutes = docs
-  .get(
-    '/swagger/json',
-    () => {
-      const routes = globalRoutes(docs)
-      let cached = documents.get(routes)
-      if (cached?.routes !== routes.length) {
-        cached = { routes: routes.length, document: openApiDocument(docs, documentation, /^\/swagger/) }
-        documents.set(routes, cached)
-      }
-      return cached.document
-    },
-    { detail: { hide: true } },
-  )
+  .onStart((app) => {
+    if (app.server) apps.set(app.server, app)
+  })
+  .get('/swagger/json', ({ server }) => documentOf((server && apps.get(server)) ?? docs), { detail: { hide: true } })
   // Handlers, not Response values: Elysia hands a Response value to Bun as a static route, and
   // one Response object served by a server that has stopped is not served by the next app.
   .get('/swagger', () => new Response(page, { headers: { 'content-type': 'text/html; charset=utf-8' } }), {

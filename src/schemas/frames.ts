@@ -10,7 +10,7 @@ import { t, type Static } from 'elysia'
 import { Enum, Input, Int, LevelSchema, LogId, StatusSchema, Timestamp, Uuid, UuidInput } from './common'
 import { LogMessage } from './log'
 
-/** A frame's `type` or an action's `action`: a one-value enum, as OpenAPI 3.0 has no `const`. */
+/** A frame's `type` or an action's `action`: a one-value enum, which code generators turn into a literal type. */
 const Tag = <const T extends string>(value: T) => Enum([value], { description: `Always "${value}"` })
 
 /** A server frame `{ type, data, timestamp }`; `timestamp` is when the server sent it. */
