@@ -89,7 +89,8 @@ describe('OpenAPI document', () => {
     try {
       const historyMax = async (url: string) => {
         const spec = await json(await fetch(`${url}/swagger/json`))
-        return spec.paths['/api/v1/tasks/{task_id}/logs/stream'].get.parameters.find((p: any) => p.name === 'history').schema.maximum
+        return spec.paths['/api/v1/tasks/{task_id}/logs/stream'].get.parameters.find((p: any) => p.name === 'history').schema
+          .maximum
       }
       expect(await historyMax(other.url)).toBe(50)
       expect(await historyMax(server.url)).toBe(server.config.logHistoryMax)
@@ -130,7 +131,8 @@ function eachSchema(spec: any, visit: (schema: any, where: string) => void): voi
     if (!schema || typeof schema !== 'object') return
     visit(schema, where)
     for (const key of ['items', 'not', 'additionalProperties']) walk(schema[key], `${where}/${key}`)
-    for (const key of ['anyOf', 'oneOf', 'allOf', 'prefixItems']) schema[key]?.forEach((s: any, i: number) => walk(s, `${where}/${key}/${i}`))
+    for (const key of ['anyOf', 'oneOf', 'allOf', 'prefixItems'])
+      schema[key]?.forEach((s: any, i: number) => walk(s, `${where}/${key}/${i}`))
     for (const key of ['properties', 'patternProperties'])
       for (const [name, s] of Object.entries(schema[key] ?? {})) walk(s, `${where}/${key}/${name}`)
   }
@@ -161,7 +163,11 @@ describe('OpenAPI 3.1 document', () => {
         stdout: 'pipe',
         stderr: 'pipe',
       })
-      const [out, err, code] = await Promise.all([new Response(lint.stdout).text(), new Response(lint.stderr).text(), lint.exited])
+      const [out, err, code] = await Promise.all([
+        new Response(lint.stdout).text(),
+        new Response(lint.stderr).text(),
+        lint.exited,
+      ])
       let report: any
       try {
         report = JSON.parse(out)
@@ -179,7 +185,7 @@ describe('OpenAPI 3.1 document', () => {
     }
   }, 60_000)
 
-  test('declares 3.1 and uses JSON Schema keywords only, not the server\'s own', () => {
+  test("declares 3.1 and uses JSON Schema keywords only, not the server's own", () => {
     expect(spec.openapi).toBe('3.1.0')
     const leaks: string[] = []
     eachSchema(spec, (schema, where) => {
@@ -226,8 +232,12 @@ describe('OpenAPI 3.1 document', () => {
     const tried: string[] = []
     for (const { path, method, op, name } of operations(spec)) {
       if (path.includes('/ws/')) continue // WebSocket only: its frames are checked in websocket.test.ts
-      const url = new URL(path.replace(/\{(\w+)\}/g, (_, id) => ids[id]!), server.url)
-      for (const p of op.parameters ?? []) if (p.in === 'query' && p.example !== undefined) url.searchParams.set(p.name, String(p.example))
+      const url = new URL(
+        path.replace(/\{(\w+)\}/g, (_, id) => ids[id]!),
+        server.url,
+      )
+      for (const p of op.parameters ?? [])
+        if (p.in === 'query' && p.example !== undefined) url.searchParams.set(p.name, String(p.example))
       const headers: Record<string, string> = {}
       for (const p of op.parameters ?? []) if (p.in === 'header' && p.example !== undefined) headers[p.name] = String(p.example)
       const body = op.requestBody?.content['application/json']
@@ -259,15 +269,25 @@ describe('OpenAPI 3.1 document', () => {
       404,
       example(getTask, 'get', 404, 'not_found'),
     ])
-    expect(await answer(await fetch(`${server.url}/api/v1/tasks/0`))).toEqual([422, example(getTask, 'get', 422, 'invalid_task_id')])
+    expect(await answer(await fetch(`${server.url}/api/v1/tasks/0`))).toEqual([
+      422,
+      example(getTask, 'get', 422, 'invalid_task_id'),
+    ])
     expect(await answer(await fetch(`${server.url}/api/v1/tasks?limit=0`))).toEqual([
       422,
       example('/api/v1/tasks', 'get', 422, 'invalid_limit'),
     ])
     const sendLog = '/api/v1/subtasks/{subtask_id}/log'
     const post = (body: string) =>
-      fetch(`${server.url}/api/v1/subtasks/${subtaskId}/log`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
-    expect(await answer(await post('{"level":"verbose","message":"x"}'))).toEqual([422, example(sendLog, 'post', 422, 'invalid_body')])
+      fetch(`${server.url}/api/v1/subtasks/${subtaskId}/log`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      })
+    expect(await answer(await post('{"level":"verbose","message":"x"}'))).toEqual([
+      422,
+      example(sendLog, 'post', 422, 'invalid_body'),
+    ])
     expect(await answer(await post('{"level":'))).toEqual([422, example(sendLog, 'post', 422, 'not_json')])
     expect(await answer(await fetch(`${server.url}/api/v1/ws/tasks/${task.task_id}/logs`))).toEqual([
       426,

@@ -18,7 +18,19 @@ export const OPENAPI_VERSION = '3.1.0'
 const SERVER_ONLY_KEYWORDS = ['error', 'errorMessage', 'x-parameter', 'noValidate', 'nullable']
 
 /** Formats a client or code generator knows; the server's own (`client-uuid`, ...) are described in words instead. */
-const STANDARD_FORMATS = new Set(['date-time', 'date', 'time', 'duration', 'email', 'uri', 'uuid', 'int32', 'int64', 'float', 'double'])
+const STANDARD_FORMATS = new Set([
+  'date-time',
+  'date',
+  'time',
+  'duration',
+  'email',
+  'uri',
+  'uuid',
+  'int32',
+  'int64',
+  'float',
+  'double',
+])
 
 /** Keywords whose value is a schema, a list of schemas or a map of schemas. */
 const SUBSCHEMA = ['items', 'not', 'additionalProperties', 'contains', 'propertyNames', 'if', 'then', 'else']
@@ -145,8 +157,20 @@ function errorExamples(path: string, operation: Json, status: string): Record<st
       }
     case '503':
       return storesLogs
-        ? { unavailable: errorExample('Redis down', 'unavailable', 'Log history (Redis) is unavailable; nothing was stored, retry later') }
-        : { unavailable: errorExample('Database down', 'unavailable', 'Task database is unavailable; nothing was stored, retry later') }
+        ? {
+            unavailable: errorExample(
+              'Redis down',
+              'unavailable',
+              'Log history (Redis) is unavailable; nothing was stored, retry later',
+            ),
+          }
+        : {
+            unavailable: errorExample(
+              'Database down',
+              'unavailable',
+              'Task database is unavailable; nothing was stored, retry later',
+            ),
+          }
     case '507':
       return {
         insufficient_storage: errorExample(
@@ -158,7 +182,7 @@ function errorExamples(path: string, operation: Json, status: string): Record<st
   }
 }
 
-/** Fallback descriptions of success statuses, for responses whose schema has none. */
+/** Descriptions of success statuses whose route gives none. */
 const SUCCESS_DESCRIPTIONS: Record<string, string> = { '200': 'OK', '201': 'Created' }
 
 /** A media type's example: its schema's first, at the media type, where Swagger UI takes a "Try it out" body from. */
@@ -173,12 +197,18 @@ function completeResponses(path: string, operation: Json): Json {
   for (const [status, response] of Object.entries<Json>(operation.responses ?? {})) {
     const generated = !response.description || response.description.startsWith('Response for status')
     const isError = Number(status) >= 400
-    const description = generated ? (ERROR_DESCRIPTIONS[status] ?? SUCCESS_DESCRIPTIONS[status] ?? `Status ${status}`) : response.description
+    const description = generated
+      ? (ERROR_DESCRIPTIONS[status] ?? SUCCESS_DESCRIPTIONS[status] ?? `Status ${status}`)
+      : response.description
     const content = response.content
       ? Object.fromEntries(
           Object.entries<Json>(response.content).map(([type, media]) => {
             const examples =
-              isError && media.schema?.properties?.error && !media.example && !media.examples && errorExamples(path, operation, status)
+              isError &&
+              media.schema?.properties?.error &&
+              !media.example &&
+              !media.examples &&
+              errorExamples(path, operation, status)
             return [type, withExample(examples ? { ...media, examples } : media)]
           }),
         )
@@ -206,7 +236,9 @@ function completeOperation(path: string, operation: Json): Json {
   })
   const requestBody = operation.requestBody && {
     ...operation.requestBody,
-    content: Object.fromEntries(Object.entries<Json>(operation.requestBody.content).map(([type, media]) => [type, withExample(media)])),
+    content: Object.fromEntries(
+      Object.entries<Json>(operation.requestBody.content).map(([type, media]) => [type, withExample(media)]),
+    ),
   }
   return {
     ...operation,
@@ -242,7 +274,8 @@ function restoreRouteDetails(app: AnyElysia, paths: Json): void {
       const merged = { ...derived, ...response }
       if (derived.content && response.content) {
         merged.content = { ...derived.content }
-        for (const [type, media] of Object.entries<Json>(response.content)) merged.content[type] = { ...derived.content[type], ...media }
+        for (const [type, media] of Object.entries<Json>(response.content))
+          merged.content[type] = { ...derived.content[type], ...media }
       }
       operation.responses = { ...operation.responses, [status]: merged }
     }
@@ -267,9 +300,14 @@ export function openApiDocument(app: AnyElysia, documentation: Json, exclude: Re
     paths: Object.fromEntries(
       Object.entries<Json>(paths).map(([path, methods]) => [
         path,
-        Object.fromEntries(Object.entries<Json>(methods).map(([method, operation]) => [method, completeOperation(path, operation)])),
+        Object.fromEntries(
+          Object.entries<Json>(methods).map(([method, operation]) => [method, completeOperation(path, operation)]),
+        ),
       ]),
     ),
-    components: { ...documentation.components, schemas: Object.fromEntries(Object.entries(schemas).map(([name, s]) => [name, toJsonSchema(s)])) },
+    components: {
+      ...documentation.components,
+      schemas: Object.fromEntries(Object.entries(schemas).map(([name, s]) => [name, toJsonSchema(s)])),
+    },
   }
 }
