@@ -2,7 +2,8 @@ import { Elysia } from 'elysia'
 import type { Config } from './config'
 import { errorHandler } from './http/error-handler'
 import { jsonBody } from './http/json-body'
-import { requestTiming } from './http/request-timing'
+import { requestLog } from './http/request-log'
+import { fallbackLogger, type Logger } from './logger'
 import { Metrics } from './metrics'
 import type { LogBackend } from './logs/backend'
 import { Hub } from './logs/hub'
@@ -25,17 +26,19 @@ export interface AppDeps {
   /** History, feed and presence, from one engine (logs/backend.ts openBackend). */
   logs: Pick<LogBackend, 'history' | 'feed' | 'presence'>
   decomposer?: Decomposer
+  /** Access log, warnings and errors; without one, errors go to stderr. */
+  logger?: Logger
 }
 
 /**
  * Builds the whole service; `index.ts` listens, tests build their own with their own stores.
  * Besides Elysia's own, the app offers `closeSockets(code, reason)` for shutdown.
  */
-export function createApp({ config, tasks, logs, decomposer = simpleDecomposer }: AppDeps) {
+export function createApp({ config, tasks, logs, decomposer = simpleDecomposer, logger = fallbackLogger() }: AppDeps) {
   const { history, feed } = logs
-  const hub = new Hub(logs, { replayMax: config.logHistoryMax })
-  const sockets = new OpenSockets(config.wsBackpressureBytes)
-  const metrics = new Metrics(hub)
+  const hub = new Hub(logs, { replayMax: config.logHistoryMax, logger })
+  const metrics = new Metrics(hub, history)
+  const sockets = new OpenSockets(config.wsBackpressureBytes, metrics)
   const subtasks = new SubtaskDirectory(tasks)
   const knownTasks = new KnownTasks(tasks)
   const app = new Elysia({
@@ -65,8 +68,8 @@ export function createApp({ config, tasks, logs, decomposer = simpleDecomposer }
     .onStart(({ server }) => {
       if (server) hub.attach(server)
     })
-    .use(requestTiming(metrics))
-    .use(errorHandler(metrics))
+    .use(requestLog(metrics, logger))
+    .use(errorHandler(metrics, logger))
     .use(jsonBody({ maxBodyBytes: config.maxBodyBytes, maxJsonDepth: config.maxJsonDepth }))
     .use(docsRoutes)
     .use(webRoutes)
@@ -94,7 +97,7 @@ export function createApp({ config, tasks, logs, decomposer = simpleDecomposer }
       }),
     )
     .use(
-      streamRoutes(knownTasks, hub, metrics, sockets, { historyMax: config.logHistoryMax, maxJsonDepth: config.maxJsonDepth }),
+      streamRoutes(knownTasks, hub, metrics, sockets, logger, { historyMax: config.logHistoryMax, maxJsonDepth: config.maxJsonDepth }),
     )
   return Object.assign(app, {
     /** Closes every WebSocket with `code` (1012 on shutdown: clients come back and resume). */

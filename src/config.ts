@@ -24,7 +24,16 @@ export interface Config {
   storeTimeoutMs: number
   /** Without Redis: bytes all tasks' history may hold together before the stalest tasks are trimmed. */
   memoryHistoryMaxBytes: number
+  /** Least severe server log line written (access logs are `info`). */
+  logLevel: LogLevel
+  /** `json`: one JSON object a line; `pretty`: a compact human line. Unset: pretty on a terminal. */
+  logFormat: LogFormat | undefined
 }
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+export const LOG_FORMATS = ['json', 'pretty'] as const
+export type LogFormat = (typeof LOG_FORMATS)[number]
 
 /** A bad environment variable; start-up prints the message and exits 1. */
 export class ConfigError extends Error {}
@@ -49,6 +58,14 @@ function url(env: Env, name: string, fallback: string | undefined, schemes: stri
     throw new ConfigError(`${name}=${raw} is invalid: expected a URL starting with ${schemes.map((s) => `${s}://`).join(', ')}`)
   }
   return raw
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[]): T | undefined {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return undefined
+  if (!allowed.includes(raw.toLowerCase() as T))
+    throw new ConfigError(`${name}=${raw} is invalid: expected one of ${allowed.join(', ')}`)
+  return raw.toLowerCase() as T
 }
 
 // Checked here because Bun, given a malformed host, fails deep inside listen with a stack trace.
@@ -87,5 +104,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxJsonDepth: integer(env, 'MAX_JSON_DEPTH', 64, 2, 1000),
     storeTimeoutMs: integer(env, 'STORE_TIMEOUT_MS', 2000, 100, 600_000),
     memoryHistoryMaxBytes: integer(env, 'MEMORY_HISTORY_MAX_BYTES', 256 * 1024 * 1024, 64 * 1024, 2 ** 50),
+    logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS) ?? 'info',
+    logFormat: oneOf(env, 'LOG_FORMAT', LOG_FORMATS),
   }
 }

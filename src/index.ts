@@ -1,8 +1,12 @@
 import { isIP } from 'node:net'
 import { createApp } from './app'
 import { ConfigError, loadConfig } from './config'
+import { createLogger } from './logger'
 import { closeStores, openStores } from './stores'
 
+// A failure to start is one plain line on stderr, exit code 1: it is read by whoever started the
+// process, and a bad configuration has no logger yet. Everything after start-up goes through
+// the logger.
 let config
 try {
   config = loadConfig()
@@ -11,6 +15,7 @@ try {
   console.error(`tasklog: ${error.message}`)
   process.exit(1)
 }
+const logger = createLogger({ level: config.logLevel, format: config.logFormat })
 
 /** Says what to change for the failures an operator can fix; Bun's own message otherwise. */
 function listenFailure({ code, message }: ErrnoException, host: string): string {
@@ -22,12 +27,12 @@ function listenFailure({ code, message }: ErrnoException, host: string): string 
   return message
 }
 
-const stores = await openStores(config).catch((error: Error) => {
+const stores = await openStores(config, logger).catch((error: Error) => {
   console.error(`tasklog: cannot open stores: ${error.message}`)
   process.exit(1)
 })
 const { tasks, logs } = stores
-const app = createApp({ config, tasks, logs })
+const app = createApp({ config, tasks, logs, logger })
 const address = isIP(config.host) === 6 ? `[${config.host}]` : config.host
 try {
   app.listen({ hostname: config.host, port: config.port })
@@ -37,7 +42,7 @@ try {
   process.exit(1)
 }
 const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : address
-console.log(
+logger.info(
   `tasklog listening on http://${shown}:${app.server!.port} · tasks: ${tasks.description} · history: ${logs.history.description} · docs: /swagger`,
 )
 
@@ -45,7 +50,7 @@ let stopping = false
 async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
-  console.log(`tasklog: ${signal} received, finishing in-flight requests`)
+  logger.info(`tasklog: ${signal} received, finishing in-flight requests`)
   // Stop accepting, tell WebSocket clients to reconnect elsewhere or later (1012: they resume
   // with since), give in-flight requests up to 5 s (SSE streams would hold it forever), then
   // drop what remains and close the stores.
@@ -59,4 +64,4 @@ async function shutdown(signal: string) {
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
 process.on('SIGINT', () => void shutdown('SIGINT'))
 // One failing request or connection must never take the process down.
-process.on('unhandledRejection', (error) => console.error('tasklog: unhandled rejection:', error))
+process.on('unhandledRejection', (error) => logger.error({ err: error }, 'tasklog: unhandled rejection'))

@@ -1,4 +1,33 @@
+import { readdirSync } from 'node:fs'
+import { version } from '../package.json'
+import type { ErrorCode } from './errors'
 import { LEVELS, levelRank, type Level } from './schemas/common'
+
+/** Why a log ingest request stored nothing, for `tasklog_logs_rejected_total`. */
+export const REJECTION_REASONS = ['validation', 'payload_too_large', 'not_found', 'unavailable', 'insufficient_storage'] as const
+type RejectionReason = (typeof REJECTION_REASONS)[number]
+
+/** How long the history store's memory figure is reused: Redis answers INFO with a page of text. */
+const HISTORY_MEMORY_TTL_MS = 5_000
+
+/** Seconds since the epoch when the process started. */
+const START_TIME_SECONDS = Math.round(performance.timeOrigin) / 1000
+
+/** Open file descriptors, where the system lists them (Linux); undefined elsewhere. */
+function openFds(): number | undefined {
+  try {
+    return readdirSync('/proc/self/fd').length
+  } catch {
+    return undefined
+  }
+}
+
+/** A Prometheus metric: its HELP, TYPE and samples (a sample with no labels is just its value). */
+const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: [labels: string, value: number][]): string[] => [
+  `# HELP ${name} ${help}`,
+  `# TYPE ${name} ${type}`,
+  ...samples.map(([labels, value]) => `${name}${labels ? `{${labels}}` : ''} ${value}`),
+]
 
 /** Upper bounds (seconds) of the request duration histogram. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
@@ -21,13 +50,32 @@ class Histogram {
 export class Metrics {
   private readonly ingested = LEVELS.map(() => 0)
   connections = 0
+  /** Open Server-Sent Events streams. */
+  sseConnections = 0
   storeErrors = 0
+  /** Readers dropped for falling behind: WebSockets closed with 1013, SSE streams ended. */
+  readonly slowReadersClosed = { websocket: 0, sse: 0 }
+  private readonly rejected = new Map<RejectionReason, number>(REJECTION_REASONS.map((reason) => [reason, 0]))
+  private rateLimitedRequests = 0
+  private historyMemory: { bytes: number | undefined; at: number } = { bytes: undefined, at: -Infinity }
   /** route -> method -> status -> histogram: no string is built per request. */
   private readonly durations = new Map<string, Map<string, Map<number, Histogram>>>()
 
   constructor(
     private readonly hub: { readonly subscriptions: number; readonly framesSent: number; readonly interruptions: number },
+    private readonly history: { usedMemory(): Promise<number> },
   ) {}
+
+  /** A log ingest request refused: counted when its error is one of REJECTION_REASONS. */
+  logsRejected(code: ErrorCode): void {
+    const count = this.rejected.get(code as RejectionReason)
+    if (count !== undefined) this.rejected.set(code as RejectionReason, count + 1)
+  }
+
+  /** A request refused with 429 by a rate limit. */
+  requestRateLimited(): void {
+    this.rateLimitedRequests++
+  }
 
   logIngested(level: Level): void {
     this.ingested[levelRank(level)]!++
@@ -44,8 +92,62 @@ export class Metrics {
     h.observe(seconds)
   }
 
-  render(): string {
+  /** The history store's memory, asked at most every HISTORY_MEMORY_TTL_MS; undefined while it cannot answer. */
+  private async historyMemoryBytes(): Promise<number | undefined> {
+    const now = performance.now()
+    if (now - this.historyMemory.at < HISTORY_MEMORY_TTL_MS) return this.historyMemory.bytes
+    const bytes = await this.history.usedMemory().catch(() => undefined)
+    this.historyMemory = { bytes: Number.isFinite(bytes) ? bytes : undefined, at: now }
+    return this.historyMemory.bytes
+  }
+
+  /** Process-level metrics, named as Prometheus' client libraries name them. */
+  private processLines(): string[] {
+    const cpu = process.cpuUsage()
+    const fds = openFds()
+    return [
+      ...metric('process_cpu_seconds_total', 'counter', 'User and system CPU time spent, in seconds.', [
+        ['', (cpu.user + cpu.system) / 1e6],
+      ]),
+      ...metric('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', [['', process.memoryUsage.rss()]]),
+      ...(fds === undefined ? [] : metric('process_open_fds', 'gauge', 'Open file descriptors.', [['', fds]])),
+      ...metric('process_start_time_seconds', 'gauge', 'Start time of the process since the Unix epoch, in seconds.', [
+        ['', START_TIME_SECONDS],
+      ]),
+      ...metric('tasklog_build_info', 'gauge', 'The running version of tasklog and of Bun; always 1.', [
+        [`version="${version}",bun="${Bun.version}"`, 1],
+      ]),
+    ]
+  }
+
+  async render(): Promise<string> {
+    const historyBytes = await this.historyMemoryBytes()
     const lines = [
+      ...this.processLines(),
+      ...metric('tasklog_sse_connections', 'gauge', 'Open Server-Sent Events streams.', [['', this.sseConnections]]),
+      ...metric(
+        'tasklog_slow_readers_closed_total',
+        'counter',
+        'Watchers dropped for falling behind (WebSocket: closed with 1013); they resume with since.',
+        Object.entries(this.slowReadersClosed).map(([transport, n]) => [`transport="${transport}"`, n]),
+      ),
+      ...metric(
+        'tasklog_logs_rejected_total',
+        'counter',
+        'Log ingest requests (one log or a batch) that stored nothing, by reason (the error code).',
+        [...this.rejected].map(([reason, n]) => [`reason="${reason}"`, n]),
+      ),
+      ...metric('tasklog_rate_limited_requests_total', 'counter', 'Requests refused with 429 by a rate limit.', [
+        ['', this.rateLimitedRequests],
+      ]),
+      ...(historyBytes === undefined
+        ? []
+        : metric(
+            'tasklog_history_memory_bytes',
+            'gauge',
+            "Memory the log history takes: Redis' used_memory, or the in-process history's bytes.",
+            [['', historyBytes]],
+          )),
       '# HELP tasklog_websocket_connections Open WebSocket connections.',
       '# TYPE tasklog_websocket_connections gauge',
       `tasklog_websocket_connections ${this.connections}`,

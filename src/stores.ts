@@ -12,7 +12,7 @@ export interface Stores {
  * Opens the stores the configuration names: SQLite or PostgreSQL for tasks; the log backend
  * (Redis, so that instances sharing it form one service, or memory) for history, feed and presence.
  */
-export async function openStores(config: Config): Promise<Stores> {
+export async function openStores(config: Config, logger?: Pick<Console, 'warn' | 'info'>): Promise<Stores> {
   const timeoutMs = config.storeTimeoutMs
   const tasks = await SqlTaskStore.open(config.databaseUrl, { timeoutMs })
   const logs = await openBackend({
@@ -21,6 +21,7 @@ export async function openStores(config: Config): Promise<Stores> {
     maxPerTask: config.logHistoryMax,
     timeoutMs,
     memoryMaxBytes: config.memoryHistoryMaxBytes,
+    logger,
   }).catch(async (error: Error) => {
     await tasks.close()
     throw error

@@ -34,6 +34,7 @@ const slowReplays = (store: HistoryStore): HistoryStore => ({
     return result
   },
   ping: () => store.ping(),
+  usedMemory: () => store.usedMemory(),
 })
 
 describe.each(['memory', 'redis', 'slow-replay', 'two instances on Redis'] as const)(

@@ -128,8 +128,8 @@ describe('the server process', () => {
     const port = freePort()
     const proc = start({ PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: `sqlite://${dir}/nested/tasklog.sqlite` })
     try {
-      const line = await readLine(proc.stdout)
-      expect(line).toBe(
+      const line = JSON.parse(await readLine(proc.stdout))
+      expect(line.msg).toBe(
         `tasklog listening on http://127.0.0.1:${port} · tasks: sqlite:${dir}/nested/tasklog.sqlite · history: memory (in-process; lost on restart) · docs: /swagger`,
       )
       const res = await fetch(`http://127.0.0.1:${port}/api/v1/tasks`, {

@@ -352,6 +352,8 @@ describe('Redis out of memory (maxmemory with noeviction)', () => {
 
     expectError(await client.log(subtaskId, 'while full'), 507, 'insufficient_storage', 'log')
     expectError(await client.batch(subtaskId, ['while full', 'as a batch']), 507, 'insufficient_storage', 'batch')
+    const metrics = await (await fetch(`${server.url}/metrics`)).text()
+    expect(metrics).toContain('\ntasklog_logs_rejected_total{reason="insufficient_storage"} 2\n')
     const ready = await client.ready()
     expect(ready.status).toBe(503)
     expect(ready.body.components.history.status).toBe('full')

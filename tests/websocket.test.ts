@@ -237,6 +237,8 @@ describe('slow readers', () => {
       ;(slow.socket as WebSocket & { resume(): boolean }).resume()
       const closed = await slow.closed
       expect(closed.code).toBe(1013)
+      const metrics = await (await fetch(`${server.url}/metrics`)).text()
+      expect(metrics).toContain('\ntasklog_slow_readers_closed_total{transport="websocket"} 1\n')
       // What arrived before the close is gap-free; resuming from its last id gets the rest.
       const got = slow.frames.filter((f) => f.type === 'log').map((f) => Number(f.data.message.split(' ')[0]))
       expect(got).toEqual(got.map((_, i) => i))

@@ -1,7 +1,9 @@
 import { ValueErrorType } from '@sinclair/typebox/errors'
 import { Elysia } from 'elysia'
 import { ApiError } from '../errors'
+import type { Logger } from '../logger'
 import type { Metrics } from '../metrics'
+import { loggedUrl, requestInfo } from './request-info'
 import { InvalidInputError, StoreFullError, StoreUnavailableError } from '../store-errors'
 
 interface SchemaError {
@@ -62,11 +64,15 @@ export function toErrorResponse(code: string | number, error: unknown): ApiError
   }
 }
 
+/** The two ingest routes, by path: errors raised before routing (a body too large) have no route pattern. */
+const INGEST_PATH = /^\/api\/v1\/subtasks\/[^/?]+\/logs?(\?|$)/
+
 /** Every error of every route, as `{ error, message, details? }` with its status. */
-export const errorHandler = (metrics: Metrics) =>
-  new Elysia({ name: 'error-handler' }).onError({ as: 'global' }, ({ code, error, set }) => {
+export const errorHandler = (metrics: Metrics, logger: Logger) =>
+  new Elysia({ name: 'error-handler' }).onError({ as: 'global' }, ({ code, error, set, request }) => {
     const failure = toErrorResponse(code, error)
-    if (failure.code === 'internal') console.error(error)
+    if (failure.code === 'internal') logger.error({ err: error, request_id: requestInfo(set)?.id }, 'request failed')
+    if (request.method === 'POST' && INGEST_PATH.test(loggedUrl(request.url))) metrics.logsRejected(failure.code)
     if (failure.code === 'unavailable' || failure.code === 'insufficient_storage') metrics.storeErrors++
     set.status = failure.status
     if (failure.headers) Object.assign(set.headers, failure.headers)

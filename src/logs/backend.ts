@@ -80,6 +80,8 @@ export interface HistoryStore {
   replay(taskId: string, since: string | undefined, limit: number): Promise<Replay>
   /** Resolves when the store answers; rejects otherwise. */
   ping(): Promise<void>
+  /** Bytes of memory the history takes: Redis' `used_memory` (all of that Redis), or the memory engine's count. */
+  usedMemory(): Promise<number>
 }
 
 /** What a feed delivers to this instance's hub. */
@@ -151,6 +153,8 @@ export interface OpenBackendOptions extends BackendLimits {
   timeoutMs?: number
   /** Memory: bytes all tasks' history may hold together (default 256 MiB). */
   memoryMaxBytes?: number
+  /** Where a remote engine's outage and reconnect messages go (default console). */
+  logger?: Pick<Console, 'warn' | 'info'>
 }
 
 /**
@@ -160,5 +164,5 @@ export interface OpenBackendOptions extends BackendLimits {
 export function openBackend(opts: OpenBackendOptions): Promise<LogBackend> {
   const limits = { ttlSeconds: opts.ttlSeconds, maxPerTask: opts.maxPerTask }
   if (!opts.redisUrl) return Promise.resolve(memoryBackend({ ...limits, maxBytes: opts.memoryMaxBytes }))
-  return connectRedisBackend({ ...limits, url: opts.redisUrl, timeoutMs: opts.timeoutMs })
+  return connectRedisBackend({ ...limits, url: opts.redisUrl, timeoutMs: opts.timeoutMs, logger: opts.logger })
 }

@@ -6,6 +6,7 @@ import type { LogBackend, StoredLog } from './backend'
 import { catchUp, type Held } from './catch-up'
 import { logData, rawFrame } from './frames'
 import type { LiveDelivery, ReplayRequest, Watcher } from './watcher'
+import { fallbackLogger, type Logger } from '../logger'
 
 interface TaskSubscribers {
   /** Subscribers at each minimum level (index = level rank), WebSocket and SSE. */
@@ -49,6 +50,7 @@ export class Hub {
   framesSent = 0
   /** How many times the feed lost its connection, for metrics; follows begun before the last one are void. */
   interruptions = 0
+  private readonly logger: Logger
   private readonly interruptedHandlers: ((reason: string) => void)[] = []
 
   /** How watchers go live: a native topic per task and level, or the hub's listeners. */
@@ -67,8 +69,9 @@ export class Hub {
 
   constructor(
     private readonly backend: Pick<LogBackend, 'history' | 'feed' | 'presence'>,
-    private readonly limits: { replayMax: number },
+    private readonly limits: { replayMax: number; logger?: Logger },
   ) {
+    this.logger = limits.logger ?? fallbackLogger()
     // The feed calls these from a request (memory) or a Redis connection's reader: a failure is
     // reported here, never thrown into either.
     const guarded =
@@ -77,10 +80,14 @@ export class Hub {
         try {
           deliver.call(this, taskId, event)
         } catch (error) {
-          console.error(`[hub] delivery to the subscribers of task ${taskId} failed:`, error)
+          this.logger.error({ err: error, task_id: taskId }, 'delivery to the subscribers of a task failed')
         }
       }
-    backend.feed.listen({ logs: guarded(this.deliverLogs), status: guarded(this.deliverStatus), interrupted: () => this.interrupt() })
+    backend.feed.listen({
+      logs: guarded(this.deliverLogs),
+      status: guarded(this.deliverStatus),
+      interrupted: () => this.interrupt(),
+    })
   }
 
   attach(server: Server<unknown>): void {
@@ -165,7 +172,9 @@ export class Hub {
     }
     const data = JSON.stringify(change)
     // The change is stored already; only its live broadcast is lost when the feed is down.
-    this.backend.feed.publishStatus(subtask.task_id, data).catch((error: Error) => console.warn(`[hub] ${error.message}`))
+    this.backend.feed
+      .publishStatus(subtask.task_id, data)
+      .catch((error: Error) => this.logger.warn(`status change not published: ${error.message}`))
   }
 
   /**

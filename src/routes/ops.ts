@@ -75,12 +75,13 @@ export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: numbe
     )
     .get(
       '/metrics',
-      () => new Response(metrics.render(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } }),
+      async () =>
+        new Response(await metrics.render(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } }),
       {
         detail: {
           summary: 'Prometheus metrics',
           description:
-            'Connections, subscriptions, logs ingested by level, frames sent, store errors and request durations, in the Prometheus text format.',
+            "Process CPU, memory, file descriptors and start time; build info; connections (WebSocket and SSE), subscriptions, logs ingested by level and rejected by reason, rate-limited requests, frames sent, slow readers closed, store errors, the history store's memory and request durations, in the Prometheus text format.",
           responses: {
             200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } },
           },

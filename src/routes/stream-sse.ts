@@ -1,5 +1,6 @@
 import type { Hub } from '../logs/hub'
 import type { ReplayRequest, Watcher } from '../logs/watcher'
+import type { Metrics } from '../metrics'
 import type { Level } from '../schemas/common'
 
 /** Comment heartbeat, so proxies and clients see a live connection. */
@@ -9,7 +10,13 @@ const SSE_QUEUE_MAX = 1_000
 /** Replay pauses while more than this many frames wait for the reader. */
 const SSE_QUEUE_REPLAY = 64
 
-export function sseResponse(hub: Hub, taskId: string, minLevel: Level, replay: ReplayRequest): Response {
+export function sseResponse(
+  hub: Hub,
+  metrics: Pick<Metrics, 'sseConnections' | 'slowReadersClosed'>,
+  taskId: string,
+  minLevel: Level,
+  replay: ReplayRequest,
+): Response {
   const encoder = new TextEncoder()
   let controller!: ReadableStreamDefaultController<Uint8Array>
   let heartbeat: ReturnType<typeof setInterval> | undefined
@@ -23,6 +30,7 @@ export function sseResponse(hub: Hub, taskId: string, minLevel: Level, replay: R
   const stop = () => {
     if (!open) return
     open = false
+    metrics.sseConnections--
     clearInterval(heartbeat)
     hub.unwatch(taskId, watcher)
     wake()
@@ -36,6 +44,7 @@ export function sseResponse(hub: Hub, taskId: string, minLevel: Level, replay: R
     if (!open) return false
     const queued = -(controller.desiredSize ?? 0)
     if (queued >= SSE_QUEUE_MAX) {
+      metrics.slowReadersClosed.sse++
       end()
       return false
     }
@@ -44,8 +53,7 @@ export function sseResponse(hub: Hub, taskId: string, minLevel: Level, replay: R
   }
   const watcher: Watcher = {
     minLevel,
-    subscribed: (recovered) =>
-      write(`retry: 2000\n: subscribed${recovered === false ? ' (history has a gap)' : ''}\n\n`),
+    subscribed: (recovered) => write(`retry: 2000\n: subscribed${recovered === false ? ' (history has a gap)' : ''}\n\n`),
     sendLog: (log) => write(`id: ${log.id}\nevent: log\ndata: ${log.data}\n\n`),
     sendStatus: (data) => write(`event: status\ndata: ${data}\n\n`),
     drained: () => (open ? new Promise((resolve) => pullWaiters.push(resolve)) : Promise.resolve()),
@@ -59,9 +67,11 @@ export function sseResponse(hub: Hub, taskId: string, minLevel: Level, replay: R
     {
       start(c) {
         controller = c
+        metrics.sseConnections++
         heartbeat = setInterval(() => write(': heartbeat\n\n'), SSE_HEARTBEAT_MS)
         hub.watch(taskId, watcher, replay).catch(() => {
           open = false // the hub has already forgotten this watcher
+          metrics.sseConnections--
           clearInterval(heartbeat)
           controller.close()
         })

@@ -2,6 +2,7 @@ import type { ServerWebSocket } from 'bun'
 import { errorFrame, frame, rawFrame, type LiveLog } from '../logs/frames'
 import type { Hub } from '../logs/hub'
 import type { LiveDelivery, ReplayRequest, Watcher } from '../logs/watcher'
+import type { Logger } from '../logger'
 import type { Metrics } from '../metrics'
 import { LEVELS, type Level } from '../schemas/common'
 import { canonicalId } from '../shared/ids'
@@ -27,6 +28,7 @@ export interface StreamContext {
   historyMax: number
   maxJsonDepth: number
   sockets: OpenSockets
+  logger: Logger
 }
 
 type Socket = ServerWebSocket<WebSocketConnection>
@@ -42,7 +44,10 @@ export class OpenSockets {
   private readonly sockets = new Set<Socket>()
   private timer: ReturnType<typeof setInterval> | undefined
 
-  constructor(private readonly limitBytes: number) {}
+  constructor(
+    private readonly limitBytes: number,
+    private readonly metrics: Pick<Metrics, 'slowReadersClosed'>,
+  ) {}
 
   add(socket: Socket): void {
     this.sockets.add(socket)
@@ -71,6 +76,7 @@ export class OpenSockets {
     for (const socket of this.sockets) {
       if (socket.getBufferedAmount() > this.limitBytes) {
         this.delete(socket)
+        this.metrics.slowReadersClosed.websocket++
         socket.close(1013, 'Too slow: reconnect with since=<last id> to resume')
       }
     }
@@ -210,7 +216,7 @@ export class WebSocketConnection {
     try {
       await this.act(message as Record<string, unknown>)
     } catch (error) {
-      console.error('[ws] action failed:', error)
+      this.ctx.logger.error({ err: error }, 'WebSocket action failed')
       if (!this.closed) this.error('internal', 'The action failed on the server; try again')
     }
   }

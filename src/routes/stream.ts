@@ -1,11 +1,13 @@
 import { Elysia, t } from 'elysia'
 import { notFound } from '../errors'
 import type { Hub } from '../logs/hub'
+import type { Logger } from '../logger'
 import type { Metrics } from '../metrics'
 import type { TObject } from '@sinclair/typebox'
 import { Input, LevelSchema, LogId, QueryInteger, TaskParams, UuidInput } from '../schemas/common'
 import { canonicalId } from '../shared/ids'
 import { ErrorBody } from '../schemas/error'
+import { requestInfo } from '../http/request-info'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { sseResponse } from './stream-sse'
 import { MAX_SUBSCRIPTIONS, OpenSockets, WebSocketConnection, type StreamContext } from './stream-websocket'
@@ -70,11 +72,12 @@ export const streamRoutes = (
   hub: Hub,
   metrics: Metrics,
   sockets: OpenSockets,
+  logger: Logger,
   limits: { historyMax: number; maxJsonDepth: number },
 ) => {
   const { historyMax } = limits
   const query = streamQuery(historyMax)
-  const context: StreamContext = { tasks, hub, metrics, historyMax, maxJsonDepth: limits.maxJsonDepth, sockets }
+  const context: StreamContext = { tasks, hub, metrics, historyMax, maxJsonDepth: limits.maxJsonDepth, sockets, logger }
   hub.onInterrupted((reason) => sockets.closeWatching(1013, reason))
 
   return (
@@ -86,7 +89,11 @@ export const streamRoutes = (
         ({ request, server, params, query, set }) => {
           // Ids in any form paths take (schemas/common.ts UuidInput).
           const connection = new WebSocketConnection(context, canonicalId(params.task_id), query)
-          if (server?.upgrade(request, { data: connection })) return
+          const info = requestInfo(set)
+          if (server?.upgrade(request, { data: connection, headers: info && { 'x-request-id': info.id } })) {
+            if (info) info.upgraded = true
+            return
+          }
           set.status = 426
           set.headers['upgrade'] = 'websocket'
           return { error: 'upgrade_required', message: 'This endpoint speaks WebSocket: connect with a WebSocket client' }
@@ -102,7 +109,7 @@ export const streamRoutes = (
           const taskId = canonicalId(params.task_id)
           if (!(await tasks.exists(taskId))) throw notFound('Task', params.task_id)
           const since = headers['last-event-id'] ?? query.since
-          return sseResponse(hub, taskId, query.level ?? 'debug', { since, history: query.history })
+          return sseResponse(hub, metrics, taskId, query.level ?? 'debug', { since, history: query.history })
         },
         {
           params: TaskParams,

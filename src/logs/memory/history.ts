@@ -194,6 +194,10 @@ export class MemoryHistory implements HistoryStore {
 
   async ping(): Promise<void> {}
 
+  async usedMemory(): Promise<number> {
+    return this.#bytes
+  }
+
   async close(): Promise<void> {
     if (this.#sweeper) clearInterval(this.#sweeper)
     this.#sweeper = undefined

@@ -255,6 +255,11 @@ export class RedisHistory implements HistoryStore {
     this.#full = false
   }
 
+  async usedMemory(): Promise<number> {
+    const info = String(await this.#call(this.#client.sendCommand(['INFO', 'memory'])))
+    return Number(/used_memory:(\d+)/.exec(info)?.[1])
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
