@@ -1,7 +1,9 @@
 import { Elysia, type AnyElysia } from 'elysia'
 import type { TSchema } from '@sinclair/typebox'
-import { dirname, join } from 'node:path'
 import { globalRoutes, openApiDocument } from './openapi-document'
+// Embedded in a binary built with `bun build --compile`; served from node_modules otherwise.
+import swaggerCss from 'swagger-ui-dist/swagger-ui.css' with { type: 'file' }
+import swaggerBundle from 'swagger-ui-dist/swagger-ui-bundle.js' with { type: 'file' }
 import {
   ClientAction,
   ErrorFrame,
@@ -18,9 +20,8 @@ import {
 } from '../schemas/frames'
 import { LogMessage } from '../schemas/log'
 
-const assetDir = dirname(Bun.resolveSync('swagger-ui-dist/package.json', import.meta.dir))
-const asset = (file: string, type: string) =>
-  new Response(Bun.file(join(assetDir, file)), { headers: { 'content-type': type, 'cache-control': 'public, max-age=86400' } })
+const asset = (path: string, type: string) =>
+  new Response(Bun.file(path), { headers: { 'content-type': type, 'cache-control': 'public, max-age=86400' } })
 
 // Swagger UI served from the installed swagger-ui-dist package, so the docs work with no internet access.
 const page = `<!doctype html>
@@ -116,7 +117,7 @@ export const docsRoutes = docs
   .get('/swagger', () => new Response(page, { headers: { 'content-type': 'text/html; charset=utf-8' } }), {
     detail: { hide: true },
   })
-  .get('/swagger/assets/swagger-ui.css', () => asset('swagger-ui.css', 'text/css; charset=utf-8'), { detail: { hide: true } })
-  .get('/swagger/assets/swagger-ui-bundle.js', () => asset('swagger-ui-bundle.js', 'text/javascript; charset=utf-8'), {
+  .get('/swagger/assets/swagger-ui.css', () => asset(swaggerCss, 'text/css; charset=utf-8'), { detail: { hide: true } })
+  .get('/swagger/assets/swagger-ui-bundle.js', () => asset(swaggerBundle, 'text/javascript; charset=utf-8'), {
     detail: { hide: true },
   })

@@ -36,9 +36,10 @@ async function collect(stream: ReadableStream<Uint8Array>, into: { text: string 
   for await (const chunk of stream) into.text += decoder.decode(chunk, { stream: true })
 }
 
-export function startExample(cmd: string[], env: Record<string, string> = {}): RunningExample {
+/** Starts `cmd` in `cwd` (default: the repository) with `env` over this process's environment. */
+export function startExample(cmd: string[], env: Record<string, string> = {}, cwd = ROOT): RunningExample {
   const proc = Bun.spawn(cmd, {
-    cwd: ROOT,
+    cwd,
     env: { ...process.env, NO_COLOR: '1', ...env },
     stdin: 'ignore',
     stdout: 'pipe',
