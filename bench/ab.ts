@@ -1,7 +1,9 @@
 /**
  * `bun bench/ab.ts <A> <B> [rounds=4] [seconds=8] [batch=1]`: server CPU per log of two builds under the
  * same load at the same time. A and B are each a checkout directory holding `src/index.ts` (a
- * variant copied beside the repository, say) or `baseline` for `bench/baseline/server.ts`.
+ * variant copied beside the repository, say) or `baseline` for `bench/baseline/server.ts`,
+ * optionally followed by environment variables for that server: `.,LOG_LEVEL=warn .,LOG_LEVEL=info`
+ * compares this checkout without and with its access log.
  *
  * Sequential runs on a shared two-core machine drift by ±15% from one minute to the next, which
  * hides a 1 µs change in a 30 µs request. Here both servers run side by side against one private
@@ -34,10 +36,12 @@ interface Server extends RunningServer {
 }
 
 async function start(which: string, redisUrl: string): Promise<Server> {
+  const [dir, ...settings] = which.split(',') as [string, ...string[]]
+  const env = Object.fromEntries(settings.map((s) => [s.slice(0, s.indexOf('=')), s.slice(s.indexOf('=') + 1)]))
   const running =
-    which === 'baseline'
-      ? await startServer({ name: 'baseline', entry: 'bench/baseline/server.ts', redisUrl })
-      : await startServer({ name: which, cwd: which, entry: 'src/index.ts', redisUrl })
+    dir === 'baseline'
+      ? await startServer({ name: which, entry: 'bench/baseline/server.ts', redisUrl, env })
+      : await startServer({ name: which, cwd: dir, entry: 'src/index.ts', redisUrl, env })
   const res = await fetch(`${running.base}/api/v1/tasks`, { method: 'POST', headers: JSON_HEADERS, body: '{"description":"ab"}' })
   const task = (await res.json()) as { task_id: string; subtasks: { subtask_id: string }[] }
   // One watcher, so that every log is also published.
