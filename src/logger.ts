@@ -8,13 +8,14 @@ export type { Logger }
  * (an access line reads `GET /path 200 1.2 ms`), and an error's stack below it.
  */
 export function prettyLine(json: string): string {
-  let { time, level, msg, err, ...fields } = JSON.parse(json) as Record<string, unknown>
+  const { time, level, msg, err, ...rest } = JSON.parse(json) as Record<string, unknown>
+  let fields = rest
   let text = String(msg ?? '')
   if (msg === 'request') {
     // The URL says what the route pattern says, in a form a reader recognises.
-    const { method, url, status, ms, route: _, ...rest } = fields
+    const { method, url, status, ms, route: _, ...others } = fields
     text = `${method} ${url} ${status} ${ms} ms`
-    fields = rest
+    fields = others
   }
   const extra = Object.entries(fields)
     .map(([key, value]) => ` ${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
@@ -29,6 +30,9 @@ const OPTIONS = {
   formatters: { level: (label: string) => ({ level: label }) },
 }
 
+/** Unwritten JSON lines held while stdout is blocked (a reader that stopped); past it, lines are dropped. */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+
 /**
  * The server's logger, on stdout. JSON lines are written asynchronously (a write in flight
  * collects the lines that follow it) and flushed when the process exits; pretty lines go
@@ -38,7 +42,7 @@ export function createLogger({ level, format }: { level: LogLevel; format: LogFo
   const pretty = (format ?? (process.stdout.isTTY ? 'pretty' : 'json')) === 'pretty'
   const destination: DestinationStream = pretty
     ? { write: (line: string) => void process.stdout.write(prettyLine(line)) }
-    : pino.destination({ dest: 1, sync: false })
+    : pino.destination({ dest: 1, sync: false, maxLength: MAX_BUFFERED_BYTES })
   return pino({ ...OPTIONS, level }, destination)
 }
 
