@@ -1,5 +1,6 @@
 /** `/metrics` as a Prometheus scraper reads it, from servers with real stores. */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { connect } from 'node:net'
 import { createClient } from 'redis'
 import { version } from '../package.json'
 import { startRedis, type RedisServer } from './support/redis-server'
@@ -58,6 +59,38 @@ describe('process and build', () => {
     expect(open).toBe(1)
     streams[1]!.close()
   })
+
+  test('an SSE reader that stops reading is dropped and counted as a slow reader', async () => {
+    const task = await createTask(server)
+    const { port } = new URL(server.url)
+    // A raw socket that reads the response head, then nothing: the server's queue for it fills.
+    const socket = connect(Number(port), '127.0.0.1')
+    let head = ''
+    const opened = new Promise<void>((resolve) =>
+      socket.on('data', (chunk) => {
+        head += chunk.toString()
+        if (head.includes('retry:')) {
+          socket.pause()
+          resolve()
+        }
+      }),
+    )
+    socket.write(`GET /api/v1/tasks/${task.task_id}/logs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+    await opened
+    const before = (await scrape(server)).get('tasklog_slow_readers_closed_total{transport="sse"}')!
+    const line = 'z'.repeat(2_000)
+    let after = before
+    for (let batch = 0; batch < 60 && after === before; batch++) {
+      const res = await post(`${server.url}/api/v1/subtasks/${task.subtasks[0]!.subtask_id}/logs`, {
+        logs: Array.from({ length: 500 }, () => ({ level: 'info', message: line })),
+      })
+      expect(res.status).toBe(201)
+      after = (await scrape(server)).get('tasklog_slow_readers_closed_total{transport="sse"}')!
+    }
+    socket.destroy()
+    expect(after).toBe(before + 1)
+    expect((await scrape(server)).get('tasklog_sse_connections')).toBe(0)
+  }, 30_000)
 
   test('rejected logs are counted by reason; rate-limited requests start at 0', async () => {
     const task = await createTask(server)
