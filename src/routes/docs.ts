@@ -1,6 +1,6 @@
 import { Elysia, type AnyElysia } from 'elysia'
 import type { TSchema } from '@sinclair/typebox'
-import { globalRoutes, openApiDocument } from './openapi-document'
+import { globalRoutes, openApiDocument } from './docs-openapi'
 // Embedded in a binary built with `bun build --compile`; served from node_modules otherwise.
 import swaggerCss from 'swagger-ui-dist/swagger-ui.css' with { type: 'file' }
 import swaggerBundle from 'swagger-ui-dist/swagger-ui-bundle.js' with { type: 'file' }
