@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs'
 import pino, { type DestinationStream, type Logger } from 'pino'
 import type { LogFormat, LogLevel } from './config'
 
@@ -32,17 +33,79 @@ const OPTIONS = {
 
 /** Unwritten JSON lines held while stdout is blocked (a reader that stopped); past it, lines are dropped. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+/** Lines gather for at most this long, or until this many bytes wait, then leave in one write. */
+const FLUSH_MS = 50
+const CHUNK_BYTES = 64 * 1024
 
 /**
- * The server's logger, on stdout. JSON lines are written asynchronously (a write in flight
- * collects the lines that follow it) and flushed when the process exits; pretty lines go
- * through `prettyLine`, for a terminal.
+ * Standard output for JSON lines, written in chunks: one write per line (pino's own
+ * destination) costs more than the rest of an ingest request, so lines gather for up to
+ * FLUSH_MS or CHUNK_BYTES and leave in one write. While a write is pending (a slow reader), at
+ * most MAX_BUFFERED_BYTES wait; later lines are dropped, and a line says how many.
+ */
+class ChunkedStdout implements DestinationStream {
+  #lines: string[] = []
+  #bytes = 0
+  #dropped = 0
+  #writing = false
+  #timer: ReturnType<typeof setTimeout> | undefined
+
+  constructor() {
+    process.on('exit', () => this.#flushSync())
+  }
+
+  write(line: string): void {
+    if (this.#bytes >= MAX_BUFFERED_BYTES) {
+      this.#dropped++
+      return
+    }
+    this.#lines.push(line)
+    this.#bytes += line.length
+    if (this.#bytes >= CHUNK_BYTES) this.#flush()
+    else this.#timer ??= setTimeout(() => this.#flush(), FLUSH_MS)
+  }
+
+  #take(): string {
+    if (this.#dropped) {
+      this.#lines.push(`{"level":"warn","time":"${new Date().toISOString()}","msg":"${this.#dropped} log lines dropped: stdout was not read"}\n`)
+      this.#dropped = 0
+    }
+    const chunk = this.#lines.join('')
+    this.#lines = []
+    this.#bytes = 0
+    return chunk
+  }
+
+  #flush(): void {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    if (this.#writing || this.#lines.length === 0) return
+    this.#writing = true
+    Bun.write(Bun.stdout, this.#take())
+      .catch(() => {})
+      .finally(() => {
+        this.#writing = false
+        if (this.#lines.length) this.#flush()
+      })
+  }
+
+  #flushSync(): void {
+    if (this.#lines.length === 0 && !this.#dropped) return
+    try {
+      writeSync(1, this.#take())
+    } catch {}
+  }
+}
+
+/**
+ * The server's logger, on stdout: JSON lines (ChunkedStdout), or for a terminal pretty lines
+ * through `prettyLine`.
  */
 export function createLogger({ level, format }: { level: LogLevel; format: LogFormat | undefined }): Logger {
   const pretty = (format ?? (process.stdout.isTTY ? 'pretty' : 'json')) === 'pretty'
   const destination: DestinationStream = pretty
     ? { write: (line: string) => void process.stdout.write(prettyLine(line)) }
-    : pino.destination({ dest: 1, sync: false, maxLength: MAX_BUFFERED_BYTES })
+    : new ChunkedStdout()
   return pino({ ...OPTIONS, level }, destination)
 }
 
