@@ -9,7 +9,7 @@
  * base_url defaults to http://localhost:8000; --delay-ms replaces the worker's pauses.
  * Exits with 1 when a step fails.
  */
-import { LogStreamClient, TasklogApi, WorkerLogger, type LogMessage } from '../src/client'
+import { LogStreamClient, TasklogApi, WorkerLogger, type LogMessage } from '../clients/ts/src'
 import { SIMULATED_STEPS, delayOption, parseCommandLine, simulate } from './send-log'
 import { formatLog } from './websocket-client'
 

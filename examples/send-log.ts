@@ -9,7 +9,7 @@
  * task run with pauses between them (`--delay-ms` replaces every pause); each line prints how
  * many watchers it reached. Exits with 1 on bad input or when a line is not stored.
  */
-import { LEVELS, WorkerLogger, canonicalUuid, isLevel, type Level, type LoggerStats, type Metadata } from '../src/client'
+import { LEVELS, WorkerLogger, canonicalUuid, isLevel, type Level, type LoggerStats, type Metadata } from '../clients/ts/src'
 
 const USAGE = `Usage:
   bun examples/send-log.ts simulate <subtask_id> [base_url] [--delay-ms <n>]

@@ -8,7 +8,7 @@
  * last log seen (no gaps, no duplicates); pings the server to notice dead connections.
  * Ctrl+C exits with 0; an unknown task (close code 1008) exits with 1.
  */
-import { LEVELS, LogStreamClient, canonicalUuid, isLevel, type Level, type LogMessage, type StatusChange } from '../src/client'
+import { LEVELS, LogStreamClient, canonicalUuid, isLevel, type Level, type LogMessage, type StatusChange } from '../clients/ts/src'
 
 const USAGE = `Usage: bun examples/websocket-client.ts <task_id> [base_url] [--also <task_id>]... [--level <min>] [--history <n>]
 

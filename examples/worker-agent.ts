@@ -9,7 +9,7 @@
  * With --fail a required step fails too: the agent logs "Task failed: …", marks the subtask
  * failed and exits with 1.
  */
-import { TasklogApi, WorkerLogger, canonicalUuid, type Status } from '../src/client'
+import { TasklogApi, WorkerLogger, canonicalUuid, type Status } from '../clients/ts/src'
 import { delayOption, parseCommandLine } from './send-log'
 
 interface Step {

@@ -10,7 +10,7 @@ import type { LogBackend, StoredLog } from '../src/logs/backend'
 import { memoryBackend } from '../src/logs/memory'
 import { connectRedisBackend } from '../src/logs/redis'
 import { ANNOUNCE_DELAY_MS } from '../src/logs/redis/presence'
-import { logIdAfter } from '../src/shared/log-id'
+import { logIdAfter } from '../clients/ts/src/log-id'
 import type { Level } from '../src/schemas/common'
 import { startRedis, type RedisServer } from './support/redis-server'
 

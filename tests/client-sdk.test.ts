@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createApp } from '../src/app'
-import { LogStreamClient, WorkerLogger, type LogMessage, type StreamEvents } from '../src/client'
-import type * as client from '../src/client'
+import { LogStreamClient, WorkerLogger, type LogMessage, type StreamEvents } from '../clients/ts/src'
+import type * as client from '../clients/ts/src'
+import type * as serverFrames from '../src/schemas/frames'
 import type * as serverLog from '../src/schemas/log'
 import type * as serverTask from '../src/schemas/task'
 import { startProxy } from './support/http-proxy'
@@ -9,10 +10,11 @@ import { startRedis } from './support/redis-server'
 import { createTask, json, sendLog, startServer, watch, type TestServer } from './support/server'
 
 // The SDK's wire types must stay assignable from the server's schemas (checked by tsc).
-export const sameWireTypes: [(log: serverLog.LogMessage) => client.LogMessage, (task: serverTask.Task) => client.Task] = [
-  (log) => log,
-  (task) => task,
-]
+export const sameWireTypes: [
+  (log: serverLog.LogMessage) => client.LogMessage,
+  (task: serverTask.Task) => client.Task,
+  (change: serverFrames.StatusChange) => client.StatusChange,
+] = [(log) => log, (task) => task, (change) => change]
 
 const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000'
 

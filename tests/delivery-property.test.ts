@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { HistoryStore } from '../src/logs/backend'
-import { compareLogIds } from '../src/shared/log-id'
+import { compareLogIds } from '../clients/ts/src/log-id'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { WsClient, createTask, post, startInstances, startServer, type TestServer } from './support/server'
 

@@ -1,6 +1,7 @@
 /**
- * The layers point one way: what each folder of src/ may import. Checked on the source, so that
- * an import running the wrong way fails here rather than in a reader's head.
+ * The layers point one way: what each folder of src/ may import, and that the SDK package
+ * (clients/ts) imports nothing outside itself. Checked on the source, so that an import running
+ * the wrong way fails here rather than in a reader's head.
  */
 import { describe, expect, test } from 'bun:test'
 import { Glob } from 'bun'
@@ -8,12 +9,14 @@ import { readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 
 const SRC = join(import.meta.dir, '..', 'src')
+/** The SDK's source, as seen from src/: the server, the viewer and the examples import it from there. */
+const SDK = '../clients/ts/src'
 const transpiler = new Bun.Transpiler({ loader: 'ts' })
 
 interface Source {
-  /** Path under src/, e.g. `logs/hub.ts`. */
+  /** Path under src/, e.g. `logs/hub.ts` (the SDK's files: `../clients/ts/src/api.ts`). */
   file: string
-  /** Modules under src/ it imports at run time, as paths under src/ (`errors`, `shared/ids`). */
+  /** Modules it imports at run time, as paths under src/ (`errors`, `../clients/ts/src/ids`). */
   runtime: string[]
   /** Modules under src/ it imports at all, types included. */
   all: string[]
@@ -22,7 +25,10 @@ interface Source {
 const underSrc = (file: string, specifier: string) => relative(SRC, join(SRC, dirname(file), specifier))
 const local = (specifier: string) => specifier.startsWith('.')
 
-const sources: Source[] = [...new Glob('**/*.ts').scanSync(SRC)]
+const sources: Source[] = [
+  ...new Glob('**/*.ts').scanSync(SRC),
+  ...[...new Glob('**/*.ts').scanSync(join(SRC, SDK))].map((file) => `${SDK}/${file}`),
+]
   .filter((file) => !file.endsWith('.d.ts'))
   .map((file) => {
     const text = readFileSync(join(SRC, file), 'utf8')
@@ -49,21 +55,31 @@ describe('imports', () => {
     expect(sources.map((s) => s.file)).toContain('logs/hub.ts')
   })
 
-  test('the SDK runs on its own: at run time it imports only itself and shared/, and types from schemas/', () => {
-    expect(offending('client', (m) => inside(m, 'client', 'shared'), 'runtime')).toEqual([])
-    expect(offending('client', (m) => inside(m, 'client', 'shared', 'schemas'))).toEqual([])
+  test('the SDK package is self-contained: it imports nothing outside clients/ts/src, types included', () => {
+    expect(sources.filter((s) => s.file.startsWith(`${SDK}/`)).map((s) => s.file)).toContain(`${SDK}/index.ts`)
+    expect(offending(SDK, (m) => inside(m, SDK))).toEqual([])
   })
 
-  test('the web viewer runs in the browser on the SDK: it imports only itself, client/ and shared/', () => {
-    expect(offending('web', (m) => inside(m, 'web', 'client', 'shared'))).toEqual([])
+  test('the SDK imports with .js extensions, as its built output needs under Node', () => {
+    const bare = sources
+      .filter((s) => s.file.startsWith(`${SDK}/`))
+      .flatMap((s) => [...readFileSync(join(SRC, s.file), 'utf8').matchAll(/\bfrom '(\.[^']+)'/g)].map((m) => `${s.file} -> ${m[1]}`))
+      .filter((i) => !i.endsWith('.js'))
+    expect(bare).toEqual([])
   })
 
-  test('shared/ depends on nothing else', () => {
-    expect(offending('shared', (m) => inside(m, 'shared'))).toEqual([])
+  test('the web viewer runs in the browser on the SDK: it imports only itself and the SDK', () => {
+    expect(offending('web', (m) => inside(m, 'web', SDK))).toEqual([])
+  })
+
+  test('the server takes only the id helpers from the SDK (id forms, log ids)', () => {
+    const idHelpers = (m: string) => !inside(m, SDK) || [`${SDK}/ids`, `${SDK}/log-id`].includes(m.replace(/\.js$/, ''))
+    const server = sources.filter((s) => !s.file.startsWith('web/') && !s.file.startsWith(`${SDK}/`))
+    expect(server.flatMap((s) => s.all.filter((m) => !idHelpers(m)).map((m) => `${s.file} -> ${m}`))).toEqual([])
   })
 
   test('schemas import no store, service, route or HTTP code', () => {
-    expect(offending('schemas', (m) => inside(m, 'schemas', 'shared'))).toEqual([])
+    expect(offending('schemas', (m) => inside(m, 'schemas', SDK))).toEqual([])
   })
 
   test('stores and services throw store errors, never HTTP ones, and know no route', () => {

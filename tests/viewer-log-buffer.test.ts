@@ -1,7 +1,7 @@
 /** The viewer's line buffer, without a browser: order, duplicates, filters and the memory cap. */
 import { describe, expect, test } from 'bun:test'
 import { LogBuffer, type Row } from '../src/web/log-buffer'
-import type { LogMessage } from '../src/client/types'
+import type { LogMessage } from '../clients/ts/src/types'
 
 const log = (n: number, extra: Partial<LogMessage> = {}): LogMessage => ({
   id: `1700000000000-${n}`,

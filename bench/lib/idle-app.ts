@@ -6,7 +6,7 @@
  * (bench/README.md: every garbage collection pauses longer).
  */
 import { createApp } from '../../src/app'
-import { TasklogApi } from '../../src/client'
+import { TasklogApi } from '../../clients/ts/src'
 import { loadConfig } from '../../src/config'
 import { openStores } from '../../src/stores'
 

@@ -9,7 +9,7 @@
 import { levelRank } from '../schemas/common'
 import type { LogFeed, HistoryStore } from './backend'
 import { toLiveLog, type LiveLog } from './frames'
-import { compareLogIds } from '../shared/log-id'
+import { compareLogIds } from '../../clients/ts/src/log-id'
 import type { ReplayRequest, Watcher } from './watcher'
 
 /** History is replayed in pages of this many logs, so a long replay never sits in memory at once. */

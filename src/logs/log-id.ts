@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../store-errors'
-import { parseLogId, type LogIdParts } from '../shared/log-id'
+import { parseLogId, type LogIdParts } from '../../clients/ts/src/log-id'
 
 /** Validates a `since` argument; a malformed one is the caller's error, not the store's. */
 export function requireLogId(id: string, field = 'since'): LogIdParts {

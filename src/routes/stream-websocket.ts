@@ -5,10 +5,10 @@ import type { LiveDelivery, ReplayRequest, Watcher } from '../logs/watcher'
 import type { Logger } from '../logger'
 import type { Metrics } from '../metrics'
 import { LEVELS, type Level } from '../schemas/common'
-import { canonicalId } from '../shared/ids'
+import { canonicalId } from '../../clients/ts/src/ids'
 import type { FrameErrorCode } from '../schemas/frames'
 import type { KnownTasks } from '../tasks/known-tasks'
-import { parseLogId } from '../shared/log-id'
+import { parseLogId } from '../../clients/ts/src/log-id'
 import { textDepthExceeds } from '../http/json-depth'
 
 /** A client's value in an error message: a string as given, anything else by its JSON type, briefly. */

@@ -1,7 +1,7 @@
 import { Elysia } from 'elysia'
 import { notFound } from '../errors'
 import { TaskParams } from '../schemas/common'
-import { canonicalId } from '../shared/ids'
+import { canonicalId } from '../../clients/ts/src/ids'
 import { ErrorBody, commonErrors } from '../schemas/error'
 import { CreateTask, ListTasksQuery, Task, TaskList } from '../schemas/task'
 import type { Decomposer } from '../tasks/decompose'

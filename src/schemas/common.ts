@@ -7,7 +7,7 @@ import {
   type SchemaOptions,
   type TProperties,
 } from '@sinclair/typebox'
-import { canonicalUuid, isUuid } from '../shared/ids'
+import { canonicalUuid, isUuid } from '../../clients/ts/src/ids'
 
 /** UUID v1-v8 in canonical form: every id the server sends. */
 export const Uuid = t.String({

@@ -1,4 +1,4 @@
-import { isUuid } from '../shared/ids'
+import { isUuid } from '../../clients/ts/src/ids'
 import type { TaskStore } from './task-store'
 
 /**

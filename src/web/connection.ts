@@ -1,6 +1,6 @@
-import { TasklogApi } from '../client/api'
-import { LogStreamClient } from '../client/log-stream-client'
-import type { Level } from '../client/types'
+import { TasklogApi } from '../../clients/ts/src/api'
+import { LogStreamClient } from '../../clients/ts/src/log-stream-client'
+import type { Level } from '../../clients/ts/src/types'
 
 /**
  * Where the viewer reaches the server: the page's own origin, for HTTP and WebSocket alike.

@@ -1,4 +1,4 @@
-import type { Status } from '../client/types'
+import type { Status } from '../../clients/ts/src/types'
 
 const pad = (n: number, width = 2) => String(n).padStart(width, '0')
 

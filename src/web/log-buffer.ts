@@ -1,5 +1,5 @@
-import { compareLogIds } from '../shared/log-id'
-import { LEVELS, type Level, type LogMessage } from '../client/types'
+import { compareLogIds } from '../../clients/ts/src/log-id'
+import { LEVELS, type Level, type LogMessage } from '../../clients/ts/src/types'
 import { plainText } from './ansi'
 
 /** A line of the log view: a log, or a marker that says lines are missing there. */

@@ -1,4 +1,4 @@
-import type { LogMessage, Subtask } from '../client/types'
+import type { LogMessage, Subtask } from '../../clients/ts/src/types'
 import { appendAnsi, plainText } from './ansi'
 import { h } from './dom'
 import { clockTime } from './format'

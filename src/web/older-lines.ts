@@ -1,5 +1,5 @@
-import type { Level, LogMessage } from '../client/types'
-import { compareLogIds } from '../shared/log-id'
+import type { Level, LogMessage } from '../../clients/ts/src/types'
+import { compareLogIds } from '../../clients/ts/src/log-id'
 import { api } from './connection'
 
 /** A history page, the most the API gives. */

@@ -1,4 +1,4 @@
-import type { StatusChange, Task } from '../client/types'
+import type { StatusChange, Task } from '../../clients/ts/src/types'
 import { api, openStream } from './connection'
 import { h } from './dom'
 import { dateTime, STATUS_LABEL } from './format'

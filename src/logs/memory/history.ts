@@ -15,7 +15,7 @@
 import { levelRank } from '../../schemas/common'
 import type { Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
 import type { EncodedLog } from '../encode'
-import type { LogIdParts } from '../../shared/log-id'
+import type { LogIdParts } from '../../../clients/ts/src/log-id'
 import { requireLogId } from '../log-id'
 import type { MemoryFeed } from './feed'
 

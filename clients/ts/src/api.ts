@@ -1,4 +1,4 @@
-import type { ErrorBody, LogHistory, Level, Status, Subtask, Task, TaskPage } from './types'
+import type { ErrorBody, LogHistory, Level, Status, Subtask, Task, TaskPage } from './types.js'
 
 /** `base` with its scheme switched to `http(s)` or `ws(s)` (keeping TLS) and no trailing slash. */
 export function baseUrlFor(base: string, scheme: 'http' | 'ws'): string {

@@ -1,10 +1,8 @@
 /**
- * Wire types of the tasklog API as a client sees them. The SDK imports nothing of the server:
- * only src/shared (pure functions) and, as types only (erased when compiled), the schemas of
- * streamed messages. It runs wherever `fetch` and `WebSocket` exist.
+ * Wire types of the tasklog API as a client sees them. The SDK imports nothing of the server
+ * (the server's test suite checks that its schemas match these types); it runs wherever
+ * `fetch` and `WebSocket` exist.
  */
-import type { StatusChange } from '../schemas/frames'
-import type { LogMessage } from '../schemas/log'
 
 /** Log levels in ascending order of severity: a level filter means "this level and above". */
 export const LEVELS = ['debug', 'info', 'warning', 'error'] as const
@@ -14,7 +12,18 @@ export type Status = 'pending' | 'in_progress' | 'completed' | 'failed'
 export type Metadata = Record<string, unknown>
 
 /** A log line as stored and streamed. `id` is `<ms>-<seq>`, strictly increasing within a task. */
-export type { LogMessage }
+export interface LogMessage {
+  id: string
+  task_id: string
+  subtask_id: string
+  level: Level
+  message: string
+  metadata: Metadata | null
+  worker_id: string | null
+  worker_name: string | null
+  /** ISO 8601, UTC. */
+  timestamp: string
+}
 
 /** One line of `POST /subtasks/{id}/logs`. */
 export interface LogEntry {
@@ -34,8 +43,14 @@ export interface BatchAccepted {
   last_id: string
 }
 
-/** `data` of a `status` frame: a subtask changed status. */
-export type { StatusChange }
+/** `data` of a `status` frame: a subtask's new status, and its task's status as derived from all its subtasks. */
+export interface StatusChange {
+  task_id: string
+  subtask_id: string
+  status: Status
+  task_status: Status
+  worker_name: string | null
+}
 
 /** Every error answer of the HTTP API. */
 export interface ErrorBody {
@@ -83,6 +98,6 @@ export interface LogHistory {
  * UUID in any form the server accepts (any case, `urn:uuid:…`, `{…}`, 32 hex digits), else
  * undefined. `isUuid(id)`: whether it is already in canonical form, in any case.
  */
-export { canonicalUuid, isUuid } from '../shared/ids'
+export { canonicalUuid, isUuid } from './ids.js'
 
 export const isLevel = (value: string): value is Level => (LEVELS as readonly string[]).includes(value)

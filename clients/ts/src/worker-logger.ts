@@ -1,6 +1,6 @@
-import { baseUrlFor, toApiError } from './api'
-import { backoffDelay, retryAfterMs, sleep, type BackoffOptions } from './backoff'
-import { canonicalUuid, isLevel, type BatchAccepted, type Level, type Metadata } from './types'
+import { baseUrlFor, toApiError } from './api.js'
+import { backoffDelay, retryAfterMs, sleep, type BackoffOptions } from './backoff.js'
+import { canonicalUuid, isLevel, type BatchAccepted, type Level, type Metadata } from './types.js'
 
 export interface WorkerLoggerOptions {
   /** How long a line may wait for others to share its request, in ms (default 250). */

@@ -1,7 +1,7 @@
-import { compareLogIds } from '../shared/log-id'
-import { baseUrlFor } from './api'
-import { backoffDelay, type BackoffOptions } from './backoff'
-import { canonicalUuid, type Level, type LogMessage, type StatusChange } from './types'
+import { compareLogIds } from './log-id.js'
+import { baseUrlFor } from './api.js'
+import { backoffDelay, type BackoffOptions } from './backoff.js'
+import { canonicalUuid, type Level, type LogMessage, type StatusChange } from './types.js'
 
 export interface LogStreamOptions {
   /** Only logs of this level and above, for every task of the client (default: all). */
