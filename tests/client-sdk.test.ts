@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createApp } from '../src/app'
-import { LogStreamClient, WorkerLogger, type LogMessage, type StreamEvents } from '../clients/ts/src'
+import { LogStreamClient, TasklogApi, WorkerLogger, type LogMessage, type StreamEvents } from '../clients/ts/src'
 import type * as client from '../clients/ts/src'
 import type * as serverFrames from '../src/schemas/frames'
 import type * as serverLog from '../src/schemas/log'
@@ -162,6 +162,82 @@ describe('WorkerLogger', () => {
     await proxy.stop()
   })
 
+  test('one Idempotency-Key per batch, the same on every retry of it (503 then 201), a new one for the next batch', async () => {
+    const task = await createTask(server)
+    const proxy = startProxy(server.url, (_req, n) =>
+      n === 1 ? Response.json({ error: 'store_unavailable', message: 'Try again' }, { status: 503 }) : undefined,
+    )
+    const logger = new WorkerLogger(task.subtasks[0]!.subtask_id, proxy.url, { retry: { baseDelayMs: 1 } })
+    logger.info('one')
+    await logger.flush()
+    logger.info('two')
+    expect(await logger.flush()).toMatchObject({ sent: 2, retries: 1, failed: 0 })
+    const keys = proxy.requests.map((r) => r.headers.get('idempotency-key'))
+    expect(proxy.requests.map((r) => r.status)).toEqual([503, 201, 201])
+    expect(keys[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    expect(keys[1]).toBe(keys[0]!)
+    expect(keys[2]).not.toBe(keys[0]!)
+    await proxy.stop()
+  })
+
+  test('Retry-After as an HTTP date is honoured too', async () => {
+    const task = await createTask(server)
+    const proxy = startProxy(server.url, (_req, n) =>
+      n === 1
+        ? Response.json(
+            { error: 'rate_limited', message: 'Slow down' },
+            { status: 429, headers: { 'retry-after': new Date(Date.now() + 2_000).toUTCString() } },
+          )
+        : undefined,
+    )
+    const logger = new WorkerLogger(task.subtasks[0]!.subtask_id, proxy.url, { retry: { baseDelayMs: 1 } })
+    logger.info('dated')
+    expect(await logger.flush()).toMatchObject({ sent: 1, failed: 0 })
+    const [first, second] = proxy.requests
+    // HTTP dates have whole seconds: at least one second is left of the two asked for.
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(950)
+    expect(second!.headers.get('idempotency-key')).toBe(first!.headers.get('idempotency-key')!)
+    await proxy.stop()
+  })
+
+  test('never loses a line to 429s: they do not count towards maxAttempts', async () => {
+    const task = await createTask(server)
+    const proxy = startProxy(server.url, (_req, n) =>
+      n <= 4 ? Response.json({ error: 'rate_limited', message: 'Slow down' }, { status: 429, headers: { 'retry-after': '0' } }) : undefined,
+    )
+    const logger = new WorkerLogger(task.subtasks[0]!.subtask_id, proxy.url, { maxAttempts: 2, retry: { baseDelayMs: 1 } })
+    logger.info('patient')
+    expect(await logger.flush()).toMatchObject({ sent: 1, failed: 0, retries: 4 })
+    expect((await history(server, task.task_id)).map((l) => l.message)).toEqual(['patient'])
+    await proxy.stop()
+  })
+
+  test('sends its token as Authorization: Bearer, from the option or TASKLOG_TOKEN', async () => {
+    const task = await createTask(server)
+    const proxy = startProxy(server.url)
+    const subtaskId = task.subtasks[0]!.subtask_id
+    const saved = process.env.TASKLOG_TOKEN
+    process.env.TASKLOG_TOKEN = 'from-env'
+    try {
+      const logger = new WorkerLogger(subtaskId, proxy.url)
+      logger.info('with a token')
+      await logger.close()
+      await new TasklogApi(proxy.url).getTask(task.task_id)
+    } finally {
+      if (saved === undefined) delete process.env.TASKLOG_TOKEN
+      else process.env.TASKLOG_TOKEN = saved
+    }
+    const logger = new WorkerLogger(subtaskId, proxy.url, { token: 'from-option' })
+    logger.info('option')
+    await logger.close()
+    expect(proxy.requests.map((r) => [r.method, r.headers.get('authorization')])).toEqual([
+      ['POST', 'Bearer from-env'],
+      ['GET', 'Bearer from-env'],
+      ['POST', 'Bearer from-option'],
+    ])
+    await proxy.stop()
+  })
+
   test('never throws into the caller; a full queue drops the oldest lines and says so once', async () => {
     const task = await createTask(server)
     const problems: string[] = []
@@ -302,6 +378,23 @@ describe('LogStreamClient', () => {
     await sendLog(server, subtaskId, { level: 'error', message: 'new error' })
     await until(() => seen.logs.length === 3, 'a live error')
     expect(seen.messages()).toEqual(['old warning', 'old error', 'new error'])
+    stream.close()
+  })
+
+  test('level applies to every task subscribed, not only the first', async () => {
+    const [a, b] = [await createTask(server), await createTask(server)]
+    const stream = new LogStreamClient(server.wsUrl, { level: 'warning' })
+    const seen = record(stream)
+    stream.subscribe(a.task_id)
+    stream.subscribe(b.task_id)
+    await until(() => seen.of('subscribed').length === 2, 'two subscriptions')
+    for (const task of [a, b])
+      for (const level of ['debug', 'info', 'warning', 'error'] as const)
+        await sendLog(server, task.subtasks[0]!.subtask_id, { level, message: `${task === a ? 'a' : 'b'} ${level}` })
+    await until(() => seen.logs.length >= 4, 'four logs')
+    await sendLog(server, b.subtasks[0]!.subtask_id, { level: 'error', message: 'b last' })
+    await until(() => seen.messages().includes('b last'), 'the last log')
+    expect(seen.messages()).toEqual(['a warning', 'a error', 'b warning', 'b error', 'b last'])
     stream.close()
   })
 
@@ -458,6 +551,37 @@ describe('LogStreamClient against a misbehaving WebSocket server', () => {
     expect(seen.logs.map((l) => l.id)).toEqual(['9-0', '10-0', '10-1', '11-0'])
     stream.close()
     await stub.stop()
+  })
+
+  test('sends its token as ?token=; a 4001 or 4003 close is final and surfaced, with no reconnection', async () => {
+    for (const code of [4001, 4003]) {
+      const urls: string[] = []
+      const stub = Bun.serve({
+        hostname: '127.0.0.1',
+        port: 0,
+        fetch(req, srv) {
+          urls.push(req.url)
+          return srv.upgrade(req) ? undefined : new Response('upgrade expected', { status: 400 })
+        },
+        websocket: {
+          open: (ws) => ws.close(code, code === 4001 ? 'A valid token is required' : 'This token may not read the task'),
+          message() {},
+        },
+      })
+      const stream = new LogStreamClient(`ws://127.0.0.1:${stub.port}`, { token: 't0k/en', reconnect: { baseDelayMs: 5 } })
+      const seen = record(stream)
+      stream.subscribe(TASK)
+      const reason = code === 4001 ? 'A valid token is required' : 'This token may not read the task'
+      expect(await stream.closed).toEqual({ code, reason })
+      await Bun.sleep(100)
+      expect(urls).toHaveLength(1)
+      expect(new URL(urls[0]!).searchParams.get('token')).toBe('t0k/en')
+      expect(seen.of('open')[0].url).not.toContain('token')
+      expect(seen.of('close')).toEqual([{ code, reason, reconnecting: false }])
+      expect(seen.of('error')).toEqual([{ code: code === 4001 ? 'unauthorized' : 'forbidden', message: reason }])
+      expect(seen.of('reconnecting')).toEqual([])
+      await stub.stop(true)
+    }
   })
 
   test('replaces a connection that does not answer pings, resuming after the last id', async () => {

@@ -4,11 +4,12 @@
  *
  *   const proxy = startProxy(server.url, (req, n) => n === 1 ? new Response(null, { status: 429 }) : undefined)
  *   ... new WorkerLogger(subtaskId, proxy.url) ...
- *   proxy.requests  // [{ method, path, body, at, status }]
+ *   proxy.requests  // [{ method, path, headers, body, at, status }]
  */
 export interface RecordedRequest {
   method: string
   path: string
+  headers: Headers
   body: string
   /** Date.now() when the request arrived. */
   at: number
@@ -36,6 +37,7 @@ export function startProxy(
       const record: RecordedRequest = {
         method: req.method,
         path: url.pathname,
+        headers: req.headers,
         body: await req.text(),
         at: Date.now(),
         status: 0,

@@ -10,6 +10,19 @@ export function baseUrlFor(base: string, scheme: 'http' | 'ws'): string {
   return url.toString().replace(/\/+$/, '')
 }
 
+/**
+ * The access token a client uses when given none: `TASKLOG_TOKEN` from the environment where
+ * there is one (Bun, Node), else none (browsers).
+ */
+export function defaultToken(): string | undefined {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
+  return env?.TASKLOG_TOKEN || undefined
+}
+
+/** The `Authorization` header of a token, or no header. */
+export const authorization = (token: string | undefined): Record<string, string> =>
+  token ? { authorization: `Bearer ${token}` } : {}
+
 /** A non-2xx answer, carrying the server's error code and sentence. */
 export class TasklogApiError extends Error {
   constructor(
@@ -55,12 +68,19 @@ function searchOf(query: object): string {
   return params.size ? `?${params}` : ''
 }
 
+export interface TasklogApiOptions {
+  /** Access token, sent as `Authorization: Bearer` (default: `TASKLOG_TOKEN` from the environment). */
+  token?: string
+}
+
 /** The task endpoints the examples and the web viewer need: create, list and read tasks, update a subtask, read history. */
 export class TasklogApi {
   readonly baseUrl: string
+  private readonly token: string | undefined
 
-  constructor(baseUrl = 'http://localhost:8000') {
+  constructor(baseUrl = 'http://localhost:8000', options: TasklogApiOptions = {}) {
     this.baseUrl = baseUrlFor(baseUrl, 'http')
+    this.token = options.token ?? defaultToken()
   }
 
   createTask(description: string, subtasks?: string[]): Promise<Task> {
@@ -90,7 +110,7 @@ export class TasklogApi {
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const res = await fetch(`${this.baseUrl}/api/v1${path}`, {
       method,
-      headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+      headers: { ...authorization(this.token), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     })
     if (!res.ok) throw await toApiError(res)

@@ -1,9 +1,11 @@
 import { compareLogIds } from './log-id.js'
-import { baseUrlFor } from './api.js'
+import { baseUrlFor, defaultToken } from './api.js'
 import { backoffDelay, type BackoffOptions } from './backoff.js'
 import { canonicalUuid, type Level, type LogMessage, type StatusChange } from './types.js'
 
 export interface LogStreamOptions {
+  /** Access token, sent as `?token=` (default: `TASKLOG_TOKEN` from the environment). */
+  token?: string
   /** Only logs of this level and above, for every task of the client (default: all). */
   level?: Level
   /** Interval of `{"action":"ping"}`, in ms (default 15000). */
@@ -32,7 +34,10 @@ export interface StreamEvents {
   unsubscribed: { task_id: string }
   log: LogMessage
   status: StatusChange
-  /** An `error` frame: a refused subscription (`task_id` set when known) or a refused action. */
+  /**
+   * An `error` frame: a refused subscription (`task_id` set when known) or a refused action; or the
+   * server closed with 4001 (`unauthorized`: no valid token) or 4003 (`forbidden`), which ends the client.
+   */
   error: { message: string; code: string; task_id?: string }
   /** History no longer held every log after `since`: some lines of the task are lost to this client. */
   gap: { task_id: string; since: string }
@@ -56,8 +61,11 @@ interface TaskCursor {
   confirmed: boolean
 }
 
-/** Close code of an unknown task or an invalid stream option: retrying cannot help. */
-const POLICY_VIOLATION = 1008
+/**
+ * Close codes after which retrying cannot help: an unknown task or an invalid stream option
+ * (1008), a missing or invalid token (4001), a token that may not read the task (4003).
+ */
+const FINAL_CLOSES: Record<number, string> = { 1008: 'policy_violation', 4001: 'unauthorized', 4003: 'forbidden' }
 /** Close code the client uses when it replaces a silent connection. */
 const DEAD_PEER = 4000
 
@@ -69,14 +77,16 @@ const DEAD_PEER = 4000
  * `since=<the last id seen>`, so lines written meanwhile are replayed once, and any log not
  * newer than the last one seen is dropped: listeners see each task's logs without gaps or
  * duplicates, in id order. When history no longer holds a task's missed lines, `gap` says so.
- * A close with code 1008 (unknown task, invalid option) ends the client without retrying.
+ * A close with code 1008 (unknown task, invalid option), 4001 (no valid token) or 4003 (token
+ * not allowed) ends the client without retrying.
  */
 export class LogStreamClient {
   readonly baseUrl: string
-  /** Resolves once the client stops for good: `close()`, a 1008 close, or reconnection given up. */
+  /** Resolves once the client stops for good: `close()`, a 1008/4001/4003 close, or reconnection given up. */
   readonly closed: Promise<{ code: number; reason: string }>
-  private readonly options: Required<Omit<LogStreamOptions, 'level' | 'reconnect'>> & {
+  private readonly options: Required<Omit<LogStreamOptions, 'level' | 'token' | 'reconnect'>> & {
     level?: Level
+    token?: string
     reconnect: BackoffOptions & { maxAttempts: number }
   }
   private readonly tasks = new Map<string, TaskCursor>()
@@ -93,6 +103,7 @@ export class LogStreamClient {
     this.baseUrl = baseUrlFor(baseUrl, 'ws')
     this.options = {
       level: options.level,
+      token: options.token ?? defaultToken(),
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
       pongTimeoutMs: options.pongTimeoutMs ?? 10_000,
       reconnect: { baseDelayMs: 500, maxDelayMs: 15_000, maxAttempts: Infinity, ...options.reconnect },
@@ -145,7 +156,8 @@ export class LogStreamClient {
     if (this.stopped || !first) return
     const [taskId, cursor] = first
     const url = new URL(`${this.baseUrl}/api/v1/ws/tasks/${taskId}/logs`)
-    for (const [key, value] of Object.entries({ ...this.replayOf(cursor), level: this.options.level }))
+    const { level, token } = this.options
+    for (const [key, value] of Object.entries({ ...this.replayOf(cursor), level, token }))
       if (value !== undefined) url.searchParams.set(key, String(value))
     for (const c of this.tasks.values()) c.confirmed = false
 
@@ -160,7 +172,9 @@ export class LogStreamClient {
         this.send({ action: 'ping' })
         if (!this.watchdog) this.armWatchdog()
       }, this.options.heartbeatIntervalMs)
-      this.emit('open', { url: url.toString() })
+      const shown = new URL(url)
+      shown.searchParams.delete('token') // listeners may print it
+      this.emit('open', { url: shown.toString() })
     })
     socket.addEventListener('message', (event) => {
       if (socket !== this.socket) return
@@ -180,7 +194,7 @@ export class LogStreamClient {
   }
 
   private sendSubscribe(taskId: string): void {
-    this.send({ action: 'subscribe', task_id: taskId, ...this.replayOf(this.tasks.get(taskId)!) })
+    this.send({ action: 'subscribe', task_id: taskId, ...this.replayOf(this.tasks.get(taskId)!), level: this.options.level })
   }
 
   private handleFrame(text: string): void {
@@ -247,8 +261,11 @@ export class LogStreamClient {
     if (this.stopped) return
     const attempt = ++this.failedAttempts
     const idle = this.tasks.size === 0 // nothing to follow: the next subscribe() connects again
-    const reconnecting = !idle && code !== POLICY_VIOLATION && attempt <= this.options.reconnect.maxAttempts
+    const final = FINAL_CLOSES[code]
+    const reconnecting = !idle && !final && attempt <= this.options.reconnect.maxAttempts
     this.emit('close', { code, reason, reconnecting })
+    if (code === 4001 || code === 4003) this.emit('error', { code: final!, message: reason || final! })
+    if (final && code !== 1008) return this.stop(code, reason) // a token problem ends the client even when idle
     if (idle) return
     if (!reconnecting) return this.stop(code, reason)
     const delayMs = backoffDelay(attempt - 1, this.options.reconnect)

@@ -1,8 +1,10 @@
-import { baseUrlFor, toApiError } from './api.js'
+import { authorization, baseUrlFor, defaultToken, toApiError } from './api.js'
 import { backoffDelay, retryAfterMs, sleep, type BackoffOptions } from './backoff.js'
 import { canonicalUuid, isLevel, type BatchAccepted, type Level, type Metadata } from './types.js'
 
 export interface WorkerLoggerOptions {
+  /** Access token, sent as `Authorization: Bearer` (default: `TASKLOG_TOKEN` from the environment). */
+  token?: string
   /** How long a line may wait for others to share its request, in ms (default 250). */
   flushIntervalMs?: number
   /** Lines per request (default 100; the server accepts up to MAX_BATCH, 1000 by default). */
@@ -11,7 +13,7 @@ export interface WorkerLoggerOptions {
   maxBatchBytes?: number
   /** Lines held while the server cannot be reached; beyond it the oldest are dropped (default 10000). */
   maxQueueSize?: number
-  /** Attempts per batch before its lines are given up (default 8). */
+  /** Attempts per batch before its lines are given up (default 8); a `429` answer is not counted, as the server asks to wait, not to give up. */
   maxAttempts?: number
   /** Backoff between attempts (defaults 250 ms doubling up to 15 s); `Retry-After` takes precedence. */
   retry?: Partial<BackoffOptions>
@@ -51,7 +53,7 @@ export interface LoggerStats {
 type Outcome =
   | { kind: 'stored'; body: BatchAccepted }
   | { kind: 'rejected'; error: DeliveryError; badIndexes: Set<number> }
-  | { kind: 'retry'; error: DeliveryError; delayMs?: number }
+  | { kind: 'retry'; error: DeliveryError; delayMs?: number; counted: boolean }
 
 const BATCH_INDEX = /^\/logs\/(\d+)(\/|$)/
 
@@ -61,16 +63,20 @@ const BATCH_INDEX = /^\/logs\/(\d+)(\/|$)/
  * `debug/info/warning/error` return at once: the line is stamped with the current time (so a
  * retried line keeps the time it was logged) and queued. Lines go out in batches through
  * `POST /api/v1/subtasks/{id}/logs`, one request at a time so their order is kept. Network
- * errors, 5xx and 429 are retried with exponential backoff and jitter, honouring `Retry-After`;
- * other 4xx answers are final (the lines are counted as rejected). A timed-out request may
- * have been stored, so a retry after a timeout can duplicate a batch.
+ * errors, 5xx and 429 are retried with exponential backoff and jitter, honouring `Retry-After`
+ * (a 429 is retried until it succeeds or `close()` times out); other 4xx answers are final (the
+ * lines are counted as rejected). Each batch carries one `Idempotency-Key`, the same on every
+ * retry, so a batch stored by a request whose answer was lost is not stored twice.
  */
 export class WorkerLogger {
   readonly url: string
-  private readonly options: Required<Omit<WorkerLoggerOptions, 'retry'>> & { retry: BackoffOptions }
+  private readonly options: Required<Omit<WorkerLoggerOptions, 'retry' | 'token'>> & { retry: BackoffOptions }
   /** Encoded lines (JSON objects), oldest first. */
   private queue: string[] = []
   private inFlight: string[] = []
+  /** `Idempotency-Key` of the batch in flight: one per batch, reused by its retries. */
+  private inFlightKey = ''
+  private readonly headers: Record<string, string>
   private timer: ReturnType<typeof setTimeout> | undefined
   private draining: Promise<void> | undefined
   private closed = false
@@ -96,6 +102,7 @@ export class WorkerLogger {
     if (!id) throw new TypeError(`Invalid subtask id ${JSON.stringify(subtaskId)}: expected a UUID`)
     this.subtaskId = id
     this.url = `${baseUrlFor(baseUrl, 'http')}/api/v1/subtasks/${id}/logs`
+    this.headers = { 'content-type': 'application/json', ...authorization(options.token ?? defaultToken()) }
     this.options = {
       flushIntervalMs: options.flushIntervalMs ?? 250,
       maxBatchSize: options.maxBatchSize ?? 100,
@@ -189,6 +196,7 @@ export class WorkerLogger {
         return
       }
       this.inFlight = this.takeBatch()
+      this.inFlightKey = crypto.randomUUID()
       await this.deliver()
       this.inFlight = []
     }
@@ -208,8 +216,9 @@ export class WorkerLogger {
 
   /** Delivers `inFlight` until it is stored, refused or given up. */
   private async deliver(): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      const outcome = await this.post(this.inFlight)
+    // `tries` counts towards maxAttempts (429s do not), `retries` paces the backoff (all of them).
+    for (let tries = 1, retries = 0; ; ) {
+      const outcome = await this.post(this.inFlight, this.inFlightKey)
       if (outcome.kind === 'stored') {
         this.counts.sent += outcome.body.accepted
         this.counts.broadcasted = outcome.body.broadcasted
@@ -229,42 +238,45 @@ export class WorkerLogger {
         )
         if (rejected === this.inFlight.length) return
         this.inFlight = this.inFlight.filter((_, i) => !badIndexes.has(i))
-        attempt = 0
+        this.inFlightKey = crypto.randomUUID() // another body: another batch
+        tries = 1
+        retries = 0
         continue
       }
-      if (attempt >= this.options.maxAttempts || this.stopping.signal.aborted) {
+      if ((outcome.counted && tries >= this.options.maxAttempts) || this.stopping.signal.aborted) {
         this.giveUp(this.inFlight.length, outcome.error)
         return
       }
+      if (outcome.counted) tries++
       this.counts.retries++
-      await sleep(outcome.delayMs ?? backoffDelay(attempt - 1, this.options.retry), this.stopping.signal)
+      await sleep(outcome.delayMs ?? backoffDelay(retries++, this.options.retry), this.stopping.signal)
     }
   }
 
-  private async post(lines: string[]): Promise<Outcome> {
+  private async post(lines: string[], idempotencyKey: string): Promise<Outcome> {
     let res: Response
     try {
       res = await fetch(this.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { ...this.headers, 'idempotency-key': idempotencyKey },
         body: `{"logs":[${lines.join(',')}]}`,
         signal: AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.options.requestTimeoutMs)]),
       })
     } catch (error) {
-      return { kind: 'retry', error: { code: 'network', message: (error as Error).message } }
+      return { kind: 'retry', error: { code: 'network', message: (error as Error).message }, counted: true }
     }
     if (res.status === 201) {
       try {
         return { kind: 'stored', body: (await res.json()) as BatchAccepted }
       } catch (error) {
         // The connection broke while reading the answer: the batch may or may not be stored.
-        return { kind: 'retry', error: { code: 'network', message: (error as Error).message } }
+        return { kind: 'retry', error: { code: 'network', message: (error as Error).message }, counted: true }
       }
     }
     const failure = await toApiError(res)
     const error = { status: res.status, code: failure.code, message: failure.message }
     if (res.status === 429 || res.status === 408 || res.status >= 500)
-      return { kind: 'retry', error, delayMs: retryAfterMs(res.headers.get('retry-after')) }
+      return { kind: 'retry', error, delayMs: retryAfterMs(res.headers.get('retry-after')), counted: res.status !== 429 }
     const badIndexes = new Set<number>()
     for (const detail of failure.details ?? []) {
       const index = BATCH_INDEX.exec(detail.path)?.[1]
