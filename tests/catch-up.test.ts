@@ -5,11 +5,11 @@
  * same through real sockets.
  */
 import { describe, expect, test } from 'bun:test'
-import type { Replay, StoredLog } from '../src/logs/backend'
+import type { HistoryQuery, Replay, StoredLog } from '../src/logs/backend'
 import { REPLAY_PAGE, catchUp, type CatchUp, type Held } from '../src/logs/catch-up'
 import { toLiveLog } from '../src/logs/frames'
 import type { Watcher } from '../src/logs/watcher'
-import type { Level } from '../src/schemas/common'
+import { levelRank, type Level } from '../src/schemas/common'
 
 const TASK = '0190a000-0000-7000-8000-000000000001'
 
@@ -82,11 +82,16 @@ class FakeWatcher implements Watcher {
   leave(): void {}
 }
 
-/** A history holding `logs` (ids 1000-0, 1000-1, ...), answering replays as the stores do. */
+/** A history holding `logs` (ids 1000-0, 1000-1, ...), answering replays and reads as the stores do. */
 function fakeHistory(logs: StoredLog[], recovered = true) {
   const calls: [string | undefined, number][] = []
   return {
     calls,
+    async read(_taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
+      calls.push([`read ${query.order} ${query.minLevel}`, query.limit])
+      const min = levelRank(query.minLevel ?? 'debug')
+      return logs.filter((l) => levelRank(l.level) >= min).reverse().slice(0, query.limit)
+    },
     async replay(_taskId: string, since: string | undefined, limit: number): Promise<Replay> {
       calls.push([since, limit])
       if (since === undefined) return { logs: logs.slice(Math.max(0, logs.length - limit)), recovered: true }
@@ -123,15 +128,19 @@ describe('catch-up', () => {
     expect(w.batches.at(-1)!.at(-1)).toBe('live')
   })
 
-  test('history=n replays the newest n (capped at replayMax), without `recovered`, at or above the watcher level', async () => {
+  test('history=n replays the newest n logs at or above the watcher level (capped at replayMax), oldest first, without `recovered`', async () => {
     const logs = range(10).map((i) => stored(i, i % 2 ? 'warning' : 'debug'))
     const history = fakeHistory(logs)
     const w = new FakeWatcher('warning')
-    await catchUp(history, synced, start(w, { history: 8 }, [], { replayMax: 6 }))
-    expect(history.calls).toEqual([[undefined, 6]])
+    await catchUp(history, synced, start(w, { history: 3 }))
+    expect(history.calls).toEqual([['read desc warning', 3]])
     expect(w.events[0]).toBe('subscribed:undefined')
     expect(logsOf(w.events)).toEqual(['1000-5', '1000-7', '1000-9'])
     expect(w.events.at(-1)).toBe('live')
+
+    const capped = new FakeWatcher('debug')
+    await catchUp(history, synced, start(capped, { history: 8 }, [], { replayMax: 6 }))
+    expect(logsOf(capped.events)).toEqual(range(6, 4).map((i) => `1000-${i}`))
   })
 
   test('since pages through history in order and reports recovered from the first page', async () => {
@@ -225,8 +234,10 @@ describe('catch-up', () => {
 
   test('a failing history read rejects, and the watcher got nothing', async () => {
     const w = new FakeWatcher()
-    const failing = { replay: () => Promise.reject(new Error('store down')) }
+    const down = () => Promise.reject(new Error('store down'))
+    const failing = { replay: down, read: down }
     await expect(catchUp(failing, synced, start(w, { since: '1000-0' }))).rejects.toThrow('store down')
+    await expect(catchUp(failing, synced, start(w, { history: 5 }))).rejects.toThrow('store down')
     expect(w.events).toEqual([])
   })
 })

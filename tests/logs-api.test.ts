@@ -292,7 +292,9 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
       body: JSON.stringify({ status: 'completed' }),
     })
     await stream.until('event: status')
-    const events = stream.events()
+    const [subscribed, ...events] = stream.events()
+    // First, as the WebSocket frame: the task, and whether resuming found every missed log.
+    expect(subscribed).toBe(`retry: 2000\nevent: subscribed\ndata: ${JSON.stringify({ task_id: task.task_id, recovered: true })}`)
     expect(events[0]).toBe(
       `id: ${second.id}\nevent: log\ndata: ${JSON.stringify((await history(task.task_id, `?since=${first.id}&limit=1`)).logs[0])}`,
     )
@@ -320,7 +322,7 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
         ids.push((await sendLog(server, sub, { level, message })).id)
       const stream = await SseStream.open(server, task.task_id, query(ids))
       expect(stream.response.status).toBe(200)
-      await stream.until(': subscribed')
+      await stream.until('event: subscribed')
       await sendLog(server, sub, { level: 'error', message: 'live' })
       await stream.until('"live"')
       stream.close()
@@ -333,6 +335,8 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     expect(await messagesOf(() => '?history=2')).toEqual(['three', 'four', 'live'])
     expect(await messagesOf((ids) => `?since=${ids[0]}&level=warning`)).toEqual(['two', 'four', 'live'])
     expect(await messagesOf(() => '?history=4&level=error')).toEqual(['two', 'live'])
+    // history counts the logs the level accepts: the newest error, though a warning came after it.
+    expect(await messagesOf(() => '?history=1&level=error')).toEqual(['two', 'live'])
     // Without since or history, only live logs.
     expect(await messagesOf(() => '')).toEqual(['live'])
   })

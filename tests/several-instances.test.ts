@@ -58,7 +58,7 @@ describe('several instances', () => {
     const onA = await watch(a, task.task_id, '?level=info')
     const onB = await watch(b, task.task_id, '?level=warning')
     const stream = await SseStream.open(b, task.task_id)
-    await stream.until(': subscribed')
+    await stream.until('event: subscribed')
     // Each instance announces its subscribers shortly after they change.
     const broadcasted = async (server: TestServer, level: string, expected: number) =>
       eventually(async () => (await sendLog(server, sub, { level, message: level })).broadcasted === expected)
@@ -124,7 +124,7 @@ describe('several instances', () => {
     const task = await createTask(a)
     const sub = task.subtasks[0]!.subtask_id
     const stream = await SseStream.open(b, task.task_id)
-    await stream.until(': subscribed')
+    await stream.until('event: subscribed')
     const sent = await sendLog(a, sub, { level: 'info', message: 'from a' })
     await stream.until('"from a"')
     expect(stream.text).toContain(`id: ${sent.id}\nevent: log\n`)

@@ -7,7 +7,7 @@
  * hold more than a batch for it.
  */
 import { levelRank } from '../schemas/common'
-import type { LogFeed, HistoryStore } from './backend'
+import type { LogFeed, HistoryStore, Replay } from './backend'
 import { toLiveLog, type LiveLog } from './frames'
 import { compareLogIds } from '../../clients/ts/src/log-id'
 import type { ReplayRequest, Watcher } from './watcher'
@@ -36,13 +36,17 @@ export interface CatchUp {
  * Replays what the watcher asked for, then the held events, then makes it live. Rejects when
  * history cannot be read (the watcher then got nothing but, perhaps, `subscribed`).
  */
-export async function catchUp(history: Pick<HistoryStore, 'replay'>, feed: Pick<LogFeed, 'sync'>, c: CatchUp): Promise<void> {
+export async function catchUp(
+  history: Pick<HistoryStore, 'replay' | 'read'>,
+  feed: Pick<LogFeed, 'sync'>,
+  c: CatchUp,
+): Promise<void> {
   const { taskId, watcher, request, current } = c
   let last = request.since
   if (request.since === undefined && !request.history) watcher.subscribed(undefined)
   else {
     const paged = request.since !== undefined
-    let page = await history.replay(taskId, request.since, paged ? REPLAY_PAGE : Math.min(request.history!, c.replayMax))
+    let page = paged ? await history.replay(taskId, request.since, REPLAY_PAGE) : await newest(history, c)
     if (!current()) return
     watcher.subscribed(paged ? page.recovered : undefined)
     const min = levelRank(watcher.minLevel)
@@ -67,6 +71,13 @@ export async function catchUp(history: Pick<HistoryStore, 'replay'>, feed: Pick<
     return watcher.sendLog(item)
   }
   await paced(watcher, c.held, next, current, c.goLive)
+}
+
+/** `history=n`: the newest n logs the watcher accepts (its level and above), oldest first. */
+async function newest(history: Pick<HistoryStore, 'read'>, c: CatchUp): Promise<Replay> {
+  const limit = Math.min(c.request.history!, c.replayMax)
+  const logs = await history.read(c.taskId, { limit, order: 'desc', minLevel: c.watcher.minLevel })
+  return { logs: logs.reverse(), recovered: true }
 }
 
 /**

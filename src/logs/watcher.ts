@@ -43,6 +43,6 @@ export interface Watcher {
 export interface ReplayRequest {
   /** Replay every log after this id. */
   since?: string
-  /** Replay the newest n logs. */
+  /** Replay the newest n logs the watcher accepts (its level and above). */
   history?: number
 }

@@ -15,7 +15,8 @@ import { MAX_SUBSCRIPTIONS, OpenSockets, WebSocketConnection, type StreamContext
 /** The start of a stream, as the SSE route's documented example. */
 const sseExample = [
   'retry: 2000',
-  ': subscribed',
+  'event: subscribed',
+  'data: {"task_id":"01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f"}',
   '',
   'id: 1764152130123-0',
   'event: log',
@@ -120,11 +121,11 @@ export const streamRoutes = (
             tags: ['stream'],
             summary: 'Follow a task with Server-Sent Events',
             description:
-              'For clients that cannot use WebSocket. Events: `log` (with `id:` = log id) and `status`. Resumes after `Last-Event-ID` or `?since=`; a comment heartbeat every 15 s.',
+              "For clients that cannot use WebSocket. Events: `subscribed` first on every (re)connection (its data is the WebSocket `subscribed` frame's: `task_id`, and `recovered` when resuming), then `log` (with `id:` = log id) and `status`. Resumes after `Last-Event-ID` or `?since=`; a comment heartbeat every 15 s.",
             responses: {
               200: {
                 description:
-                  'An endless `text/event-stream`: `log` events (`data:` a `LogMessage`, `id:` its id) and `status` events (`data:` a `StatusChange`)',
+                  'An endless `text/event-stream`: a `subscribed` event (`data:` `{ task_id, recovered? }`), then `log` events (`data:` a `LogMessage`, `id:` its id) and `status` events (`data:` a `StatusChange`)',
                 content: { 'text/event-stream': { schema: { type: 'string' }, example: sseExample } },
               },
             },

@@ -11,7 +11,7 @@ import type { LogBackend, HistoryStore } from '../../src/logs/backend'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { closeStores, openStores } from '../../src/stores'
 import type { TaskStore } from '../../src/tasks/task-store'
-import { ServerFrame, StatusChange } from '../../src/schemas/frames'
+import { ServerFrame, StatusChange, SubscribedFrame } from '../../src/schemas/frames'
 import { LogMessage } from '../../src/schemas/log'
 import type { Task } from '../../src/schemas/task'
 
@@ -144,14 +144,18 @@ function frameMismatch(frame: any): string | undefined {
 }
 
 /** The data of each Server-Sent Event type, as the WebSocket frame of the same type carries it. */
-const sseCheckers: Record<string, Checker> = { log: checkerOf(LogMessage), status: checkerOf(StatusChange) }
+const sseCheckers: Record<string, Checker> = {
+  subscribed: checkerOf(SubscribedFrame.properties.data),
+  log: checkerOf(LogMessage),
+  status: checkerOf(StatusChange),
+}
 
 /** How one Server-Sent Event (a blank-line separated block) breaks the wire contract, or undefined. */
 function sseMismatch(event: string): string | undefined {
   const fields = event.split('\n')
   const type = fields.find((f) => f.startsWith('event: '))?.slice(7)
   const data = fields.find((f) => f.startsWith('data: '))?.slice(6)
-  if (type === undefined && data === undefined) return // comments and `retry:` only: `: subscribed`, `: heartbeat`
+  if (type === undefined && data === undefined) return // comments and `retry:` only: `: heartbeat`
   const checker = type === undefined ? undefined : sseCheckers[type]
   if (!checker || data === undefined) return `unknown event ${JSON.stringify(event)}`
   let value
