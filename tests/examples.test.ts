@@ -86,10 +86,11 @@ function describeSeedExamples(language: string, cmds: { client: string[]; sender
       expect(result.stdout).toMatch(
         new RegExp(
           [
-            `${TIME} INFO    Processing data`,
+            // The TypeScript client adds where the log comes from: `  (subtask 1)`.
+            `${TIME} INFO    Processing data[^\n]*`,
             `    progress: 50`,
             `    stage: \\{"name":"load"\\}`,
-            `${TIME} ERROR   Disk full`,
+            `${TIME} ERROR   Disk full[^\n]*`,
             `● subtask ${subtaskId} is in_progress by builder-7 \\(task in_progress\\)`,
             `Disconnected\\.`,
           ].join('\n'),
@@ -174,7 +175,7 @@ function describeSeedExamples(language: string, cmds: { client: string[]; sender
       const printed = result.stdout
         .split('\n')
         .filter((line) => /^\[\d/.test(line))
-        .map((line) => line.slice(15))
+        .map((line) => line.slice(15).replace(/  \(subtask [^)]*\)$/, '')) // where from: the TypeScript client's suffix
       expect(printed).toEqual(SIMULATED_STEPS.map((s) => `${s.level.toUpperCase().padEnd(7)} ${s.message}`))
     },
     SLOW,
@@ -184,11 +185,19 @@ function describeSeedExamples(language: string, cmds: { client: string[]; sender
 describeSeedExamples('TypeScript', scripts.ts)
 
 describe('TypeScript: websocket-client options', () => {
-  test('--also, --level and --history on one connection', async () => {
-    const [a, b] = [await createTask(server), await createTask(server)]
-    const [subA, subB] = [a.subtasks[0]!.subtask_id, b.subtasks[0]!.subtask_id]
+  test('--also, --level and --history on one connection; tasks labelled #1, #2, lines name subtask and worker', async () => {
+    // Two tasks made in the same minute: their ids share their first digits (UUID v7).
+    const [a, b] = [await createTask(server, { description: 'two steps', subtasks: [{ description: 'fetch' }, { description: 'build' }] }), await createTask(server)]
+    const [subA, subB] = [a.subtasks[1]!.subtask_id, b.subtasks[0]!.subtask_id]
+    await fetch(`${server.url}/api/v1/subtasks/${subA}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ status: 'in_progress', worker_name: 'builder-7' }),
+    })
     await sendLog(server, subA, { level: 'debug', message: 'old debug' })
     await sendLog(server, subA, { level: 'warning', message: 'old warning' })
+    // --history counts the logs the level accepts: these do not push the warning out.
+    for (const n of [1, 2, 3, 4, 5, 6]) await sendLog(server, subA, { level: 'debug', message: `later debug ${n}` })
     const client = startExample([
       'bun',
       'examples/websocket-client.ts',
@@ -209,9 +218,11 @@ describe('TypeScript: websocket-client options', () => {
     expect(result.code).toBe(0)
     const logLines = result.stdout.split('\n').filter((line) => /^\[\d/.test(line))
     expect(logLines.map((line) => line.slice(15))).toEqual([
-      `${a.task_id.slice(0, 8)} WARNING old warning`,
-      `${b.task_id.slice(0, 8)} INFO    from b`,
+      `#1 WARNING old warning  (subtask 2, worker builder-7)`,
+      `#2 INFO    from b  (subtask 1)`,
     ])
+    expect(result.stdout).toContain(`✓ Subscribed to task ${a.task_id} as #1`)
+    expect(result.stdout).toContain(`✓ Subscribed to task ${b.task_id} as #2`)
   })
 
   test('bad options: exit 1 with the reason', async () => {
