@@ -72,6 +72,16 @@ describe.each(['memory', 'redis'] as const)('log endpoints (%s history)', (store
     const unknown = await post(logUrl('00000000-0000-4000-8000-000000000000'), { level: 'info', message: 'x' })
     expect(unknown.status).toBe(404)
     expect(await json(unknown)).toEqual({ error: 'not_found', message: 'Subtask 00000000-0000-4000-8000-000000000000 not found' })
+    // A task id where a subtask id belongs: the answer says so, on both ingest routes.
+    for (const path of ['log', 'logs']) {
+      const body = path === 'log' ? { level: 'info', message: 'x' } : { logs: [{ level: 'info', message: 'x' }] }
+      const wrong = await post(`${server.url}/api/v1/subtasks/${task.task_id.toUpperCase()}/${path}`, body)
+      expect(wrong.status).toBe(404)
+      expect(await json(wrong)).toEqual({
+        error: 'not_found',
+        message: `Subtask ${task.task_id} not found: it is a task id. Logs go to one of the task's subtasks (GET /api/v1/tasks/${task.task_id} lists them)`,
+      })
+    }
     const cases: [unknown, string][] = [
       [{ level: 'loud', message: 'x' }, '/level'],
       [{ message: 'x' }, '/level'], // required: no silent default

@@ -24,10 +24,19 @@ export const logRoutes = (deps: {
 }) => {
   const { tasks, subtasks, history, hub, metrics, limits } = deps
 
+  /** The 404 of an unknown subtask, pointing out a task id given instead (looked up only on this path). */
+  async function subtaskNotFound(subtaskId: string): Promise<ApiError> {
+    if (!(await tasks.exists(subtaskId))) return notFound('Subtask', subtaskId)
+    return new ApiError(
+      'not_found',
+      `Subtask ${subtaskId} not found: it is a task id. Logs go to one of the task's subtasks (GET /api/v1/tasks/${subtaskId} lists them)`,
+    )
+  }
+
   async function ingest(subtaskId: string, requests: LogRequest[], path: string) {
     // A cache hit costs no await: this is the hot path.
     const subtask = subtasks.cached(subtaskId) ?? (await subtasks.lookup(subtaskId))
-    if (!subtask) throw notFound('Subtask', subtaskId)
+    if (!subtask) throw await subtaskNotFound(subtaskId)
     const logs = encodeRequests(requests, subtask, limits, path)
     const { firstId, subscribersElsewhere } = await history.append(subtask.task_id, logs)
     for (const log of logs) metrics.logIngested(log.level)
