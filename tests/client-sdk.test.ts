@@ -203,7 +203,9 @@ describe('WorkerLogger', () => {
   test('never loses a line to 429s: they do not count towards maxAttempts', async () => {
     const task = await createTask(server)
     const proxy = startProxy(server.url, (_req, n) =>
-      n <= 4 ? Response.json({ error: 'rate_limited', message: 'Slow down' }, { status: 429, headers: { 'retry-after': '0' } }) : undefined,
+      n <= 4
+        ? Response.json({ error: 'rate_limited', message: 'Slow down' }, { status: 429, headers: { 'retry-after': '0' } })
+        : undefined,
     )
     const logger = new WorkerLogger(task.subtasks[0]!.subtask_id, proxy.url, { maxAttempts: 2, retry: { baseDelayMs: 1 } })
     logger.info('patient')

@@ -187,7 +187,10 @@ describeSeedExamples('TypeScript', scripts.ts)
 describe('TypeScript: websocket-client options', () => {
   test('--also, --level and --history on one connection; tasks labelled #1, #2, lines name subtask and worker', async () => {
     // Two tasks made in the same minute: their ids share their first digits (UUID v7).
-    const [a, b] = [await createTask(server, { description: 'two steps', subtasks: [{ description: 'fetch' }, { description: 'build' }] }), await createTask(server)]
+    const [a, b] = [
+      await createTask(server, { description: 'two steps', subtasks: [{ description: 'fetch' }, { description: 'build' }] }),
+      await createTask(server),
+    ]
     const [subA, subB] = [a.subtasks[1]!.subtask_id, b.subtasks[0]!.subtask_id]
     await fetch(`${server.url}/api/v1/subtasks/${subA}`, {
       method: 'PATCH',

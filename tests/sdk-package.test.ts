@@ -14,7 +14,12 @@ import { startServer, type TestServer } from './support/server'
 const PACKAGE = join(import.meta.dir, '..', 'clients', 'ts')
 const FIXTURES = join(import.meta.dir, 'fixtures')
 const MODULES = ['api', 'backoff', 'ids', 'index', 'log-id', 'log-stream-client', 'types', 'worker-logger']
-const EXPECTED = { runtime: expect.any(String), messages: ['info before watching', 'info live', 'error live error'], sent: 4, failed: 0 }
+const EXPECTED = {
+  runtime: expect.any(String),
+  messages: ['info before watching', 'info live', 'error live error'],
+  sent: 4,
+  failed: 0,
+}
 
 let server: TestServer
 let work: string
@@ -83,29 +88,33 @@ describe('the packed SDK', () => {
     expect(result.runtime).toStartWith('node 22.')
   }, 180_000)
 
-  test.skipIf(!haveChromium)('runs in headless Chromium', async () => {
-    const browser = await launchChromium()
-    try {
-      const page = await browser.newPage()
-      // The page and the API share the server's origin (the API sends no CORS headers), and the
-      // document comes from that loopback server (Chromium lets only such a page open loopback
-      // WebSockets); the consumer's modules are served from disk under /consumer/.
-      await page.route(`${server.url}/consumer/**`, (route) => {
-        const path = new URL(route.request().url()).pathname.slice('/consumer/'.length)
-        return route.fulfill({ contentType: 'text/javascript', body: readFileSync(join(consumer, path), 'utf8') })
-      })
-      await page.goto(`${server.url}/health`)
-      await page.setContent(
-        '<script type="importmap">{"imports":{"tasklog-client":"/consumer/node_modules/tasklog-client/dist/index.js"}}</script>',
-      )
-      const result = await page.evaluate(async (base) => {
-        const { smoke } = await import('/consumer/sdk-smoke.mjs' as string)
-        return smoke(base)
-      }, server.url)
-      expect(result).toEqual(EXPECTED)
-      expect(result.runtime).toContain('HeadlessChrome')
-    } finally {
-      await browser.close()
-    }
-  }, 60_000)
+  test.skipIf(!haveChromium)(
+    'runs in headless Chromium',
+    async () => {
+      const browser = await launchChromium()
+      try {
+        const page = await browser.newPage()
+        // The page and the API share the server's origin (the API sends no CORS headers), and the
+        // document comes from that loopback server (Chromium lets only such a page open loopback
+        // WebSockets); the consumer's modules are served from disk under /consumer/.
+        await page.route(`${server.url}/consumer/**`, (route) => {
+          const path = new URL(route.request().url()).pathname.slice('/consumer/'.length)
+          return route.fulfill({ contentType: 'text/javascript', body: readFileSync(join(consumer, path), 'utf8') })
+        })
+        await page.goto(`${server.url}/health`)
+        await page.setContent(
+          '<script type="importmap">{"imports":{"tasklog-client":"/consumer/node_modules/tasklog-client/dist/index.js"}}</script>',
+        )
+        const result = await page.evaluate(async (base) => {
+          const { smoke } = await import('/consumer/sdk-smoke.mjs' as string)
+          return smoke(base)
+        }, server.url)
+        expect(result).toEqual(EXPECTED)
+        expect(result.runtime).toContain('HeadlessChrome')
+      } finally {
+        await browser.close()
+      }
+    },
+    60_000,
+  )
 })

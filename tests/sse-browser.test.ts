@@ -82,7 +82,11 @@ describe.skipIf(!haveChromium).each(['memory', 'redis'] as const)('SSE in Chromi
       await whileAway(log)
       setup.proxy.restore()
       const events = (await seen(2 + expected)).slice(2)
-      return { taskId: task.task_id, subscribed: events[0]!, logs: events.slice(1).map((e) => [e.type, e.data.message, e.lastEventId]) }
+      return {
+        taskId: task.task_id,
+        subscribed: events[0]!,
+        logs: events.slice(1).map((e) => [e.type, e.data.message, e.lastEventId]),
+      }
     } finally {
       await tearDown(setup)
     }
@@ -93,7 +97,11 @@ describe.skipIf(!haveChromium).each(['memory', 'redis'] as const)('SSE in Chromi
     const { taskId, subscribed, logs } = await resume({}, 2, async (log) => {
       ids.push(await log('while away'))
     })
-    expect(subscribed).toEqual({ type: 'subscribed', data: { task_id: taskId, recovered: true }, lastEventId: expect.any(String) })
+    expect(subscribed).toEqual({
+      type: 'subscribed',
+      data: { task_id: taskId, recovered: true },
+      lastEventId: expect.any(String),
+    })
     expect(logs).toEqual([['log', 'while away', ids[0]]])
   }, 30_000)
 

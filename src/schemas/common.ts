@@ -20,7 +20,7 @@ export const Uuid = t.String({
 FormatRegistry.Set('client-uuid', (text) => isUuid(text) || canonicalUuid(text) !== undefined)
 
 /**
- * A UUID a client names, in any form the original backend read (shared/ids.ts). Anything else in
+ * A UUID a client names, in any form the original backend read (the SDK's ids.ts). Anything else in
  * a path is a 422. Routes pass it through `canonicalId` themselves: a TypeBox Transform doing it
  * is slower on the ingest path (bench/README.md).
  */

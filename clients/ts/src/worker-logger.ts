@@ -217,7 +217,7 @@ export class WorkerLogger {
   /** Delivers `inFlight` until it is stored, refused or given up. */
   private async deliver(): Promise<void> {
     // `tries` counts towards maxAttempts (429s do not), `retries` paces the backoff (all of them).
-    for (let tries = 1, retries = 0; ; ) {
+    for (let tries = 1, retries = 0; ;) {
       const outcome = await this.post(this.inFlight, this.inFlightKey)
       if (outcome.kind === 'stored') {
         this.counts.sent += outcome.body.accepted
