@@ -56,7 +56,9 @@ export function sseResponse(
     // The WebSocket `subscribed` frame's data, as an event: EventSource drops comments, and a
     // client resuming with Last-Event-ID learns from `recovered` whether history had a gap.
     subscribed: (recovered) =>
-      write(`retry: 2000\nevent: subscribed\ndata: ${JSON.stringify(recovered === undefined ? { task_id: taskId } : { task_id: taskId, recovered })}\n\n`),
+      write(
+        `retry: 2000\nevent: subscribed\ndata: ${JSON.stringify(recovered === undefined ? { task_id: taskId } : { task_id: taskId, recovered })}\n\n`,
+      ),
     sendLog: (log) => write(`id: ${log.id}\nevent: log\ndata: ${log.data}\n\n`),
     sendStatus: (data) => write(`event: status\ndata: ${data}\n\n`),
     drained: () => (open ? new Promise((resolve) => pullWaiters.push(resolve)) : Promise.resolve()),
