@@ -7,7 +7,8 @@
  *   bun examples/demo.ts [base_url] [--delay-ms <n>]
  *
  * base_url defaults to http://localhost:8000; --delay-ms replaces the worker's pauses.
- * Exits with 1 when a step fails.
+ * Exits with 1 when a step fails. TASKLOG_TOKEN, when set, is sent as the access token (the
+ * SDK reads it).
  */
 import { LogStreamClient, TasklogApi, WorkerLogger, type LogMessage } from '../clients/ts/src'
 import { SIMULATED_STEPS, delayOption, parseCommandLine, simulate } from './send-log'

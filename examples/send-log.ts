@@ -8,6 +8,7 @@
  * base_url defaults to http://localhost:8000. `simulate` sends the seven lines of a typical
  * task run with pauses between them (`--delay-ms` replaces every pause); each line prints how
  * many watchers it reached. Exits with 1 on bad input or when a line is not stored.
+ * TASKLOG_TOKEN, when set, is sent as the access token (the SDK reads it).
  */
 import { LEVELS, WorkerLogger, canonicalUuid, isLevel, type Level, type LoggerStats, type Metadata } from '../clients/ts/src'
 

@@ -7,7 +7,7 @@
  *
  * The run includes an optional step that fails: the agent logs the error and carries on.
  * With --fail a required step fails too: the agent logs "Task failed: …", marks the subtask
- * failed and exits with 1.
+ * failed and exits with 1. TASKLOG_TOKEN, when set, is sent as the access token (the SDK reads it).
  */
 import { TasklogApi, WorkerLogger, canonicalUuid, type Status } from '../clients/ts/src'
 import { delayOption, parseCommandLine } from './send-log'

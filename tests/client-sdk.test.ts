@@ -159,6 +159,7 @@ describe('WorkerLogger', () => {
     expect([first!.status, second!.status]).toEqual([429, 201])
     expect(second!.at - first!.at).toBeGreaterThanOrEqual(950)
     expect(second!.body).toBe(first!.body)
+    expect(second!.headers.get('idempotency-key')).toBe(first!.headers.get('idempotency-key')!)
     await proxy.stop()
   })
 
