@@ -1,5 +1,5 @@
 import { Elysia } from 'elysia'
-import type { Logger } from '../logger'
+import { infoLine, type Logger } from '../logger'
 import type { Metrics } from '../metrics'
 import { toErrorResponse } from './error-handler'
 import { beginRequest, loggedUrl, requestInfo } from './request-info'
@@ -29,7 +29,7 @@ export const requestLog = (metrics: Metrics, logger: Logger) => {
         sub: info.sub,
       }
       if (status >= 500) logger.warn(line, 'request')
-      else logger.info(line, 'request')
+      else infoLine(logger, 'request', line)
     }
   }
   return (
