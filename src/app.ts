@@ -93,6 +93,7 @@ export function createApp({ config, tasks, logs, decomposer = simpleDecomposer, 
           maxMessageBytes: config.maxMessageBytes,
           maxMetadataBytes: config.maxMetadataBytes,
           maxBatch: config.maxBatch,
+          rateBurst: config.rateLimit.perSecond > 0 ? config.rateLimit.burst : 0,
         },
       }),
     )

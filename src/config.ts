@@ -1,4 +1,5 @@
 import { isIP } from 'node:net'
+import type { RateLimit } from './store-errors'
 
 /** Environment variables, validated once at start-up. */
 export interface Config {
@@ -28,6 +29,8 @@ export interface Config {
   logLevel: LogLevel
   /** `json`: one JSON object a line; `pretty`: a compact human line. Unset: pretty on a terminal. */
   logFormat: LogFormat | undefined
+  /** Log lines per second and per task, across instances (0: no limit), and the burst a task may send at once. */
+  rateLimit: RateLimit
 }
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
@@ -87,6 +90,8 @@ export function loadConfig(env: Env = process.env): Config {
   const maxMessageBytes = integer(env, 'MAX_MESSAGE_BYTES', 65_536, 1, 16 * 1024 * 1024)
   const maxMetadataBytes = integer(env, 'MAX_METADATA_BYTES', 16_384, 2, 16 * 1024 * 1024)
   // The default fits a full batch of typical lines; a single line of maximum size always fits.
+  const perSecond = integer(env, 'RATE_LIMIT_LOGS_PER_SECOND', 10_000, 0, 100_000_000)
+  const burst = integer(env, 'RATE_LIMIT_BURST', Math.max(1, 10 * perSecond), 1, 1_000_000_000)
   const defaultBody = Math.max(8 * 1024 * 1024, 2 * (maxMessageBytes + maxMetadataBytes) + 4096)
   return {
     port: integer(env, 'PORT', 8000, 0, 65_535),
@@ -106,5 +111,6 @@ export function loadConfig(env: Env = process.env): Config {
     memoryHistoryMaxBytes: integer(env, 'MEMORY_HISTORY_MAX_BYTES', 256 * 1024 * 1024, 64 * 1024, 2 ** 50),
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS) ?? 'info',
     logFormat: oneOf(env, 'LOG_FORMAT', LOG_FORMATS),
+    rateLimit: { perSecond, burst },
   }
 }

@@ -4,7 +4,14 @@ import type { ErrorCode } from './errors'
 import { LEVELS, levelRank, type Level } from './schemas/common'
 
 /** Why a log ingest request stored nothing, for `tasklog_logs_rejected_total`. */
-export const REJECTION_REASONS = ['validation', 'payload_too_large', 'not_found', 'unavailable', 'insufficient_storage'] as const
+export const REJECTION_REASONS = [
+  'validation',
+  'payload_too_large',
+  'not_found',
+  'rate_limited',
+  'unavailable',
+  'insufficient_storage',
+] as const
 type RejectionReason = (typeof REJECTION_REASONS)[number]
 
 /** How long the history store's memory figure is reused: Redis answers INFO with a page of text. */

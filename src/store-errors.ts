@@ -49,3 +49,41 @@ export class InvalidInputError extends Error {
     this.name = 'InvalidInputError'
   }
 }
+
+/** An idempotency key already recorded for another request body; nothing was stored. */
+export class IdempotencyConflictError extends InvalidInputError {
+  constructor(key: string) {
+    super(
+      `Idempotency-Key ${key} was already used with a different request body; nothing was stored. Use a new key for new logs`,
+      [{ path: '/headers/idempotency-key', message: 'already used with a different request body' }],
+    )
+    this.name = 'IdempotencyConflictError'
+  }
+}
+
+/** A task's log rate limit, in log lines. */
+export interface RateLimit {
+  /** Lines per second a task may sustain; 0: no limit. */
+  perSecond: number
+  /** Lines a task may send at once after a quiet spell. */
+  burst: number
+}
+
+/** A task is over its log rate limit; nothing was stored. */
+export class RateLimitedError extends Error {
+  constructor(
+    readonly taskId: string,
+    readonly limit: RateLimit,
+    /** How long until this request would fit, in ms. */
+    readonly retryAfterMs: number,
+    /** Lines the task could send right now. */
+    readonly remaining: number,
+    /** How long until the task could send a whole burst again, in ms. */
+    readonly resetMs: number,
+  ) {
+    super(
+      `Task ${taskId} is over its log rate limit (${limit.perSecond} lines per second, bursts of ${limit.burst}); nothing was stored, retry after ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`,
+    )
+    this.name = 'RateLimitedError'
+  }
+}

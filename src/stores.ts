@@ -22,6 +22,7 @@ export async function openStores(config: Config, logger?: Pick<Console, 'warn' |
     timeoutMs,
     memoryMaxBytes: config.memoryHistoryMaxBytes,
     logger,
+    rateLimit: config.rateLimit,
   }).catch(async (error: Error) => {
     await tasks.close()
     throw error

@@ -4,7 +4,7 @@ import { ApiError } from '../errors'
 import type { Logger } from '../logger'
 import type { Metrics } from '../metrics'
 import { loggedUrl, requestInfo } from './request-info'
-import { InvalidInputError, StoreFullError, StoreUnavailableError } from '../store-errors'
+import { InvalidInputError, RateLimitedError, StoreFullError, StoreUnavailableError } from '../store-errors'
 
 interface SchemaError {
   type?: ValueErrorType
@@ -40,6 +40,7 @@ export function toErrorResponse(code: string | number, error: unknown): ApiError
   if (error instanceof StoreUnavailableError) return new ApiError('unavailable', error.message)
   if (error instanceof StoreFullError) return new ApiError('insufficient_storage', error.message)
   if (error instanceof InvalidInputError) return new ApiError('validation', error.message, error.problems)
+  if (error instanceof RateLimitedError) return rateLimited(error)
   switch (code) {
     case 'VALIDATION': {
       const v = error as { type?: string; all?: SchemaError[] }
@@ -64,6 +65,20 @@ export function toErrorResponse(code: string | number, error: unknown): ApiError
   }
 }
 
+/**
+ * A 429 with when to come back (`Retry-After`, whole seconds, at least 1) and the task's bucket:
+ * `RateLimit-Limit` the burst, `RateLimit-Remaining` the lines it could send now,
+ * `RateLimit-Reset` the seconds until it could send a whole burst again.
+ */
+function rateLimited(error: RateLimitedError): ApiError {
+  return new ApiError('rate_limited', error.message, undefined, {
+    'retry-after': String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))),
+    'ratelimit-limit': String(error.limit.burst),
+    'ratelimit-remaining': String(error.remaining),
+    'ratelimit-reset': String(Math.ceil(error.resetMs / 1000)),
+  })
+}
+
 /** The two ingest routes, by path: errors raised before routing (a body too large) have no route pattern. */
 const INGEST_PATH = /^\/api\/v1\/subtasks\/[^/?]+\/logs?(\?|$)/
 
@@ -73,6 +88,7 @@ export const errorHandler = (metrics: Metrics, logger: Logger) =>
     const failure = toErrorResponse(code, error)
     if (failure.code === 'internal') logger.error({ err: error, request_id: requestInfo(set)?.id }, 'request failed')
     if (request.method === 'POST' && INGEST_PATH.test(loggedUrl(request.url))) metrics.logsRejected(failure.code)
+    if (error instanceof RateLimitedError) metrics.requestRateLimited()
     if (failure.code === 'unavailable' || failure.code === 'insufficient_storage') metrics.storeErrors++
     set.status = failure.status
     if (failure.headers) Object.assign(set.headers, failure.headers)

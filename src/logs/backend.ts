@@ -6,6 +6,7 @@
  * routes know only these interfaces.
  */
 import type { Level } from '../schemas/common'
+import type { RateLimit } from '../store-errors'
 import type { EncodedLog } from './encode'
 import { memoryBackend } from './memory'
 import { connectRedisBackend } from './redis'
@@ -27,6 +28,25 @@ export interface Appended {
    * Presence announced them, read in the append's own round trip; 0 for a one-instance engine.
    */
   subscribersElsewhere: number
+  /** The append repeated an idempotency key already applied: nothing was stored, `firstId` is the first answer's. */
+  replayed?: true
+}
+
+/** What makes an append idempotent: a key the client chose, and what it first stored under it. */
+export interface Idempotency {
+  /** The client's `Idempotency-Key` (1 to 128 printable ASCII characters). */
+  key: string
+  /** The request's fingerprint (idempotency.ts): a repeat of the key with another one is a conflict. */
+  fingerprint: string
+}
+
+export interface AppendOptions {
+  /**
+   * Recorded with the append, for the task's TTL: an append repeating the key with the same
+   * fingerprint stores nothing and answers the first append's `firstId` (`replayed`); with another
+   * fingerprint it rejects with IdempotencyConflictError. A replay is not charged to the rate limit.
+   */
+  idempotency?: Idempotency
 }
 
 export interface HistoryQuery {
@@ -71,9 +91,11 @@ export interface HistoryStore {
    * Stores the logs of one task atomically (one round trip for a remote store), with
    * consecutive ids in their order: `<ms>-<seq>`, `<ms>-<seq + 1>`, ..., and hands them to the
    * live feed of every instance following the task. Returns the first id (a RangeError for no
-   * logs). Rejects with StoreUnavailableError when the store is down: then nothing was stored.
+   * logs). Rejects with StoreUnavailableError when the store is down: then nothing was stored
+   * (StoreTimeoutError: it may have been); with RateLimitedError, storing nothing, when the
+   * task is over the engine's rate limit (BackendLimits.rateLimit), counted in logs.
    */
-  append(taskId: string, logs: EncodedLog[]): Promise<Appended>
+  append(taskId: string, logs: EncodedLog[], options?: AppendOptions): Promise<Appended>
   /** Reads logs for the history endpoint. */
   read(taskId: string, query: HistoryQuery): Promise<StoredLog[]>
   /** Logs after `since` (oldest first, at most `limit`), or the newest `limit` when `since` is undefined. */
@@ -144,6 +166,8 @@ export interface LogBackend {
 export interface BackendLimits {
   ttlSeconds: number
   maxPerTask: number
+  /** Per task, across every instance sharing the engine; unset or `perSecond` 0: none. */
+  rateLimit?: RateLimit
 }
 
 export interface OpenBackendOptions extends BackendLimits {
@@ -162,7 +186,7 @@ export interface OpenBackendOptions extends BackendLimits {
  * one service), memory otherwise. The one place an engine is chosen.
  */
 export function openBackend(opts: OpenBackendOptions): Promise<LogBackend> {
-  const limits = { ttlSeconds: opts.ttlSeconds, maxPerTask: opts.maxPerTask }
+  const limits = { ttlSeconds: opts.ttlSeconds, maxPerTask: opts.maxPerTask, rateLimit: opts.rateLimit }
   if (!opts.redisUrl) return Promise.resolve(memoryBackend({ ...limits, maxBytes: opts.memoryMaxBytes }))
   return connectRedisBackend({ ...limits, url: opts.redisUrl, timeoutMs: opts.timeoutMs, logger: opts.logger })
 }

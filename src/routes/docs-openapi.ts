@@ -75,6 +75,8 @@ const ERROR_DESCRIPTIONS: Record<string, string> = {
   '413': 'Payload too large: the request body is over MAX_BODY_BYTES. Nothing was stored.',
   '422': 'Validation failed: `details` names each offending field by its JSON pointer. Nothing was stored.',
   '426': 'Upgrade required: this route speaks WebSocket only.',
+  '429':
+    'Rate limited: the task is over RATE_LIMIT_LOGS_PER_SECOND. Nothing was stored; retry after `Retry-After` seconds. `RateLimit-Limit` is the burst, `RateLimit-Remaining` the lines that fit now, `RateLimit-Reset` the seconds until a whole burst fits.',
   '503': 'Unavailable: a store is down or did not answer in time. Retry later.',
   '507': 'Insufficient storage: the log history (Redis) is out of memory. Nothing was stored; retry later.',
 }
@@ -153,6 +155,14 @@ function errorExamples(path: string, operation: Json, status: string): Record<st
           'Plain HTTP request',
           'upgrade_required',
           'This endpoint speaks WebSocket: connect with a WebSocket client',
+        ),
+      }
+    case '429':
+      return {
+        rate_limited: errorExample(
+          'Task over its log rate limit',
+          'rate_limited',
+          `Task ${EXAMPLE_ID} is over its log rate limit (10000 lines per second, bursts of 100000); nothing was stored, retry after 1 s`,
         ),
       }
     case '503':

@@ -2,13 +2,14 @@ import { Elysia, t } from 'elysia'
 import { ApiError, notFound } from '../errors'
 import { encodeRequests, type LogLimits } from '../logs/encode'
 import type { HistoryStore } from '../logs/backend'
+import { requestFingerprint } from '../logs/idempotency'
 import { toLogMessage } from '../logs/frames'
 import type { Hub } from '../logs/hub'
 import type { Metrics } from '../metrics'
 import { compareLogIds, logIdAfter } from '../../clients/ts/src/log-id'
 import { SubtaskParams, TaskParams } from '../schemas/common'
 import { ErrorBody, commonErrors, ingestErrors } from '../schemas/error'
-import { BatchAccepted, LogAccepted, LogBatch, LogHistory, LogHistoryQuery, LogRequest } from '../schemas/log'
+import { BatchAccepted, IngestHeaders, LogAccepted, LogBatch, LogHistory, LogHistoryQuery, LogRequest } from '../schemas/log'
 import { canonicalId } from '../../clients/ts/src/ids'
 import type { SubtaskDirectory } from '../tasks/subtask-directory'
 import type { KnownTasks } from '../tasks/known-tasks'
@@ -20,7 +21,8 @@ export const logRoutes = (deps: {
   history: HistoryStore
   hub: Hub
   metrics: Metrics
-  limits: LogLimits & { maxBatch: number }
+  /** `maxBatch`, and `rateBurst`: the most logs a task may send at once (0: no rate limit). */
+  limits: LogLimits & { maxBatch: number; rateBurst: number }
 }) => {
   const { tasks, subtasks, history, hub, metrics, limits } = deps
 
@@ -33,14 +35,25 @@ export const logRoutes = (deps: {
     )
   }
 
-  async function ingest(subtaskId: string, requests: LogRequest[], path: string) {
+  /**
+   * Stores a request's logs; with an idempotency key, a repeat of an applied request stores
+   * nothing and answers the first answer's ids (`replayed`).
+   */
+  async function ingest(subtaskId: string, requests: LogRequest[], path: string, key: string | undefined) {
     // A cache hit costs no await: this is the hot path.
     const subtask = subtasks.cached(subtaskId) ?? (await subtasks.lookup(subtaskId))
     if (!subtask) throw await subtaskNotFound(subtaskId)
     const logs = encodeRequests(requests, subtask, limits, path)
-    const { firstId, subscribersElsewhere } = await history.append(subtask.task_id, logs)
-    for (const log of logs) metrics.logIngested(log.level)
-    return { firstId, broadcasted: hub.recipients(subtask.task_id, logs, subscribersElsewhere) }
+    // Nothing is allocated for a request without a key.
+    const options = key === undefined ? undefined : { idempotency: { key, fingerprint: requestFingerprint(subtaskId, requests) } }
+    const { firstId, subscribersElsewhere, replayed } = await history.append(subtask.task_id, logs, options)
+    if (!replayed) for (const log of logs) metrics.logIngested(log.level)
+    return { firstId, replayed, broadcasted: hub.recipients(subtask.task_id, logs, subscribersElsewhere) }
+  }
+
+  /** Marks a replayed answer, as the first answer it repeats carried no such header. */
+  const replayedHeader = (set: { headers: Record<string, string | number> }, replayed: true | undefined) => {
+    if (replayed) set.headers['idempotency-replayed'] = 'true'
   }
 
   // Acknowledgements are our own output, typed and documented by their schemas; NoValidate
@@ -48,32 +61,48 @@ export const logRoutes = (deps: {
   return new Elysia({ name: 'logs', prefix: '/api/v1', detail: { tags: ['logs'] } })
     .post(
       '/subtasks/:subtask_id/log',
-      async ({ params, body, set }) => {
-        const { firstId, broadcasted } = await ingest(canonicalId(params.subtask_id), [body], '')
+      async ({ params, headers, body, set }) => {
+        const { firstId, broadcasted, replayed } = await ingest(
+          canonicalId(params.subtask_id),
+          [body],
+          '',
+          headers['idempotency-key'],
+        )
+        replayedHeader(set, replayed)
         set.status = 201
         return { success: true as const, message: 'Log stored and broadcast', broadcasted, id: firstId }
       },
       {
         params: SubtaskParams,
+        headers: IngestHeaders,
         body: LogRequest,
         ...parseJson,
-        response: { 201: t.NoValidate(LogAccepted), 404: ErrorBody, 413: ErrorBody, ...ingestErrors },
+        response: { 201: t.NoValidate(LogAccepted), 404: ErrorBody, 413: ErrorBody, 429: ErrorBody, ...ingestErrors },
         detail: {
           summary: 'Send one log line',
           description:
-            "Stores the line in the task's history and broadcasts it to the task's subscribers. A 201 means stored; any other status means not stored, so retrying is safe.",
+            "Stores the line in the task's history and broadcasts it to the task's subscribers. A 201 means stored; any other status means not stored. A retry with the same Idempotency-Key stores the line at most once; without a key, a retry after a 503 or a lost answer may store it twice.",
           responses: { 201: { description: 'Stored, and sent to `broadcasted` subscribed connections' } },
         },
       },
     )
     .post(
       '/subtasks/:subtask_id/logs',
-      async ({ params, body, set }) => {
+      async ({ params, headers, body, set }) => {
         if (body.logs.length > limits.maxBatch)
           throw new ApiError('validation', `A batch holds at most ${limits.maxBatch} logs; got ${body.logs.length}`, [
             { path: '/logs', message: `at most ${limits.maxBatch} items` },
           ])
-        const { firstId, broadcasted } = await ingest(canonicalId(params.subtask_id), body.logs, '/logs/{i}')
+        // It could never fit the task's rate limit: retrying it would not help.
+        if (limits.rateBurst > 0 && body.logs.length > limits.rateBurst)
+          throw new ApiError(
+            'validation',
+            `A batch holds at most RATE_LIMIT_BURST (${limits.rateBurst}) logs, the most a task may send at once; got ${body.logs.length}`,
+            [{ path: '/logs', message: `at most ${limits.rateBurst} items` }],
+          )
+        const key = headers['idempotency-key']
+        const { firstId, broadcasted, replayed } = await ingest(canonicalId(params.subtask_id), body.logs, '/logs/{i}', key)
+        replayedHeader(set, replayed)
         set.status = 201
         return {
           success: true as const,
@@ -85,12 +114,13 @@ export const logRoutes = (deps: {
       },
       {
         params: SubtaskParams,
+        headers: IngestHeaders,
         body: LogBatch,
         ...parseJson,
-        response: { 201: t.NoValidate(BatchAccepted), 404: ErrorBody, 413: ErrorBody, ...ingestErrors },
+        response: { 201: t.NoValidate(BatchAccepted), 404: ErrorBody, 413: ErrorBody, 429: ErrorBody, ...ingestErrors },
         detail: {
           summary: 'Send a batch of log lines',
-          description: `All or nothing: one invalid entry rejects the whole batch, and the error names its index. At most MAX_BATCH (default 1000) logs.`,
+          description: `All or nothing: one invalid entry rejects the whole batch, and the error names its index. At most MAX_BATCH (default 1000) logs. A retry with the same Idempotency-Key stores the batch at most once.`,
           responses: { 201: { description: 'All stored, with consecutive ids from `first_id` to `last_id`' } },
         },
       },

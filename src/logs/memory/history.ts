@@ -10,10 +10,13 @@
  *   overhead): past it, the tasks whose newest log is oldest lose their history first;
  * - `recovered` follows the rule of backend.ts Replay, from the highest id ever removed. Removal
  *   (by age, count or bytes) always takes the oldest logs of a task; a task trimmed whole for
- *   bytes keeps that id (a tombstone) until its logs would have expired.
+ *   bytes keeps that id (a tombstone) until its logs would have expired;
+ * - idempotency keys are kept for the TTL (at most IDEMPOTENCY_KEYS_MAX), and the rate limit is
+ *   the same GCRA as the Redis append script's, on this clock.
  */
 import { levelRank } from '../../schemas/common'
-import type { Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
+import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
+import { IdempotencyConflictError, RateLimitedError, type RateLimit } from '../../store-errors'
 import type { EncodedLog } from '../encode'
 import type { LogIdParts } from '../../../clients/ts/src/log-id'
 import { requireLogId } from '../log-id'
@@ -45,7 +48,24 @@ export interface MemoryHistoryOptions {
   feed: MemoryFeed
   /** The clock (ms since the epoch); Date.now by default. */
   now?: () => number
+  /** Per task (default none), as the Redis engine's append script enforces it. */
+  rateLimit?: RateLimit
 }
+
+/** An idempotency key's record (AppendOptions): what its first append answered, until when. */
+interface KeyRecord {
+  fingerprint: string
+  firstId: string
+  expiresMs: number
+}
+
+/**
+ * Idempotency keys remembered, across tasks: past it the oldest is forgotten before its TTL (a
+ * retry under it would then store again). Each takes a few hundred bytes.
+ */
+const IDEMPOTENCY_KEYS_MAX = 100_000
+/** Tasks whose rate-limit state is kept: a task forgotten early starts again with a full burst. */
+const RATE_STATES_MAX = 100_000
 
 /**
  * When a task was created, from its id: a UUID v7 (what the task store issues) begins with its
@@ -81,6 +101,14 @@ export class MemoryHistory implements HistoryStore {
   /** Everything written before this store began was lost with the process that held it. */
   readonly #startedMs: number
   #sweeper: ReturnType<typeof setInterval> | undefined
+  /** `<task id> <key>` -> its record, oldest first (every record lives the TTL, so also first to expire). */
+  readonly #keys = new Map<string, KeyRecord>()
+  readonly #rateLimit: RateLimit | undefined
+  /** ms per log of the rate limit, and the burst in ms (the GCRA of append.lua). */
+  readonly #intervalMs: number
+  readonly #toleranceMs: number
+  /** Per task: when its bucket is full again (ms), while it is not. */
+  readonly #fullAt = new Map<string, number>()
 
   constructor(opts: MemoryHistoryOptions) {
     if (!(opts.ttlSeconds > 0) || !Number.isFinite(opts.ttlSeconds)) throw new RangeError('ttlSeconds must be > 0')
@@ -91,6 +119,9 @@ export class MemoryHistory implements HistoryStore {
     this.#feed = opts.feed
     this.#now = opts.now ?? Date.now
     this.#startedMs = this.#now()
+    this.#rateLimit = opts.rateLimit && opts.rateLimit.perSecond > 0 ? opts.rateLimit : undefined
+    this.#intervalMs = this.#rateLimit ? 1000 / this.#rateLimit.perSecond : 0
+    this.#toleranceMs = this.#rateLimit ? this.#intervalMs * this.#rateLimit.burst : 0
     // Bounded memory: drop expired logs and empty tasks even when nobody reads them.
     const every = Math.min(60_000, Math.max(1_000, Math.floor(this.#ttlMs / 2)))
     this.#sweeper = setInterval(() => this.sweep(), every)
@@ -111,12 +142,27 @@ export class MemoryHistory implements HistoryStore {
   sweep(now = this.#now()): void {
     for (const taskId of this.#tasks.keys()) this.#live(taskId, now)
     for (const [taskId, removed] of this.#tombstones) if (removed.ms < now - this.#ttlMs) this.#tombstones.delete(taskId)
+    for (const [name, record] of this.#keys) {
+      if (record.expiresMs > now) break
+      this.#keys.delete(name)
+    }
+    for (const [taskId, fullAt] of this.#fullAt) if (fullAt <= now) this.#fullAt.delete(taskId)
   }
 
   /** One process is one instance: nobody elsewhere subscribes. */
-  async append(taskId: string, logs: EncodedLog[]): Promise<Appended> {
+  async append(taskId: string, logs: EncodedLog[], options?: AppendOptions): Promise<Appended> {
     if (logs.length === 0) throw new RangeError('an append needs at least one log')
     const now = this.#now()
+    const idempotency = options?.idempotency
+    const keyName = idempotency && `${taskId} ${idempotency.key}`
+    if (keyName) {
+      const record = this.#keys.get(keyName)
+      if (record && record.expiresMs > now) {
+        if (record.fingerprint !== idempotency!.fingerprint) throw new IdempotencyConflictError(idempotency!.key)
+        return { firstId: record.firstId, subscribersElsewhere: 0, replayed: true }
+      }
+    }
+    if (this.#rateLimit) this.#charge(taskId, logs.length, now)
     let task = this.#live(taskId, now)
     if (task) this.#tasks.delete(taskId)
     else {
@@ -142,7 +188,31 @@ export class MemoryHistory implements HistoryStore {
     if (excess > 0) this.#drop(task, task.head + excess)
     if (this.#bytes > this.#maxBytes) this.#reclaim(task)
     this.#feed.publishLogs(taskId, out)
-    return { firstId: out[0]!.id, subscribersElsewhere: 0 }
+    const firstId = out[0]!.id
+    if (keyName) {
+      this.#keys.delete(keyName)
+      if (this.#keys.size >= IDEMPOTENCY_KEYS_MAX) this.#keys.delete(this.#keys.keys().next().value!)
+      this.#keys.set(keyName, { fingerprint: idempotency!.fingerprint, firstId, expiresMs: now + this.#ttlMs })
+    }
+    return { firstId, subscribersElsewhere: 0 }
+  }
+
+  /** Takes n logs from the task's bucket, or throws RateLimitedError taking nothing (the GCRA of append.lua). */
+  #charge(taskId: string, n: number, now: number): void {
+    const fullAt = Math.max(this.#fullAt.get(taskId) ?? now, now)
+    const after = fullAt + n * this.#intervalMs
+    if (after - now > this.#toleranceMs + 1e-6) {
+      const remaining = Math.max(0, Math.floor((this.#toleranceMs - (fullAt - now)) / this.#intervalMs + 1e-6))
+      throw new RateLimitedError(
+        taskId,
+        this.#rateLimit!,
+        Math.ceil(after - this.#toleranceMs - now),
+        remaining,
+        Math.ceil(fullAt - now),
+      )
+    }
+    if (!this.#fullAt.has(taskId) && this.#fullAt.size >= RATE_STATES_MAX) this.#fullAt.delete(this.#fullAt.keys().next().value!)
+    this.#fullAt.set(taskId, after)
   }
 
   async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
@@ -203,6 +273,8 @@ export class MemoryHistory implements HistoryStore {
     this.#sweeper = undefined
     this.#tasks.clear()
     this.#tombstones.clear()
+    this.#keys.clear()
+    this.#fullAt.clear()
     this.#bytes = 0
   }
 

@@ -1,30 +1,73 @@
 -- Appends the logs of one task, publishes them to the instances following it, and reports the
--- subscribers other instances announced.
+-- subscribers other instances announced. With an idempotency key, a repeat stores nothing; with a
+-- rate limit, an append over it stores nothing.
 --   KEYS[1]  the task's stream                 ARGV[1]  ttlMs: how long a log is kept
---   KEYS[2]  its newest id                     ARGV[2]  maxPerTask: the stream's length cap
+--   KEYS[2]  its newest id [and rate state]    ARGV[2]  maxPerTask: the stream's length cap
 --   KEYS[3]  its announced subscriber counts   ARGV[3]  slackMs: housekeeping slack (history.ts)
---                                              ARGV[4]  housekeep: '1' to trim by age and refresh expiry
---                                              ARGV[5]  '1' when the calling instance follows the task
---                                              ARGV[6]  the calling instance's id
---                                              ARGV[7], ARGV[8], ...  level, body of each log
--- Returns { first id, subscribers elsewhere }; the other logs take the ids after the first.
+--   KEYS[4]  (optional) an idempotency key's   ARGV[4]  intervalMs: ms per log of the rate limit, '0': none
+--            record: fingerprint .. first id   ARGV[5]  toleranceMs: the burst, in ms (burst x interval)
+--                                              ARGV[6]  housekeep: '1' to trim by age and refresh expiry
+--                                              ARGV[7]  '1' when the calling instance follows the task
+--                                              ARGV[8]  the calling instance's id
+--                                              ARGV[9]  the request's fingerprint ('' without KEYS[4])
+--                                              ARGV[10], ARGV[11], ...  level, body of each log
+-- Returns { first id, subscribers elsewhere }; the other logs take the ids after the first. Or,
+-- storing nothing: { 'replayed', first id of the first answer } for a repeated key;
+-- { 'conflict' } for a key recorded with another fingerprint; { 'limited', ms until the append
+-- fits, logs that fit now, ms until a whole burst fits } over the rate limit.
 -- A few O(1) calls per log: this script's cost is most of an ingest round trip, and each
 -- redis.call costs more than its command's own work.
+local FIRST_LOG = 10
 local key = KEYS[1]
 local newestKey = KEYS[2]
 local maxLen = ARGV[2]
+if KEYS[4] then
+  local recorded = redis.call('GET', KEYS[4])
+  if recorded then
+    local fingerprint = ARGV[9]
+    if string.sub(recorded, 1, #fingerprint) ~= fingerprint then return { 'conflict' } end
+    return { 'replayed', string.sub(recorded, #fingerprint + 1) }
+  end
+end
 -- Each entry records its predecessor ('p'). Trims only ever remove a prefix, so the first entry
 -- left names the newest one removed, which replay needs for 'recovered' (Redis 7.0 does not
 -- track it on trims) without this script reading what it trims. The predecessor is the
 -- stream's newest entry, whose id this script keeps beside the stream (with the same expiry),
 -- which is cheaper than reading the entry. A stream without that key has its newest entry read.
 local prev = redis.call('GET', newestKey)
-local housekeep = ARGV[4] == '1' or not prev
+-- The rate limit is a GCRA (a token bucket kept as one number): `tat`, the time at which the task's
+-- bucket is full again, in ms, kept after the newest id in the same key. An append of n logs moves
+-- it n intervals on, unless that puts it more than the burst ahead of now.
+-- An instance without the limit drops it (instances configured alike never do).
+local tat
+if prev then
+  local space = string.find(prev, ' ', 1, true)
+  if space then
+    tat = tonumber(string.sub(prev, space + 1))
+    prev = string.sub(prev, 1, space - 1)
+  end
+end
+local interval = tonumber(ARGV[4])
+if interval == 0 then
+  tat = nil
+else
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+  if not tat or tat < now then tat = now end
+  local tolerance = tonumber(ARGV[5])
+  local after = tat + (#ARGV - FIRST_LOG + 1) / 2 * interval
+  if after - now > tolerance + 1e-6 then
+    local remaining = math.max(0, math.floor((tolerance - (tat - now)) / interval + 1e-6))
+    return { 'limited', math.ceil(after - tolerance - now), remaining, math.ceil(tat - now) }
+  end
+  tat = after
+end
+local housekeep = ARGV[6] == '1' or not prev
 if not prev then
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
   prev = last and last[1] or ''
 end
-local first = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '=', maxLen, '*', 'l', ARGV[7], 'p', prev, 'd', ARGV[8])
+local first = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '=', maxLen, '*', 'l', ARGV[FIRST_LOG], 'p', prev, 'd', ARGV[FIRST_LOG + 1])
 if not first then
   -- A new stream (or one deleted or evicted without its newest-id key) needs its expiry now,
   -- and its first entry names as predecessor what the task may have lost before it.
@@ -33,18 +76,18 @@ if not first then
     local before = lostBefore(key, tonumber(ARGV[1]))
     if before then prev = string.format('%.0f', before) .. '-0' end
   end
-  first = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[7], 'p', prev, 'd', ARGV[8])
+  first = redis.call('XADD', key, 'MAXLEN', '=', maxLen, '*', 'l', ARGV[FIRST_LOG], 'p', prev, 'd', ARGV[FIRST_LOG + 1])
 end
 prev = first
-local published = { first .. '\n' .. ARGV[7] .. '\n' .. ARGV[8] }
+local published = { first .. '\n' .. ARGV[FIRST_LOG] .. '\n' .. ARGV[FIRST_LOG + 1] }
 -- The rest of a batch takes the ids after the first, <ms>-<seq + 1>, ...: the reply then needs
 -- only the first. seq counts the logs of one millisecond, far below 1e14, up to which Lua writes
 -- a number as an integer.
-if #ARGV > 8 then
+if #ARGV > FIRST_LOG + 1 then
   local dash = string.find(first, '-', 1, true)
   local ms = string.sub(first, 1, dash)
   local seq = tonumber(string.sub(first, dash + 1))
-  for i = 9, #ARGV, 2 do
+  for i = FIRST_LOG + 2, #ARGV, 2 do
     seq = seq + 1
     local id = ms .. seq
     redis.call('XADD', key, 'MAXLEN', '=', maxLen, id, 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
@@ -58,20 +101,24 @@ local followers = redis.call('PUBLISH', key, table.concat(published, '\n'))
 -- Only an instance that follows the task (subscribes to its channel) has subscribers for it:
 -- when this one is the only follower, there is nothing to read.
 local elsewhere = 0
-if followers > tonumber(ARGV[5]) then elsewhere = subscribersElsewhere(KEYS[3], ARGV[6], 7) end
+if followers > tonumber(ARGV[7]) then elsewhere = subscribersElsewhere(KEYS[3], ARGV[8], FIRST_LOG) end
 -- Housekeeping, when the caller asks for it (at most every slackMs / 2 per task and instance):
 -- reads ignore entries past their TTL anyway, so trimming them up to slackMs late changes nothing
 -- a client sees, and an expiry of TTL + slack outlives by its TTL every log appended until the
 -- next housekeeping. Both keys get the same expiry, so the newest-id key never outlives its
 -- stream. The age cutoff comes from the id just added, which spares a TIME call.
+local newest = prev
+if tat then newest = prev .. ' ' .. string.format('%.3f', tat) end
 if housekeep then
   local ttlMs = tonumber(ARGV[1])
   local slackMs = tonumber(ARGV[3])
   local c = tonumber(string.sub(prev, 1, string.find(prev, '-', 1, true) - 1)) - ttlMs
   if c > 0 then redis.call('XTRIM', key, 'MINID', string.format('%.0f', c) .. '-0') end
   redis.call('PEXPIRE', key, ttlMs + slackMs)
-  redis.call('SET', newestKey, prev, 'PX', ttlMs + slackMs)
+  redis.call('SET', newestKey, newest, 'PX', ttlMs + slackMs)
 else
-  redis.call('SET', newestKey, prev, 'KEEPTTL')
+  redis.call('SET', newestKey, newest, 'KEEPTTL')
 end
+-- The key's record lives as long as the logs it answers for.
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[9] .. first, 'PX', tonumber(ARGV[1]) + tonumber(ARGV[3])) end
 return { first, elsewhere }

@@ -22,14 +22,21 @@
  * is reset (watchdog.ts); every failure is a StoreUnavailableError, and the client reconnects
  * forever in the background. An append Redis had received before such a reset may still be applied.
  */
-import { StoreFullError, StoreTimeoutError, StoreUnavailableError } from '../../store-errors'
+import {
+  IdempotencyConflictError,
+  RateLimitedError,
+  StoreFullError,
+  StoreTimeoutError,
+  StoreUnavailableError,
+  type RateLimit,
+} from '../../store-errors'
 import { withTimeout } from '../../timeout'
 import { levelRank, type Level } from '../../schemas/common'
-import type { Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
+import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
 import type { EncodedLog } from '../encode'
 import { requireLogId } from '../log-id'
 import { createRedisClient, redactRedisUrl, type RedisClient } from './connection'
-import { logKey, newestIdKey, subscribersKey } from './keys'
+import { idempotencyKey, logKey, newestIdKey, subscribersKey } from './keys'
 import { SCRIPTS, type Script } from './scripts'
 import { defineTracingHasSubscribers } from './tracing'
 import { Watchdog } from './watchdog'
@@ -60,6 +67,8 @@ export interface RedisHistoryOptions {
   logger?: Pick<Console, 'warn' | 'info'>
   /** This instance as its feed knows it; default: one that follows nothing. */
   follower?: Follower
+  /** Per task, across instances (append.lua); default none. */
+  rateLimit?: RateLimit
 }
 
 /**
@@ -94,8 +103,9 @@ export class RedisHistory implements HistoryStore {
   readonly #logger: Pick<Console, 'warn' | 'info'>
   readonly #watchdog: Watchdog
   readonly #follower: Follower
-  /** The append script's fixed arguments: ttl ms, cap and housekeeping slack. */
+  /** The append script's fixed arguments: ttl ms, cap, housekeeping slack and the rate limit. */
   readonly #appendArgs: string[]
+  readonly #rateLimit: RateLimit
   readonly #housekeepEveryMs: number
   /**
    * When this instance last asked for each task's housekeeping (performance.now()). Deciding
@@ -118,7 +128,17 @@ export class RedisHistory implements HistoryStore {
     this.#follower = opts.follower ?? { instanceId: crypto.randomUUID(), follows: () => false }
     this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
     this.#maxPerTask = opts.maxPerTask
-    this.#appendArgs = [String(this.#ttlMs), String(this.#maxPerTask), String(housekeepingMs(this.#ttlMs))]
+    this.#rateLimit = opts.rateLimit ?? { perSecond: 0, burst: 0 }
+    const { perSecond, burst } = this.#rateLimit
+    // The limit as the script's GCRA takes it: ms per log, and the burst in ms.
+    const intervalMs = perSecond > 0 ? 1000 / perSecond : 0
+    this.#appendArgs = [
+      String(this.#ttlMs),
+      String(this.#maxPerTask),
+      String(housekeepingMs(this.#ttlMs)),
+      String(intervalMs),
+      String(intervalMs * burst),
+    ]
     this.#housekeepEveryMs = housekeepingMs(this.#ttlMs) / 2
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
@@ -161,7 +181,7 @@ export class RedisHistory implements HistoryStore {
     return store
   }
 
-  append(taskId: string, logs: EncodedLog[]): Promise<Appended> {
+  append(taskId: string, logs: EncodedLog[], options?: AppendOptions): Promise<Appended> {
     if (logs.length === 0) return Promise.reject(new RangeError('an append needs at least one log'))
     const now = performance.now()
     const last = this.#housekeptAt.get(taskId)
@@ -172,30 +192,39 @@ export class RedisHistory implements HistoryStore {
       if (this.#housekeptAt.size >= HOUSEKEPT_MAX) this.#housekeptAt.delete(this.#housekeptAt.keys().next().value!)
       this.#housekeptAt.set(taskId, now)
     }
+    const idempotency = options?.idempotency
     // Built in place: this is the hot path.
-    const command = [
-      'EVALSHA',
-      SCRIPTS.append.sha,
-      '3',
-      logKey(taskId),
-      newestIdKey(taskId),
-      subscribersKey(taskId),
+    const command = idempotency
+      ? ['EVALSHA', SCRIPTS.append.sha, '4', logKey(taskId), newestIdKey(taskId), subscribersKey(taskId)]
+      : ['EVALSHA', SCRIPTS.append.sha, '3', logKey(taskId), newestIdKey(taskId), subscribersKey(taskId)]
+    if (idempotency) command.push(idempotencyKey(taskId, idempotency.key))
+    command.push(
       ...this.#appendArgs,
-    ]
-    command.push(housekeep ? '1' : '0', this.#follower.follows(taskId) ? '1' : '0', this.#follower.instanceId)
+      housekeep ? '1' : '0',
+      this.#follower.follows(taskId) ? '1' : '0',
+      this.#follower.instanceId,
+      idempotency ? idempotency.fingerprint : '',
+    )
     for (const log of logs) command.push(log.level, log.body)
     return this.#eval(SCRIPTS.append, command).then(
       (reply) => {
-        if (!Array.isArray(reply) || reply.length !== 2) {
+        if (!Array.isArray(reply) || reply.length < 1) {
           throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
         }
         this.#full = false
+        const head = String(reply[0])
+        // A log id starts with a digit; anything else stored nothing (append.lua), nor housekept.
+        if (head.charCodeAt(0) > 57) {
+          if (housekeep && this.#housekeptAt.get(taskId) === now) this.#housekeptAt.delete(taskId)
+          if (head === 'replayed') return { firstId: String(reply[1]), subscribersElsewhere: 0, replayed: true as const }
+          if (head === 'conflict') throw new IdempotencyConflictError(idempotency!.key)
+          if (head === 'limited')
+            throw new RateLimitedError(taskId, this.#rateLimit, Number(reply[1]), Number(reply[2]), Number(reply[3]))
+          throw new StoreUnavailableError(STORE_NAME, new TypeError(`unexpected reply to append: ${head}`))
+        }
         // Redis may have run a late reply's append beyond the margin of the last housekeeping.
         if (!housekeep && performance.now() - now > this.#housekeepEveryMs) this.#housekeepLate(taskId)
-        return {
-          firstId: String(reply[0]),
-          subscribersElsewhere: Number(reply[1]),
-        }
+        return { firstId: head, subscribersElsewhere: Number(reply[1]) }
       },
       (error) => {
         // Not known to be done: the next append asks again.
