@@ -5,7 +5,13 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
 import { createClient } from 'redis'
-import { InvalidInputError, StoreUnavailableError } from '../src/store-errors'
+import {
+  IdempotencyConflictError,
+  InvalidInputError,
+  RateLimitedError,
+  StoreUnavailableError,
+  type RateLimit,
+} from '../src/store-errors'
 import type { HistoryStore, StoredLog } from '../src/logs/backend'
 import { toLogMessage } from '../src/logs/frames'
 import { encodeLog } from '../src/logs/encode'
@@ -15,7 +21,7 @@ import { MemoryHistory } from '../src/logs/memory/history'
 import { redactRedisUrl } from '../src/logs/redis/connection'
 import { decodePublished } from '../src/logs/redis/feed'
 import { housekeepingMs, RedisHistory, type RedisHistoryOptions } from '../src/logs/redis/history'
-import { logKey, newestIdKey } from '../src/logs/redis/keys'
+import { idempotencyKey, logKey, newestIdKey } from '../src/logs/redis/keys'
 import type { Level } from '../src/schemas/common'
 import type { NewLog } from '../src/schemas/log'
 import { startRedis, type RedisServer } from './support/redis-server'
@@ -33,6 +39,7 @@ const silent = { warn() {}, info() {} }
 interface StoreOptions {
   ttlSeconds: number
   maxPerTask: number
+  rateLimit?: RateLimit
 }
 type Closable = HistoryStore & { close(): Promise<void> }
 type Factory = (opts: StoreOptions) => Promise<Closable>
@@ -366,6 +373,65 @@ describe.each(factories)('%s', (_name, make) => {
       await raw.close()
     }
   })
+  test('an idempotency key: a repeat stores nothing and answers the first id; another body under it is a conflict', async () => {
+    const s = await store()
+    const task = uuid()
+    const sub = uuid()
+    const logs = [newLog(task, sub, 'info', 'once'), newLog(task, sub, 'warning', 'twice?')].map(encodeLog)
+    const idempotency = { key: 'batch-1', fingerprint: 'f'.repeat(44) }
+    const first = await s.append(task, logs, { idempotency })
+    expect(first.replayed).toBeUndefined()
+    const again = await s.append(task, logs, { idempotency })
+    expect(again).toEqual({ firstId: first.firstId, subscribersElsewhere: 0, replayed: true })
+    const conflict = s.append(task, [encodeLog(newLog(task, sub, 'info', 'other'))], {
+      idempotency: { key: 'batch-1', fingerprint: 'g'.repeat(44) },
+    })
+    await expect(conflict).rejects.toBeInstanceOf(IdempotencyConflictError)
+    await expect(conflict).rejects.toThrow('Idempotency-Key batch-1 was already used with a different request body')
+    expect(messages(await s.read(task, { limit: 10, order: 'asc' }))).toEqual(['once', 'twice?'])
+    // Keys are per task, and a keyless append always stores.
+    const other = uuid()
+    const elsewhere = await s.append(other, [encodeLog(newLog(other, sub, 'info', 'mine'))], { idempotency })
+    expect(elsewhere.replayed).toBeUndefined()
+    await s.append(task, logs)
+    expect(messages(await s.read(task, { limit: 10, order: 'asc' }))).toEqual(['once', 'twice?', 'once', 'twice?'])
+  })
+
+  test('rate limit: counted in logs, over it nothing is stored and the error says when to come back; a replay is free', async () => {
+    const s = await store({ ttlSeconds: 60, maxPerTask: 1000, rateLimit: { perSecond: 2, burst: 5 } })
+    const task = uuid()
+    const sub = uuid()
+    const batch = (n: number, tag: string) =>
+      Array.from({ length: n }, (_, i) => encodeLog(newLog(task, sub, 'info', `${tag}${i}`)))
+    const idempotency = { key: 'k', fingerprint: 'f'.repeat(44) }
+    const keyed = await s.append(task, batch(3, 'a'), { idempotency })
+    await s.append(task, batch(2, 'b'))
+    // The burst is spent: 1 more log needs about half a second (2 per second).
+    const over = await s.append(task, batch(1, 'c')).then(
+      () => undefined,
+      (error) => error,
+    )
+    expect(over).toBeInstanceOf(RateLimitedError)
+    const limited = over as RateLimitedError
+    expect(limited.limit).toEqual({ perSecond: 2, burst: 5 })
+    expect(limited.remaining).toBe(0)
+    expect(limited.retryAfterMs).toBeGreaterThan(0)
+    expect(limited.retryAfterMs).toBeLessThanOrEqual(500)
+    // The whole burst is back 2.5 s after it was spent.
+    expect(limited.resetMs).toBeGreaterThan(1500)
+    expect(limited.resetMs).toBeLessThanOrEqual(2500)
+    expect(limited.message).toContain('over its log rate limit (2 lines per second, bursts of 5)')
+    // A retry of the keyed append is answered from its record, not charged and not refused.
+    expect(await s.append(task, batch(3, 'a'), { idempotency })).toMatchObject({ firstId: keyed.firstId, replayed: true })
+    // Other tasks have buckets of their own.
+    const other = uuid()
+    await s.append(other, batch(5, 'o'))
+    expect(messages(await s.read(task, { limit: 10, order: 'asc' }))).toEqual(['a0', 'a1', 'a2', 'b0', 'b1'])
+    // The bucket refills at the rate: after the wait it asked for, the log fits.
+    await Bun.sleep(limited.retryAfterMs + 20)
+    await s.append(task, batch(1, 'c'))
+    expect(messages(await s.read(task, { limit: 10, order: 'asc' }))).toEqual(['a0', 'a1', 'a2', 'b0', 'b1', 'c0'])
+  })
 })
 
 describe('MemoryHistory only', () => {
@@ -499,6 +565,34 @@ describe('RedisHistory only', () => {
         expect(pttl).toBeLessThanOrEqual(30_000 + housekeepingMs(30_000))
       }
     })
+  })
+
+  test("an idempotency key's record and the rate limit's state live in the task's slot, for its TTL", async () => {
+    const s = await connect({ ttlSeconds: 30, rateLimit: { perSecond: 100, burst: 1000 } })
+    const task = uuid()
+    const [log] = await put(s, task, [newLog(task, task, 'info', 'one')])
+    const fingerprint = 'f'.repeat(44)
+    const { firstId } = await s.append(task, [encodeLog(newLog(task, task, 'info', 'two'))], {
+      idempotency: { key: 'a {b} c', fingerprint },
+    })
+    await withRaw(async (raw) => {
+      const record = idempotencyKey(task, 'a {b} c')
+      expect(record).toBe(`logs:{${task}}:idem:a {b} c`)
+      expect(String(await raw.sendCommand(['GET', record]))).toBe(fingerprint + firstId)
+      const pttl = Number(await raw.sendCommand(['PTTL', record]))
+      expect(pttl).toBeGreaterThan(25_000)
+      expect(pttl).toBeLessThanOrEqual(30_000 + housekeepingMs(30_000))
+      // The bucket's state follows the newest id: when it is full again, 2 logs (20 ms) from now.
+      const [newest, fullAt] = String(await raw.sendCommand(['GET', newestIdKey(task)])).split(' ')
+      expect(newest).toBe(firstId)
+      expect(Number(fullAt)).toBeGreaterThan(Number(log!.id.split('-')[0]))
+      expect(Number(fullAt)).toBeLessThan(Date.now() + 1000)
+    })
+    // An instance without the limit takes the newest id alone, and drops the state.
+    const unlimited = await connect({ ttlSeconds: 30 })
+    const [third] = await put(unlimited, task, [newLog(task, task, 'info', 'three')])
+    expect((await entriesOf(task)).at(-1)![1]).toEqual(['l', 'info', 'p', firstId, 'd', third!.body])
+    await withRaw(async (raw) => expect(String(await raw.sendCommand(['GET', newestIdKey(task)]))).toBe(third!.id))
   })
 
   test('entries past their TTL are trimmed from the stream by the next append in a later housekeeping window', async () => {

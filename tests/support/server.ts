@@ -64,12 +64,13 @@ export async function startServer(
 
 /**
  * Two instances of tasklog forming one service, as in production: one Redis for history and
- * the live feed, one task store (a SQLite file here, in a fresh temporary folder).
+ * the live feed, one task store (a SQLite file here, in a fresh temporary folder); `config`
+ * sets further variables of every instance.
  */
-export async function startInstances(redisUrl: string, n = 2): Promise<TestServer[]> {
+export async function startInstances(redisUrl: string, n = 2, config: Record<string, string> = {}): Promise<TestServer[]> {
   const dir = mkdtempSync(join(tmpdir(), 'tasklog-instances-'))
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
-  const env = { DATABASE_URL: `sqlite://${join(dir, 'tasks.sqlite')}` }
+  const env = { ...config, DATABASE_URL: `sqlite://${join(dir, 'tasks.sqlite')}` }
   const servers: TestServer[] = []
   for (let i = 0; i < n; i++) servers.push(await startServer({ redisUrl, env }))
   return servers
