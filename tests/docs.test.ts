@@ -221,7 +221,11 @@ describe('OpenAPI 3.1 document', () => {
       }
     }
     const ingest = spec.paths['/api/v1/subtasks/{subtask_id}/log'].post.responses
-    expect(Object.keys(ingest).sort()).toEqual(['201', '404', '413', '422', '503', '507'])
+    expect(Object.keys(ingest).sort()).toEqual(['201', '404', '413', '422', '429', '503', '507'])
+    // The Idempotency-Key header, optional, and its malformed form's 422.
+    const post = spec.paths['/api/v1/subtasks/{subtask_id}/logs'].post
+    expect(post.parameters.find((p: any) => p.in === 'header')).toMatchObject({ name: 'idempotency-key', required: false })
+    expect(Object.keys(post.responses['422'].content['application/json'].examples)).toContain('invalid_idempotency-key')
     const sse = spec.paths['/api/v1/tasks/{task_id}/logs/stream'].get.responses['200'].content['text/event-stream']
     expect(sse.example).toContain('event: log')
   })
