@@ -51,7 +51,17 @@ describe('configuration', () => {
       maxMessageBytes: 65_536,
       maxMetadataBytes: 16_384,
       maxBatch: 1000,
+      rateLimit: { perSecond: 10_000, burst: 100_000 },
     })
+  })
+
+  test('the burst defaults to 10x the rate; a rate of 0 turns the limit off', () => {
+    expect(loadConfig({ RATE_LIMIT_LOGS_PER_SECOND: '50' }).rateLimit).toEqual({ perSecond: 50, burst: 500 })
+    expect(loadConfig({ RATE_LIMIT_LOGS_PER_SECOND: '50', RATE_LIMIT_BURST: '60' }).rateLimit).toEqual({
+      perSecond: 50,
+      burst: 60,
+    })
+    expect(loadConfig({ RATE_LIMIT_LOGS_PER_SECOND: '0' }).rateLimit.perSecond).toBe(0)
   })
 
   test.each([
@@ -65,6 +75,8 @@ describe('configuration', () => {
     ['REDIS_URL', 'localhost:6379', 'REDIS_URL=localhost:6379 is invalid'],
     ['LOG_TTL_SECONDS', '0', 'LOG_TTL_SECONDS=0 is invalid'],
     ['MAX_BATCH', '-5', 'MAX_BATCH=-5 is invalid'],
+    ['RATE_LIMIT_LOGS_PER_SECOND', '1.5', 'RATE_LIMIT_LOGS_PER_SECOND=1.5 is invalid'],
+    ['RATE_LIMIT_BURST', '0', 'RATE_LIMIT_BURST=0 is invalid'],
     [
       'HOST',
       'bad_host!',
