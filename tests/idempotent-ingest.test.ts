@@ -4,9 +4,11 @@
  * requests, from two instances sharing Redis, and across a Redis that hangs past the deadline
  * while the append is in flight), while a retry without a key may store a second copy; a task
  * over its rate limit gets `429` with when to come back and stores nothing, also when two
- * instances share the limit.
+ * instances share the limit. The SDK's WorkerLogger, which keeps one key per batch across its
+ * retries, stores each line once through such an outage.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { WorkerLogger } from '../clients/ts/src'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { WsClient, createTask, json, startInstances, startServer, watch, type TestServer } from './support/server'
 
@@ -325,4 +327,40 @@ describe('the rate limit holds across two instances sharing Redis', () => {
     expect(stored.length).toBe(acceptedMessages.length)
     expect(new Set(stored)).toEqual(new Set(acceptedMessages))
   }, 30_000)
+})
+
+describe('WorkerLogger through a Redis paused mid-append', () => {
+  test('its retries reuse the batch key: each line once in history and on a watcher, though Redis ran the timed-out append', async () => {
+    const paused = await startRedis()
+    const server = await startServer({ redisUrl: paused.url, env: { STORE_TIMEOUT_MS: '500' } })
+    try {
+      const task = await createTask(server)
+      const watcher = await watch(server, task.task_id)
+      const logger = new WorkerLogger(task.subtasks[0]!.subtask_id, server.url, {
+        flushIntervalMs: 1,
+        maxAttempts: 100,
+        retry: { baseDelayMs: 50, maxDelayMs: 200 },
+      })
+      logger.info('before')
+      await logger.flush()
+      await paused.pause()
+      logger.info('during 1')
+      logger.info('during 2')
+      // Past STORE_TIMEOUT_MS: the batch's first request, held in Redis' socket, is answered 503.
+      await Bun.sleep(1500)
+      paused.resume()
+      const stats = await logger.flush()
+      logger.info('marker')
+      await logger.close()
+      expect(stats).toMatchObject({ sent: 3, failed: 0 })
+      expect(stats.retries).toBeGreaterThanOrEqual(1)
+      const expected = ['before', 'during 1', 'during 2', 'marker']
+      expect(await history(server, task.task_id)).toEqual(expected)
+      expect(await watchedUntil(server, task.task_id, watcher, 'marker')).toEqual(expected)
+    } finally {
+      paused.resume()
+      await server.stop()
+      await paused.stop()
+    }
+  })
 })
