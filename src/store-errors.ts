@@ -82,7 +82,7 @@ export class RateLimitedError extends Error {
     readonly resetMs: number,
   ) {
     super(
-      `Task ${taskId} is over its log rate limit (${limit.perSecond} lines per second, bursts of ${limit.burst}); nothing was stored, retry after ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`,
+      `Task ${taskId} is over its log rate limit (${limit.perSecond} lines/s, bursts of ${limit.burst}); nothing was stored, retry after ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`,
     )
     this.name = 'RateLimitedError'
   }

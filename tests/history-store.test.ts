@@ -420,7 +420,7 @@ describe.each(factories)('%s', (_name, make) => {
     expect(limited.retryAfterMs).toBeLessThanOrEqual(1250)
     // Nothing fits until the whole burst is back, here.
     expect(limited.resetMs).toBe(limited.retryAfterMs)
-    expect(limited.message).toContain('over its log rate limit (4 lines per second, bursts of 5)')
+    expect(limited.message).toContain('over its log rate limit (4 lines/s, bursts of 5)')
     // A retry of the keyed append is answered from its record, not charged and not refused.
     expect(await s.append(task, batch(3, 'a'), { idempotency })).toMatchObject({ firstId: keyed.firstId, replayed: true })
     // Other tasks have buckets of their own.

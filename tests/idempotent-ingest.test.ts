@@ -157,7 +157,7 @@ describe.each(engines)('idempotency and rate limit (%s history)', (_engine, redi
     expect(over.status).toBe(429)
     const error = await json(over)
     expect(error.error).toBe('rate_limited')
-    expect(error.message).toContain('over its log rate limit (1 lines per second, bursts of 10)')
+    expect(error.message).toContain('over its log rate limit (1 lines/s, bursts of 10)')
     // One line is back within a second, the whole burst within 10.
     expect(over.headers.get('retry-after')).toBe('1')
     expect(over.headers.get('ratelimit-limit')).toBe('10')

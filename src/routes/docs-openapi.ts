@@ -162,7 +162,7 @@ function errorExamples(path: string, operation: Json, status: string): Record<st
         rate_limited: errorExample(
           'Task over its log rate limit',
           'rate_limited',
-          `Task ${EXAMPLE_ID} is over its log rate limit (10000 lines per second, bursts of 100000); nothing was stored, retry after 1 s`,
+          `Task ${EXAMPLE_ID} is over its log rate limit (10000 lines/s, bursts of 100000); nothing was stored, retry after 1 s`,
         ),
       }
     case '503':
