@@ -98,6 +98,8 @@ export async function startServer(opts: {
     REDIS_URL: opts.redisUrl,
     DATABASE_URL: 'sqlite://:memory:',
     NODE_ENV: 'production',
+    // The per-task rate limit stays on, so that its cost is counted, but high enough never to refuse.
+    RATE_LIMIT_LOGS_PER_SECOND: '100000000',
     ...opts.env,
   }
   const proc = Bun.spawn([process.execPath, ...(opts.bunArgs ?? []), 'run', opts.entry], {
