@@ -16,7 +16,6 @@ export const subscribersKey = (taskId: string): string => `logs:{${taskId}}:subs
 /** The task of a channel named by `logKey`. */
 export const taskOfChannel = (channel: string): string => channel.slice(6, -1)
 
-
 /**
  * The record of an idempotency key used on a task's appends: the request's fingerprint and the
  * first id it answered. Only the first `{` and `}` form the hash tag, so the key's own braces do not move it.
