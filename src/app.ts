@@ -3,6 +3,7 @@ import type { Config } from './config'
 import { errorHandler } from './http/error-handler'
 import { jsonBody } from './http/json-body'
 import { requestLog } from './http/request-log'
+import { workerHeader } from './http/worker-header'
 import { fallbackLogger, type Logger } from './logger'
 import { Metrics } from './metrics'
 import type { LogBackend } from './logs/backend'
@@ -37,7 +38,7 @@ export interface AppDeps {
 export function createApp({ config, tasks, logs, decomposer = simpleDecomposer, logger = fallbackLogger() }: AppDeps) {
   const { history, feed } = logs
   const hub = new Hub(logs, { replayMax: config.logHistoryMax, logger })
-  const metrics = new Metrics(hub, history)
+  const metrics = new Metrics(hub, history, config.worker)
   const sockets = new OpenSockets(config.wsBackpressureBytes, metrics)
   const subtasks = new SubtaskDirectory(tasks)
   const knownTasks = new KnownTasks(tasks)
@@ -49,9 +50,10 @@ export function createApp({ config, tasks, logs, decomposer = simpleDecomposer, 
     serve: {
       maxRequestBodySize: config.maxBodyBytes + 1024,
       // Elysia defaults to Bun's development mode unless NODE_ENV=production, and to reusePort,
-      // which lets a second server silently share a port that is already in use.
+      // which lets a second server silently share a port that is already in use: only a
+      // supervisor's workers share theirs, on purpose.
       development: false,
-      reusePort: false,
+      reusePort: config.worker !== undefined,
     },
     websocket: {
       idleTimeout: config.wsIdleTimeoutSeconds,
@@ -69,6 +71,7 @@ export function createApp({ config, tasks, logs, decomposer = simpleDecomposer, 
       if (server) hub.attach(server)
     })
     .use(requestLog(metrics, logger))
+    .use(workerHeader(config.worker))
     .use(errorHandler(metrics, logger))
     .use(jsonBody({ maxBodyBytes: config.maxBodyBytes, maxJsonDepth: config.maxJsonDepth }))
     .use(docsRoutes)

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net'
+import { availableParallelism } from 'node:os'
 import type { RateLimit } from './store-errors'
 
 /** Environment variables, validated once at start-up. */
@@ -31,6 +32,10 @@ export interface Config {
   logFormat: LogFormat | undefined
   /** Log lines per second and per task, across instances (0: no limit), and the burst a task may send at once. */
   rateLimit: RateLimit
+  /** Processes serving the port (`WORKERS` or `--workers`; 0 there means one per core). More than 1: a supervisor starts them. */
+  workers: number
+  /** Set in a process a supervisor started: its number, from 1; labels its log lines, metrics and responses. */
+  worker: number | undefined
 }
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
@@ -85,7 +90,17 @@ function host(env: Env, name: string, fallback: string): string {
   return raw
 }
 
-export function loadConfig(env: Env = process.env): Config {
+/** `--workers N` (or `--workers=N`) among the command's arguments, which wins over `WORKERS`. */
+function workersFlag(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--workers') return args[i + 1] ?? ''
+    if (args[i]!.startsWith('--workers=')) return args[i]!.slice('--workers='.length)
+  }
+  return undefined
+}
+
+/** `env` is the environment; `args` the command's arguments after the script (for `--workers`). */
+export function loadConfig(env: Env = process.env, args: string[] = []): Config {
   const maxBatch = integer(env, 'MAX_BATCH', 1000, 1, 100_000)
   const maxMessageBytes = integer(env, 'MAX_MESSAGE_BYTES', 65_536, 1, 16 * 1024 * 1024)
   const maxMetadataBytes = integer(env, 'MAX_METADATA_BYTES', 16_384, 2, 16 * 1024 * 1024)
@@ -112,5 +127,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS) ?? 'info',
     logFormat: oneOf(env, 'LOG_FORMAT', LOG_FORMATS),
     rateLimit: { perSecond, burst },
+    workers: integer({ ...env, WORKERS: workersFlag(args) ?? env.WORKERS }, 'WORKERS', 1, 0, 256) || availableParallelism(),
+    worker: env.TASKLOG_WORKER ? integer(env, 'TASKLOG_WORKER', 1, 1, 256) : undefined,
   }
 }

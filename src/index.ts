@@ -3,19 +3,22 @@ import { createApp } from './app'
 import { ConfigError, loadConfig } from './config'
 import { createLogger } from './logger'
 import { closeStores, openStores } from './stores'
+import { LISTENING, supervise } from './supervisor'
 
 // A failure to start is one plain line on stderr, exit code 1: it is read by whoever started the
 // process, and a bad configuration has no logger yet. Everything after start-up goes through
 // the logger.
 let config
 try {
-  config = loadConfig()
+  config = loadConfig(process.env, Bun.argv.slice(2))
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error
   console.error(`tasklog: ${error.message}`)
   process.exit(1)
 }
-const logger = createLogger({ level: config.logLevel, format: config.logFormat })
+// More than one worker: this process supervises them (src/supervisor.ts) and never gets past here.
+if (config.workers > 1 && config.worker === undefined) await supervise(config)
+const logger = createLogger({ level: config.logLevel, format: config.logFormat, worker: config.worker })
 
 /** Says what to change for the failures an operator can fix; Bun's own message otherwise. */
 function listenFailure({ code, message }: ErrnoException, host: string): string {
@@ -45,12 +48,15 @@ const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : 
 logger.info(
   `tasklog listening on http://${shown}:${app.server!.port} · tasks: ${tasks.description} · history: ${logs.history.description} · docs: /swagger`,
 )
+// A worker tells its supervisor it serves, and stops with it.
+process.send?.(LISTENING)
+process.on('disconnect', () => void shutdown('supervisor gone'))
 
 let stopping = false
-async function shutdown(signal: string) {
+async function shutdown(reason: string) {
   if (stopping) return
   stopping = true
-  logger.info(`tasklog: ${signal} received, finishing in-flight requests`)
+  logger.info(`tasklog: ${reason}, finishing in-flight requests`)
   // Stop accepting, tell WebSocket clients to reconnect elsewhere or later (1012: they resume
   // with since), give in-flight requests up to 5 s (SSE streams would hold it forever), then
   // drop what remains and close the stores.
@@ -61,7 +67,7 @@ async function shutdown(signal: string) {
   await closeStores(stores)
   process.exit(0)
 }
-process.on('SIGTERM', () => void shutdown('SIGTERM'))
-process.on('SIGINT', () => void shutdown('SIGINT'))
+process.on('SIGTERM', () => void shutdown('SIGTERM received'))
+process.on('SIGINT', () => void shutdown('SIGINT received'))
 // One failing request or connection must never take the process down.
 process.on('unhandledRejection', (error) => logger.error({ err: error }, 'tasklog: unhandled rejection'))

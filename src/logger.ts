@@ -99,20 +99,29 @@ class ChunkedStdout implements DestinationStream {
 
 /**
  * The server's logger, on stdout: JSON lines (ChunkedStdout), or for a terminal pretty lines
- * through `prettyLine`.
+ * through `prettyLine`. A worker's lines carry its number (`worker`), as do the supervisor's
+ * about one worker.
  */
-export function createLogger({ level, format }: { level: LogLevel; format: LogFormat | undefined }): Logger {
+export function createLogger({
+  level,
+  format,
+  worker,
+}: {
+  level: LogLevel
+  format: LogFormat | undefined
+  worker?: number | undefined
+}): Logger {
   const pretty = (format ?? (process.stdout.isTTY ? 'pretty' : 'json')) === 'pretty'
   const destination: DestinationStream = pretty
     ? { write: (line: string) => void process.stdout.write(prettyLine(line)) }
     : new ChunkedStdout()
-  const logger = pino({ ...OPTIONS, level }, destination)
-  destinations.set(logger, destination)
+  const logger = pino({ ...OPTIONS, level, base: worker === undefined ? undefined : { worker } }, destination)
+  destinations.set(logger, { destination, base: worker === undefined ? '' : `,"worker":${worker}` })
   return logger
 }
 
-/** Where each logger made by createLogger writes its lines. */
-const destinations = new WeakMap<Logger, DestinationStream>()
+/** Where each logger made by createLogger writes its lines, and its base fields as JSON (`,"worker":1`). */
+const destinations = new WeakMap<Logger, { destination: DestinationStream; base: string }>()
 
 /**
  * Logs `fields` at info with message `msg`, in the line pino would write, serialized with one
@@ -120,11 +129,11 @@ const destinations = new WeakMap<Logger, DestinationStream>()
  * most of what that cost (bench/README.md, "Request logs"). The caller checks the level.
  */
 export function infoLine(logger: Logger, msg: string, fields: object): void {
-  const destination = destinations.get(logger)
-  if (!destination) return void logger.info(fields, msg)
+  const target = destinations.get(logger)
+  if (!target) return void logger.info(fields, msg)
   const rest = JSON.stringify(fields)
-  destination.write(
-    `{"level":"info","time":"${new Date().toISOString()}","msg":${JSON.stringify(msg)}${rest.length > 2 ? `,${rest.slice(1)}` : '}'}\n`,
+  target.destination.write(
+    `{"level":"info","time":"${new Date().toISOString()}"${target.base},"msg":${JSON.stringify(msg)}${rest.length > 2 ? `,${rest.slice(1)}` : '}'}\n`,
   )
 }
 

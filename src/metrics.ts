@@ -71,6 +71,8 @@ export class Metrics {
   constructor(
     private readonly hub: { readonly subscriptions: number; readonly framesSent: number; readonly interruptions: number },
     private readonly history: { usedMemory(): Promise<number> },
+    /** A supervisor's worker number: every sample gains a `worker` label (the workers share a port). */
+    private readonly worker?: number,
   ) {}
 
   /** A log ingest request refused: counted when its error is one of REJECTION_REASONS. */
@@ -189,6 +191,14 @@ export class Metrics {
           lines.push(`tasklog_http_request_duration_seconds_sum{${labels}} ${h.sum}`)
           lines.push(`tasklog_http_request_duration_seconds_count{${labels}} ${h.count}`)
         }
-    return lines.join('\n') + '\n'
+    return (this.worker === undefined ? lines : lines.map((line) => withLabel(line, `worker="${this.worker}"`))).join('\n') + '\n'
   }
+}
+
+/** A sample line with `label` first among its labels; comment lines as they are. */
+function withLabel(line: string, label: string): string {
+  if (line.startsWith('#')) return line
+  const name = /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)![0]
+  const rest = line.slice(name.length)
+  return rest.startsWith('{') ? `${name}{${label},${rest.slice(1)}` : `${name}{${label}}${rest}`
 }
