@@ -39,7 +39,7 @@ process.on('exit', () => {
 })
 
 /** A port that was free a moment ago (the OS picks it). */
-function freePort(): number {
+export function freePort(): number {
   const server = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
   const port = server.port
   server.stop(true)

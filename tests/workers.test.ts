@@ -1,0 +1,276 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig } from '../src/config'
+import { startExample, type RunningExample } from './support/example-process'
+import { freePort, startRedis, type RedisServer } from './support/redis-server'
+import { WsClient, json } from './support/server'
+
+describe('WORKERS and --workers', () => {
+  test('--workers wins over WORKERS; 0 means one per core; the default is one process', () => {
+    expect(loadConfig({}).workers).toBe(1)
+    expect(loadConfig({ WORKERS: '3' }).workers).toBe(3)
+    expect(loadConfig({ WORKERS: '3' }, ['--workers', '2']).workers).toBe(2)
+    expect(loadConfig({}, ['--workers=0']).workers).toBe(availableParallelism())
+    expect(() => loadConfig({}, ['--workers', 'many'])).toThrow('WORKERS=many is invalid')
+  })
+
+  /** Runs `bun src/index.ts --workers 2` with `env` until it exits. */
+  const refused = async (env: Record<string, string>) => {
+    const { code, stdout, stderr } = await startExample(['bun', 'src/index.ts', '--workers', '2'], {
+      HOST: '127.0.0.1',
+      PORT: String(freePort()),
+      REDIS_URL: '',
+      DATABASE_URL: 'sqlite://data/never-created.sqlite',
+      ...env,
+    }).stop()
+    expect(code).toBe(1)
+    expect(stdout).not.toContain('listening')
+    expect(stderr.trim().split('\n')).toHaveLength(1)
+    return stderr.trim()
+  }
+
+  test('more than one worker without Redis, with an in-memory SQLite or on PORT=0 is refused in one line', async () => {
+    expect(await refused({})).toBe(
+      'tasklog: WORKERS=2 needs REDIS_URL: the workers share history and live delivery through Redis',
+    )
+    expect(await refused({ REDIS_URL: 'redis://127.0.0.1:1', DATABASE_URL: 'sqlite://:memory:' })).toContain(
+      'tasklog: WORKERS=2 cannot share DATABASE_URL=sqlite://:memory: (a database per process)',
+    )
+    expect(await refused({ REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' })).toContain('tasklog: WORKERS=2 needs a fixed PORT')
+  })
+})
+
+/** A task's WebSocket watcher that resumes with `since` whenever its connection drops. */
+class ResumingWatcher {
+  readonly ids: string[] = []
+  closes: number[] = []
+  private client: WsClient | undefined
+  private stopped = false
+
+  constructor(
+    private readonly wsUrl: string,
+    private readonly taskId: string,
+  ) {}
+
+  async connect(): Promise<void> {
+    const since = this.ids.at(-1)
+    const client = await WsClient.connect(
+      `${this.wsUrl}/api/v1/ws/tasks/${this.taskId}/logs${since ? `?since=${since}` : ''}`,
+    )
+    this.client = client
+    client.socket.addEventListener('message', () => this.take(client))
+    void client.closed.then(async ({ code }) => {
+      this.take(client)
+      this.closes.push(code)
+      while (!this.stopped) {
+        try {
+          return await this.connect()
+        } catch {
+          await Bun.sleep(50)
+        }
+      }
+    })
+    await client.nextOfType('subscribed')
+  }
+
+  /** Moves the log frames `client` has queued to `ids`. */
+  private take(client: WsClient): void {
+    const frames = client.frames
+    for (let i = 0; i < frames.length; ) {
+      if (frames[i]!.type === 'log') this.ids.push(frames.splice(i, 1)[0]!.data.id)
+      else i++
+    }
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.client?.close()
+  }
+}
+
+describe('--workers 2', () => {
+  let redis: RedisServer
+  let dir: string
+  let supervisor: RunningExample
+  let url: string
+  let wsUrl: string
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    dir = mkdtempSync(join(tmpdir(), 'tasklog-workers-'))
+    const port = freePort()
+    url = `http://127.0.0.1:${port}`
+    wsUrl = `ws://127.0.0.1:${port}`
+    supervisor = startExample(['bun', 'src/index.ts', '--workers', '2'], {
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      REDIS_URL: redis.url,
+      DATABASE_URL: `sqlite://${join(dir, 'tasks.sqlite')}`,
+      LOG_FORMAT: 'json',
+    })
+    await supervisor.waitFor(/"worker":1,[^\n]*listening on/, 20_000)
+    await supervisor.waitFor(/"worker":2,[^\n]*listening on/, 20_000)
+  })
+  afterAll(async () => {
+    await supervisor?.stop('SIGKILL')
+    await redis?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  /** A request on a connection of its own, so that the kernel may hand it to either worker. */
+  const request = (path: string, init: RequestInit = {}) =>
+    fetch(`${url}${path}`, { ...init, keepalive: false, headers: { connection: 'close', ...init.headers } })
+  const post = (path: string, body: unknown) =>
+    request(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+
+  /** Each worker's open WebSocket connections, from /metrics, asked until both workers answered. */
+  const connectionsPerWorker = async () => {
+    const counts = new Map<string, number>()
+    for (let i = 0; i < 200 && counts.size < 2; i++) {
+      const text = await (await request('/metrics')).text()
+      const sample = /^tasklog_websocket_connections\{worker="(\d+)"\} (\d+)$/m.exec(text)
+      if (sample) counts.set(sample[1]!, Number(sample[2]))
+    }
+    return counts
+  }
+
+  /** Opens watchers of `taskId` until both workers hold some (by their /metrics). */
+  const watchersOnBothWorkers = async <W>(factory: () => Promise<W>): Promise<W[]> => {
+    const watchers = [await factory()]
+    for (let i = 0; i < 40; i++) {
+      const counts = await connectionsPerWorker()
+      if ([...counts.values()].filter((n) => n > 0).length === 2) return watchers
+      watchers.push(await factory())
+    }
+    throw new Error('the watchers never spread over both workers')
+  }
+
+  const createTask = async () => {
+    const res = await post('/api/v1/tasks', { description: 'workers', subtasks: [{ description: 'x' }] })
+    expect(res.status).toBe(201)
+    return (await json(res)) as { task_id: string; subtasks: { subtask_id: string }[] }
+  }
+
+  test('both workers answer on the one port, each naming itself in a header and in every metric sample', async () => {
+    const answered = new Set<string | null>()
+    for (let i = 0; i < 200 && answered.size < 2; i++) answered.add((await request('/health')).headers.get('x-tasklog-worker'))
+    expect([...answered].sort()).toEqual(['1', '2'])
+    const samples = (await (await request('/metrics')).text()).split('\n').filter((line) => line && !line.startsWith('#'))
+    expect(samples.length).toBeGreaterThan(10)
+    for (const line of samples) expect(line).toMatch(/^[a-z_]+\{worker="[12]"[,}]/)
+  })
+
+  test('tasks created through both workers at once are all stored in the shared SQLite file', async () => {
+    const created = await Promise.all(Array.from({ length: 40 }, () => post('/api/v1/tasks', { description: 'concurrent' })))
+    expect(created.map((res) => res.status)).toEqual(created.map(() => 201))
+    expect(new Set(created.map((res) => res.headers.get('x-tasklog-worker')))).toEqual(new Set(['1', '2']))
+    const ids = new Set<string>()
+    for (const res of created) ids.add(((await json(res)) as { task_id: string }).task_id)
+    let cursor = ''
+    const listed = new Set<string>()
+    do {
+      const page = await json(await request(`/api/v1/tasks?limit=100${cursor && `&cursor=${cursor}`}`))
+      for (const task of page.tasks) listed.add(task.task_id)
+      cursor = page.next_cursor ?? ''
+    } while (cursor)
+    for (const id of ids) expect(listed.has(id)).toBe(true)
+  })
+
+  test('a log posted to either worker reaches the watchers on both', async () => {
+    const task = await createTask()
+    const watchers = await watchersOnBothWorkers(async () => {
+      const w = new ResumingWatcher(wsUrl, task.task_id)
+      await w.connect()
+      return w
+    })
+    const storedBy = new Set<string | null>()
+    const acked: string[] = []
+    for (let i = 0; i < 100 && (storedBy.size < 2 || i < 20); i++) {
+      const res = await post(`/api/v1/subtasks/${task.subtasks[0]!.subtask_id}/log`, { level: 'info', message: `line ${i}` })
+      expect(res.status).toBe(201)
+      storedBy.add(res.headers.get('x-tasklog-worker'))
+      acked.push((await json(res)).id)
+    }
+    expect([...storedBy].sort()).toEqual(['1', '2'])
+    for (let i = 0; i < 200 && watchers.some((w) => w.ids.length < acked.length); i++) await Bun.sleep(25)
+    for (const w of watchers) {
+      expect(w.ids).toEqual(acked)
+      w.stop()
+    }
+  })
+
+  /** The pids of the supervisor's workers, by worker number (from each process's environment). */
+  const workerPids = () => {
+    const pid = supervisor.proc.pid
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number)
+    return new Map(
+      children.map((child) => [
+        /(?:^|\0)TASKLOG_WORKER=(\d+)/.exec(readFileSync(`/proc/${child}/environ`, 'utf8'))![1]!,
+        child,
+      ]),
+    )
+  }
+
+  test('a worker killed with SIGKILL is started again, and its watchers resume with since, missing nothing', async () => {
+    const task = await createTask()
+    const subtask = task.subtasks[0]!.subtask_id
+    const watchers = await watchersOnBothWorkers(async () => {
+      const w = new ResumingWatcher(wsUrl, task.task_id)
+      await w.connect()
+      return w
+    })
+    let producing = true
+    let sent = 0
+    const producer = (async () => {
+      while (producing) {
+        // A request that dies with its worker may or may not have been stored: history decides.
+        await post(`/api/v1/subtasks/${subtask}/log`, { level: 'info', message: `line ${sent++}` }).catch(() => {})
+        await Bun.sleep(5)
+      }
+    })()
+    while (sent < 30) await Bun.sleep(10)
+    const killed = workerPids().get('1')!
+    process.kill(killed, 'SIGKILL')
+    await supervisor.waitFor(/"worker":1,[^\n]*worker 1 exited with signal SIGKILL; starting it again/, 10_000)
+    // Started again: a new process answers as worker 1.
+    let again = false
+    for (let i = 0; i < 400 && !again; i++) {
+      again = (await request('/health').catch(() => undefined))?.headers.get('x-tasklog-worker') === '1'
+      if (!again) await Bun.sleep(25)
+    }
+    expect(again).toBe(true)
+    expect(workerPids().get('1')).not.toBe(killed)
+    const before = sent
+    while (sent < before + 30) await Bun.sleep(10)
+    producing = false
+    await producer
+
+    const history = await json(await request(`/api/v1/tasks/${task.task_id}/logs?order=asc&limit=1000`))
+    const stored: string[] = history.logs.map((log: { id: string }) => log.id)
+    expect(stored.length).toBeGreaterThanOrEqual(60)
+    for (let i = 0; i < 400 && watchers.some((w) => w.ids.length < stored.length); i++) await Bun.sleep(25)
+    // The killed worker's watchers lost their connection (1006) and came back with since.
+    expect(watchers.some((w) => w.closes.includes(1006))).toBe(true)
+    for (const w of watchers) {
+      expect(w.ids).toEqual(stored)
+      w.stop()
+    }
+  })
+
+  test('SIGTERM closes every watcher on both workers with 1012, and the supervisor exits 0', async () => {
+    const task = await createTask()
+    const watchers = await watchersOnBothWorkers(() =>
+      WsClient.connect(`${wsUrl}/api/v1/ws/tasks/${task.task_id}/logs`).then((client) => ({
+        client,
+        stop: () => client.close(),
+      })),
+    )
+    const { code, stdout } = await supervisor.stop('SIGTERM')
+    expect(code).toBe(0)
+    for (const { client } of watchers) expect((await client.closed).code).toBe(1012)
+    expect(stdout).toMatch(/"worker":1,[^\n]*SIGTERM received/)
+    expect(stdout).toMatch(/"worker":2,[^\n]*SIGTERM received/)
+  })
+})
