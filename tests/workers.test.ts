@@ -40,6 +40,26 @@ describe('WORKERS and --workers', () => {
     )
     expect(await refused({ REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' })).toContain('tasklog: WORKERS=2 needs a fixed PORT')
   })
+
+  test('workers that cannot listen stop the supervisor, with exit code 1', async () => {
+    const redis = await startRedis()
+    const dir = mkdtempSync(join(tmpdir(), 'tasklog-workers-'))
+    const taken = Bun.serve({ hostname: '127.0.0.1', port: 0, reusePort: false, fetch: () => new Response() })
+    try {
+      const { code, stderr } = await startExample(['bun', 'src/index.ts', '--workers', '2'], {
+        HOST: '127.0.0.1',
+        PORT: String(taken.port),
+        REDIS_URL: redis.url,
+        DATABASE_URL: `sqlite://${join(dir, 'tasks.sqlite')}`,
+      }).stop()
+      expect(code).toBe(1)
+      expect(stderr).toContain(`tasklog: cannot listen on 127.0.0.1:${taken.port}: the port is already in use`)
+    } finally {
+      taken.stop(true)
+      await redis.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
 
 /** A task's WebSocket watcher that resumes with `since` whenever its connection drops. */
