@@ -3,7 +3,8 @@
  * same load at the same time. A and B are each a checkout directory holding `src/index.ts` (a
  * variant copied beside the repository, say) or `baseline` for `bench/baseline/server.ts`,
  * optionally followed by environment variables for that server: `.,LOG_LEVEL=warn .,LOG_LEVEL=info`
- * compares this checkout without and with its access log.
+ * compares this checkout without and with its access log; `. .,WORKERS=2,DATABASE_URL=sqlite:///tmp/ab.sqlite`
+ * one process against two workers (a server's CPU includes its workers').
  *
  * Sequential runs on a shared two-core machine drift by ±15% from one minute to the next, which
  * hides a 1 µs change in a 30 µs request. Here both servers run side by side against one private
@@ -12,7 +13,7 @@
  * /proc) repeats within 1-2%. The absolute numbers are higher than `bun run bench`'s, as the two
  * servers share the cores.
  */
-import { cpuMs } from './lib/proc'
+import { treeCpuMs } from './lib/proc'
 import { startRedis, startServer, stop, type RunningServer } from './lib/processes'
 
 const [a, b] = process.argv.slice(2, 4)
@@ -81,9 +82,9 @@ const [sa, sb] = [await start(a, redis.url), await start(b, redis.url)]
 const feeding = [feed(sa), feed(sb)]
 await Bun.sleep(WARMUP_MS)
 const ratios: number[] = []
-const perLog = (s: Server, cpu0: number, acked0: number) => ((cpuMs(s.proc.pid) - cpu0) * 1000) / (s.acked - acked0)
+const perLog = (s: Server, cpu0: number, acked0: number) => ((treeCpuMs(s.proc.pid) - cpu0) * 1000) / (s.acked - acked0)
 for (let r = 1; r <= rounds; r++) {
-  const [ca, cb, na, nb] = [cpuMs(sa.proc.pid), cpuMs(sb.proc.pid), sa.acked, sb.acked]
+  const [ca, cb, na, nb] = [treeCpuMs(sa.proc.pid), treeCpuMs(sb.proc.pid), sa.acked, sb.acked]
   await Bun.sleep(seconds * 1000)
   const [ua, ub] = [perLog(sa, ca, na), perLog(sb, cb, nb)]
   ratios.push(ub / ua)

@@ -27,6 +27,25 @@ export function cpuMs(pid: number): number {
   }
 }
 
+/** The process ids of a process's children (from every thread's list); empty when it is gone. */
+function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
+    )
+  } catch {
+    return []
+  }
+}
+
+/**
+ * CPU time of a process and of its living descendants, in ms: a supervisor and its workers
+ * (`WORKERS=N`) measured as one server. NaN when the process is gone.
+ */
+export function treeCpuMs(pid: number): number {
+  return childPids(pid).reduce((sum, child) => sum + (treeCpuMs(child) || 0), cpuMs(pid))
+}
+
 /**
  * CPU time of each thread of a process, in ms, summed by thread name (`comm`: the main thread
  * carries the process name; JavaScriptCore names its JIT and GC threads): where a server's CPU
