@@ -1,4 +1,4 @@
-import { writeSync } from 'node:fs'
+import { fstatSync, writeSync } from 'node:fs'
 import pino, { type DestinationStream, type Logger } from 'pino'
 import type { LogFormat, LogLevel } from './config'
 
@@ -36,12 +36,16 @@ const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 /** Lines gather for at most this long, or until this many bytes wait, then leave in one write. */
 const FLUSH_MS = 50
 const CHUNK_BYTES = 64 * 1024
+/** The largest write to a pipe that no other process's write can split (POSIX PIPE_BUF on Linux). */
+const PIPE_BUF = 4096
 
 /**
  * Standard output for JSON lines, written in chunks: one write per line (pino's own
  * destination) costs more than the rest of an ingest request, so lines gather for up to
  * FLUSH_MS or CHUNK_BYTES and leave in one write. While a write is pending (a slow reader), at
- * most MAX_BUFFERED_BYTES wait; later lines are dropped, and a line says how many.
+ * most MAX_BUFFERED_BYTES wait; later lines are dropped, and a line says how many. Processes
+ * sharing one pipe (a supervisor's workers) write at most `maxWriteBytes` of whole lines at a
+ * time, so that their lines never interleave mid-line.
  */
 class ChunkedStdout implements DestinationStream {
   #lines: string[] = []
@@ -50,7 +54,7 @@ class ChunkedStdout implements DestinationStream {
   #writing = false
   #timer: ReturnType<typeof setTimeout> | undefined
 
-  constructor() {
+  constructor(private readonly maxWriteBytes = Infinity) {
     process.on('exit', () => this.#flushSync())
   }
 
@@ -65,10 +69,23 @@ class ChunkedStdout implements DestinationStream {
     else this.#timer ??= setTimeout(() => this.#flush(), FLUSH_MS)
   }
 
-  #take(): string {
+  #take(limit = Infinity): string {
     if (this.#dropped) {
       this.#lines.push(`{"level":"warn","time":"${new Date().toISOString()}","msg":"${this.#dropped} log lines dropped: stdout was not read"}\n`)
       this.#dropped = 0
+    }
+    if (limit !== Infinity) {
+      // Whole lines up to `limit` bytes (one line at least); the rest waits for the next write.
+      let n = 0
+      for (let size = 0; n < this.#lines.length; n++) {
+        size += Buffer.byteLength(this.#lines[n]!)
+        if (n > 0 && size > limit) break
+      }
+      if (n < this.#lines.length) {
+        const taken = this.#lines.splice(0, n).join('')
+        this.#bytes -= taken.length
+        return taken
+      }
     }
     const chunk = this.#lines.join('')
     this.#lines = []
@@ -81,7 +98,7 @@ class ChunkedStdout implements DestinationStream {
     this.#timer = undefined
     if (this.#writing || this.#lines.length === 0) return
     this.#writing = true
-    Bun.write(Bun.stdout, this.#take())
+    Bun.write(Bun.stdout, this.#take(this.maxWriteBytes))
       .catch(() => {})
       .finally(() => {
         this.#writing = false
@@ -114,7 +131,7 @@ export function createLogger({
   const pretty = (format ?? (process.stdout.isTTY ? 'pretty' : 'json')) === 'pretty'
   const destination: DestinationStream = pretty
     ? { write: (line: string) => void process.stdout.write(prettyLine(line)) }
-    : new ChunkedStdout()
+    : new ChunkedStdout(worker !== undefined && stdoutIsPipe() ? PIPE_BUF : Infinity)
   const logger = pino({ ...OPTIONS, level, base: worker === undefined ? undefined : { worker } }, destination)
   destinations.set(logger, { destination, base: worker === undefined ? '' : `,"worker":${worker}` })
   return logger
@@ -135,6 +152,14 @@ export function infoLine(logger: Logger, msg: string, fields: object): void {
   target.destination.write(
     `{"level":"info","time":"${new Date().toISOString()}"${target.base},"msg":${JSON.stringify(msg)}${rest.length > 2 ? `,${rest.slice(1)}` : '}'}\n`,
   )
+}
+
+function stdoutIsPipe(): boolean {
+  try {
+    return fstatSync(1).isFIFO()
+  } catch {
+    return false
+  }
 }
 
 let fallback: Logger | undefined

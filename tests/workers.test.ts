@@ -292,5 +292,9 @@ describe('--workers 2', () => {
     for (const { client } of watchers) expect((await client.closed).code).toBe(1012)
     expect(stdout).toMatch(/"worker":1,[^\n]*SIGTERM received/)
     expect(stdout).toMatch(/"worker":2,[^\n]*SIGTERM received/)
+    // The workers' lines shared one pipe and none was split by another's.
+    const lines = stdout.trimEnd().split('\n')
+    expect(lines.length).toBeGreaterThan(100)
+    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow()
   })
 })
