@@ -107,9 +107,8 @@ class ChunkedStdout implements DestinationStream {
   }
 
   #flushSync(): void {
-    if (this.#lines.length === 0 && !this.#dropped) return
     try {
-      writeSync(1, this.#take())
+      while (this.#lines.length || this.#dropped) writeSync(1, this.#take(this.maxWriteBytes))
     } catch {}
   }
 }
