@@ -62,6 +62,69 @@ describe('WORKERS and --workers', () => {
   })
 })
 
+describe('--workers 2 writing to a pipe read slowly', () => {
+  test("the workers' JSON lines stay whole, none split by the other's", async () => {
+    const redis = await startRedis()
+    const dir = mkdtempSync(join(tmpdir(), 'tasklog-workers-'))
+    const port = freePort()
+    // The supervisor's stdout is a pipe whose reader waits 4 s before it reads: the pipe fills,
+    // and the workers' writes go through in pieces when it drains.
+    const proc = Bun.spawn(['sh', '-c', 'bun src/index.ts --workers 2 | { sleep 4; cat; }'], {
+      cwd: join(import.meta.dir, '..'),
+      env: {
+        ...process.env,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        REDIS_URL: redis.url,
+        DATABASE_URL: `sqlite://${join(dir, 'tasks.sqlite')}`,
+        LOG_FORMAT: 'json',
+      },
+      stdout: 'pipe',
+      stderr: 'ignore',
+    })
+    const output = new Response(proc.stdout).text()
+    try {
+      const answered = new Set<string | null>()
+      // Until both workers listen (the second starts a moment after the first).
+      for (let i = 0; i < 500 && answered.size < 2; i++) {
+        const res = await fetch(`http://127.0.0.1:${port}/health`, { keepalive: false }).catch(() => undefined)
+        if (res) answered.add(res.headers.get('x-tasklog-worker'))
+        await Bun.sleep(30)
+      }
+      expect([...answered].sort()).toEqual(['1', '2'])
+      // Long access lines (a padded URL), over many connections spread across both workers.
+      const url = `http://127.0.0.1:${port}/health?pad=${'x'.repeat(2000)}`
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          for (let i = 0; i < 250; i++) await (await fetch(url)).arrayBuffer()
+        }),
+      )
+      const supervisor = readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .map(Number)
+        .find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('src/index.ts'))!
+      process.kill(supervisor, 'SIGTERM')
+      expect(await proc.exited).toBe(0)
+      const lines = (await output).trimEnd().split('\n')
+      expect(lines.length).toBeGreaterThan(4000)
+      const broken = lines.filter((line) => {
+        try {
+          JSON.parse(line)
+          return false
+        } catch {
+          return true
+        }
+      })
+      expect(broken.map((line) => line.slice(0, 120))).toEqual([])
+    } finally {
+      proc.kill('SIGKILL')
+      await redis.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 /** A task's WebSocket watcher that resumes with `since` whenever its connection drops. */
 class ResumingWatcher {
   readonly ids: string[] = []
