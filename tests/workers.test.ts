@@ -358,6 +358,10 @@ describe('--workers 2', () => {
     // The workers' lines shared one pipe and none was split by another's.
     const lines = stdout.trimEnd().split('\n')
     expect(lines.length).toBeGreaterThan(100)
-    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow()
+    const records = lines.map((line) => JSON.parse(line) as { msg: string; worker?: number })
+    // Access lines name the worker that served the request, as its other lines do.
+    const requests = records.filter((record) => record.msg === 'request')
+    expect(requests.length).toBeGreaterThan(50)
+    for (const record of requests) expect([1, 2]).toContain(record.worker!)
   })
 })
