@@ -139,9 +139,7 @@ class ResumingWatcher {
 
   async connect(): Promise<void> {
     const since = this.ids.at(-1)
-    const client = await WsClient.connect(
-      `${this.wsUrl}/api/v1/ws/tasks/${this.taskId}/logs${since ? `?since=${since}` : ''}`,
-    )
+    const client = await WsClient.connect(`${this.wsUrl}/api/v1/ws/tasks/${this.taskId}/logs${since ? `?since=${since}` : ''}`)
     this.client = client
     client.socket.addEventListener('message', () => this.take(client))
     void client.closed.then(async ({ code }) => {
@@ -161,7 +159,7 @@ class ResumingWatcher {
   /** Moves the log frames `client` has queued to `ids`. */
   private take(client: WsClient): void {
     const frames = client.frames
-    for (let i = 0; i < frames.length; ) {
+    for (let i = 0; i < frames.length;) {
       if (frames[i]!.type === 'log') this.ids.push(frames.splice(i, 1)[0]!.data.id)
       else i++
     }
@@ -289,10 +287,7 @@ describe('--workers 2', () => {
     const pid = supervisor.proc.pid
     const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number)
     return new Map(
-      children.map((child) => [
-        /(?:^|\0)TASKLOG_WORKER=(\d+)/.exec(readFileSync(`/proc/${child}/environ`, 'utf8'))![1]!,
-        child,
-      ]),
+      children.map((child) => [/(?:^|\0)TASKLOG_WORKER=(\d+)/.exec(readFileSync(`/proc/${child}/environ`, 'utf8'))![1]!, child]),
     )
   }
 
