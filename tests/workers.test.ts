@@ -39,7 +39,7 @@ describe('WORKERS and --workers', () => {
       'tasklog: WORKERS=2 cannot share DATABASE_URL=sqlite://:memory: (a database per process)',
     )
     expect(await refused({ REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' })).toContain('tasklog: WORKERS=2 needs a fixed PORT')
-  })
+  }, 60_000)
 
   test('workers that cannot listen stop the supervisor, with exit code 1', async () => {
     const redis = await startRedis()
@@ -59,7 +59,7 @@ describe('WORKERS and --workers', () => {
       await redis.stop()
       rmSync(dir, { recursive: true, force: true })
     }
-  })
+  }, 60_000)
 })
 
 describe('--workers 2 writing to a pipe read slowly', () => {
@@ -122,7 +122,7 @@ describe('--workers 2 writing to a pipe read slowly', () => {
       await redis.stop()
       rmSync(dir, { recursive: true, force: true })
     }
-  })
+  }, 60_000)
 })
 
 /** A task's WebSocket watcher that resumes with `since` whenever its connection drops. */
@@ -193,7 +193,7 @@ describe('--workers 2', () => {
     })
     await supervisor.waitFor(/"worker":1,[^\n]*listening on/, 20_000)
     await supervisor.waitFor(/"worker":2,[^\n]*listening on/, 20_000)
-  })
+  }, 60_000)
   afterAll(async () => {
     await supervisor?.stop('SIGKILL')
     await redis?.stop()
@@ -335,7 +335,7 @@ describe('--workers 2', () => {
       expect(w.ids).toEqual(stored)
       w.stop()
     }
-  })
+  }, 60_000)
 
   test('SIGTERM closes every watcher on both workers with 1012, and the supervisor exits 0', async () => {
     const task = await createTask()
