@@ -1,4 +1,5 @@
 import { Elysia } from 'elysia'
+import type { Archiver } from './archive/archiver'
 import type { Config } from './config'
 import { errorHandler } from './http/error-handler'
 import { jsonBody } from './http/json-body'
@@ -27,6 +28,8 @@ export interface AppDeps {
   /** History, feed and presence, from one engine (logs/backend.ts openBackend). */
   logs: Pick<LogBackend, 'history' | 'feed' | 'presence'>
   decomposer?: Decomposer
+  /** With ARCHIVE_DAYS > 0: its state for /ready, its figures for /metrics. */
+  archiver?: Archiver
   /** Access log, warnings and errors; without one, errors go to stderr. */
   logger?: Logger
 }
@@ -35,10 +38,10 @@ export interface AppDeps {
  * Builds the whole service; `index.ts` listens, tests build their own with their own stores.
  * Besides Elysia's own, the app offers `closeSockets(code, reason)` for shutdown.
  */
-export function createApp({ config, tasks, logs, decomposer = simpleDecomposer, logger = fallbackLogger() }: AppDeps) {
+export function createApp({ config, tasks, logs, archiver, decomposer = simpleDecomposer, logger = fallbackLogger() }: AppDeps) {
   const { history, feed } = logs
   const hub = new Hub(logs, { replayMax: config.logHistoryMax, logger })
-  const metrics = new Metrics(hub, history, config.worker)
+  const metrics = new Metrics(hub, history, config.worker, archiver)
   const sockets = new OpenSockets(config.wsBackpressureBytes, metrics)
   const subtasks = new SubtaskDirectory(tasks)
   const knownTasks = new KnownTasks(tasks)
@@ -77,11 +80,16 @@ export function createApp({ config, tasks, logs, decomposer = simpleDecomposer, 
     .use(docsRoutes)
     .use(webRoutes)
     .use(
-      opsRoutes(metrics, [
-        { name: 'tasks', ping: () => tasks.ping() },
-        { name: 'history', ping: () => history.ping() },
-        { name: 'feed', ping: () => feed.sync() },
-      ], config.storeTimeoutMs),
+      opsRoutes(
+        metrics,
+        [
+          { name: 'tasks', ping: () => tasks.ping() },
+          { name: 'history', ping: () => history.ping() },
+          { name: 'feed', ping: () => feed.sync() },
+        ],
+        config.storeTimeoutMs,
+        archiver && (() => archiver.readiness()),
+      ),
     )
     .use(taskRoutes(tasks, decomposer))
     .use(subtaskRoutes(tasks, subtasks, hub))
@@ -101,7 +109,10 @@ export function createApp({ config, tasks, logs, decomposer = simpleDecomposer, 
       }),
     )
     .use(
-      streamRoutes(knownTasks, hub, metrics, sockets, logger, { historyMax: config.logHistoryMax, maxJsonDepth: config.maxJsonDepth }),
+      streamRoutes(knownTasks, hub, metrics, sockets, logger, {
+        historyMax: config.logHistoryMax,
+        maxJsonDepth: config.maxJsonDepth,
+      }),
     )
   return Object.assign(app, {
     /** Closes every WebSocket with `code` (1012 on shutdown: clients come back and resume). */

@@ -36,6 +36,10 @@ export interface Config {
   workers: number
   /** Set in a process a supervisor started: its number, from 1; labels its log lines, metrics and responses. */
   worker: number | undefined
+  /** Days logs are kept in the task database's archive after they leave history; 0: no archive. */
+  archiveDays: number
+  /** The archiver's pause between rounds once it has caught up (ms). */
+  archiveIntervalMs: number
 }
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
@@ -129,5 +133,7 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
     rateLimit: { perSecond, burst },
     workers: integer({ ...env, WORKERS: workersFlag(args) ?? env.WORKERS }, 'WORKERS', 1, 0, 256) || availableParallelism(),
     worker: env.TASKLOG_WORKER ? integer(env, 'TASKLOG_WORKER', 1, 1, 256) : undefined,
+    archiveDays: integer(env, 'ARCHIVE_DAYS', 0, 0, 36_500),
+    archiveIntervalMs: integer(env, 'ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
   }
 }

@@ -35,7 +35,7 @@ const stores = await openStores(config, logger).catch((error: Error) => {
   process.exit(1)
 })
 const { tasks, logs } = stores
-const app = createApp({ config, tasks, logs, logger })
+const app = createApp({ config, tasks, logs, archiver: stores.archiver, logger })
 const address = isIP(config.host) === 6 ? `[${config.host}]` : config.host
 try {
   app.listen({ hostname: config.host, port: config.port })

@@ -1,5 +1,6 @@
 import { readdirSync } from 'node:fs'
 import { version } from '../package.json'
+import type { Archiver } from './archive/archiver'
 import type { ErrorCode } from './errors'
 import { LEVELS, levelRank, type Level } from './schemas/common'
 
@@ -73,7 +74,41 @@ export class Metrics {
     private readonly history: { usedMemory(): Promise<number> },
     /** A supervisor's worker number: every sample gains a `worker` label (the workers share a port). */
     private readonly worker?: number,
+    /** With ARCHIVE_DAYS > 0: the archiver, whose figures /metrics shows. */
+    private readonly archiver?: Archiver,
   ) {}
+
+  /** The archiver's figures; its backlog only while the history store answers. */
+  private async archiveLines(): Promise<string[]> {
+    const archiver = this.archiver
+    if (!archiver) return []
+    const backlog = await archiver.backlog().catch(() => undefined)
+    return [
+      ...(backlog === undefined
+        ? []
+        : [
+            ...metric(
+              'tasklog_archive_lag_seconds',
+              'gauge',
+              'Age of the oldest log not archived yet, in seconds; 0 when none waits.',
+              [['', backlog.lagSeconds]],
+            ),
+            ...metric('tasklog_archive_pending_tasks', 'gauge', 'Tasks with logs not archived yet.', [['', backlog.tasks]]),
+          ]),
+      ...metric('tasklog_archive_rows_written_total', 'counter', 'Logs this instance wrote to the archive.', [
+        ['', archiver.rowsWritten],
+      ]),
+      ...metric('tasklog_archive_errors_total', 'counter', 'Archiver rounds that failed (they are retried).', [
+        ['', archiver.errors],
+      ]),
+      ...metric(
+        'tasklog_archive_gaps_total',
+        'counter',
+        'Batches whose first log did not follow the last archived one: logs left history before they were archived (or a task whose whole history expired began again).',
+        [['', archiver.gaps]],
+      ),
+    ]
+  }
 
   /** A log ingest request refused: counted when its error is one of REJECTION_REASONS. */
   logsRejected(code: ErrorCode): void {
@@ -133,6 +168,7 @@ export class Metrics {
     const historyBytes = await this.historyMemoryBytes()
     const lines = [
       ...this.processLines(),
+      ...(await this.archiveLines()),
       ...metric('tasklog_sse_connections', 'gauge', 'Open Server-Sent Events streams.', [['', this.sseConnections]]),
       ...metric(
         'tasklog_slow_readers_closed_total',

@@ -1,3 +1,6 @@
+import { ArchivedHistory } from './archive/archived-history'
+import { Archiver } from './archive/archiver'
+import { LogArchive } from './archive/log-archive'
 import type { Config } from './config'
 import { openBackend, type LogBackend } from './logs/backend'
 import { SqlTaskStore } from './tasks/sql-task-store'
@@ -5,16 +8,23 @@ import type { TaskStore } from './tasks/task-store'
 
 export interface Stores {
   tasks: TaskStore
+  /** With ARCHIVE_DAYS > 0, its history reads across the archive too (archive/archived-history.ts). */
   logs: LogBackend
+  /** Present with ARCHIVE_DAYS > 0, running. */
+  archiver?: Archiver
 }
 
 /**
  * Opens the stores the configuration names: SQLite or PostgreSQL for tasks; the log backend
- * (Redis, so that instances sharing it form one service, or memory) for history, feed and presence.
+ * (Redis, so that instances sharing it form one service, or memory) for history, feed and
+ * presence; and, with ARCHIVE_DAYS > 0, the archive in the task database and its archiver.
  */
 export async function openStores(config: Config, logger?: Pick<Console, 'warn' | 'info'>): Promise<Stores> {
   const timeoutMs = config.storeTimeoutMs
   const tasks = await SqlTaskStore.open(config.databaseUrl, { timeoutMs })
+  const archiving = config.archiveDays > 0
+  // A task leased by an instance that died is taken over after this; a live one renews it every batch.
+  const leaseMs = 4 * timeoutMs
   const logs = await openBackend({
     redisUrl: config.redisUrl,
     ttlSeconds: config.logTtlSeconds,
@@ -23,11 +33,32 @@ export async function openStores(config: Config, logger?: Pick<Console, 'warn' |
     memoryMaxBytes: config.memoryHistoryMaxBytes,
     logger,
     rateLimit: config.rateLimit,
+    ...(archiving && { archive: { leaseMs } }),
   }).catch(async (error: Error) => {
     await tasks.close()
     throw error
   })
-  return { tasks, logs }
+  if (!archiving) return { tasks, logs }
+  const archive = await LogArchive.open(config.databaseUrl, timeoutMs).catch(async (error: Error) => {
+    await Promise.allSettled([tasks.close(), logs.close()])
+    throw error
+  })
+  const archiver = new Archiver(logs.archiveSource!, archive, {
+    archiveDays: config.archiveDays,
+    intervalMs: config.archiveIntervalMs,
+    logger,
+  })
+  archiver.start()
+  const history = new ArchivedHistory(logs.history, archive, { archiveDays: config.archiveDays })
+  const archived: LogBackend = {
+    ...logs,
+    history,
+    async close() {
+      await archiver.stop()
+      await Promise.allSettled([logs.close(), archive.close()])
+    },
+  }
+  return { tasks, logs: archived, archiver }
 }
 
 /** Closes every store, whatever fails. */

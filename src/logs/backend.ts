@@ -153,11 +153,37 @@ export interface Presence {
   announce(taskId: string, atLevel: readonly number[]): void
 }
 
+/** Logs of one task not archived yet, taken under this instance's lease (ArchiveSource.take). */
+export interface ArchiveBatch {
+  /** In id order, right after the task's archive cursor; expired logs not yet removed included. */
+  logs: StoredLog[]
+  /** The first log's predecessor is not the cursor: logs left history before they were archived. */
+  gap: boolean
+}
+
+/**
+ * What the archiver (archive/archiver.ts) reads from an engine: which tasks have logs not
+ * archived yet, and those logs. Each task has a cursor (the last archived id) and a lease, so
+ * that instances sharing the engine archive each log once and take over from one that died.
+ */
+export interface ArchiveSource {
+  /** Tasks with logs not archived yet, the one waiting longest first; at most `limit`. */
+  pending(limit: number): Promise<string[]>
+  /** How many tasks have logs not archived yet, and when (ms since the epoch) the oldest of those logs was written. */
+  backlog(): Promise<{ tasks: number; oldestMs?: number }>
+  /** Up to `count` logs after the task's cursor, leasing the task; undefined while another instance holds it. */
+  take(taskId: string, count: number): Promise<ArchiveBatch | undefined>
+  /** Moves the task's cursor to `lastId` (once its logs are stored), and lets go of the lease when `release`. */
+  commit(taskId: string, lastId: string | undefined, release: boolean): Promise<void>
+}
+
 /** One engine's history, feed and presence, opened together and closed together. */
 export interface LogBackend {
   readonly history: HistoryStore
   readonly feed: LogFeed
   readonly presence: Presence
+  /** The engine's side of the archive; present when opened with `archive`. */
+  readonly archiveSource?: ArchiveSource
   /** Withdraws this instance's presence and closes every connection. */
   close(): Promise<void>
 }
@@ -179,6 +205,8 @@ export interface OpenBackendOptions extends BackendLimits {
   memoryMaxBytes?: number
   /** Where a remote engine's outage and reconnect messages go (default console). */
   logger?: Pick<Console, 'warn' | 'info'>
+  /** Keeps track of the logs to archive (ARCHIVE_DAYS > 0): the backend offers an `archiveSource`. */
+  archive?: { leaseMs: number }
 }
 
 /**
@@ -187,6 +215,7 @@ export interface OpenBackendOptions extends BackendLimits {
  */
 export function openBackend(opts: OpenBackendOptions): Promise<LogBackend> {
   const limits = { ttlSeconds: opts.ttlSeconds, maxPerTask: opts.maxPerTask, rateLimit: opts.rateLimit }
-  if (!opts.redisUrl) return Promise.resolve(memoryBackend({ ...limits, maxBytes: opts.memoryMaxBytes }))
-  return connectRedisBackend({ ...limits, url: opts.redisUrl, timeoutMs: opts.timeoutMs, logger: opts.logger })
+  const { archive } = opts
+  if (!opts.redisUrl) return Promise.resolve(memoryBackend({ ...limits, maxBytes: opts.memoryMaxBytes, archive }))
+  return connectRedisBackend({ ...limits, url: opts.redisUrl, timeoutMs: opts.timeoutMs, logger: opts.logger, archive })
 }

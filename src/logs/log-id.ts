@@ -11,3 +11,13 @@ export function requireLogId(id: string, field = 'since'): LogIdParts {
   }
   return parts
 }
+
+/**
+ * When a task was created, from its id: a UUID v7 (what the task store issues) begins with its
+ * creation time in ms. Undefined for another kind of id. No log of a task is older.
+ */
+export function taskCreatedMs(taskId: string): number | undefined {
+  if (taskId[14] !== '7') return undefined
+  const ms = parseInt(taskId.slice(0, 8) + taskId.slice(9, 13), 16)
+  return Number.isNaN(ms) ? undefined : ms
+}

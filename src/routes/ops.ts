@@ -22,12 +22,26 @@ const Component = t.Object({
   status: t.UnionEnum(['ok', 'down', 'full'], { description: '`full`: the store refuses writes for lack of memory' }),
   error: t.Optional(t.String()),
 })
+const Archive = t.Object(
+  {
+    state: t.UnionEnum(['starting', 'ok', 'failing', 'stopped'], {
+      description: '`failing`: the last round failed and is retried; logs wait in history meanwhile',
+    }),
+    error: t.Optional(t.String()),
+    lag_seconds: t.Optional(t.Number({ description: 'Age of the oldest log not archived yet' })),
+    pending_tasks: t.Optional(t.Integer({ description: 'Tasks with logs not archived yet' })),
+  },
+  { description: 'With ARCHIVE_DAYS > 0: the archiver, which does not decide readiness (ingest does not wait for it)' },
+)
 const Readiness = t.Object(
-  { status: t.UnionEnum(['ready', 'unavailable']), components: t.Record(t.String(), Component) },
+  { status: t.UnionEnum(['ready', 'unavailable']), components: t.Record(t.String(), Component), archive: t.Optional(Archive) },
   { examples: [{ status: 'ready', components: { tasks: { status: 'ok' }, history: { status: 'ok' }, feed: { status: 'ok' } } }] },
 )
 
-export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: number) =>
+/** The archiver's state for /ready, when the archive is on. */
+export type ArchiveReadiness = () => Promise<typeof Archive.static>
+
+export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: number, archive?: ArchiveReadiness) =>
   new Elysia({ name: 'ops', detail: { tags: ['ops'] } })
     .get('/health', () => ({ status: 'ok' as const }), {
       response: { 200: t.Object({ status: t.Literal('ok') }) },
@@ -40,11 +54,15 @@ export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: numbe
     .get(
       '/ready',
       async ({ set }) => {
-        const results = await Promise.all(deps.map((dep) => check(dep, timeoutMs)))
+        const [results, archiver] = await Promise.all([Promise.all(deps.map((dep) => check(dep, timeoutMs))), archive?.()])
         const components = Object.fromEntries(deps.map((d, i) => [d.name, results[i]!]))
         const ready = results.every((r) => r.status === 'ok')
         if (!ready) set.status = 503
-        return { status: ready ? ('ready' as const) : ('unavailable' as const), components }
+        return {
+          status: ready ? ('ready' as const) : ('unavailable' as const),
+          components,
+          ...(archiver && { archive: archiver }),
+        }
       },
       {
         response: { 200: Readiness, 503: Readiness },

@@ -73,7 +73,7 @@ const SCHEMA_SQL = [
 ]
 
 /** Arbitrary constant: the PostgreSQL advisory lock that serializes schema creation across instances. */
-const SCHEMA_LOCK_KEY = 7_346_182_905
+export const SCHEMA_LOCK_KEY = 7_346_182_905
 
 /** Rows per INSERT: far below SQLite's bound-parameter limit. */
 const INSERT_CHUNK = 500
@@ -88,9 +88,9 @@ interface TaskRow {
 
 type SubtaskRow = Subtask
 
-type Dialect = 'sqlite' | 'postgres'
+export type Dialect = 'sqlite' | 'postgres'
 
-interface Target {
+export interface Target {
   dialect: Dialect
   /** Where tasks live, without credentials. */
   description: string
@@ -98,7 +98,7 @@ interface Target {
 }
 
 /** Parses DATABASE_URL; creates the folder of a relative or absolute SQLite file. */
-function parseDatabaseUrl(databaseUrl: string): Target {
+export function parseDatabaseUrl(databaseUrl: string): Target {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(databaseUrl)?.[1]?.toLowerCase()
   if (scheme === 'sqlite') {
     let path = databaseUrl.slice('sqlite:'.length)
@@ -136,7 +136,7 @@ function parseDatabaseUrl(databaseUrl: string): Target {
 }
 
 /** Errors that mean "the database cannot be reached", as opposed to a bad query. */
-function isUnavailable(error: unknown): boolean {
+export function isUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false
   const { code, errno } = error as { code?: unknown; errno?: unknown }
   if (typeof code === 'string') {

@@ -19,7 +19,7 @@ import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, Store
 import { IdempotencyConflictError, RateLimitedError, type RateLimit } from '../../store-errors'
 import type { EncodedLog } from '../encode'
 import type { LogIdParts } from '../../../clients/ts/src/log-id'
-import { requireLogId } from '../log-id'
+import { requireLogId, taskCreatedMs } from '../log-id'
 import type { MemoryFeed } from './feed'
 
 const cmp = (a: LogIdParts, b: LogIdParts): number => a.ms - b.ms || a.seq - b.seq
@@ -66,16 +66,6 @@ interface KeyRecord {
 const IDEMPOTENCY_KEYS_MAX = 100_000
 /** Tasks whose rate-limit state is kept: a task forgotten early starts again with a full burst. */
 const RATE_STATES_MAX = 100_000
-
-/**
- * When a task was created, from its id: a UUID v7 (what the task store issues) begins with its
- * creation time in ms. Undefined for another kind of id. No log of a task is older.
- */
-function taskCreatedMs(taskId: string): number | undefined {
-  if (taskId[14] !== '7') return undefined
-  const ms = parseInt(taskId.slice(0, 8) + taskId.slice(9, 13), 16)
-  return Number.isNaN(ms) ? undefined : ms
-}
 
 const size = (task: TaskHistory): number => task.entries.length - task.head
 
@@ -263,6 +253,19 @@ export class MemoryHistory implements HistoryStore {
   }
 
   async ping(): Promise<void> {}
+
+  /** Tasks holding logs, for the archive (archive-source.ts). */
+  taskIds(): IterableIterator<string> {
+    return this.#tasks.keys()
+  }
+
+  /** Up to `count` of a task's logs after `after`, expired ones not yet dropped included, for the archive. */
+  logsAfter(taskId: string, after: LogIdParts | undefined, count: number): StoredLog[] {
+    const task = this.#tasks.get(taskId)
+    if (!task) return []
+    const from = after ? this.#firstAfter(task, after) : task.head
+    return task.entries.slice(from, from + count).map((e) => e.log)
+  }
 
   async usedMemory(): Promise<number> {
     return this.#bytes

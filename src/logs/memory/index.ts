@@ -3,6 +3,7 @@
  * feed that delivers at once, and no presence to share (one process is one instance).
  */
 import type { BackendLimits, LogBackend, Presence } from '../backend'
+import { MemoryArchiveSource } from './archive-source'
 import { MemoryFeed } from './feed'
 import { MemoryHistory } from './history'
 
@@ -11,6 +12,8 @@ export interface MemoryBackendOptions extends BackendLimits {
   maxBytes?: number
   /** The clock (ms since the epoch) that stamps ids and expires logs; tests may set it. */
   now?: () => number
+  /** Keeps track of the logs to archive (archive-source.ts). */
+  archive?: object
 }
 
 /** Nobody elsewhere to tell: appends count no subscribers elsewhere. */
@@ -19,5 +22,6 @@ const ALONE: Presence = { announce() {} }
 export function memoryBackend(opts: MemoryBackendOptions): LogBackend & { history: MemoryHistory } {
   const feed = new MemoryFeed()
   const history = new MemoryHistory({ ...opts, feed })
-  return { history, feed, presence: ALONE, close: () => history.close() }
+  const archiveSource = opts.archive && new MemoryArchiveSource(history)
+  return { history, feed, presence: ALONE, ...(archiveSource && { archiveSource }), close: () => history.close() }
 }

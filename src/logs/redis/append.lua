@@ -18,11 +18,15 @@
 -- A few O(1) calls per log: this script's cost is most of an ingest round trip, and each
 -- redis.call costs more than its command's own work.
 local FIRST_LOG = 10
+-- With the archive on, the key after the others (KEYS[4], or KEYS[5] after an idempotency key's)
+-- is the set of tasks with logs to archive (keys.ts).
+local idemKey = ARGV[9] ~= '' and KEYS[4] or nil
+local pendingKey = KEYS[idemKey and 5 or 4]
 local key = KEYS[1]
 local newestKey = KEYS[2]
 local maxLen = ARGV[2]
-if KEYS[4] then
-  local recorded = redis.call('GET', KEYS[4])
+if idemKey then
+  local recorded = redis.call('GET', idemKey)
   if recorded then
     local fingerprint = ARGV[9]
     if string.sub(recorded, 1, #fingerprint) ~= fingerprint then return { 'conflict' } end
@@ -120,5 +124,9 @@ else
   redis.call('SET', newestKey, newest, 'KEEPTTL')
 end
 -- The key's record lives as long as the logs it answers for.
-if KEYS[4] then redis.call('SET', KEYS[4], ARGV[9] .. first, 'PX', tonumber(ARGV[1]) + tonumber(ARGV[3])) end
+if idemKey then redis.call('SET', idemKey, ARGV[9] .. first, 'PX', tonumber(ARGV[1]) + tonumber(ARGV[3])) end
+-- The archive's to-do list keeps the score of the task's oldest log not archived yet.
+if pendingKey then
+  redis.call('ZADD', pendingKey, 'NX', string.sub(first, 1, string.find(first, '-', 1, true) - 1), string.sub(key, 7, -2))
+end
 return { first, elsewhere }

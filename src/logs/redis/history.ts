@@ -36,7 +36,7 @@ import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, Store
 import type { EncodedLog } from '../encode'
 import { requireLogId } from '../log-id'
 import { createRedisClient, redactRedisUrl, type RedisClient } from './connection'
-import { idempotencyKey, logKey, newestIdKey, subscribersKey } from './keys'
+import { ARCHIVE_PENDING_KEY, idempotencyKey, logKey, newestIdKey, subscribersKey } from './keys'
 import { SCRIPTS, type Script } from './scripts'
 import { defineTracingHasSubscribers } from './tracing'
 import { Watchdog } from './watchdog'
@@ -69,6 +69,8 @@ export interface RedisHistoryOptions {
   follower?: Follower
   /** Per task, across instances (append.lua); default none. */
   rateLimit?: RateLimit
+  /** The archive is on: each append adds its task to the archive's to-do list (keys.ts). */
+  archive?: boolean
 }
 
 /**
@@ -107,6 +109,8 @@ export class RedisHistory implements HistoryStore {
   readonly #appendArgs: string[]
   readonly #rateLimit: RateLimit
   readonly #housekeepEveryMs: number
+  /** The archive is on: appends add their task to its to-do list. */
+  readonly #archive: boolean
   /**
    * When this instance last asked for each task's housekeeping (performance.now()). Deciding
    * here spares the script reading the time from ids, a large part of its cost. Past HOUSEKEPT_MAX
@@ -140,6 +144,7 @@ export class RedisHistory implements HistoryStore {
       String(intervalMs * burst),
     ]
     this.#housekeepEveryMs = housekeepingMs(this.#ttlMs) / 2
+    this.#archive = opts.archive === true
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
     this.#watchdog = new Watchdog(this.#timeoutMs, () => this.#reset())
@@ -194,10 +199,19 @@ export class RedisHistory implements HistoryStore {
     }
     const idempotency = options?.idempotency
     // Built in place: this is the hot path.
-    const command = idempotency
-      ? ['EVALSHA', SCRIPTS.append.sha, '4', logKey(taskId), newestIdKey(taskId), subscribersKey(taskId)]
-      : ['EVALSHA', SCRIPTS.append.sha, '3', logKey(taskId), newestIdKey(taskId), subscribersKey(taskId)]
-    if (idempotency) command.push(idempotencyKey(taskId, idempotency.key))
+    const command = [
+      'EVALSHA',
+      SCRIPTS.append.sha,
+      this.#archive ? '4' : '3',
+      logKey(taskId),
+      newestIdKey(taskId),
+      subscribersKey(taskId),
+    ]
+    if (idempotency) {
+      command[2] = this.#archive ? '5' : '4'
+      command.push(idempotencyKey(taskId, idempotency.key))
+    }
+    if (this.#archive) command.push(ARCHIVE_PENDING_KEY)
     command.push(
       ...this.#appendArgs,
       housekeep ? '1' : '0',

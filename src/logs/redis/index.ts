@@ -6,6 +6,7 @@
  */
 import { withTimeout } from '../../timeout'
 import type { BackendLimits, LogBackend } from '../backend'
+import { RedisArchiveSource } from './archive-source'
 import { createRedisClient } from './connection'
 import { RedisFeed } from './feed'
 import { RedisHistory } from './history'
@@ -19,6 +20,8 @@ export interface RedisBackendOptions extends BackendLimits {
   startupTimeoutMs?: number
   /** Where outage/reconnect messages go (default console). */
   logger?: Pick<Console, 'warn' | 'info'>
+  /** Keeps track of the logs to archive (archive-source.ts). */
+  archive?: { leaseMs: number }
 }
 
 /** Connects; rejects with StoreUnavailableError (and leaves nothing open) when Redis cannot be used. */
@@ -28,15 +31,21 @@ export async function connectRedisBackend(opts: RedisBackendOptions): Promise<Lo
   const instanceId = crypto.randomUUID()
   const feed = await RedisFeed.connect({ ...opts, publisher: client, instanceId })
   // The feed tells the history's appends whether another instance may have subscribers to count.
-  const history = await RedisHistory.connect({ ...opts, client, follower: feed }).catch(async (error: Error) => {
-    await feed.close()
-    throw error
-  })
+  const history = await RedisHistory.connect({ ...opts, client, follower: feed, archive: opts.archive !== undefined }).catch(
+    async (error: Error) => {
+      await feed.close()
+      throw error
+    },
+  )
   const presence = new RedisPresence(client, instanceId)
+  const archiveSource =
+    opts.archive &&
+    new RedisArchiveSource({ client, instanceId, ttlSeconds: opts.ttlSeconds, leaseMs: opts.archive.leaseMs, timeoutMs })
   return {
     history,
     feed,
     presence,
+    ...(archiveSource && { archiveSource }),
     async close() {
       await withTimeout(presence.withdraw(), timeoutMs, 'Redis did not answer in time').catch(() => {})
       await feed.close()

@@ -13,6 +13,18 @@ export const newestIdKey = (taskId: string): string => `logs:{${taskId}}:newest`
 /** The hash of a task's announced subscriber counts, one field per instance (presence.ts). */
 export const subscribersKey = (taskId: string): string => `logs:{${taskId}}:subscribers`
 
+/** The last archived id of a task (archive-source.ts). */
+export const archiveCursorKey = (taskId: string): string => `logs:{${taskId}}:archived`
+
+/** Which instance archives a task now, with a lease expiry (archive-source.ts). */
+export const archiveLeaseKey = (taskId: string): string => `logs:{${taskId}}:archiving`
+
+/**
+ * The tasks with logs not archived yet, scored by the oldest such log's ms; written by the
+ * append script when the archive is on. One key for every task: it is not in a task's slot.
+ */
+export const ARCHIVE_PENDING_KEY = 'logs:archive:pending'
+
 /** The task of a channel named by `logKey`. */
 export const taskOfChannel = (channel: string): string => channel.slice(6, -1)
 

@@ -6,6 +6,8 @@
  */
 import { LEVELS } from '../../schemas/common'
 import APPEND from './append.lua' with { type: 'text' }
+import ARCHIVE_COMMIT from './archive-commit.lua' with { type: 'text' }
+import ARCHIVE_TAKE from './archive-take.lua' with { type: 'text' }
 import ENTRY from './entry.lua' with { type: 'text' }
 import LOST_BEFORE from './lost-before.lua' with { type: 'text' }
 import PRELUDE from './prelude.lua' with { type: 'text' }
@@ -31,4 +33,6 @@ export const SCRIPTS = {
   append: script('append', LEVEL_RANK, LOST_BEFORE, SUBSCRIBERS_ELSEWHERE, APPEND),
   read: script('read', LEVEL_RANK, PRELUDE, ENTRY, READ),
   replay: script('replay', LEVEL_RANK, PRELUDE, ENTRY, LOST_BEFORE, REPLAY),
+  archiveTake: script('archiveTake', PRELUDE, ENTRY, ARCHIVE_TAKE),
+  archiveCommit: script('archiveCommit', PRELUDE, ARCHIVE_COMMIT),
 }

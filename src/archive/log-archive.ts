@@ -1,0 +1,161 @@
+/**
+ * The archive: logs kept in the task store's database (SQLite or PostgreSQL, through Bun.SQL)
+ * for ARCHIVE_DAYS, in one table keyed by task and log id. The id's two numbers are two
+ * columns (ms, the write time, and seq), so ids sort as numbers and retention deletes by ms.
+ * Writes are idempotent (ON CONFLICT DO NOTHING): an archiver that stored a batch and died
+ * before moving its cursor stores it again harmlessly.
+ */
+import type { SQL } from 'bun'
+import { LEVELS, levelRank, type Level } from '../schemas/common'
+import { parseLogId, type LogIdParts } from '../../clients/ts/src/log-id'
+import { StoreTimeoutError, StoreUnavailableError } from '../store-errors'
+import { SCHEMA_LOCK_KEY, isUnavailable, parseDatabaseUrl, type Dialect } from '../tasks/sql-task-store'
+import { TimeoutError, withTimeout } from '../timeout'
+import type { StoredLog } from '../logs/backend'
+
+const SCHEMA_SQL = [
+  `CREATE TABLE IF NOT EXISTS logs (
+    task_id TEXT NOT NULL,
+    ms BIGINT NOT NULL,
+    seq INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    subtask_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (task_id, ms, seq)
+  )`,
+  // Serves retention, which deletes the oldest logs of every task.
+  `CREATE INDEX IF NOT EXISTS logs_ms ON logs (ms)`,
+]
+
+/** Rows per INSERT: 6 parameters each, far below SQLite's and PostgreSQL's bound-parameter limits. */
+const INSERT_CHUNK = 1000
+
+/** What an archive read selects, as HistoryQuery plus an upper bound. */
+export interface ArchiveQuery {
+  limit: number
+  order: 'asc' | 'desc'
+  /** Only ids strictly greater. */
+  since?: string
+  /** Only ids strictly smaller. */
+  before?: string
+  minLevel?: Level
+  subtaskId?: string
+}
+
+interface Row {
+  ms: number | string | bigint
+  seq: number | string
+  level: Level
+  body: string
+}
+
+/** A stored body starts {"task_id":"…","subtask_id":"…" (logs/encode.ts): the first subtask_id is the log's own. */
+function subtaskOf(body: string): string {
+  const start = body.indexOf('"subtask_id":"') + 14
+  return start < 14 ? '' : body.slice(start, body.indexOf('"', start))
+}
+
+export class LogArchive {
+  private constructor(
+    private readonly sql: SQL,
+    private readonly dialect: Dialect,
+    readonly description: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Connects with a connection of its own and creates the table if missing (what an existing database takes on start-up). */
+  static async open(databaseUrl: string, timeoutMs: number): Promise<LogArchive> {
+    const target = parseDatabaseUrl(databaseUrl)
+    const sql = target.connect()
+    const archive = new LogArchive(sql, target.dialect, target.description, timeoutMs)
+    try {
+      const wait = Math.max(5000, timeoutMs)
+      await withTimeout(archive.createSchema(), wait, `no answer within ${wait} ms`)
+      return archive
+    } catch (error) {
+      await sql.close({ timeout: 0 }).catch(() => {})
+      throw new StoreUnavailableError(`Log archive (${target.description})`, error)
+    }
+  }
+
+  private async createSchema(): Promise<void> {
+    if (this.dialect === 'sqlite') {
+      await this.sql`PRAGMA busy_timeout = 5000`
+      await this.sql`PRAGMA journal_mode = WAL`
+      for (const statement of SCHEMA_SQL) await this.sql.unsafe(statement)
+      return
+    }
+    // The task store's lock: instances starting together create the schema one at a time.
+    await this.sql.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_KEY})`
+      for (const statement of SCHEMA_SQL) await tx.unsafe(statement)
+    })
+  }
+
+  /** Stores a task's logs; those already stored are left as they are. */
+  insert(taskId: string, logs: StoredLog[]): Promise<void> {
+    return this.bounded(async () => {
+      for (let i = 0; i < logs.length; i += INSERT_CHUNK) {
+        const rows = logs.slice(i, i + INSERT_CHUNK).map((log) => {
+          const { ms, seq } = parseLogId(log.id)!
+          return { task_id: taskId, ms, seq, level: log.level, subtask_id: subtaskOf(log.body), body: log.body }
+        })
+        await this.sql`INSERT INTO logs ${this.sql(rows)} ON CONFLICT DO NOTHING`
+      }
+    })
+  }
+
+  read(taskId: string, q: ArchiveQuery): Promise<StoredLog[]> {
+    if (q.limit <= 0) return Promise.resolve([])
+    const sql = this.sql
+    const after = (id: LogIdParts) => sql`AND ms >= ${id.ms} AND (ms > ${id.ms} OR seq > ${id.seq})`
+    const before = (id: LogIdParts) => sql`AND ms <= ${id.ms} AND (ms < ${id.ms} OR seq < ${id.seq})`
+    const since = q.since === undefined ? undefined : parseLogId(q.since)
+    const until = q.before === undefined ? undefined : parseLogId(q.before)
+    const levels = q.minLevel ? LEVELS.slice(levelRank(q.minLevel)) : undefined
+    const dir = sql.unsafe(q.order === 'asc' ? 'ASC' : 'DESC')
+    return this.bounded(async () => {
+      const rows: Row[] = await sql`
+        SELECT ms, seq, level, body FROM logs
+        WHERE task_id = ${taskId} ${since ? after(since) : sql``} ${until ? before(until) : sql``}
+          ${levels ? sql`AND level IN ${sql(levels)}` : sql``}
+          ${q.subtaskId === undefined ? sql`` : sql`AND subtask_id = ${q.subtaskId}`}
+        ORDER BY ms ${dir}, seq ${dir}
+        LIMIT ${Math.floor(q.limit)}`
+      return rows.map((r) => ({ id: `${r.ms}-${r.seq}`, level: r.level, body: r.body }))
+    })
+  }
+
+  /** Whether the archive holds any log of the task. */
+  holds(taskId: string): Promise<boolean> {
+    return this.bounded(async () => (await this.sql`SELECT 1 AS one FROM logs WHERE task_id = ${taskId} LIMIT 1`).length > 0)
+  }
+
+  /** Deletes at most `limit` logs written before `cutoffMs`; returns how many. */
+  deleteBefore(cutoffMs: number, limit: number): Promise<number> {
+    return this.bounded(async () => {
+      const result = await this.sql`
+        DELETE FROM logs WHERE (task_id, ms, seq) IN (
+          SELECT task_id, ms, seq FROM logs WHERE ms < ${cutoffMs} LIMIT ${limit})`
+      return Number((result as unknown as { count?: number }).count ?? 0)
+    })
+  }
+
+  ping(): Promise<void> {
+    return this.bounded(async () => {
+      await this.sql`SELECT 1 AS ok`
+    })
+  }
+
+  async close(): Promise<void> {
+    await this.sql.close({ timeout: 5 })
+  }
+
+  /** Fails within timeoutMs (the query may still finish later); a database out of reach is StoreUnavailableError. */
+  private bounded<T>(fn: () => Promise<T>): Promise<T> {
+    return withTimeout(fn(), this.timeoutMs, `no answer within ${this.timeoutMs} ms`).catch((error: unknown) => {
+      if (error instanceof TimeoutError) throw new StoreTimeoutError('Log archive', this.timeoutMs, error)
+      throw isUnavailable(error) ? new StoreUnavailableError('Log archive', error) : error
+    })
+  }
+}

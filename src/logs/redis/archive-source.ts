@@ -1,0 +1,102 @@
+/**
+ * The Redis engine's side of the archive. The append script adds each task it writes to one
+ * sorted set (scored by the oldest log not archived yet); each task has a cursor, the last
+ * archived id, and a lease naming the instance archiving it (SET NX PX in archive-take.lua), so
+ * that instances sharing Redis archive a task one at a time and another takes over once the
+ * lease of one that died expires. The cursor only moves after the database stored the logs, so
+ * a crash re-archives at most one batch, which the archive's idempotent writes absorb.
+ */
+import { StoreUnavailableError } from '../../store-errors'
+import { withTimeout } from '../../timeout'
+import type { Level } from '../../schemas/common'
+import type { ArchiveBatch, ArchiveSource, StoredLog } from '../backend'
+import type { RedisClient } from './connection'
+import { ARCHIVE_PENDING_KEY, archiveCursorKey, archiveLeaseKey, logKey } from './keys'
+import { SCRIPTS, type Script } from './scripts'
+
+export interface RedisArchiveSourceOptions {
+  client: RedisClient
+  instanceId: string
+  ttlSeconds: number
+  /** How long a task stays leased to an instance that stopped renewing it. */
+  leaseMs: number
+  timeoutMs: number
+}
+
+const STORE_NAME = 'Log history (Redis)'
+
+export class RedisArchiveSource implements ArchiveSource {
+  readonly #opts: RedisArchiveSourceOptions
+  /** The cursor outlives the stream (whose expiry is TTL + a slack of at most 1 s). */
+  readonly #cursorTtlMs: string
+
+  constructor(opts: RedisArchiveSourceOptions) {
+    this.#opts = opts
+    this.#cursorTtlMs = String(2 * opts.ttlSeconds * 1000 + 60_000)
+  }
+
+  async pending(limit: number): Promise<string[]> {
+    const reply = await this.#send(['ZRANGE', ARCHIVE_PENDING_KEY, '0', String(limit - 1)])
+    return (reply as unknown[]).map(String)
+  }
+
+  async backlog(): Promise<{ tasks: number; oldestMs?: number }> {
+    const [tasks, oldest] = await Promise.all([
+      this.#send(['ZCARD', ARCHIVE_PENDING_KEY]),
+      this.#send(['ZRANGE', ARCHIVE_PENDING_KEY, '0', '0', 'WITHSCORES']) as Promise<unknown[]>,
+    ])
+    return { tasks: Number(tasks), ...(oldest.length >= 2 && { oldestMs: Number(oldest[1]) }) }
+  }
+
+  async take(taskId: string, count: number): Promise<ArchiveBatch | undefined> {
+    const { instanceId, leaseMs } = this.#opts
+    const reply = await this.#eval(SCRIPTS.archiveTake, [
+      '3',
+      logKey(taskId),
+      archiveCursorKey(taskId),
+      archiveLeaseKey(taskId),
+      instanceId,
+      String(leaseMs),
+      String(count),
+    ])
+    if (reply === null) return undefined
+    const [gap, flat] = reply as [number, unknown[]]
+    const logs: StoredLog[] = []
+    for (let i = 0; i + 2 < flat.length; i += 3) {
+      logs.push({ id: String(flat[i]), level: String(flat[i + 1]) as Level, body: String(flat[i + 2]) })
+    }
+    return { logs, gap: Number(gap) === 1 }
+  }
+
+  async commit(taskId: string, lastId: string | undefined, release: boolean): Promise<void> {
+    await this.#eval(SCRIPTS.archiveCommit, [
+      '4',
+      logKey(taskId),
+      archiveCursorKey(taskId),
+      archiveLeaseKey(taskId),
+      ARCHIVE_PENDING_KEY,
+      this.#opts.instanceId,
+      lastId ?? '',
+      this.#cursorTtlMs,
+      release ? '1' : '0',
+      taskId,
+    ])
+  }
+
+  #send(command: string[]): Promise<unknown> {
+    const { client, timeoutMs } = this.#opts
+    return withTimeout(client.sendCommand(command), timeoutMs, `no answer within ${timeoutMs} ms`).catch((error: unknown) => {
+      throw new StoreUnavailableError(STORE_NAME, error)
+    })
+  }
+
+  /** EVALSHA, or EVAL when Redis lost its script cache. */
+  async #eval(s: Script, args: string[]): Promise<unknown> {
+    try {
+      return await this.#send(['EVALSHA', s.sha, ...args])
+    } catch (error) {
+      if (!String((error as Error).cause ?? error).includes('NOSCRIPT')) throw error
+      return this.#send(['EVAL', s.source, ...args])
+    }
+  }
+}

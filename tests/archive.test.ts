@@ -1,0 +1,266 @@
+/**
+ * The archive (ARCHIVE_DAYS > 0): logs outlive their TTL in the task database and read back
+ * through the same API as one sequence with the live history; an archiver killed mid-work,
+ * a database that hangs, and two instances archiving at once lose and duplicate nothing.
+ * Real Redis, SQLite, and PostgreSQL when TEST_DATABASE_URL is set.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { SQL } from 'bun'
+import { createClient } from 'redis'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { LEVELS, levelRank, type Level } from '../src/schemas/common'
+import { compareLogIds, logIdAfter } from '../clients/ts/src/log-id'
+import { startRedis, type RedisServer } from './support/redis-server'
+import { startServerProcess } from './support/server-process'
+import { createTask, json, post, SseStream, startServer, watch } from './support/server'
+import { startTcpProxy } from './support/tcp-proxy'
+
+const pgUrl = process.env.TEST_DATABASE_URL
+if (!pgUrl) console.warn('archive: TEST_DATABASE_URL is unset; the PostgreSQL cases are skipped')
+
+const dir = mkdtempSync(join(tmpdir(), 'tasklog-archive-'))
+let redis: RedisServer
+beforeAll(async () => {
+  redis = await startRedis()
+})
+afterAll(async () => {
+  await redis?.stop()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+interface Sent {
+  id: string
+  level: Level
+  subtask_id: string
+  message: string
+}
+
+/** Posts `batches` batches of `size` logs, alternating subtasks, every level in turn; returns them with their ids. */
+async function ingest(url: string, subtaskIds: string[], batches: number, size: number, tag = 'm'): Promise<Sent[]> {
+  const sent: Sent[] = []
+  for (let b = 0; b < batches; b++) {
+    const subtask_id = subtaskIds[b % subtaskIds.length]!
+    const logs = Array.from({ length: size }, (_, i) => ({ level: LEVELS[(b * size + i) % 4]!, message: `${tag} ${b}.${i}` }))
+    const res = await post(`${url}/api/v1/subtasks/${subtask_id}/logs`, { logs })
+    if (res.status !== 201) throw new Error(`ingest: ${res.status} ${await res.text()}`)
+    const { first_id } = await json(res)
+    logs.forEach((log, i) => sent.push({ id: logIdAfter(first_id, i), level: log.level, subtask_id, message: log.message }))
+  }
+  return sent
+}
+
+const history = async (url: string, taskId: string, query: string) => {
+  const res = await fetch(`${url}/api/v1/tasks/${taskId}/logs?${query}`)
+  expect(res.status).toBe(200)
+  return ((await res.json()) as { logs: Sent[] }).logs.map(({ id, level, subtask_id, message }) => ({
+    id,
+    level,
+    subtask_id,
+    message,
+  }))
+}
+
+async function metric(url: string, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `))
+  return line === undefined ? undefined : Number(line.split(' ')[1])
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await Bun.sleep(50)
+  }
+}
+
+/** Waits until no task has logs left to archive (the lag alone is 0 too while the oldest waiting log is a few ms old). */
+const caughtUp = (url: string) =>
+  until('the archive to catch up', async () => (await metric(url, 'tasklog_archive_pending_tasks')) === 0)
+
+/** The archived ids of a task, read straight from the database. */
+async function archivedIds(databaseUrl: string, taskId: string): Promise<string[]> {
+  const sql = databaseUrl.startsWith('sqlite')
+    ? new SQL({ adapter: 'sqlite', filename: databaseUrl.slice('sqlite://'.length) })
+    : new SQL({ adapter: 'postgres', url: databaseUrl })
+  try {
+    const rows: { ms: unknown; seq: unknown }[] = await sql`SELECT ms, seq FROM logs WHERE task_id = ${taskId} ORDER BY ms, seq`
+    return rows.map((r) => `${r.ms}-${r.seq}`)
+  } finally {
+    await sql.close()
+  }
+}
+
+/** Every id of a task's stream in Redis. */
+async function streamIds(taskId: string): Promise<string[]> {
+  const client = createClient({ url: redis.url })
+  await client.connect()
+  try {
+    const entries = (await client.sendCommand(['XRANGE', `logs:{${taskId}}`, '-', '+'])) as [string, string[]][]
+    return entries.map(([id]) => String(id))
+  } finally {
+    await client.close()
+  }
+}
+
+const databases = [
+  { name: 'SQLite', url: () => `sqlite://${join(dir, `tasks-${crypto.randomUUID()}.sqlite`)}` },
+  ...(pgUrl ? [{ name: 'PostgreSQL', url: () => pgUrl }] : []),
+]
+
+const ARCHIVE = { LOG_TTL_SECONDS: '2', ARCHIVE_DAYS: '1', ARCHIVE_INTERVAL_MS: '100' }
+
+describe.each(databases)('archive on $name', (db) => {
+  for (const engine of ['Redis', 'memory'] as const) {
+    test(`${engine}: logs past their TTL read back through history, WebSocket and SSE as one sequence`, async () => {
+      const server = await startServer({
+        redisUrl: engine === 'Redis' ? redis.url : undefined,
+        env: { ...ARCHIVE, DATABASE_URL: db.url() },
+      })
+      try {
+        const task = await createTask(server, { description: 'archive', subtasks: [{ description: 'a' }, { description: 'b' }] })
+        const subtasks = task.subtasks.map((s) => s.subtask_id)
+        const old = await ingest(server.url, subtasks, 6, 5, 'old')
+        await caughtUp(server.url)
+        await Bun.sleep(3_200) // past the TTL (and the housekeeping slack): only the archive holds them
+        const fresh = await ingest(server.url, subtasks, 4, 5, 'new')
+        const all = [...old, ...fresh]
+        const tid = task.task_id
+
+        expect(await history(server.url, tid, 'order=asc&limit=1000')).toEqual(all)
+        expect(await history(server.url, tid, 'limit=1000')).toEqual(all.toReversed())
+        // Pages that cross the seam, both ways.
+        expect(await history(server.url, tid, 'limit=15')).toEqual(all.toReversed().slice(0, 15))
+        expect(await history(server.url, tid, `since=${old[20]!.id}&limit=7`)).toEqual(all.slice(21, 28))
+        expect(await history(server.url, tid, `since=${old[3]!.id}&order=desc&limit=100`)).toEqual(all.slice(4).toReversed())
+        for (const level of LEVELS) {
+          const expected = all.filter((l) => levelRank(l.level) >= levelRank(level))
+          expect(await history(server.url, tid, `level=${level}&order=asc&limit=1000`)).toEqual(expected)
+          expect(await history(server.url, tid, `level=${level}&limit=4`)).toEqual(expected.toReversed().slice(0, 4))
+        }
+        const ofB = all.filter((l) => l.subtask_id === subtasks[1])
+        expect(await history(server.url, tid, `subtask_id=${subtasks[1]}&order=asc&limit=1000`)).toEqual(ofB)
+        expect(await history(server.url, tid, `subtask_id=${subtasks[1]}&level=error&since=${old[0]!.id}`)).toEqual(
+          ofB.filter((l) => l.level === 'error' && compareLogIds(l.id, old[0]!.id) > 0),
+        )
+
+        // A client resuming from before the seam receives every later log exactly once, then live ones.
+        const since = old[2]!.id
+        const ws = await watch(server, tid, `?since=${since}`)
+        const live = await ingest(server.url, subtasks, 1, 3, 'live')
+        const expectedIds = [...all.slice(3), ...live].map((l) => l.id)
+        expect((await ws.logs(expectedIds.length)).map((l) => l.id)).toEqual(expectedIds)
+        ws.close()
+        const sse = await SseStream.open(server, tid, `?since=${since}`)
+        await sse.until(`id: ${live.at(-1)!.id}\n`)
+        const sseIds = sse.events().map((e) => /^id: (.+)$/m.exec(e)![1])
+        expect(sseIds).toEqual(expectedIds)
+        sse.close()
+        // A resume from before the seam is no gap: the archive holds it.
+        const resumed = await watch(server, tid, `?since=${old[0]!.id}&history=0`)
+        resumed.close()
+
+        const ready = await json(await fetch(`${server.url}/ready`))
+        expect(ready.archive.state).toBe('ok')
+        expect(await metric(server.url, 'tasklog_archive_rows_written_total')).toBeGreaterThanOrEqual(old.length)
+      } finally {
+        await server.stop()
+      }
+    }, 30_000)
+  }
+
+  test('two instances archiving at once write each log once', async () => {
+    const url = db.url()
+    const env = { ...ARCHIVE, LOG_TTL_SECONDS: '60', DATABASE_URL: url }
+    const [a, b] = [await startServer({ redisUrl: redis.url, env }), await startServer({ redisUrl: redis.url, env })]
+    try {
+      const tasks = await Promise.all(
+        Array.from({ length: 8 }, () => createTask(a, { description: 'x', subtasks: [{ description: 's' }] })),
+      )
+      const sent = await Promise.all(tasks.map((t, i) => ingest((i % 2 ? a : b).url, [t.subtasks[0]!.subtask_id], 10, 100)))
+      await caughtUp(a.url)
+      for (const [i, task] of tasks.entries()) expect(await archivedIds(url, task.task_id)).toEqual(sent[i]!.map((l) => l.id))
+      // No work done twice: together they wrote each log once.
+      const written =
+        (await metric(a.url, 'tasklog_archive_rows_written_total'))! +
+        (await metric(b.url, 'tasklog_archive_rows_written_total'))!
+      expect(written).toBeGreaterThanOrEqual(8 * 1000)
+      expect(written).toBeLessThan(8 * 1000 + 2000) // at most a batch again, should a lease lapse under load
+    } finally {
+      await Promise.all([a.stop(), b.stop()])
+    }
+  }, 60_000)
+
+  test('an instance killed with SIGKILL while archiving: another archives every acknowledged log exactly once', async () => {
+    const url = db.url()
+    // History keeps every log of the test (no trim by count), whatever the archiver's pace here.
+    const env = {
+      ...ARCHIVE,
+      LOG_TTL_SECONDS: '60',
+      LOG_HISTORY_MAX: '1000000',
+      DATABASE_URL: url,
+      REDIS_URL: redis.url,
+      STORE_TIMEOUT_MS: '500',
+    }
+    const first = await startServerProcess(env)
+    const task = await json(await post(`${first.url}/api/v1/tasks`, { description: 'kill', subtasks: [{ description: 's' }] }))
+    const subtask = task.subtasks[0].subtask_id
+    const sent: Sent[] = []
+    const writers = Array.from({ length: 4 }, async (_, w) => {
+      for (let b = 0; b < 50; b++) {
+        try {
+          sent.push(...(await ingest(first.url, [subtask], 1, 100, `w${w}`)))
+        } catch {
+          return // the instance is gone
+        }
+      }
+    })
+    await until('archiving under way', async () => ((await metric(first.url, 'tasklog_archive_rows_written_total')) ?? 0) > 0)
+    await Bun.sleep(300)
+    first.proc.proc.kill('SIGKILL')
+    await Promise.all(writers)
+    const second = await startServerProcess(env)
+    try {
+      await caughtUp(second.url)
+      // Exactly what Redis stored (acknowledged, and any the killed instance stored without answering), once each.
+      const ids = await archivedIds(url, task.task_id)
+      expect(ids).toEqual(await streamIds(task.task_id))
+      const archived = new Set(ids)
+      expect(sent.filter((l) => !archived.has(l.id))).toEqual([])
+    } finally {
+      await second.stop()
+    }
+  }, 60_000)
+})
+
+describe.if(Boolean(pgUrl))('archive on a PostgreSQL that hangs', () => {
+  test('paused past the archiver interval and resumed: nothing lost, the lag rises and falls', async () => {
+    const proxy = await startTcpProxy(Number(new URL(pgUrl!).port || 5432))
+    const databaseUrl = Object.assign(new URL(pgUrl!), { port: String(proxy.port) }).toString()
+    const server = await startServer({
+      redisUrl: redis.url,
+      env: { ...ARCHIVE, LOG_TTL_SECONDS: '60', DATABASE_URL: databaseUrl, STORE_TIMEOUT_MS: '500' },
+    })
+    try {
+      const task = await createTask(server, { description: 'pause', subtasks: [{ description: 's' }] })
+      const subtask = task.subtasks[0]!.subtask_id
+      const before = await ingest(server.url, [subtask], 1, 10, 'before') // also caches the subtask for ingest
+      await caughtUp(server.url)
+      await proxy.pause()
+      const during = await ingest(server.url, [subtask], 5, 10, 'during')
+      await Bun.sleep(1_500)
+      expect(await metric(server.url, 'tasklog_archive_lag_seconds')).toBeGreaterThanOrEqual(1)
+      expect((await json(await fetch(`${server.url}/ready`))).archive.state).toBe('failing')
+      expect(await metric(server.url, 'tasklog_archive_errors_total')).toBeGreaterThan(0)
+      proxy.resume()
+      await caughtUp(server.url)
+      expect(await archivedIds(pgUrl!, task.task_id)).toEqual([...before, ...during].map((l) => l.id))
+    } finally {
+      proxy.resume()
+      await server.stop()
+      await proxy.stop()
+    }
+  }, 60_000)
+})
