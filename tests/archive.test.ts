@@ -14,7 +14,7 @@ import { LEVELS, levelRank, type Level } from '../src/schemas/common'
 import { compareLogIds, logIdAfter } from '../clients/ts/src/log-id'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { startServerProcess } from './support/server-process'
-import { createTask, json, post, SseStream, startServer, watch } from './support/server'
+import { createTask, json, post, SseStream, startServer, watch, WsClient } from './support/server'
 import { startTcpProxy } from './support/tcp-proxy'
 
 const pgUrl = process.env.TEST_DATABASE_URL
@@ -158,10 +158,10 @@ describe.each(databases)('archive on $name', (db) => {
         const sseIds = sse.events().map((e) => /^id: (.+)$/m.exec(e)![1])
         expect(sseIds).toEqual(expectedIds)
         sse.close()
-        // A resume from before the seam is no gap: the archive holds it.
-        const resumed = await watch(server, tid, `?since=${old[0]!.id}&history=0`)
+        // A resume from before the seam is no gap: the archive holds every later log.
+        const resumed = await WsClient.connect(`${server.wsUrl}/api/v1/ws/tasks/${tid}/logs?since=${old[0]!.id}`)
+        expect((await resumed.nextOfType('subscribed')).data.recovered).toBe(true)
         resumed.close()
-
         const ready = await json(await fetch(`${server.url}/ready`))
         expect(ready.archive.state).toBe('ok')
         expect(await metric(server.url, 'tasklog_archive_rows_written_total')).toBeGreaterThanOrEqual(old.length)
@@ -256,6 +256,7 @@ describe.if(Boolean(pgUrl))('archive on a PostgreSQL that hangs', () => {
       expect(await metric(server.url, 'tasklog_archive_errors_total')).toBeGreaterThan(0)
       proxy.resume()
       await caughtUp(server.url)
+      expect(await metric(server.url, 'tasklog_archive_lag_seconds')).toBe(0)
       expect(await archivedIds(pgUrl!, task.task_id)).toEqual([...before, ...during].map((l) => l.id))
     } finally {
       proxy.resume()
@@ -263,4 +264,24 @@ describe.if(Boolean(pgUrl))('archive on a PostgreSQL that hangs', () => {
       await proxy.stop()
     }
   }, 60_000)
+})
+
+test('ARCHIVE_DAYS=0 (the default): no logs table, no to-do list in Redis, no archive in /ready', async () => {
+  const url = `sqlite://${join(dir, `off-${crypto.randomUUID()}.sqlite`)}`
+  const server = await startServer({ redisUrl: redis.url, env: { DATABASE_URL: url } })
+  try {
+    const task = await createTask(server, { description: 'off', subtasks: [{ description: 's' }] })
+    await ingest(server.url, [task.subtasks[0]!.subtask_id], 1, 10)
+    expect((await json(await fetch(`${server.url}/ready`))).archive).toBeUndefined()
+    expect(await metric(server.url, 'tasklog_archive_rows_written_total')).toBeUndefined()
+    const client = createClient({ url: redis.url })
+    await client.connect()
+    expect(await client.sendCommand(['EXISTS', `logs:{${task.task_id}}:archived`])).toBe(0)
+    await client.close()
+    const sql = new SQL({ adapter: 'sqlite', filename: url.slice('sqlite://'.length) })
+    expect(await sql`SELECT name FROM sqlite_master WHERE name = 'logs'`).toEqual([])
+    await sql.close()
+  } finally {
+    await server.stop()
+  }
 })

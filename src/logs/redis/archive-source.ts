@@ -45,7 +45,9 @@ export class RedisArchiveSource implements ArchiveSource {
       this.#send(['ZCARD', ARCHIVE_PENDING_KEY]),
       this.#send(['ZRANGE', ARCHIVE_PENDING_KEY, '0', '0', 'WITHSCORES']) as Promise<unknown[]>,
     ])
-    return { tasks: Number(tasks), ...(oldest.length >= 2 && { oldestMs: Number(oldest[1]) }) }
+    // [member, score], or [[member, score]] when the connection speaks RESP3.
+    const score = oldest.flat()[1]
+    return { tasks: Number(tasks), ...(score !== undefined && { oldestMs: Number(score) }) }
   }
 
   async take(taskId: string, count: number): Promise<ArchiveBatch | undefined> {
