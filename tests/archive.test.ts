@@ -276,7 +276,7 @@ test('ARCHIVE_DAYS=0 (the default): no logs table, no to-do list in Redis, no ar
     expect(await metric(server.url, 'tasklog_archive_rows_written_total')).toBeUndefined()
     const client = createClient({ url: redis.url })
     await client.connect()
-    expect(await client.sendCommand(['EXISTS', `logs:{${task.task_id}}:archived`])).toBe(0)
+    expect(await client.sendCommand(['ZSCORE', 'logs:archive:pending', task.task_id])).toBeNull()
     await client.close()
     const sql = new SQL({ adapter: 'sqlite', filename: url.slice('sqlite://'.length) })
     expect(await sql`SELECT name FROM sqlite_master WHERE name = 'logs'`).toEqual([])
