@@ -289,3 +289,29 @@ test('ARCHIVE_DAYS=0 (the default): no logs table, no to-do list in Redis, no ar
     await server.stop()
   }
 })
+
+test('with the archive on, a batch repeated with its Idempotency-Key is stored and archived once', async () => {
+  const url = `sqlite://${join(dir, `idem-${crypto.randomUUID()}.sqlite`)}`
+  const server = await startServer({ redisUrl: redis.url, env: { ...ARCHIVE, DATABASE_URL: url } })
+  try {
+    const task = await createTask(server, { description: 'idem', subtasks: [{ description: 's' }] })
+    const send = () =>
+      fetch(`${server.url}/api/v1/subtasks/${task.subtasks[0]!.subtask_id}/logs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'batch-1' },
+        body: JSON.stringify({
+          logs: [
+            { level: 'info', message: 'a' },
+            { level: 'error', message: 'b' },
+          ],
+        }),
+      })
+    const first = await json(await send())
+    const again = await json(await send())
+    expect(again.first_id).toBe(first.first_id)
+    await caughtUp(server.url)
+    expect(await archivedIds(url, task.task_id)).toEqual([first.first_id, logIdAfter(first.first_id, 1)])
+  } finally {
+    await server.stop()
+  }
+})

@@ -6,7 +6,7 @@
  * returned, so ids stay strictly increasing with no duplicate and nothing skipped at the seam.
  * The routes and the hub use it as any HistoryStore when ARCHIVE_DAYS > 0.
  */
-import type { Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../logs/backend'
+import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../logs/backend'
 import type { EncodedLog } from '../logs/encode'
 import { requireLogId, taskCreatedMs } from '../logs/log-id'
 import type { LogArchive } from './log-archive'
@@ -32,8 +32,8 @@ export class ArchivedHistory implements HistoryStore {
     this.#now = opts.now ?? Date.now
   }
 
-  append(taskId: string, logs: EncodedLog[]): Promise<Appended> {
-    return this.live.append(taskId, logs)
+  append(taskId: string, logs: EncodedLog[], options?: AppendOptions): Promise<Appended> {
+    return this.live.append(taskId, logs, options)
   }
 
   async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
