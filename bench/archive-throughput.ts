@@ -8,7 +8,7 @@
  */
 import { startRedis, startServer, stop } from './lib/processes'
 
-const SECONDS = Number(process.env.SECONDS ?? 20)
+const SECONDS = Number(process.env.DURATION_SECONDS ?? 20)
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 8)
 const TASKS = Number(process.env.TASKS ?? 8)
 const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
