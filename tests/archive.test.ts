@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LEVELS, levelRank, type Level } from '../src/schemas/common'
 import { compareLogIds, logIdAfter } from '../clients/ts/src/log-id'
+import { LogArchive } from '../src/archive/log-archive'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { startServerProcess } from './support/server-process'
 import { createTask, json, post, SseStream, startServer, watch, WsClient } from './support/server'
@@ -314,4 +315,28 @@ test('with the archive on, a batch repeated with its Idempotency-Key is stored a
   } finally {
     await server.stop()
   }
+})
+
+describe.each(databases)('archive retention on $name', (db) => {
+  test('logs older than the cutoff are deleted in bounded batches; newer ones stay', async () => {
+    const archive = await LogArchive.open(db.url(), 2000)
+    try {
+      const taskId = crypto.randomUUID()
+      const log = (id: string) => ({
+        id,
+        level: 'info' as const,
+        body: `{"task_id":"${taskId}","subtask_id":"s1","message":"${id}"}`,
+      })
+      await archive.insert(taskId, ['1000-0', '1000-1', '2000-0', '3000-0', '5000-0', '6000-0'].map(log))
+      await archive.insert(taskId, [log('1000-0')]) // already there: left as it is
+      const deleted: number[] = []
+      for (let n = -1; n !== 0;) deleted.push((n = await archive.deleteBefore(5000, 2)))
+      expect(deleted).toEqual([2, 2, 0])
+      const left = await archive.read(taskId, { limit: 10, order: 'asc' })
+      expect(left.map((l) => l.id)).toEqual(['5000-0', '6000-0'])
+      expect((await archive.read(taskId, { limit: 10, order: 'asc', subtaskId: 's1' })).length).toBe(2)
+    } finally {
+      await archive.close()
+    }
+  })
 })
