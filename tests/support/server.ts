@@ -45,7 +45,10 @@ export async function startServer(
   const stores = await openStores(config)
   const { tasks } = stores
   const logs = options.wrapHistory ? { ...stores.logs, history: options.wrapHistory(stores.logs.history) } : stores.logs
-  const app = createApp({ config, tasks, logs, archiver: stores.archiver }).listen({ hostname: '127.0.0.1', port: options.port ?? 0 })
+  const app = createApp({ config, tasks, logs, archiver: stores.archiver }).listen({
+    hostname: '127.0.0.1',
+    port: options.port ?? 0,
+  })
   const port = app.server!.port
   return {
     app,
