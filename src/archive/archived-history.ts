@@ -27,7 +27,7 @@ export class ArchivedHistory implements HistoryStore {
     private readonly archive: LogArchive,
     opts: ArchivedHistoryOptions,
   ) {
-    this.description = `${live.description}, archived for ${opts.archiveDays} days in ${archive.description}`
+    this.description = `${live.description}, archived for ${opts.archiveDays} day${opts.archiveDays === 1 ? '' : 's'} in ${archive.description}`
     this.#retentionMs = opts.archiveDays * 86_400_000
     this.#now = opts.now ?? Date.now
   }
