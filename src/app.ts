@@ -1,5 +1,8 @@
 import { Elysia } from 'elysia'
 import type { Archiver } from './archive/archiver'
+import { Access } from './auth/access'
+import { ConnectionLimit } from './auth/connection-limit'
+import { Origins } from './auth/origins'
 import type { Config } from './config'
 import { errorHandler } from './http/error-handler'
 import { jsonBody } from './http/json-body'
@@ -16,6 +19,7 @@ import { streamRoutes } from './routes/stream'
 import { OpenSockets } from './routes/stream-websocket'
 import { subtaskRoutes } from './routes/subtasks'
 import { taskRoutes } from './routes/tasks'
+import { tokenRoutes } from './routes/tokens'
 import { webRoutes } from './routes/web'
 import { simpleDecomposer, type Decomposer } from './tasks/decompose'
 import { KnownTasks } from './tasks/known-tasks'
@@ -45,6 +49,9 @@ export function createApp({ config, tasks, logs, archiver, decomposer = simpleDe
   const sockets = new OpenSockets(config.wsBackpressureBytes, metrics)
   const subtasks = new SubtaskDirectory(tasks)
   const knownTasks = new KnownTasks(tasks)
+  const access = new Access(config.authMode, config.authSecret)
+  const origins = new Origins(config.corsOrigins)
+  const connections = new ConnectionLimit(config.maxConnectionsPerClient)
   const app = new Elysia({
     // Validate input as sent, without Elysia's normalizing pass: it is a large part of ingest CPU,
     // and its default mirror coerces a string `metadata` into an object. Request schemas accept
@@ -71,8 +78,11 @@ export function createApp({ config, tasks, logs, archiver, decomposer = simpleDe
   })
     .decorate('hub', hub)
     .onStart(({ server }) => {
-      if (server) hub.attach(server)
+      if (!server) return
+      hub.attach(server)
+      access.listening(server.hostname)
     })
+    .use(origins.plugin())
     .use(requestLog(metrics, logger))
     .use(workerHeader(config.worker))
     .use(errorHandler(metrics, logger))
@@ -88,11 +98,13 @@ export function createApp({ config, tasks, logs, archiver, decomposer = simpleDe
           { name: 'feed', ping: () => feed.sync() },
         ],
         config.storeTimeoutMs,
+        access,
         archiver && (() => archiver.readiness()),
       ),
     )
-    .use(taskRoutes(tasks, decomposer))
-    .use(subtaskRoutes(tasks, subtasks, hub))
+    .use(tokenRoutes(access))
+    .use(taskRoutes(tasks, decomposer, access))
+    .use(subtaskRoutes(tasks, subtasks, hub, access))
     .use(
       logRoutes({
         tasks: knownTasks,
@@ -100,6 +112,7 @@ export function createApp({ config, tasks, logs, archiver, decomposer = simpleDe
         history,
         hub,
         metrics,
+        access,
         limits: {
           maxMessageBytes: config.maxMessageBytes,
           maxMetadataBytes: config.maxMetadataBytes,
@@ -109,10 +122,15 @@ export function createApp({ config, tasks, logs, archiver, decomposer = simpleDe
       }),
     )
     .use(
-      streamRoutes(knownTasks, hub, metrics, sockets, logger, {
-        historyMax: config.logHistoryMax,
-        maxJsonDepth: config.maxJsonDepth,
-      }),
+      streamRoutes(
+        knownTasks,
+        hub,
+        metrics,
+        sockets,
+        logger,
+        { historyMax: config.logHistoryMax, maxJsonDepth: config.maxJsonDepth },
+        { access, origins, connections },
+      ),
     )
   return Object.assign(app, {
     /** Closes every WebSocket with `code` (1012 on shutdown: clients come back and resume). */

@@ -40,6 +40,14 @@ export interface Config {
   archiveDays: number
   /** The archiver's pause between rounds once it has caught up (ms). */
   archiveIntervalMs: number
+  /** `token` with AUTH_SECRET, else `local` (loopback clients only) unless AUTH_MODE says otherwise. */
+  authMode: 'token' | 'local' | 'open'
+  /** Signs and verifies bearer tokens (HS256); at least 32 bytes. */
+  authSecret: string | undefined
+  /** Origins whose browsers may call the API (CORS) and open streams besides the server's own; `*` for any. */
+  corsOrigins: string[]
+  /** Open WebSocket and SSE connections per token subject (token mode) or client address. */
+  maxConnectionsPerClient: number
 }
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
@@ -94,6 +102,34 @@ function host(env: Env, name: string, fallback: string): string {
   return raw
 }
 
+function authSecret(env: Env): string | undefined {
+  const raw = env.AUTH_SECRET
+  if (raw === undefined || raw === '') return undefined
+  if (Buffer.byteLength(raw) < 32)
+    throw new ConfigError('AUTH_SECRET is too short: use at least 32 bytes, e.g. the output of `openssl rand -base64 48`')
+  return raw
+}
+
+function authMode(env: Env, secret: string | undefined): Config['authMode'] {
+  const raw = env.AUTH_MODE?.trim()
+  if (raw === undefined || raw === '') return secret === undefined ? 'local' : 'token'
+  if (raw !== 'token' && raw !== 'local' && raw !== 'open')
+    throw new ConfigError(`AUTH_MODE=${raw} is invalid: expected token, local or open`)
+  if (raw === 'token' && secret === undefined) throw new ConfigError('AUTH_MODE=token needs AUTH_SECRET (at least 32 bytes)')
+  return raw
+}
+
+function origins(env: Env, name: string): string[] {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return []
+  const list = raw.split(',').map((o) => o.trim()).filter((o) => o !== '')
+  for (const origin of list) {
+    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/i.test(origin))
+      throw new ConfigError(`${name} holds ${origin}: expected origins like https://dash.example.com (no path), or *`)
+  }
+  return list
+}
+
 /** `--workers N` (or `--workers=N`) among the command's arguments, which wins over `WORKERS`. */
 function workersFlag(args: string[]): string | undefined {
   for (let i = 0; i < args.length; i++) {
@@ -111,6 +147,7 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
   // The default fits a full batch of typical lines; a single line of maximum size always fits.
   const perSecond = integer(env, 'RATE_LIMIT_LOGS_PER_SECOND', 10_000, 0, 100_000_000)
   const burst = integer(env, 'RATE_LIMIT_BURST', Math.max(1, 10 * perSecond), 1, 1_000_000_000)
+  const secret = authSecret(env)
   const defaultBody = Math.max(8 * 1024 * 1024, 2 * (maxMessageBytes + maxMetadataBytes) + 4096)
   return {
     port: integer(env, 'PORT', 8000, 0, 65_535),
@@ -135,5 +172,9 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
     worker: env.TASKLOG_WORKER ? integer(env, 'TASKLOG_WORKER', 1, 1, 256) : undefined,
     archiveDays: integer(env, 'ARCHIVE_DAYS', 0, 0, 36_500),
     archiveIntervalMs: integer(env, 'ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
+    authMode: authMode(env, secret),
+    authSecret: secret,
+    corsOrigins: origins(env, 'CORS_ORIGINS'),
+    maxConnectionsPerClient: integer(env, 'MAX_CONNECTIONS_PER_CLIENT', 10_000, 1, 10_000_000),
   }
 }

@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from './config'
 import { createLogger } from './logger'
 import { closeStores, openStores } from './stores'
 import { LISTENING, supervise } from './supervisor'
+import { tokenCommand } from './auth/token-command'
 
 // A failure to start is one plain line on stderr, exit code 1: it is read by whoever started the
 // process, and a bad configuration has no logger yet. Everything after start-up goes through
@@ -16,9 +17,17 @@ try {
   console.error(`tasklog: ${error.message}`)
   process.exit(1)
 }
+if (process.argv[2] === 'token') process.exit(await tokenCommand(process.argv.slice(3), config.authSecret))
 // More than one worker: this process supervises them (src/supervisor.ts) and never gets past here.
 if (config.workers > 1 && config.worker === undefined) await supervise(config)
 const logger = createLogger({ level: config.logLevel, format: config.logFormat, worker: config.worker })
+
+/** What the start-up line says of access control. */
+const AUTH_LINE = {
+  token: 'auth: token (AUTH_SECRET)',
+  local: 'auth: local (loopback clients only; set AUTH_SECRET for tokens)',
+  open: 'auth: open (WARNING: anyone who can reach this port can read and write everything)',
+}
 
 /** Says what to change for the failures an operator can fix; Bun's own message otherwise. */
 function listenFailure({ code, message }: ErrnoException, host: string): string {
@@ -46,7 +55,7 @@ try {
 }
 const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : address
 logger.info(
-  `tasklog listening on http://${shown}:${app.server!.port} · tasks: ${tasks.description} · history: ${logs.history.description} · docs: /swagger`,
+  `tasklog listening on http://${shown}:${app.server!.port} · tasks: ${tasks.description} · history: ${logs.history.description} · ${AUTH_LINE[config.authMode]} · docs: /swagger`,
 )
 // A worker tells its supervisor it serves, and stops with it.
 process.send?.(LISTENING)

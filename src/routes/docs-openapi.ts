@@ -4,6 +4,9 @@
  */
 import { nullToOpenApi, toOpenAPISchema } from '@elysiajs/openapi/openapi'
 import type { AnyElysia } from 'elysia'
+import { LOCAL_ONLY, NO_TOKEN, lacksScope } from '../auth/access'
+import { TOKEN_EXPIRED } from '../auth/tokens'
+import { tooManyStreams } from '../auth/connection-limit'
 
 // The generated document is plain JSON, walked field by field here.
 type Json = Record<string, any>
@@ -71,12 +74,15 @@ const EXAMPLE_ID = '01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f'
 
 /** What each error status means, for every route that gives it. */
 const ERROR_DESCRIPTIONS: Record<string, string> = {
+  '401':
+    'Unauthorized (token mode): no token, or a malformed, expired or foreign one; see `WWW-Authenticate`. Nothing was stored.',
+  '403': 'Forbidden: the token lacks the scope or the task (local mode: the client is not on this machine). Nothing was stored.',
   '404': 'Not found: no such task or subtask. Nothing was stored.',
   '413': 'Payload too large: the request body is over MAX_BODY_BYTES. Nothing was stored.',
   '422': 'Validation failed: `details` names each offending field by its JSON pointer. Nothing was stored.',
   '426': 'Upgrade required: this route speaks WebSocket only.',
   '429':
-    'Rate limited: the task is over RATE_LIMIT_LOGS_PER_SECOND. Nothing was stored; retry after `Retry-After` seconds. `RateLimit-Limit` is the burst, `RateLimit-Remaining` the lines that fit now, `RateLimit-Reset` the seconds until a whole burst fits.',
+    'Rate limited: the task is over RATE_LIMIT_LOGS_PER_SECOND (nothing was stored), or, for a stream, the client holds MAX_CONNECTIONS_PER_CLIENT open ones; retry after `Retry-After` seconds. `RateLimit-Limit` is the burst, `RateLimit-Remaining` the lines that fit now, `RateLimit-Reset` the seconds until a whole burst fits.',
   '503': 'Unavailable: a store is down or did not answer in time. Retry later.',
   '507': 'Insufficient storage: the log history (Redis) is out of memory. Nothing was stored; retry later.',
 }
@@ -110,6 +116,20 @@ function errorExamples(path: string, operation: Json, status: string): Record<st
   const what = id === 'subtask_id' ? 'Subtask' : 'Task'
   const storesLogs = operation.requestBody && path.includes('/log')
   switch (status) {
+    case '401':
+      return {
+        no_token: errorExample('No token (token mode)', 'unauthorized', NO_TOKEN),
+        expired: errorExample('Expired token', 'unauthorized', TOKEN_EXPIRED),
+      }
+    case '403': {
+      const scope = operation['x-required-scope']
+      return {
+        ...(scope && scope !== 'any'
+          ? { missing_scope: errorExample('Token without the scope', 'forbidden', lacksScope(scope)) }
+          : {}),
+        not_local: errorExample('Local mode, another machine', 'forbidden', LOCAL_ONLY),
+      }
+    }
     case '404':
       return { not_found: errorExample(`Unknown ${what.toLowerCase()}`, 'not_found', `${what} ${EXAMPLE_ID} not found`) }
     case '413':
@@ -158,6 +178,8 @@ function errorExamples(path: string, operation: Json, status: string): Record<st
         ),
       }
     case '429':
+      if (path.includes('/ws/') || path.endsWith('/stream'))
+        return { too_many_streams: errorExample('Too many open streams', 'rate_limited', tooManyStreams(10_000)) }
       return {
         rate_limited: errorExample(
           'Task over its log rate limit',
@@ -305,8 +327,8 @@ export function openApiDocument(app: AnyElysia, documentation: Json, exclude: Re
     ...documentation,
     // Relative to the page's own origin: "Try it out" calls the server that serves the document.
     servers: [{ url: '/', description: 'This server' }],
-    // No route asks for credentials.
-    security: [],
+    // In token mode every operation needs a bearer token, unless it says otherwise (`security: []`).
+    security: [{ bearer: [] }],
     paths: Object.fromEntries(
       Object.entries<Json>(paths).map(([path, methods]) => [
         path,

@@ -68,6 +68,17 @@ const components = (schemas: Record<string, TSchema>) => {
   return Object.fromEntries(Object.entries(schemas).map(([name, schema]) => [name, toJson(schema)]))
 }
 
+/** The bearer scheme Swagger UI's "Authorize" fills in; each operation names its scope (auth/scopes.ts `requires`). */
+const BEARER_SCHEME = {
+  bearer: {
+    type: 'http' as const,
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description:
+      'Token mode (AUTH_SECRET set): a JWT from `bun run src/index.ts token` or POST /api/v1/tokens. Local mode answers loopback clients without one.',
+  },
+}
+
 const documentation = {
   info: {
     title: 'tasklog',
@@ -81,8 +92,9 @@ const documentation = {
     { name: 'logs', description: 'Log ingest and history' },
     { name: 'stream', description: 'Live log streams' },
     { name: 'ops', description: 'Health, readiness and metrics' },
+    { name: 'tokens', description: 'Minting narrower bearer tokens' },
   ],
-  components: { schemas: components(namedSchemas) },
+  components: { schemas: components(namedSchemas), securitySchemes: BEARER_SCHEME },
 }
 
 /** Each app's document, made on its first request (its routes are all registered by then). */

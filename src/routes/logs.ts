@@ -1,4 +1,3 @@
-import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Elysia, t } from 'elysia'
 import { ApiError, notFound } from '../errors'
 import { encodeRequests, type LogLimits } from '../logs/encode'
@@ -10,34 +9,15 @@ import type { Metrics } from '../metrics'
 import { compareLogIds, logIdAfter } from '../../clients/ts/src/log-id'
 import { SubtaskParams, TaskParams } from '../schemas/common'
 import { ErrorBody, commonErrors, ingestErrors } from '../schemas/error'
-import { BatchAccepted, IdempotencyKey, LogAccepted, LogBatch, LogHistory, LogHistoryQuery, LogRequest } from '../schemas/log'
+import { BatchAccepted, IngestHeaders, LogAccepted, LogBatch, LogHistory, LogHistoryQuery, LogRequest } from '../schemas/log'
 import { canonicalId } from '../../clients/ts/src/ids'
 import type { SubtaskDirectory } from '../tasks/subtask-directory'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { parseJson } from '../http/json-body'
-
-const checkIdempotencyKey = TypeCompiler.Compile(IdempotencyKey)
-const KEY_REQUIREMENT = String(IdempotencyKey.error)
-
-/**
- * The request's Idempotency-Key, checked here rather than by a `headers` schema, which makes
- * Elysia copy every header of every ingest request (2.7% of a single-log ingest's CPU).
- */
-function idempotencyKey(request: Request): string | undefined {
-  const key = request.headers.get('idempotency-key')
-  if (key === null) return undefined
-  if (!checkIdempotencyKey.Check(key))
-    throw new ApiError('validation', `Invalid header idempotency-key: ${KEY_REQUIREMENT}`, [
-      { path: '/idempotency-key', message: KEY_REQUIREMENT },
-    ])
-  return key
-}
-
-/** The ingest routes' parameters as the OpenAPI document declares them (a route's own list replaces the generated one). */
-const INGEST_PARAMETERS = [
-  { name: 'subtask_id', in: 'path', required: true, schema: SubtaskParams.properties.subtask_id },
-  { name: 'idempotency-key', in: 'header', required: false, schema: IdempotencyKey },
-]
+import type { Access } from '../auth/access'
+import { requires } from '../auth/scopes'
+import type { Caller } from '../auth/caller'
+import type { Server } from 'elysia/universal'
 
 export const logRoutes = (deps: {
   tasks: KnownTasks
@@ -47,8 +27,9 @@ export const logRoutes = (deps: {
   metrics: Metrics
   /** `maxBatch`, and `rateBurst`: the most logs a task may send at once (0: no rate limit). */
   limits: LogLimits & { maxBatch: number; rateBurst: number }
+  access: Access
 }) => {
-  const { tasks, subtasks, history, hub, metrics, limits } = deps
+  const { tasks, subtasks, history, hub, metrics, limits, access } = deps
 
   /** The 404 of an unknown subtask, pointing out a task id given instead (looked up only on this path). */
   async function subtaskNotFound(subtaskId: string): Promise<ApiError> {
@@ -63,10 +44,21 @@ export const logRoutes = (deps: {
    * Stores a request's logs; with an idempotency key, a repeat of an applied request stores
    * nothing and answers the first answer's ids (`replayed`).
    */
-  async function ingest(subtaskId: string, requests: LogRequest[], path: string, key: string | undefined) {
-    // A cache hit costs no await: this is the hot path.
+  async function ingest(
+    request: Request,
+    server: Server | null,
+    set: object,
+    subtaskId: string,
+    requests: LogRequest[],
+    path: string,
+    key: string | undefined,
+  ) {
+    // Cache hits (a token seen before, a subtask looked up before) cost no await: this is the hot path.
+    const found = access.authenticate(request, server, set)
+    const caller: Caller = access.permit(found instanceof Promise ? await found : found, 'logs:write')
     const subtask = subtasks.cached(subtaskId) ?? (await subtasks.lookup(subtaskId))
     if (!subtask) throw await subtaskNotFound(subtaskId)
+    access.permit(caller, 'logs:write', subtask.task_id)
     const logs = encodeRequests(requests, subtask, limits, path)
     // Nothing is allocated for a request without a key.
     const options = key === undefined ? undefined : { idempotency: { key, fingerprint: requestFingerprint(subtaskId, requests) } }
@@ -85,19 +77,28 @@ export const logRoutes = (deps: {
   return new Elysia({ name: 'logs', prefix: '/api/v1', detail: { tags: ['logs'] } })
     .post(
       '/subtasks/:subtask_id/log',
-      async ({ params, request, body, set }) => {
-        const { firstId, broadcasted, replayed } = await ingest(canonicalId(params.subtask_id), [body], '', idempotencyKey(request))
+      async ({ request, server, params, headers, body, set }) => {
+        const { firstId, broadcasted, replayed } = await ingest(
+          request,
+          server,
+          set,
+          canonicalId(params.subtask_id),
+          [body],
+          '',
+          headers['idempotency-key'],
+        )
         replayedHeader(set, replayed)
         set.status = 201
         return { success: true as const, message: 'Log stored and broadcast', broadcasted, id: firstId }
       },
       {
         params: SubtaskParams,
+        headers: IngestHeaders,
         body: LogRequest,
         ...parseJson,
         response: { 201: t.NoValidate(LogAccepted), 404: ErrorBody, 413: ErrorBody, 429: ErrorBody, ...ingestErrors },
         detail: {
-          parameters: INGEST_PARAMETERS,
+          ...requires('logs:write'),
           summary: 'Send one log line',
           description:
             "Stores the line in the task's history and broadcasts it to the task's subscribers. A 201 means stored; any other status means not stored. A retry with the same Idempotency-Key stores the line at most once; without a key, a retry after a 503 or a lost answer may store it twice.",
@@ -107,7 +108,7 @@ export const logRoutes = (deps: {
     )
     .post(
       '/subtasks/:subtask_id/logs',
-      async ({ params, request, body, set }) => {
+      async ({ request, server, params, headers, body, set }) => {
         if (body.logs.length > limits.maxBatch)
           throw new ApiError('validation', `A batch holds at most ${limits.maxBatch} logs; got ${body.logs.length}`, [
             { path: '/logs', message: `at most ${limits.maxBatch} items` },
@@ -119,8 +120,16 @@ export const logRoutes = (deps: {
             `A batch holds at most RATE_LIMIT_BURST (${limits.rateBurst}) logs, the most a task may send at once; got ${body.logs.length}`,
             [{ path: '/logs', message: `at most ${limits.rateBurst} items` }],
           )
-        const key = idempotencyKey(request)
-        const { firstId, broadcasted, replayed } = await ingest(canonicalId(params.subtask_id), body.logs, '/logs/{i}', key)
+        const key = headers['idempotency-key']
+        const { firstId, broadcasted, replayed } = await ingest(
+          request,
+          server,
+          set,
+          canonicalId(params.subtask_id),
+          body.logs,
+          '/logs/{i}',
+          key,
+        )
         replayedHeader(set, replayed)
         set.status = 201
         return {
@@ -133,11 +142,12 @@ export const logRoutes = (deps: {
       },
       {
         params: SubtaskParams,
+        headers: IngestHeaders,
         body: LogBatch,
         ...parseJson,
         response: { 201: t.NoValidate(BatchAccepted), 404: ErrorBody, 413: ErrorBody, 429: ErrorBody, ...ingestErrors },
         detail: {
-          parameters: INGEST_PARAMETERS,
+          ...requires('logs:write'),
           summary: 'Send a batch of log lines',
           description: `All or nothing: one invalid entry rejects the whole batch, and the error names its index. At most MAX_BATCH (default 1000) logs. A retry with the same Idempotency-Key stores the batch at most once.`,
           responses: { 201: { description: 'All stored, with consecutive ids from `first_id` to `last_id`' } },
@@ -146,8 +156,9 @@ export const logRoutes = (deps: {
     )
     .get(
       '/tasks/:task_id/logs',
-      async ({ params, query }) => {
+      async ({ request, server, set, params, query }) => {
         const taskId = canonicalId(params.task_id)
+        access.permit(await access.authenticate(request, server, set), 'logs:read', taskId)
         if (!(await tasks.exists(taskId))) throw notFound('Task', params.task_id)
         const logs = await history.read(taskId, {
           limit: query.limit ?? 100,
@@ -165,6 +176,7 @@ export const logRoutes = (deps: {
         query: LogHistoryQuery,
         response: { 200: LogHistory, 404: ErrorBody, ...commonErrors },
         detail: {
+          ...requires('logs:read'),
           summary: "Read a task's recent logs",
           description:
             'Default: the newest `limit` logs, newest first. With `since`: logs after that id, oldest first. `level` keeps that level and above. Logs expire LOG_TTL_SECONDS after they were written; a known task whose logs expired gives an empty list.',

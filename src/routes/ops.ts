@@ -2,6 +2,8 @@ import { Elysia, t } from 'elysia'
 import type { Metrics } from '../metrics'
 import { StoreFullError } from '../store-errors'
 import { withTimeout } from '../timeout'
+import type { Access } from '../auth/access'
+import { requires } from '../auth/scopes'
 
 /** A store /ready checks: its name and a ping that rejects when it does not answer. */
 export interface Dependency {
@@ -41,11 +43,13 @@ const Readiness = t.Object(
 /** The archiver's state for /ready, when the archive is on. */
 export type ArchiveReadiness = () => Promise<typeof Archive.static>
 
-export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: number, archive?: ArchiveReadiness) =>
+/** /health and /ready are public; /metrics needs `admin` (in local mode: a loopback client). */
+export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: number, access: Access, archive?: ArchiveReadiness) =>
   new Elysia({ name: 'ops', detail: { tags: ['ops'] } })
     .get('/health', () => ({ status: 'ok' as const }), {
       response: { 200: t.Object({ status: t.Literal('ok') }) },
       detail: {
+        security: [],
         summary: 'Liveness: 200 while the process runs',
         description: 'Checks no store: use it to restart a process that stopped answering.',
         responses: { 200: { description: 'The process runs' } },
@@ -67,6 +71,7 @@ export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: numbe
       {
         response: { 200: Readiness, 503: Readiness },
         detail: {
+          security: [],
           summary: 'Readiness: 200 when every configured store answers, else 503',
           description:
             'Pings the task store, the log history and the live feed, each within STORE_TIMEOUT_MS: use it to route traffic only to instances that can store logs.',
@@ -93,10 +98,13 @@ export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: numbe
     )
     .get(
       '/metrics',
-      async () =>
-        new Response(await metrics.render(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } }),
+      async ({ request, server, set }) => {
+        access.permit(await access.authenticate(request, server, set), 'admin')
+        return new Response(await metrics.render(), { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } })
+      },
       {
         detail: {
+          ...requires('admin'),
           summary: 'Prometheus metrics',
           description:
             "Process CPU, memory, file descriptors and start time; build info; connections (WebSocket and SSE), subscriptions, logs ingested by level and rejected by reason, rate-limited requests, frames sent, slow readers closed, store errors, the history store's memory and request durations, in the Prometheus text format.",

@@ -10,16 +10,32 @@ const SSE_QUEUE_MAX = 1_000
 /** Replay pauses while more than this many frames wait for the reader. */
 const SSE_QUEUE_REPLAY = 64
 
+/** Longest delay setTimeout takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** How the stream's life is bounded: it ends when the caller's token `expires` (ms since the epoch); `ended` runs once it is over. */
+export interface SseLifetime {
+  expires: number
+  ended: () => void
+}
+
 export function sseResponse(
   hub: Hub,
   metrics: Pick<Metrics, 'sseConnections' | 'slowReadersClosed'>,
   taskId: string,
   minLevel: Level,
   replay: ReplayRequest,
+  life: SseLifetime,
 ): Response {
   const encoder = new TextEncoder()
   let controller!: ReadableStreamDefaultController<Uint8Array>
   let heartbeat: ReturnType<typeof setInterval> | undefined
+  let expiry: ReturnType<typeof setTimeout> | undefined
+  const expireAt = () => {
+    const left = life.expires - Date.now()
+    if (left <= 0) return end()
+    expiry = setTimeout(expireAt, Math.min(left, MAX_TIMER_MS))
+  }
   let open = true
   let pullWaiters: (() => void)[] = []
   const wake = () => {
@@ -32,7 +48,9 @@ export function sseResponse(
     open = false
     metrics.sseConnections--
     clearInterval(heartbeat)
+    clearTimeout(expiry)
     hub.unwatch(taskId, watcher)
+    life.ended()
     wake()
   }
   const end = () => {
@@ -74,10 +92,13 @@ export function sseResponse(
         controller = c
         metrics.sseConnections++
         heartbeat = setInterval(() => write(': heartbeat\n\n'), SSE_HEARTBEAT_MS)
+        if (life.expires !== Infinity) expireAt()
         hub.watch(taskId, watcher, replay).catch(() => {
           open = false // the hub has already forgotten this watcher
           metrics.sseConnections--
           clearInterval(heartbeat)
+          clearTimeout(expiry)
+          life.ended()
           controller.close()
         })
       },

@@ -10,6 +10,8 @@ import type { FrameErrorCode } from '../schemas/frames'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { parseLogId } from '../../clients/ts/src/log-id'
 import { textDepthExceeds } from '../http/json-depth'
+import type { Access } from '../auth/access'
+import type { Caller } from '../auth/caller'
 
 /** A client's value in an error message: a string as given, anything else by its JSON type, briefly. */
 const describe = (value: unknown): string =>
@@ -29,7 +31,14 @@ export interface StreamContext {
   maxJsonDepth: number
   sockets: OpenSockets
   logger: Logger
+  access: Access
 }
+
+/**
+ * How a connection was let in: a caller, with the release of its place in the client's
+ * connection count; or refused by its token, to be closed with `close` (4001, 4003) on open.
+ */
+export type Admission = { caller: Caller; release: () => void } | { close: number; reason: string }
 
 type Socket = ServerWebSocket<WebSocketConnection>
 
@@ -37,8 +46,9 @@ type Socket = ServerWebSocket<WebSocketConnection>
  * The open WebSockets. Closes those whose unsent frames exceed `limitBytes` with 1013, so a
  * slow reader learns to reconnect with `since` instead of growing server memory (Bun's own
  * closeOnBackpressureLimit, set at 16 times this limit in app.ts, only catches bursts and
- * closes abruptly with 1006); the check runs on a timer, never on the fan-out path. On
- * shutdown, `closeAll` tells every client to come back (1012) rather than dropping it.
+ * closes abruptly with 1006), and those whose token has expired with 4001; the checks run on
+ * a timer, never on the fan-out path. On shutdown, `closeAll` tells every client to come back
+ * (1012) rather than dropping it.
  */
 export class OpenSockets {
   private readonly sockets = new Set<Socket>()
@@ -51,7 +61,7 @@ export class OpenSockets {
 
   add(socket: Socket): void {
     this.sockets.add(socket)
-    this.timer ??= setInterval(() => this.closeSlowReaders(), SLOW_READER_CHECK_MS)
+    this.timer ??= setInterval(() => this.sweep(), SLOW_READER_CHECK_MS)
     this.timer.unref?.()
   }
 
@@ -72,9 +82,13 @@ export class OpenSockets {
     for (const socket of this.sockets) if (socket.data.watching) socket.close(code, reason)
   }
 
-  private closeSlowReaders(): void {
+  private sweep(): void {
+    const now = Date.now()
     for (const socket of this.sockets) {
-      if (socket.getBufferedAmount() > this.limitBytes) {
+      if (socket.data.expires <= now) {
+        this.delete(socket)
+        socket.close(4001, 'The token has expired: reconnect with a new one and since=<last id>')
+      } else if (socket.getBufferedAmount() > this.limitBytes) {
         this.delete(socket)
         this.metrics.slowReadersClosed.websocket++
         socket.close(1013, 'Too slow: reconnect with since=<last id> to resume')
@@ -104,7 +118,7 @@ function parseOptions(raw: Record<string, unknown>, defaultLevel: Level, history
 
 /** Why a subscription failed: the `code` and `message` of the error frame. */
 interface Problem {
-  code: 'not_found' | 'already_subscribed' | 'too_many_subscriptions' | 'unavailable'
+  code: 'not_found' | 'already_subscribed' | 'too_many_subscriptions' | 'unavailable' | 'forbidden'
   message: string
 }
 
@@ -173,12 +187,19 @@ export class WebSocketConnection {
     /** The URL's task and query, until `open` has used them. */
     private taskId: string | undefined,
     private query: Record<string, string | undefined> | undefined,
+    private readonly admission: Admission,
   ) {}
+
+  /** When the connection's token expires (ms since the epoch); OpenSockets closes it then. */
+  get expires(): number {
+    return 'caller' in this.admission ? this.admission.caller.expires : 0
+  }
 
   open(socket: Socket): void {
     this.socket = socket
     const { metrics, historyMax, sockets } = this.ctx
     metrics.connections++
+    if ('close' in this.admission) return socket.close(this.admission.close, this.admission.reason)
     sockets.add(socket)
     let options: StreamOptions
     try {
@@ -200,6 +221,8 @@ export class WebSocketConnection {
 
   /** Never rejects: whatever a message holds, the client gets a frame and the connection stays open. */
   async message(_socket: Socket, raw: string | Buffer): Promise<void> {
+    // A refused connection is closing: nothing it sends is acted on.
+    if (!('caller' in this.admission)) return
     if (this.ready) await this.ready
     if (typeof raw !== 'string') return this.error('invalid_message', 'Messages must be text frames of JSON, not binary')
     const { maxJsonDepth } = this.ctx
@@ -233,6 +256,7 @@ export class WebSocketConnection {
     this.drain()
     metrics.connections--
     sockets.delete(this.socket)
+    if ('release' in this.admission) this.admission.release()
     for (const subscription of this.subscriptions) hub.unwatch(subscription.taskId, subscription)
     this.subscriptions = []
   }
@@ -275,6 +299,8 @@ export class WebSocketConnection {
         return void this.socket.send(frame('pong'))
       case 'subscribe': {
         if (taskId === undefined) return this.error('validation', 'subscribe needs a task_id')
+        if (!('caller' in this.admission) || !this.ctx.access.mayRead(this.admission.caller, taskId))
+          return this.error('forbidden', `This token may not read task ${taskId}`)
         let options: StreamOptions
         try {
           options = parseOptions(rest, 'debug', this.ctx.historyMax)

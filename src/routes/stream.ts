@@ -1,16 +1,31 @@
 import { Elysia, t } from 'elysia'
-import { notFound } from '../errors'
+import type { Access } from '../auth/access'
+import { requires } from '../auth/scopes'
+import type { ConnectionLimit } from '../auth/connection-limit'
+import type { Origins } from '../auth/origins'
+import { ApiError, notFound } from '../errors'
 import type { Hub } from '../logs/hub'
 import type { Logger } from '../logger'
 import type { Metrics } from '../metrics'
 import type { TObject } from '@sinclair/typebox'
+import type { Server } from 'elysia/universal'
 import { Input, LevelSchema, LogId, QueryInteger, TaskParams, UuidInput } from '../schemas/common'
 import { canonicalId } from '../../clients/ts/src/ids'
 import { ErrorBody } from '../schemas/error'
 import { requestInfo } from '../http/request-info'
 import type { KnownTasks } from '../tasks/known-tasks'
 import { sseResponse } from './stream-sse'
-import { MAX_SUBSCRIPTIONS, OpenSockets, WebSocketConnection, type StreamContext } from './stream-websocket'
+import { MAX_SUBSCRIPTIONS, OpenSockets, WebSocketConnection, type Admission, type StreamContext } from './stream-websocket'
+
+/** Who may open a stream: the caller's token and scope, the page's origin, the client's open connections. */
+export interface StreamGuard {
+  access: Access
+  origins: Origins
+  connections: ConnectionLimit
+}
+
+/** A WebSocket close reason holds at most 123 bytes. */
+const closeReason = (text: string) => (text.length > 120 ? `${text.slice(0, 119)}…` : text)
 
 /** The start of a stream, as the SSE route's documented example. */
 const sseExample = [
@@ -36,6 +51,7 @@ const streamQuery = (historyMax: number) =>
     since: t.Optional(LogId),
     history: t.Optional(QueryInteger('history', 0, historyMax, { description: 'Replay the newest n logs first' })),
     level: t.Optional(LevelSchema),
+    token: t.Optional(t.String({ description: 'A bearer token, for clients that cannot send an Authorization header' })),
   })
 
 /**
@@ -44,6 +60,7 @@ const streamQuery = (historyMax: number) =>
  * checked when the socket opens (a bad one closes it with 1008), so it is documented here.
  */
 const webSocketDoc = (query: TObject) => ({
+  ...requires('logs:read'),
   tags: ['stream'],
   parameters: [
     // As the OpenAPI plugin writes the SSE route's.
@@ -60,6 +77,7 @@ const webSocketDoc = (query: TObject) => ({
     'The server sends `ServerFrame`s `{ type, data?, timestamp }` (see Schemas): `subscribed`, then replayed logs, then live `log` and `status` frames; `pong` and `error` answer actions.',
     `The client may send \`ClientAction\`s: \`{"action":"ping"}\`, \`{"action":"subscribe","task_id":…,"since"?,"history"?,"level"?}\` (at most ${MAX_SUBSCRIPTIONS} tasks per connection), \`{"action":"unsubscribe","task_id":…}\`.`,
     'An unknown task or an invalid query is accepted, then closed with code 1008; after 1013 (try again later) or 1012 (server shutting down), reconnect with `since` to resume.',
+    'In token mode the token (`?token=` or `Authorization: Bearer`) needs `logs:read`: a missing, invalid or expired one is accepted, then closed with 4001 before any frame, one not allowed to read the task with 4003; a token expiring while the socket is open closes it with 4001. A page from another origin than the server and CORS_ORIGINS gets 403, a client past MAX_CONNECTIONS_PER_CLIENT 429, before the upgrade.',
   ].join('\n\n'),
   responses: {
     101: { description: 'Switched to WebSocket: the server sends `ServerFrame`s, the client may send `ClientAction`s' },
@@ -75,10 +93,32 @@ export const streamRoutes = (
   sockets: OpenSockets,
   logger: Logger,
   limits: { historyMax: number; maxJsonDepth: number },
+  guard: StreamGuard,
 ) => {
+  const { access, origins, connections } = guard
+  /** Admits a WebSocket: an HTTP error (origin, local mode, too many connections) is thrown before the upgrade. */
+  async function admit(
+    request: Request,
+    server: Server | null,
+    set: object,
+    taskId: string,
+    token: string | undefined,
+  ): Promise<Admission> {
+    origins.check(request)
+    let caller
+    try {
+      caller = await access.authenticate(request, server, set, token)
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 'unauthorized') return { close: 4001, reason: closeReason(error.message) }
+      throw error
+    }
+    if (!access.mayRead(caller, taskId)) return { close: 4003, reason: `This token may not read task ${taskId}` }
+    return { caller, release: connections.acquire(access.client(caller, request, server)) }
+  }
+
   const { historyMax } = limits
   const query = streamQuery(historyMax)
-  const context: StreamContext = { tasks, hub, metrics, historyMax, maxJsonDepth: limits.maxJsonDepth, sockets, logger }
+  const context: StreamContext = { tasks, hub, metrics, historyMax, maxJsonDepth: limits.maxJsonDepth, sockets, logger, access }
   hub.onInterrupted((reason) => sockets.closeWatching(1013, reason))
 
   return (
@@ -87,41 +127,55 @@ export const streamRoutes = (
         '/ws/tasks/:task_id/logs',
         // Upgraded here rather than with Elysia's ws(), which keeps the whole request context
         // per connection; the socket's data is just its WebSocketConnection.
-        ({ request, server, params, query, set }) => {
+        async ({ request, server, params, query, set }) => {
           // Ids in any form paths take (schemas/common.ts UuidInput).
-          const connection = new WebSocketConnection(context, canonicalId(params.task_id), query)
+          const taskId = canonicalId(params.task_id)
+          const admission = await admit(request, server, set, taskId, query.token)
+          const connection = new WebSocketConnection(context, taskId, query, admission)
           const info = requestInfo(set)
           if (server?.upgrade(request, { data: connection, headers: info && { 'x-request-id': info.id } })) {
             if (info) info.upgraded = true
             return
           }
+          if ('release' in admission) admission.release()
           set.status = 426
           set.headers['upgrade'] = 'websocket'
           return { error: 'upgrade_required', message: 'This endpoint speaks WebSocket: connect with a WebSocket client' }
         },
         {
-          response: { 426: ErrorBody },
+          response: { 403: ErrorBody, 426: ErrorBody, 429: ErrorBody },
           detail: webSocketDoc(query),
         },
       )
       .get(
         '/tasks/:task_id/logs/stream',
-        async ({ params, query, headers }) => {
+        async ({ request, server, set, params, query, headers }) => {
+          origins.check(request)
           const taskId = canonicalId(params.task_id)
+          const caller = access.permit(await access.authenticate(request, server, set, query.token), 'logs:read', taskId)
           if (!(await tasks.exists(taskId))) throw notFound('Task', params.task_id)
           const since = headers['last-event-id'] ?? query.since
-          return sseResponse(hub, metrics, taskId, query.level ?? 'debug', { since, history: query.history })
+          const release = connections.acquire(access.client(caller, request, server))
+          return sseResponse(
+            hub,
+            metrics,
+            taskId,
+            query.level ?? 'debug',
+            { since, history: query.history },
+            { expires: caller.expires, ended: release },
+          )
         },
         {
           params: TaskParams,
           query,
           headers: Input({ 'last-event-id': t.Optional(LogId) }),
-          response: { 404: ErrorBody, 422: ErrorBody },
+          response: { 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 422: ErrorBody, 429: ErrorBody },
           detail: {
+            ...requires('logs:read'),
             tags: ['stream'],
             summary: 'Follow a task with Server-Sent Events',
             description:
-              "For clients that cannot use WebSocket. Events: `subscribed` first on every (re)connection (its data is the WebSocket `subscribed` frame's: `task_id`, and `recovered` when resuming), then `log` (with `id:` = log id) and `status`. Resumes after `Last-Event-ID` or `?since=`; a comment heartbeat every 15 s.",
+              "For clients that cannot use WebSocket. Events: `subscribed` first on every (re)connection (its data is the WebSocket `subscribed` frame's: `task_id`, and `recovered` when resuming), then `log` (with `id:` = log id) and `status`. Resumes after `Last-Event-ID` or `?since=`; a comment heartbeat every 15 s. Takes `?token=` as well as `Authorization`; the stream ends when the token expires.",
             responses: {
               200: {
                 description:

@@ -64,8 +64,9 @@ export const FrameErrorCode = Enum(
     'not_subscribed',
     'too_many_subscriptions',
     'unavailable',
+    'forbidden',
   ],
-  { description: '`unavailable`: a store is down, try again later' },
+  { description: '`unavailable`: a store is down, try again later; `forbidden`: the token may not read that task' },
 )
 export type FrameErrorCode = Static<typeof FrameErrorCode>
 

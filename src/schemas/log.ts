@@ -85,13 +85,17 @@ export const LogHistoryQuery = Input({
   subtask_id: t.Optional(UuidInput),
 })
 
-/** The optional `Idempotency-Key` header of the ingest routes (logs/idempotency.ts). */
-export const IdempotencyKey = t.String({
-  minLength: 1,
-  maxLength: 128,
-  pattern: '^[\\x20-\\x7e]+$',
-  error: 'must be 1 to 128 printable ASCII characters',
-  description:
-    'Names this request for retries: repeat it on every retry of the same logs. A repeat of a request already stored stores nothing and answers 201 with the first ids and `Idempotency-Replayed: true`; the same key with other logs is a 422. Kept for LOG_TTL_SECONDS.',
-  examples: ['batch-7f3c2a91-0001'],
+/** The headers of the ingest routes: an optional `Idempotency-Key` (idempotency.ts). */
+export const IngestHeaders = Input({
+  'idempotency-key': t.Optional(
+    t.String({
+      minLength: 1,
+      maxLength: 128,
+      pattern: '^[\\x20-\\x7e]+$',
+      error: 'must be 1 to 128 printable ASCII characters',
+      description:
+        'Names this request for retries: repeat it on every retry of the same logs. A repeat of a request already stored stores nothing and answers 201 with the first ids and `Idempotency-Replayed: true`; the same key with other logs is a 422. Kept for LOG_TTL_SECONDS.',
+      examples: ['batch-7f3c2a91-0001'],
+    }),
+  ),
 })

@@ -283,18 +283,20 @@ export class SqlTaskStore implements TaskStore {
     })
   }
 
-  listTasks(query: { status?: Status; limit: number; cursor?: string }): Promise<TaskPage> {
-    const { status, limit, cursor } = query
+  listTasks(query: { status?: Status; limit: number; cursor?: string; taskIds?: readonly string[] }): Promise<TaskPage> {
+    const { status, limit, cursor, taskIds } = query
     if (!Number.isInteger(limit) || limit < 1)
       return Promise.reject(new RangeError(`limit must be a positive integer, got ${limit}`))
     if (cursor !== undefined && !isUuid(cursor)) return Promise.reject(new InvalidCursorError(cursor))
     return this.snapshot(async (db) => {
       const statusFilter = status === undefined ? db`` : db`AND status = ${status}`
       const cursorFilter = cursor === undefined ? db`` : db`AND task_id < ${cursor.toLowerCase()}`
+      if (taskIds?.length === 0) return { tasks: [], next_cursor: null }
+      const idFilter = taskIds === undefined ? db`` : db`AND task_id IN ${db([...taskIds])}`
       const rows: TaskRow[] = await db`
         SELECT task_id, description, created_at, status, updated_at
         FROM (${db.unsafe(TASK_VIEW_SQL)}) v
-        WHERE 1 = 1 ${statusFilter} ${cursorFilter}
+        WHERE 1 = 1 ${statusFilter} ${cursorFilter} ${idFilter}
         ORDER BY task_id DESC
         LIMIT ${limit + 1}`
       const page = rows.slice(0, limit)

@@ -22,8 +22,8 @@ export interface TaskStore {
   readonly description: string
   /** Creates a task with the given subtask descriptions (at least one), in order. */
   createTask(description: string, subtasks: string[]): Promise<Task>
-  /** Newest first; `cursor` is the `next_cursor` of the previous page. */
-  listTasks(query: { status?: Status; limit: number; cursor?: string }): Promise<TaskPage>
+  /** Newest first; `cursor` is the `next_cursor` of the previous page; `taskIds` keeps only those tasks. */
+  listTasks(query: { status?: Status; limit: number; cursor?: string; taskIds?: readonly string[] }): Promise<TaskPage>
   getTask(taskId: string): Promise<Task | null>
   getSubtask(subtaskId: string): Promise<Subtask | null>
   /** Applies the given fields; null when the subtask is unknown. */

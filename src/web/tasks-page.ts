@@ -60,18 +60,25 @@ export async function tasksPage(root: HTMLElement): Promise<void> {
   // Rows by task id, updated in place by status frames.
   const rows = new Map<string, { task: Task; row: HTMLTableRowElement }>()
   // One connection follows every listed task (up to its limit) for status changes; logs below
-  // error level are not sent, since this page shows none.
-  const stream = openStream('error')
-  stream.on('status', (change: StatusChange) => {
-    const entry = rows.get(change.task_id)
-    if (!entry) return
-    const subtask = entry.task.subtasks.find((s) => s.subtask_id === change.subtask_id)
-    if (subtask) subtask.status = change.status
-    entry.task.status = change.task_status
-    const row = drawRow(entry.task)
-    entry.row.replaceWith(row)
-    entry.row = row
-  })
+  // error level are not sent, since this page shows none. It opens with the first task listed,
+  // so that it carries the token the listing may have asked for.
+  let stream: ReturnType<typeof openStream> | undefined
+  function follow(taskId: string): void {
+    if (!stream) {
+      stream = openStream('error')
+      stream.on('status', (change: StatusChange) => {
+        const entry = rows.get(change.task_id)
+        if (!entry) return
+        const subtask = entry.task.subtasks.find((s) => s.subtask_id === change.subtask_id)
+        if (subtask) subtask.status = change.status
+        entry.task.status = change.task_status
+        const row = drawRow(entry.task)
+        entry.row.replaceWith(row)
+        entry.row = row
+      })
+    }
+    if (stream.taskIds.length < MAX_FOLLOWED) stream.subscribe(taskId)
+  }
 
   function add(task: Task, first = false): void {
     if (rows.has(task.task_id)) return
@@ -80,7 +87,7 @@ export async function tasksPage(root: HTMLElement): Promise<void> {
     if (first) body.prepend(row)
     else body.append(row)
     empty.hidden = true
-    if (stream.taskIds.length < MAX_FOLLOWED) stream.subscribe(task.task_id)
+    follow(task.task_id)
   }
 
   let cursor: string | undefined
