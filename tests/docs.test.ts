@@ -9,7 +9,8 @@ import { createTask, json, startServer, type TestServer } from './support/server
 
 let server: TestServer
 beforeAll(async () => {
-  server = await startServer()
+  // Local mode with a secret to sign with: every example succeeds from loopback, minting a token too.
+  server = await startServer({ env: { AUTH_MODE: 'local', AUTH_SECRET: 'docs-test-secret-at-least-32-bytes-long' } })
 })
 afterAll(() => server.stop())
 
@@ -24,6 +25,7 @@ describe('OpenAPI document', () => {
       '/api/v1/tasks/{task_id}',
       '/api/v1/tasks/{task_id}/logs',
       '/api/v1/tasks/{task_id}/logs/stream',
+      '/api/v1/tokens',
       '/api/v1/ws/tasks/{task_id}/logs',
       '/health',
       '/metrics',
@@ -34,8 +36,14 @@ describe('OpenAPI document', () => {
         expect(op.summary, `${method} ${path} summary`).toBeString()
         expect(op.tags?.length, `${method} ${path} tags`).toBeGreaterThan(0)
         expect(Object.keys(op.responses ?? {}).length, `${method} ${path} responses`).toBeGreaterThan(0)
+        // The bearer scheme and the scope on every operation but the public ones.
+        const isPublic = path === '/health' || path === '/ready'
+        expect(op.security, `${method} ${path} security`).toEqual(isPublic ? [] : [{ bearer: [] }])
+        if (!isPublic) expect(op['x-required-scope'], `${method} ${path} scope`).toBeString()
       }
     }
+    expect(spec.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' })
+    expect(spec.paths['/api/v1/subtasks/{subtask_id}/log'].post['x-required-scope']).toBe('logs:write')
     const create = spec.paths['/api/v1/tasks'].post
     expect(create.requestBody.content['application/json'].schema.properties.description.maxLength).toBe(10000)
     expect(create.responses['201']).toBeDefined()
@@ -76,7 +84,7 @@ describe('OpenAPI document', () => {
     // Its query is checked when the socket opens, not by the router, and documented the same as SSE's.
     const sse = spec.paths['/api/v1/tasks/{task_id}/logs/stream'].get
     const where = (p: any) => `${p.in} ${p.name}`
-    expect(ws.parameters.map(where)).toEqual(['path task_id', 'query since', 'query history', 'query level'])
+    expect(ws.parameters.map(where)).toEqual(['path task_id', 'query since', 'query history', 'query level', 'query token'])
     for (const name of ['since', 'history', 'level']) {
       expect(ws.parameters.find((p: any) => p.name === name).schema).toEqual(
         sse.parameters.find((p: any) => p.name === name).schema,
@@ -221,7 +229,7 @@ describe('OpenAPI 3.1 document', () => {
       }
     }
     const ingest = spec.paths['/api/v1/subtasks/{subtask_id}/log'].post.responses
-    expect(Object.keys(ingest).sort()).toEqual(['201', '404', '413', '422', '429', '503', '507'])
+    expect(Object.keys(ingest).sort()).toEqual(['201', '401', '403', '404', '413', '422', '429', '503', '507'])
     // The Idempotency-Key header, optional, and its malformed form's 422.
     const post = spec.paths['/api/v1/subtasks/{subtask_id}/logs'].post
     expect(post.parameters.find((p: any) => p.in === 'header')).toMatchObject({ name: 'idempotency-key', required: false })

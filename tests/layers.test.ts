@@ -88,6 +88,11 @@ describe('imports', () => {
     expect(offending('tasks', (m) => !serverSide(m) && !inside(m, 'logs'))).toEqual([])
   })
 
+  test('access control knows no route, store or engine: routes ask it, never the reverse', () => {
+    const allowed = (m: string) => inside(m, 'auth', 'schemas', SDK) || m === 'errors' || m === 'http/request-info'
+    expect(offending('auth', allowed)).toEqual([])
+  })
+
   test('the hub and catch-up know the backend only by its interfaces', () => {
     const engines = (m: string) => inside(m, 'logs/memory', 'logs/redis')
     const core = sources.filter((s) => /^logs\/[^/]+\.ts$/.test(s.file) && s.file !== 'logs/backend.ts')

@@ -10,6 +10,7 @@ import { WsClient } from './support/server'
 import { startRedis } from './support/redis-server'
 import { Elysia } from 'elysia'
 import pino from 'pino'
+import { SignJWT } from 'jose'
 import { requestLog } from '../src/http/request-log'
 import { requestInfo } from '../src/http/request-info'
 import { Metrics } from '../src/metrics'
@@ -277,3 +278,44 @@ async function freePort(): Promise<number> {
   await server.stop(true)
   return port
 }
+
+describe('access log in token mode', () => {
+  test("each line names the token's subject, never the token, whether it came in a header or ?token=", async () => {
+    const secret = 'request-log-secret-at-least-32-bytes-long'
+    const server = await startServerProcess({ AUTH_SECRET: secret })
+    try {
+      const key = new TextEncoder().encode(secret)
+      const sign = (sub: string) =>
+        new SignJWT({ scope: 'admin' }).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('1h').sign(key)
+      const orchestrator = await sign('orchestrator-1')
+      const created = await postJson(
+        `${server.url}/api/v1/tasks`,
+        { description: 'signed' },
+        { authorization: `Bearer ${orchestrator}` },
+      )
+      expect(created.status).toBe(201)
+      const task = await created.json()
+      const viewer = await sign('viewer-7')
+      const res = await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs?token=${viewer}`)
+      expect(res.status).toBe(401) // ?token= is for streams only
+      const controller = new AbortController()
+      const sse = await fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs/stream?token=${viewer}`, {
+        signal: controller.signal,
+      })
+      expect(sse.status).toBe(200)
+      controller.abort()
+      const [create] = await accessLines(server, '/api/v1/tasks')
+      expect(create).toMatchObject({ method: 'POST', status: 201, sub: 'orchestrator-1' })
+      const [stream] = await accessLines(server, `/api/v1/tasks/${task.task_id}/logs/stream`)
+      expect(stream).toMatchObject({
+        status: 200,
+        sub: 'viewer-7',
+        url: `/api/v1/tasks/${task.task_id}/logs/stream?token=[redacted]`,
+      })
+      expect(server.proc.stdout()).not.toContain(viewer)
+      expect(server.proc.stdout()).not.toContain(orchestrator)
+    } finally {
+      await server.stop()
+    }
+  })
+})

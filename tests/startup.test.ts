@@ -142,7 +142,7 @@ describe('the server process', () => {
     try {
       const line = JSON.parse(await readLine(proc.stdout))
       expect(line.msg).toBe(
-        `tasklog listening on http://127.0.0.1:${port} · tasks: sqlite:${dir}/nested/tasklog.sqlite · history: memory (in-process; lost on restart) · docs: /swagger`,
+        `tasklog listening on http://127.0.0.1:${port} · tasks: sqlite:${dir}/nested/tasklog.sqlite · history: memory (in-process; lost on restart) · auth: local (loopback clients only; set AUTH_SECRET for tokens) · docs: /swagger`,
       )
       const res = await fetch(`http://127.0.0.1:${port}/api/v1/tasks`, {
         method: 'POST',

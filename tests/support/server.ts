@@ -21,9 +21,9 @@ export interface TestServer {
   /** The app's log backend (its history wrapped when `wrapHistory` asked for it). */
   logs: LogBackend
   tasks: TaskStore
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>` (or the hostname asked for) */
   url: string
-  /** `ws://127.0.0.1:<port>` */
+  /** `ws://127.0.0.1:<port>` (or the hostname asked for) */
   wsUrl: string
   stop(): Promise<void>
 }
@@ -39,24 +39,24 @@ export async function startServer(
     env?: Record<string, string>
     wrapHistory?: (h: HistoryStore) => HistoryStore
     port?: number
+    /** The address to listen on (default 127.0.0.1); `url` and `wsUrl` name it. */
+    hostname?: string
   } = {},
 ): Promise<TestServer> {
   const config = loadConfig({ DATABASE_URL: 'sqlite://:memory:', ...options.env, REDIS_URL: options.redisUrl })
   const stores = await openStores(config)
   const { tasks } = stores
   const logs = options.wrapHistory ? { ...stores.logs, history: options.wrapHistory(stores.logs.history) } : stores.logs
-  const app = createApp({ config, tasks, logs, archiver: stores.archiver }).listen({
-    hostname: '127.0.0.1',
-    port: options.port ?? 0,
-  })
+  const hostname = options.hostname ?? '127.0.0.1'
+  const app = createApp({ config, tasks, logs, archiver: stores.archiver }).listen({ hostname, port: options.port ?? 0 })
   const port = app.server!.port
   return {
     app,
     config,
     logs,
     tasks,
-    url: `http://127.0.0.1:${port}`,
-    wsUrl: `ws://127.0.0.1:${port}`,
+    url: `http://${hostname}:${port}`,
+    wsUrl: `ws://${hostname}:${port}`,
     async stop() {
       if (!app.server) return // stopped already (a test may stop an instance the suite also stops)
       await app.stop(true)
