@@ -24,6 +24,8 @@ export interface LoadJob {
   serverPid: number
   redisPid: number
   params: LoadParams
+  /** `--auth token`: the bearer token every request and socket carries. */
+  token?: string
 }
 
 export interface Correctness {
@@ -87,7 +89,8 @@ const sleep = (ms: number) => Bun.sleep(ms)
 const MARK = 'bench#'
 const PADDING = ' step output: processed batch of records, all checks passed, moving on to the next stage'
 const METADATA = { host: 'bench-worker-1', attempt: 1, tags: ['bench', 'load'] }
-const JSON_HEADERS = { 'content-type': 'application/json' }
+/** Every POST's headers; with `--auth token` also the Authorization header (set in runLoad). */
+const JSON_HEADERS: Record<string, string> = { 'content-type': 'application/json' }
 const DATA_KEYS = 'id,task_id,subtask_id,level,message,metadata,worker_id,worker_name,timestamp'
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 const LOG_ID = /^\d+-\d+$/
@@ -136,6 +139,7 @@ class Subscriber {
 
 export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const { params: p, base } = job
+  if (job.token) JSON_HEADERS.authorization = `Bearer ${job.token}`
   const notes: string[] = []
   const note = (s: string) => {
     if (notes.length < 20) notes.push(s)
@@ -308,7 +312,9 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   function connect(sub: Subscriber, since?: string): Promise<void> {
     sub.subscribed = false
     sub.closing = false
-    const url = `${wsBase}/api/v1/ws/tasks/${sub.task.taskId}/logs${since ? `?since=${since}` : ''}`
+    const query = new URLSearchParams(since ? { since } : {})
+    if (job.token) query.set('token', job.token)
+    const url = `${wsBase}/api/v1/ws/tasks/${sub.task.taskId}/logs${query.size ? `?${query}` : ''}`
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => fail('no subscribed frame within 15 s'), 15_000)
       const fail = (why: string) => {

@@ -22,6 +22,8 @@ import { gcPauses, type GcPauses } from './lib/gc-log'
 import { median } from './lib/histogram'
 import { CLK_TCK } from './lib/proc'
 import { children, ROOT, startRedis, startServer, stop, type RunningServer } from './lib/processes'
+import { ALL_SCOPES } from '../src/auth/scopes'
+import { Tokens } from '../src/auth/tokens'
 import type { Correctness, LoadJob, LoadResult } from './load'
 import { SCENARIOS, type ScenarioId } from './scenarios'
 
@@ -50,6 +52,8 @@ function parseArgs(argv: string[]) {
     /** Directory for the servers' GC logs (off when empty). */
     gcDir: '',
     floorWithApp: false,
+    /** `token`: tasklog in token mode, every request and socket with a bearer token (compare with `local`). */
+    auth: 'local' as 'local' | 'token',
   }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
@@ -101,6 +105,12 @@ function parseArgs(argv: string[]) {
       case '--gc':
         opts.gcDir = resultsPath('gc')
         break
+      case '--auth': {
+        const mode = value()
+        if (mode !== 'local' && mode !== 'token') usage('--auth must be local or token')
+        opts.auth = mode as 'local' | 'token'
+        break
+      }
       case '--floor-with-app':
         opts.floorWithApp = true
         break
@@ -129,13 +139,16 @@ const threadSummary = (byThread: Record<string, number>): string =>
 function usage(problem?: string): never {
   if (problem) console.error(`bench: ${problem}`)
   console.error(
-    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f] [--reps N] [--servers tasklog,baseline] [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--gc] [--floor-with-app] [--fault drop|dup|reorder]',
+    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f] [--reps N] [--servers tasklog,baseline] [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--gc] [--floor-with-app] [--fault drop|dup|reorder] [--auth local|token]',
   )
   for (const s of SCENARIOS) console.error(`  ${s.id}  ${s.title}`)
   process.exit(problem ? 2 : 0)
 }
 
 // ---------- processes ----------
+const BENCH_SECRET = 'bench-secret-bench-secret-bench-secret-0123'
+/** With `--auth token`: one admin token for the whole run, as a deployment's clients each hold theirs. */
+let benchToken: string | undefined
 const startBenchServer = (name: ServerName, redisUrl: string, profileName?: string, gcLog?: string) =>
   startServer({
     name,
@@ -145,6 +158,8 @@ const startBenchServer = (name: ServerName, redisUrl: string, profileName?: stri
       ...(name === 'baseline' && opts.fault ? { BENCH_FAULT: opts.fault } : {}),
       ...(name === 'baseline' && opts.floorWithApp ? { BENCH_FLOOR_WITH_APP: '1' } : {}),
       ...(gcLog ? { BUN_JSC_logGC: '1' } : {}),
+      // Limits high enough never to refuse, so that only their cost is measured.
+      ...(name === 'tasklog' && opts.auth === 'token' ? { AUTH_SECRET: BENCH_SECRET, MAX_CONNECTIONS_PER_CLIENT: '10000000' } : {}),
     },
     stderrFile: gcLog,
     // --cpu-prof: the profile (.cpuprofile and .md) is written when the server exits on SIGTERM.
@@ -334,6 +349,8 @@ function machine(redisVersion: string) {
 
 // ---------- main ----------
 const opts = parseArgs(process.argv.slice(2))
+if (opts.auth === 'token')
+  benchToken = await new Tokens(BENCH_SECRET).sign({ sub: 'bench', scopes: ALL_SCOPES, tasks: null, exp: Math.floor(Date.now() / 1000) + 86_400 })
 const startedAt = new Date()
 const t0 = performance.now()
 const redis = await startRedis()
@@ -384,7 +401,7 @@ for (const id of opts.scenarios) {
         const budget =
           30_000 + 3 * (params.warmupMs + params.durationMs + (params.reconnectGapMs ?? 0) + (params.afterReconnectMs ?? 0))
         result = await runLoadProcess(
-          { scenario: id, server, base: running.base, serverPid: running.proc.pid, redisPid: redis.server.pid, params },
+          { scenario: id, server, base: running.base, serverPid: running.proc.pid, redisPid: redis.server.pid, params, token: benchToken },
           budget,
         )
       } catch (err) {
@@ -436,6 +453,7 @@ console.log(
     `lost/dup/order summed over all runs. Last column of metrics: (e) KiB per idle WebSocket, (f) max ms to catch up after reconnecting.`,
 )
 console.log(`Machine: ${info.cores} × ${info.cpu}, ${info.memGiB} GiB, Linux ${info.kernel}, Bun ${info.bun}, Redis ${info.redis}.`)
+if (opts.auth === 'token') console.log('tasklog ran in token mode, every request and socket with a bearer token (--auth token).')
 if (opts.floorWithApp) console.log('The baseline ran with tasklog\'s app loaded beside it, warmed and idle (--floor-with-app).')
 const noisy = rows.flatMap((r) => r.runs).filter((r) => r.ok && r.otherCpuPct > 20)
 if (noisy.length)
