@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import type { ServerWebSocket } from 'bun'
 import { createApp } from '../src/app'
 import { LogStreamClient, TasklogApi, WorkerLogger, type LogMessage, type StreamEvents } from '../clients/ts/src'
 import type * as client from '../clients/ts/src'
@@ -520,8 +521,8 @@ describe('LogStreamClient across server restarts', () => {
 })
 
 describe('LogStreamClient against a misbehaving WebSocket server', () => {
-  /** A real WebSocket server that sends `frames` after `subscribed` and never answers pings. */
-  function stubServer(frames: object[]) {
+  /** A real WebSocket server that runs `open` on each connection (given the URL it was asked for) and never answers pings. */
+  function stubSocketServer(open: (ws: ServerWebSocket<unknown>, url: string) => void) {
     const urls: string[] = []
     const stub = Bun.serve({
       hostname: '127.0.0.1',
@@ -530,17 +531,17 @@ describe('LogStreamClient against a misbehaving WebSocket server', () => {
         urls.push(req.url)
         return srv.upgrade(req) ? undefined : new Response('upgrade expected', { status: 400 })
       },
-      websocket: {
-        open(ws) {
-          const taskId = /tasks\/([^/]+)\/logs/.exec(urls.at(-1)!)![1]
-          ws.send(JSON.stringify({ type: 'subscribed', data: { task_id: taskId }, timestamp: new Date().toISOString() }))
-          for (const frame of frames) ws.send(JSON.stringify(frame))
-        },
-        message() {},
-      },
+      websocket: { open: (ws) => open(ws, urls.at(-1)!), message() {} },
     })
     return { url: `ws://127.0.0.1:${stub.port}`, urls, stop: () => stub.stop(true) }
   }
+  /** A stub that sends `frames` after `subscribed`. */
+  const stubServer = (frames: object[]) =>
+    stubSocketServer((ws, url) => {
+      const taskId = /tasks\/([^/]+)\/logs/.exec(url)![1]
+      ws.send(JSON.stringify({ type: 'subscribed', data: { task_id: taskId }, timestamp: new Date().toISOString() }))
+      for (const frame of frames) ws.send(JSON.stringify(frame))
+    })
   const TASK = '01936b2e-8f4a-7c3d-9e2f-1a2b3c4d5e6f'
   const log = (id: string) => ({ type: 'log', data: { id, task_id: TASK, message: id }, timestamp: new Date().toISOString() })
 
@@ -558,20 +559,9 @@ describe('LogStreamClient against a misbehaving WebSocket server', () => {
 
   test('sends its token as ?token=; a 4001 or 4003 close is final and surfaced, with no reconnection', async () => {
     for (const code of [4001, 4003]) {
-      const urls: string[] = []
-      const stub = Bun.serve({
-        hostname: '127.0.0.1',
-        port: 0,
-        fetch(req, srv) {
-          urls.push(req.url)
-          return srv.upgrade(req) ? undefined : new Response('upgrade expected', { status: 400 })
-        },
-        websocket: {
-          open: (ws) => ws.close(code, code === 4001 ? 'A valid token is required' : 'This token may not read the task'),
-          message() {},
-        },
-      })
-      const stream = new LogStreamClient(`ws://127.0.0.1:${stub.port}`, { token: 't0k/en', reconnect: { baseDelayMs: 5 } })
+      const stub = stubSocketServer((ws) => ws.close(code, code === 4001 ? 'A valid token is required' : 'This token may not read the task'))
+      const { urls } = stub
+      const stream = new LogStreamClient(stub.url, { token: 't0k/en', reconnect: { baseDelayMs: 5 } })
       const seen = record(stream)
       stream.subscribe(TASK)
       const reason = code === 4001 ? 'A valid token is required' : 'This token may not read the task'
@@ -583,7 +573,7 @@ describe('LogStreamClient against a misbehaving WebSocket server', () => {
       expect(seen.of('close')).toEqual([{ code, reason, reconnecting: false }])
       expect(seen.of('error')).toEqual([{ code: code === 4001 ? 'unauthorized' : 'forbidden', message: reason }])
       expect(seen.of('reconnecting')).toEqual([])
-      await stub.stop(true)
+      await stub.stop()
     }
   })
 
