@@ -3,6 +3,7 @@
  * real redis-server started by the harness), plus Redis-only tests (pub/sub format, outages,
  * one round trip per append, what Redis 7.0 does with max-deleted-entry-id).
  */
+import { newLog } from './support/logs'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
 import { createClient } from 'redis'
 import {
@@ -22,7 +23,6 @@ import { redactRedisUrl } from '../src/logs/redis/connection'
 import { decodePublished } from '../src/logs/redis/feed'
 import { housekeepingMs, RedisHistory, type RedisHistoryOptions } from '../src/logs/redis/history'
 import { idempotencyKey, logKey, newestIdKey } from '../src/logs/redis/keys'
-import type { Level } from '../src/schemas/common'
 import type { NewLog } from '../src/schemas/log'
 import { startRedis, type RedisServer } from './support/redis-server'
 
@@ -51,20 +51,6 @@ const factories: [string, Factory][] = [
 
 /** Task ids as the task store issues them: UUID v7, which tell their creation time. */
 const uuid = () => Bun.randomUUIDv7()
-
-function newLog(taskId: string, subtaskId: string, level: Level, message: string, extra: Partial<NewLog> = {}): NewLog {
-  return {
-    task_id: taskId,
-    subtask_id: subtaskId,
-    level,
-    message,
-    metadata: null,
-    worker_id: null,
-    worker_name: null,
-    timestamp: new Date().toISOString(),
-    ...extra,
-  }
-}
 
 /**
  * Stores logs the way ingest does (serialized once by encodeLog) and returns them as stored, their
