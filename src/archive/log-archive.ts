@@ -8,10 +8,10 @@
 import type { SQL } from 'bun'
 import { LEVELS, levelRank, type Level } from '../schemas/common'
 import { parseLogId, type LogIdParts } from '../../clients/ts/src/log-id'
-import { StoreTimeoutError, StoreUnavailableError } from '../store-errors'
-import { SCHEMA_LOCK_KEY, isUnavailable, parseDatabaseUrl, type Dialect } from '../tasks/sql-task-store'
-import { TimeoutError, withTimeout } from '../timeout'
+import { SCHEMA_LOCK_KEY, boundedSql, parseDatabaseUrl, type Dialect } from '../tasks/sql-task-store'
 import type { StoredLog } from '../logs/backend'
+import { StoreUnavailableError } from '../store-errors'
+import { withTimeout } from '../timeout'
 
 const SCHEMA_SQL = [
   `CREATE TABLE IF NOT EXISTS logs (
@@ -150,21 +150,12 @@ export class LogArchive {
     })
   }
 
-  ping(): Promise<void> {
-    return this.bounded(async () => {
-      await this.sql`SELECT 1 AS ok`
-    })
-  }
-
   async close(): Promise<void> {
     await this.sql.close({ timeout: 5 })
   }
 
   /** Fails within timeoutMs (the query may still finish later); a database out of reach is StoreUnavailableError. */
   private bounded<T>(fn: () => Promise<T>): Promise<T> {
-    return withTimeout(fn(), this.timeoutMs, `no answer within ${this.timeoutMs} ms`).catch((error: unknown) => {
-      if (error instanceof TimeoutError) throw new StoreTimeoutError('Log archive', this.timeoutMs, error)
-      throw isUnavailable(error) ? new StoreUnavailableError('Log archive', error) : error
-    })
+    return boundedSql('Log archive', this.timeoutMs, fn())
   }
 }

@@ -85,7 +85,7 @@ async function newest(history: Pick<HistoryStore, 'read'>, c: CatchUp): Promise<
  * behind. `items` may grow meanwhile: only reaching its end finishes, and `atEnd` runs in that
  * same batch, so nothing can arrive between the last item and it. False when the watcher stopped.
  */
-export async function paced<T>(
+async function paced<T>(
   watcher: Pick<Watcher, 'batch' | 'drained'>,
   items: readonly T[],
   send: (item: T) => boolean,

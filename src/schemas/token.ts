@@ -4,7 +4,7 @@ import { Enum, Input, Int, Timestamp, Uuid, UuidInput } from './common'
 export const SCOPES = ['tasks:read', 'tasks:write', 'logs:read', 'logs:write', 'admin'] as const
 export type Scope = (typeof SCOPES)[number]
 
-export const ScopeSchema = Enum(SCOPES, {
+const ScopeSchema = Enum(SCOPES, {
   description:
     '`tasks:read` list and read tasks and subtasks; `tasks:write` create tasks, update subtasks; `logs:read` read history and follow streams; `logs:write` send logs; `admin` all of them, and /metrics',
 })

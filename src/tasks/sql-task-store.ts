@@ -90,7 +90,7 @@ type SubtaskRow = Subtask
 
 export type Dialect = 'sqlite' | 'postgres'
 
-export interface Target {
+interface Target {
   dialect: Dialect
   /** Where tasks live, without credentials. */
   description: string
@@ -159,6 +159,18 @@ const toSubtask = (row: SubtaskRow): Subtask => ({
   created_at: row.created_at,
   updated_at: row.updated_at,
 })
+
+/**
+ * A database call that answers within `timeoutMs`: a hang (a stopped server, a half-open
+ * connection) is a StoreTimeoutError, a lost connection a StoreUnavailableError; the query itself
+ * may still finish later.
+ */
+export function boundedSql<T>(store: string, timeoutMs: number, call: Promise<T>): Promise<T> {
+  return withTimeout(call, timeoutMs, `no answer within ${timeoutMs} ms`).catch((error: unknown) => {
+    if (error instanceof TimeoutError) throw new StoreTimeoutError(store, timeoutMs, error)
+    throw isUnavailable(error) ? new StoreUnavailableError(store, error) : error
+  })
+}
 
 export interface SqlTaskStoreOptions {
   /** Every operation answers within this many ms or fails with StoreUnavailableError (default 2000). */
@@ -243,9 +255,7 @@ export class SqlTaskStore implements TaskStore {
    * timeoutMs instead of holding the request; the query itself may still finish later.
    */
   private bounded<T>(call: Promise<T>): Promise<T> {
-    return withTimeout(call, this.timeoutMs, `no answer within ${this.timeoutMs} ms`).catch((error: unknown) => {
-      throw error instanceof TimeoutError ? new StoreTimeoutError('Task database', this.timeoutMs, error) : error
-    })
+    return boundedSql('Task database', this.timeoutMs, call)
   }
 
   /** Runs several reads against one snapshot (a REPEATABLE READ transaction on PostgreSQL). */

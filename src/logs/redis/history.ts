@@ -171,7 +171,7 @@ export class RedisHistory implements HistoryStore {
       const info = String(await store.#call(store.#client.sendCommand(['INFO', 'server'])))
       const version = /redis_version:(\d+)/.exec(info)?.[1]
       if (version !== undefined && Number(version) < 7) {
-        throw new Error(`Redis ${version} is too old: log history needs Redis >= 7.0 (XSETID MAXDELETEDID)`)
+        throw new Error(`Redis ${version} is too old: log history needs Redis >= 7.0, the oldest version it is tested with`)
       }
       for (const s of Object.values(SCRIPTS)) {
         const sha = String(await store.#call(store.#client.sendCommand(['SCRIPT', 'LOAD', s.source])))

@@ -22,7 +22,7 @@ import { subscribersKey } from './keys'
 const positive = (n: number) => n > 0
 
 /** How long an announcement counts without being rewritten. */
-export const LEASE_MS = 30_000
+const LEASE_MS = 30_000
 /** How long changes to the counts wait to be written together. */
 export const ANNOUNCE_DELAY_MS = 20
 
