@@ -183,3 +183,44 @@ describe('with Redis', () => {
     }
   })
 })
+
+describe('an SSE stream whose reader leaves while its history is still being read', () => {
+  test('leaves the connection gauge at 0 and the process running when the read then fails', async () => {
+    let failReplay: (() => void) | undefined
+    const server = await startServer({
+      // Replay hangs until the test lets it fail, as a store that goes down mid-read would.
+      wrapHistory: (h) => ({
+        description: h.description,
+        append: (...args) => h.append(...args),
+        read: (...args) => h.read(...args),
+        ping: () => h.ping(),
+        usedMemory: () => h.usedMemory(),
+        replay: () => new Promise((_, reject) => (failReplay = () => reject(new Error('history went away')))),
+      }),
+    })
+    try {
+      const task = await createTask(server)
+      const reader = new AbortController()
+      const response = fetch(`${server.url}/api/v1/tasks/${task.task_id}/logs/stream?since=1-0`, { signal: reader.signal }).catch(
+        () => undefined,
+      )
+      for (let i = 0; i < 100 && !failReplay; i++) await Bun.sleep(10)
+      expect(failReplay).toBeDefined()
+      expect((await scrape(server)).get('tasklog_sse_connections')).toBe(1)
+      reader.abort()
+      await response
+      let open = 1
+      for (let i = 0; i < 100 && open !== 0; i++) {
+        await Bun.sleep(10)
+        open = (await scrape(server)).get('tasklog_sse_connections')!
+      }
+      expect(open).toBe(0)
+      failReplay!()
+      await Bun.sleep(100)
+      expect((await scrape(server)).get('tasklog_sse_connections')).toBe(0)
+      expect((await fetch(`${server.url}/health`)).status).toBe(200)
+    } finally {
+      await server.stop()
+    }
+  })
+})

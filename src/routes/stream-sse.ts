@@ -12,6 +12,7 @@ const SSE_QUEUE_REPLAY = 64
 
 /** Longest delay setTimeout takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1
+const encoder = new TextEncoder()
 
 /** How the stream's life is bounded: it ends when the caller's token `expires` (ms since the epoch); `ended` runs once it is over. */
 export interface SseLifetime {
@@ -27,7 +28,6 @@ export function sseResponse(
   replay: ReplayRequest,
   life: SseLifetime,
 ): Response {
-  const encoder = new TextEncoder()
   let controller!: ReadableStreamDefaultController<Uint8Array>
   let heartbeat: ReturnType<typeof setInterval> | undefined
   let expiry: ReturnType<typeof setTimeout> | undefined
@@ -43,17 +43,22 @@ export function sseResponse(
     pullWaiters = []
     for (const w of waiters) w()
   }
-  const stop = () => {
-    if (!open) return
+  /** Ends the stream's own part once, whoever ends it first (the reader, the hub, expiry); false if it had ended. */
+  const release = (): boolean => {
+    if (!open) return false
     open = false
     metrics.sseConnections--
     clearInterval(heartbeat)
     clearTimeout(expiry)
-    hub.unwatch(taskId, watcher)
     life.ended()
     wake()
+    return true
+  }
+  const stop = () => {
+    if (release()) hub.unwatch(taskId, watcher)
   }
   const end = () => {
+    if (!open) return
     stop()
     controller.close()
   }
@@ -93,13 +98,9 @@ export function sseResponse(
         metrics.sseConnections++
         heartbeat = setInterval(() => write(': heartbeat\n\n'), SSE_HEARTBEAT_MS)
         if (life.expires !== Infinity) expireAt()
+        // The hub has already forgotten a watcher whose watch failed; the reader may have gone too.
         hub.watch(taskId, watcher, replay).catch(() => {
-          open = false // the hub has already forgotten this watcher
-          metrics.sseConnections--
-          clearInterval(heartbeat)
-          clearTimeout(expiry)
-          life.ended()
-          controller.close()
+          if (release()) controller.close()
         })
       },
       pull: wake,
