@@ -50,9 +50,9 @@ export interface Config {
   maxConnectionsPerClient: number
 }
 
-export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
-export const LOG_FORMATS = ['json', 'pretty'] as const
+const LOG_FORMATS = ['json', 'pretty'] as const
 export type LogFormat = (typeof LOG_FORMATS)[number]
 
 /** A bad environment variable; start-up prints the message and exits 1. */

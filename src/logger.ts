@@ -8,7 +8,7 @@ export type { Logger }
  * One compact human line per record: time, level, message, then the other fields as key=value
  * (an access line reads `GET /path 200 1.2 ms`), and an error's stack below it.
  */
-export function prettyLine(json: string): string {
+function prettyLine(json: string): string {
   const { time, level, msg, err, ...rest } = JSON.parse(json) as Record<string, unknown>
   let fields = rest
   let text = String(msg ?? '')

@@ -5,7 +5,7 @@ import type { ErrorCode } from './errors'
 import { LEVELS, levelRank, type Level } from './schemas/common'
 
 /** Why a log ingest request stored nothing, for `tasklog_logs_rejected_total`. */
-export const REJECTION_REASONS = [
+const REJECTION_REASONS = [
   'validation',
   'payload_too_large',
   'not_found',

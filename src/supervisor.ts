@@ -20,7 +20,7 @@ export const LISTENING = 'listening'
  * one file in WAL mode with a busy timeout, which processes on one host share safely; an
  * in-memory one would be a database per process.
  */
-export function workersRefusal({ workers, redisUrl, databaseUrl, port }: Config): string | undefined {
+function workersRefusal({ workers, redisUrl, databaseUrl, port }: Config): string | undefined {
   if (!redisUrl) return `WORKERS=${workers} needs REDIS_URL: the workers share history and live delivery through Redis`
   if (/^sqlite:(\/\/)?:memory:$/i.test(databaseUrl))
     return `WORKERS=${workers} cannot share DATABASE_URL=${databaseUrl} (a database per process): use a SQLite file or PostgreSQL`

@@ -12,7 +12,7 @@ const LOCAL = unrestricted('local')
 const OPEN = unrestricted('open')
 
 /** 127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6. */
-export const isLoopback = (address: string): boolean =>
+const isLoopback = (address: string): boolean =>
   address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.')
 
 export const LOCAL_ONLY =

@@ -13,7 +13,7 @@ const USAGE = `usage: bun run src/index.ts token --scope <scopes> --ttl <duratio
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 }
 
 /** `30d`, `12h`, `90m`, `3600s` or `3600`, in seconds; undefined when it is none of these. */
-export function parseTtl(text: string): number | undefined {
+function parseTtl(text: string): number | undefined {
   const match = /^(\d+)([smhd]?)$/.exec(text.trim())
   if (!match) return undefined
   const seconds = Number(match[1]) * UNIT_SECONDS[match[2] || 's']!

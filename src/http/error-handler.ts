@@ -4,6 +4,7 @@ import { ApiError } from '../errors'
 import type { Logger } from '../logger'
 import type { Metrics } from '../metrics'
 import { loggedUrl, requestInfo } from './request-info'
+import { malformedJson } from './json-body'
 import { InvalidInputError, RateLimitedError, StoreFullError, StoreUnavailableError } from '../store-errors'
 
 interface SchemaError {
@@ -57,7 +58,7 @@ export function toErrorResponse(code: string | number, error: unknown): ApiError
     case 'PARSE':
       // Elysia wraps whatever the body parser threw; keep our own message when it was ours.
       if ((error as Error).cause instanceof ApiError) return (error as Error).cause as ApiError
-      return new ApiError('validation', 'Request body is not valid JSON', [{ path: '/', message: 'Malformed JSON' }])
+      return malformedJson()
     case 'NOT_FOUND':
       return new ApiError('not_found', 'No such route; see /swagger for the API')
     default:

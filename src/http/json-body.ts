@@ -6,7 +6,7 @@ import { textDepthExceeds, valueDepthExceeds } from './json-depth'
 const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i
 const WITHOUT_BODY = new Set(['GET', 'HEAD', 'OPTIONS'])
 
-export interface BodyLimits {
+interface BodyLimits {
   maxBodyBytes: number
   maxJsonDepth: number
 }
@@ -51,7 +51,8 @@ export const jsonBody = (limits: BodyLimits) => {
  */
 const PARSE_FIRST_MAX_BYTES = 256 * 1024
 
-const malformed = () =>
+/** The answer to a body that is not JSON. */
+export const malformedJson = () =>
   new ApiError('validation', 'Request body is not valid JSON', [{ path: '/', message: 'Malformed JSON' }])
 
 const tooDeep = (maxJsonDepth: number) =>
@@ -64,7 +65,7 @@ const tooDeep = (maxJsonDepth: number) =>
  * what was sent) and at most `maxJsonDepth` levels of nesting, decided before any validation or
  * serialization recurses into it.
  */
-export async function readJsonBody(request: Request, maxJsonDepth: number): Promise<unknown> {
+async function readJsonBody(request: Request, maxJsonDepth: number): Promise<unknown> {
   const bytes = await request.bytes()
   if (!isUtf8(bytes))
     throw new ApiError('validation', 'Request body is not valid UTF-8; send JSON encoded as UTF-8', [
@@ -76,7 +77,7 @@ export async function readJsonBody(request: Request, maxJsonDepth: number): Prom
     try {
       return JSON.parse(text)
     } catch {
-      throw malformed()
+      throw malformedJson()
     }
   }
   let value: unknown
@@ -84,7 +85,7 @@ export async function readJsonBody(request: Request, maxJsonDepth: number): Prom
     // Bun's Body.json() parses from bytes faster than decoding them to a string first.
     value = await new Response(bytes).json()
   } catch {
-    throw malformed()
+    throw malformedJson()
   }
   if (valueDepthExceeds(value, maxJsonDepth)) throw tooDeep(maxJsonDepth)
   return value

@@ -41,7 +41,7 @@ const Readiness = t.Object(
 )
 
 /** The archiver's state for /ready, when the archive is on. */
-export type ArchiveReadiness = () => Promise<typeof Archive.static>
+type ArchiveReadiness = () => Promise<typeof Archive.static>
 
 /** /health and /ready are public; /metrics needs `admin` (in local mode: a loopback client). */
 export const opsRoutes = (metrics: Metrics, deps: Dependency[], timeoutMs: number, access: Access, archive?: ArchiveReadiness) =>

@@ -15,7 +15,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 const encoder = new TextEncoder()
 
 /** How the stream's life is bounded: it ends when the caller's token `expires` (ms since the epoch); `ended` runs once it is over. */
-export interface SseLifetime {
+interface SseLifetime {
   expires: number
   ended: () => void
 }

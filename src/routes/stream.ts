@@ -18,7 +18,7 @@ import { sseResponse } from './stream-sse'
 import { MAX_SUBSCRIPTIONS, OpenSockets, WebSocketConnection, type Admission, type StreamContext } from './stream-websocket'
 
 /** Who may open a stream: the caller's token and scope, the page's origin, the client's open connections. */
-export interface StreamGuard {
+interface StreamGuard {
   access: Access
   origins: Origins
   connections: ConnectionLimit

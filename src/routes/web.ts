@@ -7,7 +7,7 @@ import viewer from '../web/index.html'
  * The viewer's pages allow nothing but their own origin: no inline script or style, no eval,
  * no framing. `connect-src 'self'` covers the same-origin WebSocket.
  */
-export const VIEWER_CSP = [
+const VIEWER_CSP = [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self'",

@@ -6,7 +6,8 @@
 --   KEYS[3]  its announced subscriber counts   ARGV[3]  slackMs: housekeeping slack (history.ts)
 --   KEYS[4]  (optional) an idempotency key's   ARGV[4]  intervalMs: ms per log of the rate limit, '0': none
 --            record: fingerprint .. first id   ARGV[5]  toleranceMs: the burst, in ms (burst x interval)
---                                              ARGV[6]  housekeep: '1' to trim by age and refresh expiry
+--   KEYS[4|5] (archive on) the set of tasks    ARGV[6]  housekeep: '1' to trim by age and refresh expiry
+--            with logs to archive
 --                                              ARGV[7]  '1' when the calling instance follows the task
 --                                              ARGV[8]  the calling instance's id
 --                                              ARGV[9]  the request's fingerprint ('' without KEYS[4])
@@ -18,8 +19,6 @@
 -- A few O(1) calls per log: this script's cost is most of an ingest round trip, and each
 -- redis.call costs more than its command's own work.
 local FIRST_LOG = 10
--- With the archive on, the key after the others (KEYS[4], or KEYS[5] after an idempotency key's)
--- is the set of tasks with logs to archive (keys.ts).
 local idemKey = ARGV[9] ~= '' and KEYS[4] or nil
 local pendingKey = KEYS[idemKey and 5 or 4]
 local key = KEYS[1]
