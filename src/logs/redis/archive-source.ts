@@ -8,11 +8,10 @@
  */
 import { StoreUnavailableError } from '../../store-errors'
 import { withTimeout } from '../../timeout'
-import type { Level } from '../../schemas/common'
-import type { ArchiveBatch, ArchiveSource, StoredLog } from '../backend'
+import type { ArchiveBatch, ArchiveSource } from '../backend'
 import type { RedisClient } from './connection'
 import { ARCHIVE_PENDING_KEY, archiveCursorKey, archiveLeaseKey, logKey } from './keys'
-import { SCRIPTS, type Script } from './scripts'
+import { SCRIPTS, toStoredLogs, type Script } from './scripts'
 
 export interface RedisArchiveSourceOptions {
   client: RedisClient
@@ -62,12 +61,8 @@ export class RedisArchiveSource implements ArchiveSource {
       String(count),
     ])
     if (reply === null) return undefined
-    const [gap, flat] = reply as [number, unknown[]]
-    const logs: StoredLog[] = []
-    for (let i = 0; i + 2 < flat.length; i += 3) {
-      logs.push({ id: String(flat[i]), level: String(flat[i + 1]) as Level, body: String(flat[i + 2]) })
-    }
-    return { logs, gap: Number(gap) === 1 }
+    const [gap, flat] = reply as [number, unknown]
+    return { logs: toStoredLogs(flat), gap: Number(gap) === 1 }
   }
 
   async commit(taskId: string, lastId: string | undefined, release: boolean): Promise<void> {

@@ -31,13 +31,13 @@ import {
   type RateLimit,
 } from '../../store-errors'
 import { withTimeout } from '../../timeout'
-import { levelRank, type Level } from '../../schemas/common'
+import { levelRank } from '../../schemas/common'
 import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
 import type { EncodedLog } from '../encode'
 import { requireLogId } from '../log-id'
 import { createRedisClient, redactRedisUrl, type RedisClient } from './connection'
 import { ARCHIVE_PENDING_KEY, idempotencyKey, logKey, newestIdKey, subscribersKey } from './keys'
-import { SCRIPTS, type Script } from './scripts'
+import { SCRIPTS, toStoredLogs, type Script } from './scripts'
 import { defineTracingHasSubscribers } from './tracing'
 import { Watchdog } from './watchdog'
 
@@ -83,15 +83,6 @@ export interface RedisHistoryOptions {
 export const housekeepingMs = (ttlMs: number): number => Math.max(1, Math.min(1000, Math.floor(ttlMs / 20)))
 
 const STORE_NAME = 'Log history (Redis)'
-
-function toStoredLogs(flat: unknown): StoredLog[] {
-  if (!Array.isArray(flat)) throw new TypeError('unexpected reply from Redis')
-  const out: StoredLog[] = []
-  for (let i = 0; i + 2 < flat.length; i += 3) {
-    out.push({ id: String(flat[i]), level: String(flat[i + 1]) as Level, body: String(flat[i + 2]) })
-  }
-  return out
-}
 
 /** Tasks whose last housekeeping an instance remembers (RedisHistory.#housekeptAt). */
 const HOUSEKEPT_MAX = 10_000

@@ -4,7 +4,8 @@
  * EVAL, which runs the script and caches it again). Each script names its KEYS and ARGV at its
  * top; the helpers it uses come first.
  */
-import { LEVELS } from '../../schemas/common'
+import { LEVELS, type Level } from '../../schemas/common'
+import type { StoredLog } from '../backend'
 import APPEND from './append.lua' with { type: 'text' }
 import ARCHIVE_COMMIT from './archive-commit.lua' with { type: 'text' }
 import ARCHIVE_TAKE from './archive-take.lua' with { type: 'text' }
@@ -35,4 +36,14 @@ export const SCRIPTS = {
   replay: script('replay', LEVEL_RANK, PRELUDE, ENTRY, LOST_BEFORE, REPLAY),
   archiveTake: script('archiveTake', PRELUDE, ENTRY, ARCHIVE_TAKE),
   archiveCommit: script('archiveCommit', PRELUDE, ARCHIVE_COMMIT),
+}
+
+/** The logs a script returns flat, as `id, level, body, id, level, body, ...`. */
+export function toStoredLogs(flat: unknown): StoredLog[] {
+  if (!Array.isArray(flat)) throw new TypeError('unexpected reply from Redis')
+  const out: StoredLog[] = []
+  for (let i = 0; i + 2 < flat.length; i += 3) {
+    out.push({ id: String(flat[i]), level: String(flat[i + 1]) as Level, body: String(flat[i + 2]) })
+  }
+  return out
 }
