@@ -13,6 +13,10 @@ import { join } from 'node:path'
 import { LEVELS, levelRank, type Level } from '../src/schemas/common'
 import { compareLogIds, logIdAfter } from '../clients/ts/src/log-id'
 import { LogArchive } from '../src/archive/log-archive'
+import type { ArchiveSource, LogBackend } from '../src/logs/backend'
+import { memoryBackend } from '../src/logs/memory'
+import { connectRedisBackend } from '../src/logs/redis'
+import { testLog } from './support/logs'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { startServerProcess } from './support/server-process'
 import { createTask, json, post, SseStream, startServer, watch, WsClient } from './support/server'
@@ -123,7 +127,9 @@ describe.each(databases)('archive on $name', (db) => {
       try {
         const task = await createTask(server, { description: 'archive', subtasks: [{ description: 'a' }, { description: 'b' }] })
         const subtasks = task.subtasks.map((s) => s.subtask_id)
-        const old = await ingest(server.url, subtasks, 6, 5, 'old')
+        // Quotes, backslashes, a slash, non-ASCII, an emoji, U+2028, control characters and a JSON
+        // escape as text: the archive must hand back every message exactly as sent.
+        const old = await ingest(server.url, subtasks, 6, 5, 'old "q" \\ / é 😀 \u2028 \t\n\u0001 \\ud800')
         await caughtUp(server.url)
         await Bun.sleep(3_200) // past the TTL (and the housekeeping slack): only the archive holds them
         const fresh = await ingest(server.url, subtasks, 4, 5, 'new')
@@ -317,18 +323,68 @@ test('with the archive on, a batch repeated with its Idempotency-Key is stored a
   }
 })
 
+describe.each(['memory', 'Redis'] as const)("the %s engine's archive source", (engine) => {
+  test('takes rows after the cursor or after a batch not committed yet, and reports logs that left history unarchived as a gap', async () => {
+    // At most 5 logs per task: an append of 8 trims logs the archive has not taken.
+    const limits = { ttlSeconds: 60, maxPerTask: 5 }
+    const backend: LogBackend =
+      engine === 'memory'
+        ? memoryBackend({ ...limits, archive: {} })
+        : await connectRedisBackend({ ...limits, url: redis.url, logger: { warn() {}, info() {} }, archive: { leaseMs: 5000 } })
+    const source: ArchiveSource = backend.archiveSource!
+    try {
+      const taskId = crypto.randomUUID()
+      const subtaskId = crypto.randomUUID()
+      const append = async (...messages: string[]) => {
+        const logs = messages.map((m, i) => testLog(taskId, subtaskId, LEVELS[i % 4]!, m))
+        const { firstId } = await backend.history.append(taskId, logs)
+        return logs.map((log, i) => [...logIdAfter(firstId, i).split('-'), log.level, subtaskId, log.body])
+      }
+      const first = await append('a0', 'a "quoted" \\ line', 'a2')
+      const one = (await source.take(taskId, 2))!
+      expect({ ...one, rows: JSON.parse(one.rows) }).toEqual({
+        rows: first.slice(0, 2),
+        count: 2,
+        lastId: first[1]!.slice(0, 2).join('-'),
+        gap: false,
+      })
+      // Read on after the batch, before its commit moved the cursor.
+      const two = (await source.take(taskId, 2, one.lastId))!
+      expect({ ...two, rows: JSON.parse(two.rows) }).toEqual({
+        rows: first.slice(2),
+        count: 1,
+        lastId: first[2]!.slice(0, 2).join('-'),
+        gap: false,
+      })
+      await source.commit(taskId, two.lastId, true)
+      expect(await source.take(taskId, 2)).toEqual({ rows: '[]', count: 0, gap: false })
+
+      const next = await append('b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7')
+      const after = (await source.take(taskId, 10))!
+      expect({ ...after, rows: JSON.parse(after.rows) }).toEqual({
+        rows: next.slice(3),
+        count: 5,
+        lastId: next[7]!.slice(0, 2).join('-'),
+        gap: true,
+      })
+    } finally {
+      await backend.close()
+    }
+  })
+})
+
 describe.each(databases)('archive retention on $name', (db) => {
   test('logs older than the cutoff are deleted in bounded batches; newer ones stay', async () => {
     const archive = await LogArchive.open(db.url(), 2000)
     try {
       const taskId = crypto.randomUUID()
-      const log = (id: string) => ({
-        id,
-        level: 'info' as const,
-        body: `{"task_id":"${taskId}","subtask_id":"s1","message":"${id}"}`,
-      })
-      await archive.insert(taskId, ['1000-0', '1000-1', '2000-0', '3000-0', '5000-0', '6000-0'].map(log))
-      await archive.insert(taskId, [log('1000-0')]) // already there: left as it is
+      // ArchiveBatch rows: [ms, seq, level, subtask_id, body].
+      const rows = (...ids: string[]) =>
+        JSON.stringify(
+          ids.map((id) => [...id.split('-'), 'info', 's1', `{"task_id":"${taskId}","subtask_id":"s1","message":"${id}"}`]),
+        )
+      await archive.insert(taskId, rows('1000-0', '1000-1', '2000-0', '3000-0', '5000-0', '6000-0'))
+      await archive.insert(taskId, rows('1000-0')) // already there: left as it is
       const deleted: number[] = []
       for (let n = -1; n !== 0;) deleted.push((n = await archive.deleteBefore(5000, 2)))
       expect(deleted).toEqual([2, 2, 0])

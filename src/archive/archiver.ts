@@ -141,12 +141,12 @@ export class Archiver {
       const batch = await this.source.take(taskId, this.#batchSize)
       if (!batch) return false // another instance archives it
       if (batch.gap) this.gaps++
-      const full = batch.logs.length === this.#batchSize
-      if (batch.logs.length > 0) {
-        await this.archive.insert(taskId, batch.logs)
-        this.rowsWritten += batch.logs.length
+      const full = batch.count === this.#batchSize
+      if (batch.count > 0) {
+        await this.archive.insert(taskId, batch.rows)
+        this.rowsWritten += batch.count
       }
-      await this.source.commit(taskId, batch.logs.at(-1)?.id, !full || this.#stopped)
+      await this.source.commit(taskId, batch.lastId, !full || this.#stopped)
       if (!full || this.#stopped) return false
     }
     await this.source.commit(taskId, undefined, true)

@@ -155,8 +155,17 @@ export interface Presence {
 
 /** Logs of one task not archived yet, taken under this instance's lease (ArchiveSource.take). */
 export interface ArchiveBatch {
-  /** In id order, right after the task's archive cursor; expired logs not yet removed included. */
-  logs: StoredLog[]
+  /**
+   * The logs, in id order after the cursor (expired ones not yet removed included), as one JSON
+   * array of `[ms, seq, level, subtask_id, body]` rows, every item a string (`ms-seq` is the id,
+   * body the stored JSON): the archive hands it to the database as it is, so the archiver
+   * neither decodes nor re-encodes a log. `[]` when there are none.
+   */
+  rows: string
+  /** How many logs `rows` holds. */
+  count: number
+  /** The last log's id; undefined when there are none. */
+  lastId?: string
   /** The first log's predecessor is not the cursor: logs left history before they were archived. */
   gap: boolean
 }
@@ -171,8 +180,11 @@ export interface ArchiveSource {
   pending(limit: number): Promise<string[]>
   /** How many tasks have logs not archived yet, and when (ms since the epoch) the oldest of those logs was written. */
   backlog(): Promise<{ tasks: number; oldestMs?: number }>
-  /** Up to `count` logs after the task's cursor, leasing the task; undefined while another instance holds it. */
-  take(taskId: string, count: number): Promise<ArchiveBatch | undefined>
+  /**
+   * Up to `count` logs after the task's cursor, or after `after` (the last id of a batch taken
+   * but not committed yet), leasing the task; undefined while another instance holds it.
+   */
+  take(taskId: string, count: number, after?: string): Promise<ArchiveBatch | undefined>
   /** Moves the task's cursor to `lastId` (once its logs are stored), and lets go of the lease when `release`. */
   commit(taskId: string, lastId: string | undefined, release: boolean): Promise<void>
 }

@@ -1,7 +1,8 @@
 /**
  * The memory engine's side of the archive: one process is one instance, so the cursors (the
  * last archived id of each task) live here and no lease is needed. A task is pending while its
- * history holds a log after its cursor; cursors of tasks whose history is gone are forgotten.
+ * history holds a log after its cursor; cursors of tasks whose history is gone are forgotten, so
+ * a task that lost its whole history before it was archived counts no gap.
  */
 import { compareLogIds, parseLogId } from '../../../clients/ts/src/log-id'
 import type { ArchiveBatch, ArchiveSource } from '../backend'
@@ -18,8 +19,8 @@ export class MemoryArchiveSource implements ArchiveSource {
     const live = new Set<string>()
     for (const taskId of this.history.taskIds()) {
       live.add(taskId)
-      const [next] = this.history.logsAfter(taskId, this.#after(taskId), 1)
-      if (next) out.push([taskId, parseLogId(next.id)!.ms])
+      const [next] = this.history.entriesAfter(taskId, this.#after(taskId), 1)
+      if (next) out.push([taskId, next.ms])
     }
     for (const taskId of this.#cursors.keys()) if (!live.has(taskId)) this.#cursors.delete(taskId)
     return out.sort((a, b) => a[1] - b[1])
@@ -41,8 +42,18 @@ export class MemoryArchiveSource implements ArchiveSource {
     return { tasks: pending.length, ...(pending.length > 0 && { oldestMs: pending[0]![1] }) }
   }
 
-  async take(taskId: string, count: number): Promise<ArchiveBatch> {
-    return { logs: this.history.logsAfter(taskId, this.#after(taskId), count), gap: false }
+  async take(taskId: string, count: number, afterId?: string): Promise<ArchiveBatch> {
+    const after = afterId === undefined ? this.#after(taskId) : parseLogId(afterId)
+    const entries = this.history.entriesAfter(taskId, after, count)
+    // Logs removed after the last archived one left history unarchived.
+    const gap = entries.length > 0 && after !== undefined && this.history.lostAfter(taskId, after)
+    const last = entries.at(-1)
+    return {
+      rows: JSON.stringify(entries.map((e) => [String(e.ms), String(e.seq), e.log.level, e.subtaskId, e.log.body])),
+      count: entries.length,
+      ...(last && { lastId: last.log.id }),
+      gap,
+    }
   }
 
   async commit(taskId: string, lastId: string | undefined): Promise<void> {

@@ -24,14 +24,15 @@ import type { MemoryFeed } from './feed'
 
 const cmp = (a: LogIdParts, b: LogIdParts): number => a.ms - b.ms || a.seq - b.seq
 
-interface Entry extends LogIdParts {
+/** A stored log with its id's parts and its subtask. */
+export interface HistoryEntry extends LogIdParts {
   subtaskId: string
   log: StoredLog
 }
 
 interface TaskHistory {
   /** Entries in id order; `entries[head..]` are live, the rest await compaction. */
-  entries: Entry[]
+  entries: HistoryEntry[]
   head: number
   lastMs: number
   lastSeq: number
@@ -71,7 +72,7 @@ const size = (task: TaskHistory): number => task.entries.length - task.head
 
 /** What a log costs beyond its body: the entry, the StoredLog and its id string. */
 const ENTRY_OVERHEAD_BYTES = 160
-const entryBytes = (e: Entry): number => e.log.body.length + ENTRY_OVERHEAD_BYTES
+const entryBytes = (e: HistoryEntry): number => e.log.body.length + ENTRY_OVERHEAD_BYTES
 
 /** Tasks trimmed whole for bytes whose loss is remembered; the oldest tombstone goes first. */
 const TOMBSTONES_MAX = 100_000
@@ -211,7 +212,7 @@ export class MemoryHistory implements HistoryStore {
     if (!task || query.limit <= 0) return []
     const min = query.minLevel ? levelRank(query.minLevel) : 0
     const subtaskId = query.subtaskId
-    const matches = (e: Entry) =>
+    const matches = (e: HistoryEntry) =>
       (min === 0 || levelRank(e.log.level) >= min) && (subtaskId === undefined || e.subtaskId === subtaskId)
     const start = since ? this.#firstAfter(task, since) : task.head
     const out: StoredLog[] = []
@@ -259,12 +260,18 @@ export class MemoryHistory implements HistoryStore {
     return this.#tasks.keys()
   }
 
-  /** Up to `count` of a task's logs after `after`, expired ones not yet dropped included, for the archive. */
-  logsAfter(taskId: string, after: LogIdParts | undefined, count: number): StoredLog[] {
+  /** Up to `count` of a task's entries after `after`, expired ones not yet dropped included, for the archive. */
+  entriesAfter(taskId: string, after: LogIdParts | undefined, count: number): HistoryEntry[] {
     const task = this.#tasks.get(taskId)
     if (!task) return []
     const from = after ? this.#firstAfter(task, after) : task.head
-    return task.entries.slice(from, from + count).map((e) => e.log)
+    return task.entries.slice(from, from + count)
+  }
+
+  /** Whether a task with history here lost (trimmed by count, bytes or age) a log after `after`, for the archive's gaps. */
+  lostAfter(taskId: string, after: LogIdParts): boolean {
+    const removed = this.#tasks.get(taskId)?.removed
+    return removed !== undefined && cmp(removed, after) > 0
   }
 
   async usedMemory(): Promise<number> {

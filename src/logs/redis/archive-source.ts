@@ -11,7 +11,7 @@ import { withTimeout } from '../../timeout'
 import type { ArchiveBatch, ArchiveSource } from '../backend'
 import type { RedisClient } from './connection'
 import { ARCHIVE_PENDING_KEY, archiveCursorKey, archiveLeaseKey, logKey } from './keys'
-import { SCRIPTS, toStoredLogs, type Script } from './scripts'
+import { SCRIPTS, type Script } from './scripts'
 
 export interface RedisArchiveSourceOptions {
   client: RedisClient
@@ -49,7 +49,7 @@ export class RedisArchiveSource implements ArchiveSource {
     return { tasks: Number(tasks), ...(score !== undefined && { oldestMs: Number(score) }) }
   }
 
-  async take(taskId: string, count: number): Promise<ArchiveBatch | undefined> {
+  async take(taskId: string, count: number, after?: string): Promise<ArchiveBatch | undefined> {
     const { instanceId, leaseMs } = this.#opts
     const reply = await this.#eval(SCRIPTS.archiveTake, [
       '3',
@@ -59,10 +59,11 @@ export class RedisArchiveSource implements ArchiveSource {
       instanceId,
       String(leaseMs),
       String(count),
+      after ?? '',
     ])
     if (reply === null) return undefined
-    const [gap, flat] = reply as [number, unknown]
-    return { logs: toStoredLogs(flat), gap: Number(gap) === 1 }
+    const [gap, n, lastId, rows] = reply as [number, number, string, string]
+    return { rows: String(rows), count: Number(n), ...(lastId !== '' && { lastId: String(lastId) }), gap: Number(gap) === 1 }
   }
 
   async commit(taskId: string, lastId: string | undefined, release: boolean): Promise<void> {
