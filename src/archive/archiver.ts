@@ -28,6 +28,8 @@ export type ArchiverState = 'starting' | 'ok' | 'failing' | 'stopped'
 
 /** Tasks looked at per round. */
 const TASKS_PER_ROUND = 1000
+/** Batches of one task before the archiver turns to the others (and lets another instance take it). */
+const BATCHES_PER_TURN = 50
 const RETENTION_ROUNDS = 10
 
 export class Archiver {
@@ -135,22 +137,28 @@ export class Archiver {
     return more || (tasks.length === TASKS_PER_ROUND && written > 0)
   }
 
-  /** Archives one task's logs, batch by batch; true when it stopped with more to take. */
+  /**
+   * Archives one task's logs, batch by batch, reading the next batch while the database stores
+   * the last one; the cursor still moves past a batch only once it is stored. The last batch of
+   * a turn lets go of the lease with its commit. True when the task stopped with more to take.
+   */
   async #archiveTask(taskId: string): Promise<boolean> {
-    for (let batches = 0; batches < 50; batches++) {
-      const batch = await this.source.take(taskId, this.#batchSize)
-      if (!batch) return false // another instance archives it
-      if (batch.gap) this.gaps++
+    let batch = await this.source.take(taskId, this.#batchSize)
+    for (let n = 1; batch; n++) {
       const full = batch.count === this.#batchSize
-      if (batch.count > 0) {
-        await this.archive.insert(taskId, batch.rows)
-        this.rowsWritten += batch.count
-      }
-      await this.source.commit(taskId, batch.lastId, !full || this.#stopped)
-      if (!full || this.#stopped) return false
+      const last = !full || this.#stopped || n === BATCHES_PER_TURN
+      const stored = batch.count > 0 ? this.archive.insert(taskId, batch.rows) : undefined
+      const next = last ? undefined : this.source.take(taskId, this.#batchSize, batch.lastId)
+      // Awaited below, unless storing this batch fails first.
+      next?.catch(() => {})
+      await stored
+      this.rowsWritten += batch.count
+      await this.source.commit(taskId, batch.lastId, last)
+      if (batch.gap) this.gaps++
+      if (last) return full && !this.#stopped
+      batch = await next
     }
-    await this.source.commit(taskId, undefined, true)
-    return true
+    return false // another instance archives it
   }
 
   async #retention(): Promise<void> {
