@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { LEVELS, levelRank, type Level } from '../src/schemas/common'
 import { compareLogIds, logIdAfter } from '../clients/ts/src/log-id'
 import { LogArchive } from '../src/archive/log-archive'
-import type { ArchiveSource, LogBackend } from '../src/logs/backend'
+import type { ArchiveBatch, ArchiveSource, LogBackend } from '../src/logs/backend'
 import { memoryBackend } from '../src/logs/memory'
 import { connectRedisBackend } from '../src/logs/redis'
 import { testLog } from './support/logs'
@@ -340,9 +340,10 @@ describe.each(['memory', 'Redis'] as const)("the %s engine's archive source", (e
         const { firstId } = await backend.history.append(taskId, logs)
         return logs.map((log, i) => [...logIdAfter(firstId, i).split('-'), log.level, subtaskId, log.body])
       }
+      const rowsOf = (batch: ArchiveBatch) => JSON.parse(new TextDecoder().decode(batch.rows))
       const first = await append('a0', 'a "quoted" \\ line', 'a2')
       const one = (await source.take(taskId, 2))!
-      expect({ ...one, rows: JSON.parse(one.rows) }).toEqual({
+      expect({ ...one, rows: rowsOf(one) }).toEqual({
         rows: first.slice(0, 2),
         count: 2,
         lastId: first[1]!.slice(0, 2).join('-'),
@@ -350,18 +351,18 @@ describe.each(['memory', 'Redis'] as const)("the %s engine's archive source", (e
       })
       // Read on after the batch, before its commit moved the cursor.
       const two = (await source.take(taskId, 2, one.lastId))!
-      expect({ ...two, rows: JSON.parse(two.rows) }).toEqual({
+      expect({ ...two, rows: rowsOf(two) }).toEqual({
         rows: first.slice(2),
         count: 1,
         lastId: first[2]!.slice(0, 2).join('-'),
         gap: false,
       })
       await source.commit(taskId, two.lastId, true)
-      expect(await source.take(taskId, 2)).toEqual({ rows: '[]', count: 0, gap: false })
+      expect(await source.take(taskId, 2)).toEqual({ rows: Buffer.from('[]'), count: 0, gap: false })
 
       const next = await append('b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7')
       const after = (await source.take(taskId, 10))!
-      expect({ ...after, rows: JSON.parse(after.rows) }).toEqual({
+      expect({ ...after, rows: rowsOf(after) }).toEqual({
         rows: next.slice(3),
         count: 5,
         lastId: next[7]!.slice(0, 2).join('-'),
@@ -380,8 +381,10 @@ describe.each(databases)('archive retention on $name', (db) => {
       const taskId = crypto.randomUUID()
       // ArchiveBatch rows: [ms, seq, level, subtask_id, body].
       const rows = (...ids: string[]) =>
-        JSON.stringify(
-          ids.map((id) => [...id.split('-'), 'info', 's1', `{"task_id":"${taskId}","subtask_id":"s1","message":"${id}"}`]),
+        Buffer.from(
+          JSON.stringify(
+            ids.map((id) => [...id.split('-'), 'info', 's1', `{"task_id":"${taskId}","subtask_id":"s1","message":"${id}"}`]),
+          ),
         )
       await archive.insert(taskId, rows('1000-0', '1000-1', '2000-0', '3000-0', '5000-0', '6000-0'))
       await archive.insert(taskId, rows('1000-0')) // already there: left as it is

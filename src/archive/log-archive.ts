@@ -84,27 +84,27 @@ export class LogArchive {
   }
 
   /**
-   * Stores a task's logs, given as ArchiveBatch rows (backend.ts: one JSON array of
-   * `[ms, seq, level, subtask_id, body]`); those already stored are left as they are. One
-   * statement whatever the count, with one parameter the database takes apart: the JSON is
-   * neither parsed nor built in JS. The parameter is cast from text, which keeps Bun.SQL from
-   * encoding the string as a JSON value of its own.
+   * Stores a task's logs, given as ArchiveBatch rows (backend.ts: the UTF-8 bytes of one JSON
+   * array of `[ms, seq, level, subtask_id, body]`); those already stored are left as they are.
+   * One statement whatever the count, with one parameter the database takes apart: the rows are
+   * neither parsed nor built in JS, nor decoded to a string and encoded again.
    */
-  insert(taskId: string, rows: string): Promise<void> {
+  insert(taskId: string, rows: Uint8Array): Promise<void> {
     const sql = this.sql
     return this.bounded(async () => {
       if (this.dialect === 'postgres') {
         await sql`
           INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
           SELECT ${taskId}, (r->>0)::bigint, (r->>1)::integer, r->>2, r->>3, r->>4
-          FROM json_array_elements(${rows}::text::json) AS r
+          FROM json_array_elements(convert_from(${rows}, 'UTF8')::json) AS r
           ON CONFLICT DO NOTHING`
       } else {
-        // WHERE true: SQLite's parser needs it before an upsert's ON CONFLICT.
+        // A blob would be read as SQLite's binary JSONB: the rows are cast to text. WHERE true:
+        // SQLite's parser needs it before an upsert's ON CONFLICT.
         await sql`
           INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
           SELECT ${taskId}, CAST(value->>0 AS INTEGER), CAST(value->>1 AS INTEGER), value->>2, value->>3, value->>4
-          FROM json_each(${rows}) WHERE true
+          FROM json_each(CAST(${rows} AS TEXT)) WHERE true
           ON CONFLICT DO NOTHING`
       }
     })

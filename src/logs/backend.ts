@@ -158,10 +158,10 @@ export interface ArchiveBatch {
   /**
    * The logs, in id order after the cursor (expired ones not yet removed included), as one JSON
    * array of `[ms, seq, level, subtask_id, body]` rows, every item a string (`ms-seq` is the id,
-   * body the stored JSON): the archive hands it to the database as it is, so the archiver
-   * neither decodes nor re-encodes a log. `[]` when there are none.
+   * body the stored JSON), in UTF-8: the archive hands these bytes to the database as they are,
+   * so the archiver neither decodes nor re-encodes a log. `[]` when there are none.
    */
-  rows: string
+  rows: Uint8Array
   /** How many logs `rows` holds. */
   count: number
   /** The last log's id; undefined when there are none. */

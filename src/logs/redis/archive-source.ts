@@ -6,6 +6,7 @@
  * lease of one that died expires. The cursor only moves after the database stored the logs, so
  * a crash re-archives at most one batch, which the archive's idempotent writes absorb.
  */
+import { RESP_TYPES } from 'redis'
 import { StoreUnavailableError } from '../../store-errors'
 import { withTimeout } from '../../timeout'
 import type { ArchiveBatch, ArchiveSource } from '../backend'
@@ -23,6 +24,8 @@ export interface RedisArchiveSourceOptions {
 }
 
 const STORE_NAME = 'Log history (Redis)'
+/** The take script's strings arrive as bytes: its rows go to the database undecoded (backend.ts ArchiveBatch). */
+const AS_BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } }
 
 export class RedisArchiveSource implements ArchiveSource {
   readonly #opts: RedisArchiveSourceOptions
@@ -51,19 +54,24 @@ export class RedisArchiveSource implements ArchiveSource {
 
   async take(taskId: string, count: number, after?: string): Promise<ArchiveBatch | undefined> {
     const { instanceId, leaseMs } = this.#opts
-    const reply = await this.#eval(SCRIPTS.archiveTake, [
-      '3',
-      logKey(taskId),
-      archiveCursorKey(taskId),
-      archiveLeaseKey(taskId),
-      instanceId,
-      String(leaseMs),
-      String(count),
-      after ?? '',
-    ])
+    const reply = await this.#eval(
+      SCRIPTS.archiveTake,
+      [
+        '3',
+        logKey(taskId),
+        archiveCursorKey(taskId),
+        archiveLeaseKey(taskId),
+        instanceId,
+        String(leaseMs),
+        String(count),
+        after ?? '',
+      ],
+      AS_BYTES,
+    )
     if (reply === null) return undefined
-    const [gap, n, lastId, rows] = reply as [number, number, string, string]
-    return { rows: String(rows), count: Number(n), ...(lastId !== '' && { lastId: String(lastId) }), gap: Number(gap) === 1 }
+    const [gap, n, lastId, rows] = reply as [number, number, Buffer, Buffer]
+    const last = lastId.toString()
+    return { rows, count: Number(n), ...(last !== '' && { lastId: last }), gap: Number(gap) === 1 }
   }
 
   async commit(taskId: string, lastId: string | undefined, release: boolean): Promise<void> {
@@ -81,20 +89,22 @@ export class RedisArchiveSource implements ArchiveSource {
     ])
   }
 
-  #send(command: string[]): Promise<unknown> {
+  #send(command: string[], options?: typeof AS_BYTES): Promise<unknown> {
     const { client, timeoutMs } = this.#opts
-    return withTimeout(client.sendCommand(command), timeoutMs, `no answer within ${timeoutMs} ms`).catch((error: unknown) => {
-      throw new StoreUnavailableError(STORE_NAME, error)
-    })
+    return withTimeout(client.sendCommand(command, options), timeoutMs, `no answer within ${timeoutMs} ms`).catch(
+      (error: unknown) => {
+        throw new StoreUnavailableError(STORE_NAME, error)
+      },
+    )
   }
 
   /** EVALSHA, or EVAL when Redis lost its script cache. */
-  async #eval(s: Script, args: string[]): Promise<unknown> {
+  async #eval(s: Script, args: string[], options?: typeof AS_BYTES): Promise<unknown> {
     try {
-      return await this.#send(['EVALSHA', s.sha, ...args])
+      return await this.#send(['EVALSHA', s.sha, ...args], options)
     } catch (error) {
       if (!String((error as Error).cause ?? error).includes('NOSCRIPT')) throw error
-      return this.#send(['EVAL', s.source, ...args])
+      return this.#send(['EVAL', s.source, ...args], options)
     }
   }
 }
