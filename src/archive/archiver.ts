@@ -6,7 +6,7 @@
  * again, which the archive's idempotent writes absorb. Retention deletes logs older than
  * ARCHIVE_DAYS in bounded batches, at most every `retentionEveryMs`.
  */
-import type { ArchiveSource } from '../logs/backend'
+import type { ArchiveBatch, ArchiveSource } from '../logs/backend'
 import type { LogArchive } from './log-archive'
 
 export interface ArchiverOptions {
@@ -30,6 +30,11 @@ export type ArchiverState = 'starting' | 'ok' | 'failing' | 'stopped'
 const TASKS_PER_ROUND = 1000
 /** Batches of one task before the archiver turns to the others (and lets another instance take it). */
 const BATCHES_PER_TURN = 50
+/**
+ * A task's batches being stored at once: the database takes a batch on each of two
+ * connections (its pool), while the next batch is read from the engine.
+ */
+const INSERTS_IN_FLIGHT = 2
 const RETENTION_ROUNDS = 10
 
 export class Archiver {
@@ -138,27 +143,41 @@ export class Archiver {
   }
 
   /**
-   * Archives one task's logs, batch by batch, reading the next batch while the database stores
-   * the last one; the cursor still moves past a batch only once it is stored. The last batch of
-   * a turn lets go of the lease with its commit. True when the task stopped with more to take.
+   * Archives one task's logs, batch by batch: up to INSERTS_IN_FLIGHT batches are being stored at
+   * once (the next one is taken while the others are stored), and the cursor moves past each
+   * batch in order, once it and every batch before it are stored; a crash re-archives at most
+   * the batches in flight. The commit of a turn's last batch lets go of the lease. True when the
+   * task stopped with more to take.
    */
   async #archiveTask(taskId: string): Promise<boolean> {
-    let batch = await this.source.take(taskId, this.#batchSize)
-    for (let n = 1; batch; n++) {
-      const full = batch.count === this.#batchSize
-      const last = !full || this.#stopped || n === BATCHES_PER_TURN
-      const stored = batch.count > 0 ? this.archive.insert(taskId, batch.rows) : undefined
-      const next = last ? undefined : this.source.take(taskId, this.#batchSize, batch.lastId)
-      // Awaited below, unless storing this batch fails first.
-      next?.catch(() => {})
+    const inFlight: Array<{ batch: ArchiveBatch; stored: Promise<void>; last: boolean }> = []
+    let taken = 0
+    let after: string | undefined
+    let ended = false
+    for (;;) {
+      while (!ended && inFlight.length < INSERTS_IN_FLIGHT) {
+        const batch = await this.source.take(taskId, this.#batchSize, after)
+        if (!batch) {
+          ended = true // another instance holds the lease: what is in flight is still committed
+          break
+        }
+        taken++
+        after = batch.lastId
+        ended = batch.count < this.#batchSize || this.#stopped || taken === BATCHES_PER_TURN
+        const stored = batch.count > 0 ? this.archive.insert(taskId, batch.rows) : Promise.resolve()
+        // Awaited in turn below; one that fails while an earlier one is awaited is no unhandled rejection.
+        stored.catch(() => {})
+        inFlight.push({ batch, stored, last: ended })
+      }
+      const oldest = inFlight.shift()
+      if (!oldest) return false
+      const { batch, stored, last } = oldest
       await stored
       this.rowsWritten += batch.count
       await this.source.commit(taskId, batch.lastId, last)
       if (batch.gap) this.gaps++
-      if (last) return full && !this.#stopped
-      batch = await next
+      if (last) return batch.count === this.#batchSize && !this.#stopped
     }
-    return false // another instance archives it
   }
 
   async #retention(): Promise<void> {
