@@ -324,50 +324,58 @@ test('with the archive on, a batch repeated with its Idempotency-Key is stored a
 })
 
 describe.each(['memory', 'Redis'] as const)("the %s engine's archive source", (engine) => {
+  const open = (maxPerTask: number): Promise<LogBackend> => {
+    const limits = { ttlSeconds: 60, maxPerTask }
+    return engine === 'memory'
+      ? Promise.resolve(memoryBackend({ ...limits, archive: {} }))
+      : connectRedisBackend({ ...limits, url: redis.url, logger: { warn() {}, info() {} }, archive: { leaseMs: 5000 } })
+  }
+  /** Appends logs to a new task; returns them as the archive's rows. */
+  const appender = (backend: LogBackend) => {
+    const taskId = crypto.randomUUID()
+    const subtaskId = crypto.randomUUID()
+    const append = async (...messages: string[]) => {
+      const logs = messages.map((m, i) => testLog(taskId, subtaskId, LEVELS[i % 4]!, m))
+      const { firstId } = await backend.history.append(taskId, logs)
+      return logs.map((log, i) => [...logIdAfter(firstId, i).split('-'), log.level, subtaskId, log.body])
+    }
+    return { taskId, append }
+  }
+  const rowsOf = (batch: ArchiveBatch) => JSON.parse(new TextDecoder().decode(batch.rows))
+  const idOf = (row: string[]) => row.slice(0, 2).join('-')
+
   test('takes rows after the cursor or after a batch not committed yet, and reports logs that left history unarchived as a gap', async () => {
     // At most 5 logs per task: an append of 8 trims logs the archive has not taken.
-    const limits = { ttlSeconds: 60, maxPerTask: 5 }
-    const backend: LogBackend =
-      engine === 'memory'
-        ? memoryBackend({ ...limits, archive: {} })
-        : await connectRedisBackend({ ...limits, url: redis.url, logger: { warn() {}, info() {} }, archive: { leaseMs: 5000 } })
+    const backend = await open(5)
     const source: ArchiveSource = backend.archiveSource!
     try {
-      const taskId = crypto.randomUUID()
-      const subtaskId = crypto.randomUUID()
-      const append = async (...messages: string[]) => {
-        const logs = messages.map((m, i) => testLog(taskId, subtaskId, LEVELS[i % 4]!, m))
-        const { firstId } = await backend.history.append(taskId, logs)
-        return logs.map((log, i) => [...logIdAfter(firstId, i).split('-'), log.level, subtaskId, log.body])
-      }
-      const rowsOf = (batch: ArchiveBatch) => JSON.parse(new TextDecoder().decode(batch.rows))
+      const { taskId, append } = appender(backend)
       const first = await append('a0', 'a "quoted" \\ line', 'a2')
       const one = (await source.take(taskId, 2))!
-      expect({ ...one, rows: rowsOf(one) }).toEqual({
-        rows: first.slice(0, 2),
-        count: 2,
-        lastId: first[1]!.slice(0, 2).join('-'),
-        gap: false,
-      })
+      expect({ ...one, rows: rowsOf(one) }).toEqual({ rows: first.slice(0, 2), count: 2, lastId: idOf(first[1]!), gap: false })
       // Read on after the batch, before its commit moved the cursor.
       const two = (await source.take(taskId, 2, one.lastId))!
-      expect({ ...two, rows: rowsOf(two) }).toEqual({
-        rows: first.slice(2),
-        count: 1,
-        lastId: first[2]!.slice(0, 2).join('-'),
-        gap: false,
-      })
+      expect({ ...two, rows: rowsOf(two) }).toEqual({ rows: first.slice(2), count: 1, lastId: idOf(first[2]!), gap: false })
       await source.commit(taskId, two.lastId, true)
       expect(await source.take(taskId, 2)).toEqual({ rows: Buffer.from('[]'), count: 0, gap: false })
 
       const next = await append('b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7')
       const after = (await source.take(taskId, 10))!
-      expect({ ...after, rows: rowsOf(after) }).toEqual({
-        rows: next.slice(3),
-        count: 5,
-        lastId: next[7]!.slice(0, 2).join('-'),
-        gap: true,
-      })
+      expect({ ...after, rows: rowsOf(after) }).toEqual({ rows: next.slice(3), count: 5, lastId: idOf(next[7]!), gap: true })
+    } finally {
+      await backend.close()
+    }
+  })
+
+  test('a batch of many long logs comes back whole', async () => {
+    const backend = await open(1000)
+    try {
+      const { taskId, append } = appender(backend)
+      // About 300 KB, which reaches the client in several socket reads, multi-byte characters included.
+      const sent = await append(...Array.from({ length: 300 }, (_, i) => `${i} ${'é"\\😀 '.repeat(100)}`))
+      const batch = (await backend.archiveSource!.take(taskId, 1000))!
+      expect(batch.rows.length).toBeGreaterThan(300_000)
+      expect({ ...batch, rows: rowsOf(batch) }).toEqual({ rows: sent, count: 300, lastId: idOf(sent[299]!), gap: false })
     } finally {
       await backend.close()
     }
