@@ -40,6 +40,8 @@ export interface Config {
   archiveDays: number
   /** The archiver's pause between rounds once it has caught up (ms). */
   archiveIntervalMs: number
+  /** With ARCHIVE_DAYS > 0, whether this instance runs an archiver; 'off' leaves archiving to instances that do. */
+  archiver: ArchiverMode
   /** `token` with AUTH_SECRET, else `local` (loopback clients only) unless AUTH_MODE says otherwise. */
   authMode: 'token' | 'local' | 'open'
   /** Signs and verifies bearer tokens (HS256); at least 32 bytes. */
@@ -54,6 +56,8 @@ const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
 const LOG_FORMATS = ['json', 'pretty'] as const
 export type LogFormat = (typeof LOG_FORMATS)[number]
+const ARCHIVER_MODES = ['on', 'off'] as const
+export type ArchiverMode = (typeof ARCHIVER_MODES)[number]
 
 /** A bad environment variable; start-up prints the message and exits 1. */
 export class ConfigError extends Error {}
@@ -130,6 +134,17 @@ function origins(env: Env, name: string): string[] {
   return list
 }
 
+/**
+ * ARCHIVER: 'off' leaves archiving to other instances sharing Redis; without Redis, history is
+ * this process's own and nobody else could archive it.
+ */
+function archiverMode(env: Env, archiveDays: number, redisUrl: string | undefined): ArchiverMode {
+  const mode = oneOf(env, 'ARCHIVER', ARCHIVER_MODES) ?? 'on'
+  if (mode === 'off' && archiveDays > 0 && !redisUrl)
+    throw new ConfigError("ARCHIVER=off needs REDIS_URL: without Redis no other instance can archive this one's history")
+  return mode
+}
+
 /** `--workers N` (or `--workers=N`) among the command's arguments, which wins over `WORKERS`. */
 function workersFlag(args: string[]): string | undefined {
   for (let i = 0; i < args.length; i++) {
@@ -148,11 +163,13 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
   const perSecond = integer(env, 'RATE_LIMIT_LOGS_PER_SECOND', 10_000, 0, 100_000_000)
   const burst = integer(env, 'RATE_LIMIT_BURST', Math.max(1, 10 * perSecond), 1, 1_000_000_000)
   const secret = authSecret(env)
+  const redisUrl = url(env, 'REDIS_URL', undefined, ['redis', 'rediss'])
+  const archiveDays = integer(env, 'ARCHIVE_DAYS', 0, 0, 36_500)
   const defaultBody = Math.max(8 * 1024 * 1024, 2 * (maxMessageBytes + maxMetadataBytes) + 4096)
   return {
     port: integer(env, 'PORT', 8000, 0, 65_535),
     host: host(env, 'HOST', '0.0.0.0'),
-    redisUrl: url(env, 'REDIS_URL', undefined, ['redis', 'rediss']),
+    redisUrl,
     databaseUrl: url(env, 'DATABASE_URL', 'sqlite://data/tasklog.sqlite', ['sqlite', 'postgres', 'postgresql'])!,
     logTtlSeconds: integer(env, 'LOG_TTL_SECONDS', 3600, 1, 365 * 24 * 3600),
     logHistoryMax: integer(env, 'LOG_HISTORY_MAX', 10_000, 1, 10_000_000),
@@ -170,8 +187,9 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
     rateLimit: { perSecond, burst },
     workers: integer({ ...env, WORKERS: workersFlag(args) ?? env.WORKERS }, 'WORKERS', 1, 0, 256) || availableParallelism(),
     worker: env.TASKLOG_WORKER ? integer(env, 'TASKLOG_WORKER', 1, 1, 256) : undefined,
-    archiveDays: integer(env, 'ARCHIVE_DAYS', 0, 0, 36_500),
+    archiveDays,
     archiveIntervalMs: integer(env, 'ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
+    archiver: archiverMode(env, archiveDays, redisUrl),
     authMode: authMode(env, secret),
     authSecret: secret,
     corsOrigins: origins(env, 'CORS_ORIGINS'),

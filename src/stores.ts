@@ -10,7 +10,7 @@ export interface Stores {
   tasks: TaskStore
   /** With ARCHIVE_DAYS > 0, its history reads across the archive too (archive/archived-history.ts). */
   logs: LogBackend
-  /** Present with ARCHIVE_DAYS > 0, running. */
+  /** Present with ARCHIVE_DAYS > 0 (unless ARCHIVER=off), running. */
   archiver?: Archiver
 }
 
@@ -43,22 +43,26 @@ export async function openStores(config: Config, logger?: Pick<Console, 'warn' |
     await Promise.allSettled([tasks.close(), logs.close()])
     throw error
   })
-  const archiver = new Archiver(logs.archiveSource!, archive, {
-    archiveDays: config.archiveDays,
-    intervalMs: config.archiveIntervalMs,
-    logger,
-  })
-  archiver.start()
+  // ARCHIVER=off: this instance reads the archive, and instances sharing its Redis archive (leases split the work).
+  const archiver =
+    config.archiver === 'on'
+      ? new Archiver(logs.archiveSource!, archive, {
+          archiveDays: config.archiveDays,
+          intervalMs: config.archiveIntervalMs,
+          logger,
+        })
+      : undefined
+  archiver?.start()
   const history = new ArchivedHistory(logs.history, archive, { archiveDays: config.archiveDays })
   const archived: LogBackend = {
     ...logs,
     history,
     async close() {
-      await archiver.stop()
+      await archiver?.stop()
       await Promise.allSettled([logs.close(), archive.close()])
     },
   }
-  return { tasks, logs: archived, archiver }
+  return { tasks, logs: archived, ...(archiver && { archiver }) }
 }
 
 /** Closes every store, whatever fails. */

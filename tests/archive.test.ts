@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { LEVELS, levelRank, type Level } from '../src/schemas/common'
 import { compareLogIds, logIdAfter } from '../clients/ts/src/log-id'
 import { LogArchive } from '../src/archive/log-archive'
+import { loadConfig } from '../src/config'
 import type { ArchiveBatch, ArchiveSource, LogBackend } from '../src/logs/backend'
 import { memoryBackend } from '../src/logs/memory'
 import { connectRedisBackend } from '../src/logs/redis'
@@ -276,6 +277,26 @@ describe.if(Boolean(pgUrl))('archive on a PostgreSQL that hangs', () => {
     }
   }, 60_000)
 })
+
+test('ARCHIVER=off: the instance reads the archive and leaves archiving to one that runs an archiver', async () => {
+  const url = `sqlite://${join(dir, `split-${crypto.randomUUID()}.sqlite`)}`
+  expect(() => loadConfig({ ARCHIVE_DAYS: '1', ARCHIVER: 'off' })).toThrow('ARCHIVER=off needs REDIS_URL')
+  const reader = await startServer({ redisUrl: redis.url, env: { ...ARCHIVE, ARCHIVER: 'off', DATABASE_URL: url } })
+  const archiver = await startServer({ redisUrl: redis.url, env: { ...ARCHIVE, DATABASE_URL: url } })
+  try {
+    const task = await createTask(reader, { description: 'split', subtasks: [{ description: 's' }] })
+    const sent = await ingest(reader.url, [task.subtasks[0]!.subtask_id], 3, 10)
+    await caughtUp(archiver.url)
+    expect(await archivedIds(url, task.task_id)).toEqual(sent.map((l) => l.id))
+    expect(await metric(archiver.url, 'tasklog_archive_rows_written_total')).toBe(30)
+    expect(await metric(reader.url, 'tasklog_archive_rows_written_total')).toBeUndefined()
+    expect((await json(await fetch(`${reader.url}/ready`))).archive).toBeUndefined()
+    await Bun.sleep(3_200) // past the TTL: only the archive holds them
+    expect(await history(reader.url, task.task_id, 'order=asc&limit=100')).toEqual(sent)
+  } finally {
+    await Promise.all([reader.stop(), archiver.stop()])
+  }
+}, 30_000)
 
 test('ARCHIVE_DAYS=0 (the default): no logs table, no to-do list in Redis, no archive in /ready', async () => {
   const url = `sqlite://${join(dir, `off-${crypto.randomUUID()}.sqlite`)}`
