@@ -1,21 +1,26 @@
 /**
- * The archiver's throughput on PostgreSQL at the ingest rate of scenario (d): 100-line batches
- * posted as fast as `CONCURRENCY` clients can for `SECONDS`, with ARCHIVE_DAYS=1, while /metrics
- * is sampled for the archive's lag. Prints logs ingested and archived per second and the largest
- * lag seen, once the archive has caught up.
+ * The archiver's throughput and lag on PostgreSQL at the ingest rate of scenario (d): `CONCURRENCY`
+ * clients (8) post 100-line batches to `TASKS` tasks (1, as in (d)) as fast as they can for
+ * `SECONDS`, with ARCHIVE_DAYS=1, while /metrics is sampled every 250 ms. Prints the rate
+ * ingested and the rate archived while ingesting, the archive's lag while ingesting (median and
+ * largest), how long it took to catch up once ingest stopped, and the server's CPU per log.
+ * An optional checkout directory runs that build instead of this one.
  *
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bun bench/archive-throughput.ts
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bun bench/archive-throughput.ts [dir]
  */
+import { treeCpuMs } from './lib/proc'
 import { startRedis, startServer, stop } from './lib/processes'
 
 const SECONDS = Number(process.env.DURATION_SECONDS ?? 20)
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 8)
-const TASKS = Number(process.env.TASKS ?? 8)
+const TASKS = Number(process.env.TASKS ?? 1)
 const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+const cwd = process.argv[2]
 
 const redis = await startRedis()
 const server = await startServer({
   name: 'tasklog',
+  ...(cwd && { cwd }),
   entry: 'src/index.ts',
   redisUrl: redis.url,
   env: { DATABASE_URL: databaseUrl, ARCHIVE_DAYS: '1', LOG_LEVEL: 'warn', LOG_HISTORY_MAX: '1000000' },
@@ -51,11 +56,13 @@ const batch = JSON.stringify({
 })
 
 let ingested = 0
-let maxLag = 0
+const lags: number[] = []
+const written0 = (await archiveFigures()).written
+const cpu0 = treeCpuMs(server.proc.pid)
 const start = performance.now()
 const end = start + SECONDS * 1000
 const sampler = setInterval(async () => {
-  maxLag = Math.max(maxLag, (await archiveFigures()).lag)
+  lags.push((await archiveFigures()).lag)
 }, 250)
 await Promise.all(
   Array.from({ length: CONCURRENCY }, async (_, c) => {
@@ -71,18 +78,24 @@ await Promise.all(
     }
   }),
 )
+clearInterval(sampler)
 const ingestSeconds = (performance.now() - start) / 1000
+const archivedWhileIngesting = (await archiveFigures()).written - written0
+let maxLag = Math.max(0, ...lags)
 for (;;) {
   const figures = await archiveFigures()
   maxLag = Math.max(maxLag, figures.lag)
-  if (figures.pending === 0 && figures.written >= ingested) break
+  if (figures.pending === 0 && figures.written - written0 >= ingested) break
   await Bun.sleep(100)
 }
-clearInterval(sampler)
-const archiveSeconds = (performance.now() - start) / 1000
+const catchUpSeconds = (performance.now() - start) / 1000 - ingestSeconds
+const cpuMs = treeCpuMs(server.proc.pid) - cpu0
+lags.sort((a, b) => a - b)
+const perSecond = (n: number) => Math.round(n / ingestSeconds).toLocaleString('en')
 console.log(
-  `ingested ${ingested} logs in ${ingestSeconds.toFixed(1)} s (${Math.round(ingested / ingestSeconds)}/s); ` +
-    `archived all of them in ${archiveSeconds.toFixed(1)} s (${Math.round(ingested / archiveSeconds)}/s); max lag ${maxLag.toFixed(2)} s`,
+  `ingested ${perSecond(ingested)} logs/s, archived ${perSecond(archivedWhileIngesting)} logs/s while ingesting (${SECONDS} s); ` +
+    `lag median ${(lags[Math.floor(lags.length / 2)] ?? 0).toFixed(2)} s, max ${maxLag.toFixed(2)} s; ` +
+    `caught up ${catchUpSeconds.toFixed(1)} s after ingest stopped; server CPU ${((cpuMs * 1000) / ingested).toFixed(2)} µs per log`,
 )
 await stop(server.proc)
 await redis.server.stop()
