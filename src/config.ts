@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
+import { isClusterUrl } from './logs/redis/cluster-redis'
 import type { RateLimit } from './store-errors'
 
 /** Environment variables, validated once at start-up. */
@@ -130,6 +131,20 @@ function origins(env: Env, name: string): string[] {
   return list
 }
 
+/**
+ * The archive keeps one set of the tasks with logs to archive, a key outside every task's slot,
+ * written by the append script: a Redis Cluster cannot run that script, so the two exclude each other.
+ */
+function archiveDays(env: Env, redisUrl: string | undefined): number {
+  const days = integer(env, 'ARCHIVE_DAYS', 0, 0, 36_500)
+  if (days > 0 && redisUrl && isClusterUrl(redisUrl)) {
+    throw new ConfigError(
+      `ARCHIVE_DAYS=${days} is not supported with a Redis Cluster (REDIS_URL=${redisUrl.split(':')[0]}://...): set ARCHIVE_DAYS=0 or use a single Redis`,
+    )
+  }
+  return days
+}
+
 /** `--workers N` (or `--workers=N`) among the command's arguments, which wins over `WORKERS`. */
 function workersFlag(args: string[]): string | undefined {
   for (let i = 0; i < args.length; i++) {
@@ -149,10 +164,11 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
   const burst = integer(env, 'RATE_LIMIT_BURST', Math.max(1, 10 * perSecond), 1, 1_000_000_000)
   const secret = authSecret(env)
   const defaultBody = Math.max(8 * 1024 * 1024, 2 * (maxMessageBytes + maxMetadataBytes) + 4096)
+  const redisUrl = url(env, 'REDIS_URL', undefined, ['redis', 'rediss', 'redis+cluster', 'rediss+cluster'])
   return {
     port: integer(env, 'PORT', 8000, 0, 65_535),
     host: host(env, 'HOST', '0.0.0.0'),
-    redisUrl: url(env, 'REDIS_URL', undefined, ['redis', 'rediss']),
+    redisUrl,
     databaseUrl: url(env, 'DATABASE_URL', 'sqlite://data/tasklog.sqlite', ['sqlite', 'postgres', 'postgresql'])!,
     logTtlSeconds: integer(env, 'LOG_TTL_SECONDS', 3600, 1, 365 * 24 * 3600),
     logHistoryMax: integer(env, 'LOG_HISTORY_MAX', 10_000, 1, 10_000_000),
@@ -170,7 +186,7 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
     rateLimit: { perSecond, burst },
     workers: integer({ ...env, WORKERS: workersFlag(args) ?? env.WORKERS }, 'WORKERS', 1, 0, 256) || availableParallelism(),
     worker: env.TASKLOG_WORKER ? integer(env, 'TASKLOG_WORKER', 1, 1, 256) : undefined,
-    archiveDays: integer(env, 'ARCHIVE_DAYS', 0, 0, 36_500),
+    archiveDays: archiveDays(env, redisUrl),
     archiveIntervalMs: integer(env, 'ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
     authMode: authMode(env, secret),
     authSecret: secret,

@@ -9,12 +9,12 @@
 import { StoreUnavailableError } from '../../store-errors'
 import { withTimeout } from '../../timeout'
 import type { ArchiveBatch, ArchiveSource } from '../backend'
-import type { RedisClient } from './connection'
+import type { RedisConnection } from './connection'
 import { ARCHIVE_PENDING_KEY, archiveCursorKey, archiveLeaseKey, logKey } from './keys'
-import { SCRIPTS, toStoredLogs, type Script } from './scripts'
+import { scriptsFor, toStoredLogs, type Script } from './scripts'
 
 export interface RedisArchiveSourceOptions {
-  client: RedisClient
+  client: RedisConnection
   instanceId: string
   ttlSeconds: number
   /** How long a task stays leased to an instance that stopped renewing it. */
@@ -28,21 +28,23 @@ export class RedisArchiveSource implements ArchiveSource {
   readonly #opts: RedisArchiveSourceOptions
   /** The cursor outlives the stream (whose expiry is TTL + a slack of at most 1 s). */
   readonly #cursorTtlMs: string
+  readonly #scripts
 
   constructor(opts: RedisArchiveSourceOptions) {
     this.#opts = opts
+    this.#scripts = scriptsFor(opts.client.publishCommand)
     this.#cursorTtlMs = String(2 * opts.ttlSeconds * 1000 + 60_000)
   }
 
   async pending(limit: number): Promise<string[]> {
-    const reply = await this.#send(['ZRANGE', ARCHIVE_PENDING_KEY, '0', String(limit - 1)])
+    const reply = await this.#send(ARCHIVE_PENDING_KEY, ['ZRANGE', ARCHIVE_PENDING_KEY, '0', String(limit - 1)])
     return (reply as unknown[]).map(String)
   }
 
   async backlog(): Promise<{ tasks: number; oldestMs?: number }> {
     const [tasks, oldest] = await Promise.all([
-      this.#send(['ZCARD', ARCHIVE_PENDING_KEY]),
-      this.#send(['ZRANGE', ARCHIVE_PENDING_KEY, '0', '0', 'WITHSCORES']) as Promise<unknown[]>,
+      this.#send(ARCHIVE_PENDING_KEY, ['ZCARD', ARCHIVE_PENDING_KEY]),
+      this.#send(ARCHIVE_PENDING_KEY, ['ZRANGE', ARCHIVE_PENDING_KEY, '0', '0', 'WITHSCORES']) as Promise<unknown[]>,
     ])
     // [member, score], or [[member, score]] when the connection speaks RESP3.
     const score = oldest.flat()[1]
@@ -51,7 +53,7 @@ export class RedisArchiveSource implements ArchiveSource {
 
   async take(taskId: string, count: number): Promise<ArchiveBatch | undefined> {
     const { instanceId, leaseMs } = this.#opts
-    const reply = await this.#eval(SCRIPTS.archiveTake, [
+    const reply = await this.#eval(this.#scripts.archiveTake, [
       '3',
       logKey(taskId),
       archiveCursorKey(taskId),
@@ -66,7 +68,7 @@ export class RedisArchiveSource implements ArchiveSource {
   }
 
   async commit(taskId: string, lastId: string | undefined, release: boolean): Promise<void> {
-    await this.#eval(SCRIPTS.archiveCommit, [
+    await this.#eval(this.#scripts.archiveCommit, [
       '4',
       logKey(taskId),
       archiveCursorKey(taskId),
@@ -80,20 +82,21 @@ export class RedisArchiveSource implements ArchiveSource {
     ])
   }
 
-  #send(command: string[]): Promise<unknown> {
+  #send(key: string, command: string[]): Promise<unknown> {
     const { client, timeoutMs } = this.#opts
-    return withTimeout(client.sendCommand(command), timeoutMs, `no answer within ${timeoutMs} ms`).catch((error: unknown) => {
+    return withTimeout(client.send(key, command), timeoutMs, `no answer within ${timeoutMs} ms`).catch((error: unknown) => {
       throw new StoreUnavailableError(STORE_NAME, error)
     })
   }
 
-  /** EVALSHA, or EVAL when Redis lost its script cache. */
+  /** EVALSHA on the task's stream (`args[1]`), or EVAL when Redis lost its script cache. */
   async #eval(s: Script, args: string[]): Promise<unknown> {
+    const key = args[1]!
     try {
-      return await this.#send(['EVALSHA', s.sha, ...args])
+      return await this.#send(key, ['EVALSHA', s.sha, ...args])
     } catch (error) {
       if (!String((error as Error).cause ?? error).includes('NOSCRIPT')) throw error
-      return this.#send(['EVAL', s.source, ...args])
+      return this.#send(key, ['EVAL', s.source, ...args])
     }
   }
 }

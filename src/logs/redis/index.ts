@@ -7,7 +7,7 @@
 import { withTimeout } from '../../timeout'
 import type { BackendLimits, LogBackend } from '../backend'
 import { RedisArchiveSource } from './archive-source'
-import { createRedisClient } from './connection'
+import { createRedisConnection } from './connection'
 import { RedisFeed } from './feed'
 import { RedisHistory } from './history'
 import { RedisPresence } from './presence'
@@ -27,7 +27,7 @@ export interface RedisBackendOptions extends BackendLimits {
 /** Connects; rejects with StoreUnavailableError (and leaves nothing open) when Redis cannot be used. */
 export async function connectRedisBackend(opts: RedisBackendOptions): Promise<LogBackend> {
   const timeoutMs = opts.timeoutMs ?? 2000
-  const client = createRedisClient(opts.url, timeoutMs)
+  const client = createRedisConnection(opts.url, timeoutMs)
   const instanceId = crypto.randomUUID()
   const feed = await RedisFeed.connect({ ...opts, publisher: client, instanceId })
   // The feed tells the history's appends whether another instance may have subscribers to count.
