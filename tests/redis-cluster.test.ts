@@ -1,0 +1,146 @@
+/**
+ * What only a Redis Cluster shows: tasks spread over its masters, each task's keys on the master
+ * serving its slot; a master that dies and is replaced by its replica (watchers resume without
+ * losing a log); the archive refused at start-up. The suites that run on every deployment
+ * (tests/support/redis-deployments.ts) cover delivery, history, replay and several instances.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { LogStreamClient } from '../clients/ts/src'
+import { compareLogIds } from '../clients/ts/src/log-id'
+import { ConfigError, loadConfig } from '../src/config'
+import { logKey, newestIdKey, subscribersKey } from '../src/logs/redis/keys'
+import { startRedisCluster, type ClusterNode, type RedisCluster } from './support/redis-cluster'
+import { createTask, json, post, sendLog, startInstances, watch, type TestServer } from './support/server'
+
+const eventually = async (check: () => Promise<boolean> | boolean, tries = 200) => {
+  for (let i = 0; i < tries && !(await check()); i++) await Bun.sleep(50)
+  return check()
+}
+
+describe('a 3-master cluster', () => {
+  let cluster: RedisCluster
+  let a: TestServer
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ masters: 3 })
+    ;[a] = (await startInstances(cluster.url, 1)) as [TestServer]
+  })
+  afterAll(async () => {
+    await a?.stop()
+    await cluster?.stop()
+  })
+
+  test("tasks spread over all three masters; each task's keys live on the master serving its slot", async () => {
+    const used = new Set<ClusterNode>()
+    for (let i = 0; i < 100 && used.size < 3; i++) {
+      const task = await createTask(a)
+      const onA = await watch(a, task.task_id)
+      await sendLog(a, task.subtasks[0]!.subtask_id, { level: 'info', message: `task ${i}` })
+      expect((await onA.logs(1))[0].message).toBe(`task ${i}`)
+      onA.close()
+      const master = await cluster.masterOf(logKey(task.task_id))
+      for (const key of [logKey(task.task_id), newestIdKey(task.task_id), subscribersKey(task.task_id)]) {
+        expect(await cluster.masterOf(key)).toBe(master)
+      }
+      expect((await cluster.cli(master, 'EXISTS', logKey(task.task_id), newestIdKey(task.task_id))).trim()).toBe('2')
+      used.add(master)
+    }
+    expect(used.size).toBe(3)
+    expect(new Set(await cluster.masters())).toEqual(used)
+  })
+
+  test('/ready asks every master; /metrics sums their memory', async () => {
+    expect((await json(await fetch(`${a.url}/ready`))).components.history).toEqual({ status: 'ok' })
+    const metrics = await (await fetch(`${a.url}/metrics`)).text()
+    const reported = Number(/\ntasklog_history_memory_bytes (\d+)/.exec(metrics)?.[1])
+    const each = await Promise.all(
+      (await cluster.masters()).map(async (node) => Number(/used_memory:(\d+)/.exec(await cluster.cli(node, 'INFO', 'memory'))?.[1])),
+    )
+    // Each master's memory moves a little between the two reads.
+    expect(reported).toBeGreaterThan(each.reduce((sum, n) => sum + n, 0) * 0.9)
+    expect(reported).toBeGreaterThan(Math.max(...each) * 2)
+  })
+})
+
+test('ARCHIVE_DAYS > 0 is refused with a cluster: its pending set is a key outside every slot', () => {
+  expect(() => loadConfig({ REDIS_URL: 'redis+cluster://127.0.0.1:7000', ARCHIVE_DAYS: '7' })).toThrow(ConfigError)
+  expect(() => loadConfig({ REDIS_URL: 'rediss+cluster://127.0.0.1:7000', ARCHIVE_DAYS: '7' })).toThrow(
+    'ARCHIVE_DAYS=7 is not supported with a Redis Cluster',
+  )
+  expect(loadConfig({ REDIS_URL: 'redis+cluster://127.0.0.1:7000' }).redisUrl).toBe('redis+cluster://127.0.0.1:7000')
+})
+
+describe('a master killed and replaced by its replica', () => {
+  let cluster: RedisCluster
+  let servers: TestServer[] = []
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ masters: 3, replicas: 1, nodeTimeoutMs: 1000 })
+    servers = await startInstances(cluster.url, 2)
+  })
+  afterAll(async () => {
+    await Promise.allSettled(servers.map((s) => s.stop()))
+    await cluster?.stop()
+  })
+
+  test('watchers on both instances get 1013 and resume with since: every acknowledged log once, in order', async () => {
+    const [a, b] = servers as [TestServer, TestServer]
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const watchers = [a, b].map((server) => {
+      const stream = new LogStreamClient(server.wsUrl, { reconnect: { baseDelayMs: 50, maxDelayMs: 200 } })
+      const received: string[] = []
+      const closes: number[] = []
+      stream.on('log', (log) => received.push(log.id))
+      stream.on('close', ({ code }) => closes.push(code))
+      const subscribed = new Promise((resolve) => stream.on('subscribed', resolve))
+      stream.subscribe(task.task_id)
+      return { stream, received, closes, subscribed }
+    })
+    await Promise.all(watchers.map((w) => w.subscribed))
+
+    const acked: string[] = []
+    const refused: number[] = []
+    /** Posts one log to `a`; a 201 means stored, anything else not. */
+    const send = async (message: string) => {
+      const res = await post(`${a.url}/api/v1/subtasks/${sub}/log`, { level: 'info', message })
+      if (res.status === 201) acked.push((await json(res)).id)
+      else refused.push(res.status)
+      return res.status === 201
+    }
+    for (let i = 0; i < 20; i++) expect(await send(`before ${i}`)).toBe(true)
+
+    const victim = await cluster.masterOf(logKey(task.task_id))
+    // Replication is asynchronous: a crash loses what the replica has not received yet. Wait for it,
+    // so that every acknowledged log is the replica's too.
+    expect(await eventually(async () => replicaCaughtUp(await cluster.cli(victim, 'INFO', 'replication')))).toBe(true)
+    await victim.kill()
+
+    // Appends fail while the slot has no master, then succeed on the replica that took over.
+    let after = 0
+    for (let i = 0; i < 600 && after < 20; i++) {
+      if (await send(`after ${i}`)) after++
+      else await Bun.sleep(50)
+    }
+    expect(after).toBe(20)
+    expect(refused.length).toBeGreaterThan(0)
+    expect(refused.every((status) => status === 503)).toBe(true)
+    const successor = await cluster.masterOf(logKey(task.task_id))
+    expect(successor).not.toBe(victim)
+
+    for (const { received, closes } of watchers) {
+      expect(await eventually(() => acked.every((id) => received.includes(id)))).toBe(true)
+      await Bun.sleep(100) // room for any duplicate to arrive
+      for (let i = 1; i < received.length; i++) expect(compareLogIds(received[i - 1]!, received[i]!)).toBeLessThan(0)
+      expect(received).toEqual(acked)
+      expect(closes).toContain(1013)
+    }
+    for (const { stream } of watchers) stream.close()
+    for (const server of [a, b]) expect((await json(await fetch(`${server.url}/ready`))).status).toBe('ready')
+  }, 60_000)
+})
+
+/** Whether INFO replication of a master shows its replica at the master's offset. */
+function replicaCaughtUp(info: string): boolean {
+  const master = Number(/master_repl_offset:(\d+)/.exec(info)?.[1])
+  const replica = Number(/slave0:.*offset=(\d+)/.exec(info)?.[1])
+  return master > 0 && replica === master
+}
