@@ -48,6 +48,34 @@ describe('a 3-master cluster', () => {
     expect(new Set(await cluster.masters())).toEqual(used)
   })
 
+  test("a task's slot moved to another master: watchers get 1013 and resume, every acknowledged log once, in order", async () => {
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const stream = new LogStreamClient(a.wsUrl, { reconnect: { baseDelayMs: 20, maxDelayMs: 100 } })
+    const received: string[] = []
+    const closes: number[] = []
+    stream.on('log', (log) => received.push(log.id))
+    stream.on('close', ({ code }) => closes.push(code))
+    const subscribed = new Promise((resolve) => stream.on('subscribed', resolve))
+    stream.subscribe(task.task_id)
+    await subscribed
+    const acked: string[] = []
+    for (let i = 0; i < 10; i++) acked.push((await sendLog(a, sub, { level: 'info', message: `before ${i}` })).id)
+    const from = await cluster.masterOf(logKey(task.task_id))
+    const to = (await cluster.masters()).find((node) => node !== from)!
+    await cluster.moveSlot(logKey(task.task_id), to)
+    expect(await cluster.masterOf(logKey(task.task_id))).toBe(to)
+    // Appends follow the slot (MOVED); the feed cannot know what it missed while it moved.
+    for (let i = 0; i < 10; i++) acked.push((await sendLog(a, sub, { level: 'info', message: `after ${i}` })).id)
+    expect(await eventually(() => received.length >= acked.length)).toBe(true)
+    await Bun.sleep(100) // room for any duplicate to arrive
+    expect(received).toEqual(acked)
+    // 1013 again while the feed reconnects, if the client comes back before it has.
+    expect(closes.length).toBeGreaterThan(0)
+    expect(closes.every((code) => code === 1013)).toBe(true)
+    stream.close()
+  })
+
   test('/ready asks every master; /metrics sums their memory', async () => {
     expect((await json(await fetch(`${a.url}/ready`))).components.history).toEqual({ status: 'ok' })
     const metrics = await (await fetch(`${a.url}/metrics`)).text()

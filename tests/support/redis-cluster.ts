@@ -35,6 +35,8 @@ export interface RedisCluster {
   masters(): Promise<ClusterNode[]>
   /** Runs a command on one node and returns its reply as redis-cli prints it. */
   cli(node: ClusterNode, ...args: string[]): Promise<string>
+  /** Moves `key`'s slot, with its keys, to another master (as resharding does, one slot). */
+  moveSlot(key: string, to: ClusterNode): Promise<void>
   /** Waits until every node still running reports `cluster_state:ok`. */
   waitUntilOk(): Promise<void>
   stop(): Promise<void>
@@ -110,6 +112,16 @@ export async function startRedisCluster(opts: ClusterOptions = {}): Promise<Redi
       return (await slotTable()).filter((m) => m.ranges.length > 0).map((m) => nodeAt(m.port))
     },
     cli,
+    async moveSlot(key, to) {
+      const from = await cluster.masterOf(key)
+      const slot = (await cli(from, 'cluster', 'keyslot', key)).trim()
+      const [fromId, toId] = await Promise.all([from, to].map(async (n) => (await cli(n, 'cluster', 'myid')).trim()))
+      await cli(to, 'cluster', 'setslot', slot, 'importing', fromId!)
+      await cli(from, 'cluster', 'setslot', slot, 'migrating', toId!)
+      const keys = (await cli(from, 'cluster', 'getkeysinslot', slot, '1000')).split('\n').filter(Boolean)
+      if (keys.length > 0) await cli(from, 'migrate', '127.0.0.1', String(to.port), '', '0', '5000', 'keys', ...keys)
+      for (const node of new Set([to, from, ...(await cluster.masters())])) await cli(node, 'cluster', 'setslot', slot, 'node', toId!)
+    },
     async waitUntilOk() {
       for (let i = 0; i < 200; i++) {
         const states = await Promise.all(nodes.filter(alive).map((n) => cli(n, 'cluster', 'info').catch(() => '')))

@@ -55,6 +55,8 @@ export class ClusterRedis implements RedisConnection {
   #cluster: Cluster
   readonly #onError: ((err: Error) => void)[] = []
   readonly #onReady: (() => void)[] = []
+  /** Subscriber connections whose channels moving is reported (subscribe()). */
+  readonly #watched = new WeakSet<object>()
   #closed = false
 
   constructor(url: string, timeoutMs: number, seeds?: Seed[]) {
@@ -91,8 +93,19 @@ export class ClusterRedis implements RedisConnection {
     return multi.exec()
   }
 
-  subscribe(channel: string, listener: ChannelListener): Promise<void> {
-    return this.#cluster.sSubscribe(channel, listener)
+  async subscribe(channel: string, listener: ChannelListener): Promise<void> {
+    const cluster = this.#cluster
+    await cluster.sSubscribe(channel, listener)
+    // When a slot moves to another master, Redis unsubscribes its shard channels and node-redis
+    // subscribes them again there; what was published in between is lost, as with a connection.
+    for (const { pubSub } of cluster.masters) {
+      if (!pubSub || this.#watched.has(pubSub.client)) continue
+      this.#watched.add(pubSub.client)
+      pubSub.client.on('sharded-channel-moved', (moved: string) => {
+        if (cluster !== this.#cluster || this.#closed) return
+        for (const onError of this.#onError) onError(new Error(`the slot of ${moved} moved to another master`))
+      })
+    }
   }
 
   unsubscribe(channel: string, listener: ChannelListener): Promise<void> {
