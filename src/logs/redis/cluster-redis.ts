@@ -112,9 +112,21 @@ export class ClusterRedis implements RedisConnection {
     return this.#cluster.sUnsubscribe(channel, listener)
   }
 
+  /**
+   * Only a ready connection can have messages queued. node-redis closes a master's subscriber
+   * connection once its last channel is unsubscribed: a PING it fails for that had nothing to follow.
+   */
   async pingSubscribers(): Promise<void> {
-    const subscribed = this.#cluster.masters.flatMap((master) => (master.pubSub ? [master.pubSub.client] : []))
-    await Promise.all(subscribed.map((client) => client.ping()))
+    const cluster = this.#cluster
+    const current = (client: object) => cluster.masters.some(({ pubSub }) => pubSub?.client === client)
+    const subscribed = cluster.masters.flatMap(({ pubSub }) => (pubSub?.client.isReady ? [pubSub.client] : []))
+    await Promise.all(
+      subscribed.map((client) =>
+        client.ping().catch((err: unknown) => {
+          if (current(client)) throw err
+        }),
+      ),
+    )
   }
 
   on(event: 'error' | 'ready', listener: (err: Error) => void): void {

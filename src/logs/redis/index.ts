@@ -1,8 +1,9 @@
 /**
- * The Redis engine, for instances that share a Redis: history in one stream per task, the live
- * feed on one pub/sub channel per task, presence in one hash per task (keys.ts). Two connections
- * per instance: one for commands (history, status publishes, presence) and one subscribed to the
- * channels of the tasks this instance follows.
+ * The Redis engine, for instances that share a Redis or a Redis Cluster (connection.ts): history
+ * in one stream per task, the live feed on one pub/sub channel per task, presence in one hash per
+ * task (keys.ts). Two connections per instance (on a cluster, two per master): one for commands
+ * (history, status publishes, presence) and one subscribed to the channels of the tasks this
+ * instance follows.
  */
 import { withTimeout } from '../../timeout'
 import type { BackendLimits, LogBackend } from '../backend'
