@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { LogStreamClient } from '../clients/ts/src'
 import { compareLogIds } from '../clients/ts/src/log-id'
 import { ConfigError, loadConfig } from '../src/config'
-import { logKey, newestIdKey, subscribersKey } from '../src/logs/redis/keys'
+import { logKey, newestIdKey } from '../src/logs/redis/keys'
 import { startRedisCluster, type ClusterNode, type RedisCluster } from './support/redis-cluster'
 import { createTask, json, post, sendLog, startInstances, type TestServer } from './support/server'
 
@@ -35,9 +35,7 @@ describe('a 3-master cluster', () => {
       const task = await createTask(a)
       await sendLog(a, task.subtasks[0]!.subtask_id, { level: 'info', message: `task ${i}` })
       const master = await cluster.masterOf(logKey(task.task_id))
-      for (const key of [logKey(task.task_id), newestIdKey(task.task_id), subscribersKey(task.task_id)]) {
-        expect(await cluster.masterOf(key)).toBe(master)
-      }
+      // One command on several keys answers CROSSSLOT unless they share a slot.
       expect((await cluster.cli(master, 'EXISTS', logKey(task.task_id), newestIdKey(task.task_id))).trim()).toBe('2')
       used.add(master)
     }
