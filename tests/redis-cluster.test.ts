@@ -8,7 +8,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { LogStreamClient } from '../clients/ts/src'
 import { compareLogIds } from '../clients/ts/src/log-id'
 import { ConfigError, loadConfig } from '../src/config'
+import { RedisHistory } from '../src/logs/redis/history'
 import { logKey, newestIdKey } from '../src/logs/redis/keys'
+import { StoreUnavailableError } from '../src/store-errors'
+import { testLog } from './support/logs'
 import { startRedisCluster, type ClusterNode, type RedisCluster } from './support/redis-cluster'
 import { createTask, json, post, sendLog, startInstances, type TestServer } from './support/server'
 
@@ -83,6 +86,46 @@ describe('a 3-master cluster', () => {
     expect(reported).toBeGreaterThan(Math.max(...each) * 2)
   })
 })
+
+test('a hung master (SIGSTOP): calls on its tasks fail after timeoutMs and the connection is reset; all works again on SIGCONT', async () => {
+  const cluster = await startRedisCluster({ masters: 3 })
+  const warnings: string[] = []
+  const history = await RedisHistory.connect({
+    url: cluster.url,
+    ttlSeconds: 60,
+    maxPerTask: 100,
+    timeoutMs: 500,
+    logger: { info() {}, warn: (m: string) => warnings.push(m) },
+  })
+  try {
+    const task = Bun.randomUUIDv7()
+    await history.append(task, [testLog(task, task, 'info', 'before')])
+    const master = await cluster.masterOf(logKey(task))
+    await master.pause()
+    try {
+      const results = await Promise.allSettled([history.append(task, [testLog(task, task, 'info', 'during')]), history.replay(task, undefined, 10)])
+      for (const r of results) expect(r.status === 'rejected' && r.reason instanceof StoreUnavailableError).toBe(true)
+      expect(warnings).toContain(`[history] ${cluster.url} answered nothing for 500 ms; reconnecting`)
+    } finally {
+      master.resume()
+    }
+    await cluster.waitUntilOk()
+    expect(
+      await eventually(() =>
+        history.ping().then(
+          () => true,
+          () => false,
+        ),
+      ),
+    ).toBe(true)
+    await history.append(task, [testLog(task, task, 'info', 'after')])
+    // The append that timed out had been sent: the master applied it once it resumed.
+    expect((await history.replay(task, undefined, 10)).logs.map((l) => JSON.parse(l.body).message)).toEqual(['before', 'during', 'after'])
+  } finally {
+    await history.close()
+    await cluster.stop()
+  }
+}, 30_000)
 
 test('ARCHIVE_DAYS > 0 is refused with a cluster: its pending set is a key outside every slot', () => {
   expect(() => loadConfig({ REDIS_URL: 'redis+cluster://127.0.0.1:7000', ARCHIVE_DAYS: '7' })).toThrow(ConfigError)

@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $, type Subprocess } from 'bun'
+import { pauseProcess } from './pause'
 import { freePort, spawnReady } from './redis-server'
 
 const REDIS_CLI = process.env.REDIS_CLI_BIN ?? '/usr/bin/redis-cli'
@@ -21,6 +22,10 @@ export interface ClusterNode {
   readonly pid: number
   /** SIGKILL, as in a crash; resolves once the process has exited. */
   kill(): Promise<void>
+  /** SIGSTOP: the node keeps its connections open but answers nothing (a hung server). */
+  pause(): Promise<void>
+  /** SIGCONT after pause(). */
+  resume(): void
 }
 
 export interface RedisCluster {
@@ -74,6 +79,8 @@ export async function startRedisCluster(opts: ClusterOptions = {}): Promise<Redi
           proc.kill('SIGKILL')
           await proc.exited
         },
+        pause: () => pauseProcess(proc),
+        resume: () => proc.kill('SIGCONT'),
       })
     }
     const addresses = nodes.map((n) => `127.0.0.1:${n.port}`)
