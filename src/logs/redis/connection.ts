@@ -28,7 +28,10 @@ export interface RedisConnection {
   unsubscribe(channel: string, listener: ChannelListener): Promise<void>
   /** A PING on every subscribed connection: each answers it after the messages it queued before. */
   pingSubscribers(): Promise<void>
-  /** A connection that had been ready failed: commands on it fail, messages to it may be lost. */
+  /**
+   * A connection failed: commands on it fail, messages to it may be lost (a single server's
+   * client reports each failed reconnection too; a cluster only a node that had been ready, once).
+   */
   on(event: 'error', listener: (err: Error) => void): void
   /** A connection is (again) ready. */
   on(event: 'ready', listener: () => void): void
