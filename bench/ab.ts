@@ -12,8 +12,18 @@
  * so whatever slows the machine slows both: the ratio B/A of CPU per acknowledged log (from
  * /proc) repeats within 1-2%. The absolute numbers are higher than `bun run bench`'s, as the two
  * servers share the cores.
+ *
+ * `AB_LOAD=per-process` gives a server 16 POSTs in flight per process it runs (`WORKERS=2`: 32),
+ * so that each of its processes is as busy as the single one's, as when each worker of a loaded
+ * server has as much to do as one process had; by default each server gets 16, and two workers
+ * share them.
+ *
+ * `AB_CPU=<n>` pins both servers (every thread of their processes) to CPU n, and the load
+ * generator and Redis to the other CPUs: the two servers then compete for one core on equal
+ * terms, where unpinned two workers may run on two cores while the single process has one.
  */
-import { treeCpuMs } from './lib/proc'
+import { availableParallelism } from 'node:os'
+import { treeCpuMs, treePids } from './lib/proc'
 import { startRedis, startServer, stop, type RunningServer } from './lib/processes'
 
 const [a, b] = process.argv.slice(2, 4)
@@ -26,14 +36,29 @@ if (!a || !b || !(rounds >= 1) || !(seconds > 0) || !Number.isInteger(batch) || 
   process.exit(2)
 }
 const WARMUP_MS = 5000
+/** POSTs in flight per server (per process with AB_LOAD=per-process). */
 const IN_FLIGHT = 16
 const JSON_HEADERS = { 'content-type': 'application/json' }
 const METADATA = { host: 'bench-worker-1', attempt: 1, tags: ['bench', 'load'] }
 
 interface Server extends RunningServer {
   logUrl: string
+  /** POSTs kept in flight. */
+  inFlight: number
   acked: number
   failed: number
+}
+
+/**
+ * Waits until each of a server's `workers` processes has answered /health on a new connection
+ * (`X-Tasklog-Worker`): the first to listen would otherwise get every keep-alive connection.
+ */
+async function allWorkersListening(base: string, workers: number): Promise<void> {
+  const seen = new Set<string | null>()
+  for (const deadline = performance.now() + 20_000; workers > 1 && seen.size < workers; ) {
+    if (performance.now() > deadline) throw new Error(`${base}: only workers ${[...seen].join(', ')} of ${workers} answered`)
+    seen.add((await fetch(`${base}/health`, { keepalive: false })).headers.get('x-tasklog-worker'))
+  }
 }
 
 async function start(which: string, redisUrl: string): Promise<Server> {
@@ -43,6 +68,7 @@ async function start(which: string, redisUrl: string): Promise<Server> {
     dir === 'baseline'
       ? await startServer({ name: which, entry: 'bench/baseline/server.ts', redisUrl, env })
       : await startServer({ name: which, cwd: dir, entry: 'src/index.ts', redisUrl, env })
+  await allWorkersListening(running.base, Number(env.WORKERS ?? 1) || availableParallelism())
   const res = await fetch(`${running.base}/api/v1/tasks`, { method: 'POST', headers: JSON_HEADERS, body: '{"description":"ab"}' })
   const task = (await res.json()) as { task_id: string; subtasks: { subtask_id: string }[] }
   // One watcher, so that every log is also published.
@@ -51,13 +77,20 @@ async function start(which: string, redisUrl: string): Promise<Server> {
     ws.onopen = resolve
     ws.onerror = reject
   })
-  return { ...running, logUrl: `${running.base}/api/v1/subtasks/${task.subtasks[0]!.subtask_id}/log`, acked: 0, failed: 0 }
+  const processes = process.env.AB_LOAD === 'per-process' ? Number(env.WORKERS ?? 1) || availableParallelism() : 1
+  return {
+    ...running,
+    logUrl: `${running.base}/api/v1/subtasks/${task.subtasks[0]!.subtask_id}/log`,
+    inFlight: IN_FLIGHT * processes,
+    acked: 0,
+    failed: 0,
+  }
 }
 
 let running = true
 function feed(server: Server): Promise<unknown> {
   return Promise.all(
-    Array.from({ length: IN_FLIGHT }, async () => {
+    Array.from({ length: server.inFlight }, async () => {
       for (let seq = 0; running; seq += batch) {
         const logs = Array.from({ length: batch }, (_, i) => ({
           level: 'info',
@@ -79,6 +112,16 @@ function feed(server: Server): Promise<unknown> {
 
 const redis = await startRedis()
 const [sa, sb] = [await start(a, redis.url), await start(b, redis.url)]
+const pin = process.env.AB_CPU
+if (pin !== undefined) {
+  const others = Array.from({ length: availableParallelism() }, (_, cpu) => cpu).filter((cpu) => String(cpu) !== pin)
+  const taskset = (cpus: string, pids: number[]) => {
+    for (const pid of pids)
+      if (Bun.spawnSync(['taskset', '-a', '-p', '-c', cpus, String(pid)]).exitCode !== 0) throw new Error(`cannot pin ${pid} to CPU ${cpus}`)
+  }
+  taskset(pin, [...treePids(sa.proc.pid), ...treePids(sb.proc.pid)])
+  taskset(others.join(','), [process.pid, redis.server.pid])
+}
 const feeding = [feed(sa), feed(sb)]
 await Bun.sleep(WARMUP_MS)
 const ratios: number[] = []

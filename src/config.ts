@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
+import { isClusterUrl } from './logs/redis/cluster-redis'
 import type { RateLimit } from './store-errors'
 
 /** Environment variables, validated once at start-up. */
@@ -135,6 +136,20 @@ function origins(env: Env, name: string): string[] {
 }
 
 /**
+ * The archive keeps one set of the tasks with logs to archive, a key outside every task's slot,
+ * written by the append script: a Redis Cluster cannot run that script, so the two exclude each other.
+ */
+function archiveDays(env: Env, redisUrl: string | undefined): number {
+  const days = integer(env, 'ARCHIVE_DAYS', 0, 0, 36_500)
+  if (days > 0 && redisUrl && isClusterUrl(redisUrl)) {
+    throw new ConfigError(
+      `ARCHIVE_DAYS=${days} is not supported with a Redis Cluster (REDIS_URL=${redisUrl.split(':')[0]}://...): set ARCHIVE_DAYS=0 or use a single Redis`,
+    )
+  }
+  return days
+}
+
+/**
  * ARCHIVER: 'off' leaves archiving to other instances sharing Redis; without Redis, history is
  * this process's own and nobody else could archive it.
  */
@@ -163,9 +178,9 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
   const perSecond = integer(env, 'RATE_LIMIT_LOGS_PER_SECOND', 10_000, 0, 100_000_000)
   const burst = integer(env, 'RATE_LIMIT_BURST', Math.max(1, 10 * perSecond), 1, 1_000_000_000)
   const secret = authSecret(env)
-  const redisUrl = url(env, 'REDIS_URL', undefined, ['redis', 'rediss'])
-  const archiveDays = integer(env, 'ARCHIVE_DAYS', 0, 0, 36_500)
   const defaultBody = Math.max(8 * 1024 * 1024, 2 * (maxMessageBytes + maxMetadataBytes) + 4096)
+  const redisUrl = url(env, 'REDIS_URL', undefined, ['redis', 'rediss', 'redis+cluster', 'rediss+cluster'])
+  const days = archiveDays(env, redisUrl)
   return {
     port: integer(env, 'PORT', 8000, 0, 65_535),
     host: host(env, 'HOST', '0.0.0.0'),
@@ -187,9 +202,9 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
     rateLimit: { perSecond, burst },
     workers: integer({ ...env, WORKERS: workersFlag(args) ?? env.WORKERS }, 'WORKERS', 1, 0, 256) || availableParallelism(),
     worker: env.TASKLOG_WORKER ? integer(env, 'TASKLOG_WORKER', 1, 1, 256) : undefined,
-    archiveDays,
+    archiveDays: days,
     archiveIntervalMs: integer(env, 'ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
-    archiver: archiverMode(env, archiveDays, redisUrl),
+    archiver: archiverMode(env, days, redisUrl),
     authMode: authMode(env, secret),
     authSecret: secret,
     corsOrigins: origins(env, 'CORS_ORIGINS'),

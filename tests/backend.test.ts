@@ -12,13 +12,21 @@ import { connectRedisBackend } from '../src/logs/redis'
 import { ANNOUNCE_DELAY_MS } from '../src/logs/redis/presence'
 import { logIdAfter } from '../clients/ts/src/log-id'
 import type { Level } from '../src/schemas/common'
+import { startClusterDeployment, type RedisDeployment } from './support/redis-deployments'
 import { startRedis, type RedisServer } from './support/redis-server'
 
 let redis: RedisServer
+let cluster: RedisDeployment
 beforeAll(async () => {
-  redis = await startRedis()
+  ;[redis, cluster] = await Promise.all([startRedis(), startClusterDeployment()])
 })
-afterAll(() => redis.stop())
+afterAll(() => Promise.all([redis.stop(), cluster.stop()]))
+
+/** The Redis each deployment's engine connects to. */
+const redisUrls: [string, () => string][] = [
+  ['redis', () => redis.url],
+  ['a redis cluster', () => cluster.url],
+]
 
 const limits = { ttlSeconds: 60, maxPerTask: 100 }
 const silent = { warn() {}, info() {} }
@@ -33,14 +41,14 @@ function listen(backend: LogBackend) {
   return { logs, statuses }
 }
 
-describe.each(['memory', 'redis'] as const)('the %s engine', (engine) => {
+describe.each([['memory', () => ''], ...redisUrls])('the engine on %s', (_name, url) => {
   /** Two instances of the engine sharing one store (for memory: one backend, as apps in one process share it). */
   async function pair(): Promise<[LogBackend, LogBackend]> {
-    if (engine === 'memory') {
+    if (!url()) {
       const one = memoryBackend(limits)
       return [one, one]
     }
-    const open = () => connectRedisBackend({ ...limits, url: redis.url, logger: silent })
+    const open = () => connectRedisBackend({ ...limits, url: url(), logger: silent })
     return [await open(), await open()]
   }
 
@@ -83,8 +91,25 @@ describe('the redis engine only', () => {
     expect(await clients()).toBe(before)
   })
 
+  test('on a cluster, closing an instance leaves no connection on any master', async () => {
+    const clientsOnEach = async () =>
+      (await cluster.commandOnEach('CLIENT', 'LIST')).map((list) => list.trim().split('\n').length - 1)
+    const before = await clientsOnEach()
+    const backend = await connectRedisBackend({ ...limits, url: cluster.url, logger: silent })
+    const task = Bun.randomUUIDv7()
+    await backend.feed.follow(task)
+    await backend.history.append(task, [log(task, 'info', 'x')])
+    // Commands on each master, and a subscriber on the master of the task's slot.
+    expect((await clientsOnEach()).reduce((sum, n) => sum + n, 0)).toBeGreaterThan(before.reduce((sum, n) => sum + n, 0))
+    await backend.close()
+    for (let i = 0; i < 50 && String(await clientsOnEach()) !== String(before); i++) await Bun.sleep(20)
+    expect(await clientsOnEach()).toEqual(before)
+  })
+})
+
+describe.each(redisUrls)('the redis engine on %s', (_name, url) => {
   test("one instance's presence is counted by another's appends, once it follows the task", async () => {
-    const open = () => connectRedisBackend({ ...limits, url: redis.url, logger: silent })
+    const open = () => connectRedisBackend({ ...limits, url: url(), logger: silent })
     const [a, b, c] = [await open(), await open(), await open()]
     try {
       const task = Bun.randomUUIDv7()

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { HistoryStore } from '../src/logs/backend'
 import { compareLogIds } from '../clients/ts/src/log-id'
+import { startClusterDeployment, type RedisDeployment } from './support/redis-deployments'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { WsClient, createTask, post, startInstances, startServer, type TestServer } from './support/server'
 
@@ -10,10 +11,11 @@ import { WsClient, createTask, post, startInstances, startServer, type TestServe
  * exactly once, in increasing order. With two instances, producers and consumers use both.
  */
 let redis: RedisServer
+let cluster: RedisDeployment
 beforeAll(async () => {
-  redis = await startRedis()
+  ;[redis, cluster] = await Promise.all([startRedis(), startClusterDeployment()])
 })
-afterAll(() => redis.stop())
+afterAll(() => Promise.all([redis.stop(), cluster.stop()]))
 
 /** A small deterministic PRNG so a failure can be replayed from its seed. */
 function random(seed: number) {
@@ -37,7 +39,7 @@ const slowReplays = (store: HistoryStore): HistoryStore => ({
   usedMemory: () => store.usedMemory(),
 })
 
-describe.each(['memory', 'redis', 'slow-replay', 'two instances on Redis'] as const)(
+describe.each(['memory', 'redis', 'slow-replay', 'two instances on Redis', 'two instances on a Redis Cluster'] as const)(
   'gap-free, duplicate-free delivery (%s)',
   (store) => {
     let servers: TestServer[]
@@ -45,7 +47,9 @@ describe.each(['memory', 'redis', 'slow-replay', 'two instances on Redis'] as co
       servers =
         store === 'two instances on Redis'
           ? await startInstances(redis.url)
-          : [
+          : store === 'two instances on a Redis Cluster'
+            ? await startInstances(cluster.url)
+            : [
               await startServer(
                 store === 'redis' ? { redisUrl: redis.url } : store === 'slow-replay' ? { wrapHistory: slowReplays } : {},
               ),

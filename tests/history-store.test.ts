@@ -24,14 +24,16 @@ import { decodePublished } from '../src/logs/redis/feed'
 import { housekeepingMs, RedisHistory, type RedisHistoryOptions } from '../src/logs/redis/history'
 import { idempotencyKey, logKey, newestIdKey } from '../src/logs/redis/keys'
 import type { NewLog } from '../src/schemas/log'
+import { asDeployment, startClusterDeployment, type RedisDeployment } from './support/redis-deployments'
 import { startRedis, type RedisServer } from './support/redis-server'
 
 let redis: RedisServer
+let cluster: RedisDeployment
 beforeAll(async () => {
-  redis = await startRedis()
+  ;[redis, cluster] = await Promise.all([startRedis(), startClusterDeployment()])
 })
 afterAll(async () => {
-  await redis?.stop()
+  await Promise.all([redis?.stop(), cluster?.stop()])
 })
 
 const silent = { warn() {}, info() {} }
@@ -44,9 +46,11 @@ interface StoreOptions {
 type Closable = HistoryStore & { close(): Promise<void> }
 type Factory = (opts: StoreOptions) => Promise<Closable>
 
-const factories: [string, Factory][] = [
-  ['MemoryHistory', async (opts) => new MemoryHistory({ ...opts, feed: new MemoryFeed() })],
-  ['RedisHistory', (opts) => RedisHistory.connect({ url: redis.url, ...opts, logger: silent })],
+/** Each store, and the Redis it keeps its logs in. */
+const factories: [string, Factory, () => RedisDeployment | undefined][] = [
+  ['MemoryHistory', async (opts) => new MemoryHistory({ ...opts, feed: new MemoryFeed() }), () => undefined],
+  ['RedisHistory', (opts) => RedisHistory.connect({ url: redis.url, ...opts, logger: silent }), () => asDeployment(redis)],
+  ['RedisHistory on a cluster', (opts) => RedisHistory.connect({ url: cluster.url, ...opts, logger: silent }), () => cluster],
 ]
 
 /** Task ids as the task store issues them: UUID v7, which tell their creation time. */
@@ -82,7 +86,7 @@ function expectStrictlyIncreasing(list: string[]) {
   for (let i = 1; i < list.length; i++) expect(compareLogIds(list[i - 1]!, list[i]!)).toBeLessThan(0)
 }
 
-describe.each(factories)('%s', (_name, make) => {
+describe.each(factories)('%s', (_name, make, deployment) => {
   const store = closedAfterEach((opts: StoreOptions = { ttlSeconds: 60, maxPerTask: 1000 }) => make(opts))
   /** A store holding one task's logs m0..m9 (info). */
   const tenLogs = async () => {
@@ -313,7 +317,7 @@ describe.each(factories)('%s', (_name, make) => {
     expect(await s.replay(ageless, '1-0', 10)).toEqual({ logs: [], recovered: false })
     // A client resuming it after it had logged nothing: a log after `since` could neither have
     // expired nor been lost in a restart (Redis knows its start to the second).
-    await Bun.sleep(Math.max(0, redis.startedAt + 1000 - Date.now()))
+    await Bun.sleep(Math.max(0, (deployment() ?? redis).startedAt + 1000 - Date.now()))
     const since = `${Date.now()}-0`
     await Bun.sleep(5)
     expect(await s.replay(ageless, since, 10)).toEqual({ logs: [], recovered: true })
@@ -353,10 +357,7 @@ describe.each(factories)('%s', (_name, make) => {
       s.sweep()
       expect(s.taskCount).toBe(0)
     } else {
-      const raw = createClient({ url: redis.url })
-      await raw.connect()
-      expect(await raw.exists(logKey(task))).toBe(0)
-      await raw.close()
+      expect((await deployment()!.command(logKey(task), 'EXISTS', logKey(task))).trim()).toBe('0')
     }
   })
   test('an idempotency key: a repeat stores nothing and answers the first id; another body under it is a conflict', async () => {

@@ -1,33 +1,32 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { createClient } from 'redis'
 import { LogStreamClient } from '../clients/ts/src'
 import { compareLogIds } from '../clients/ts/src/log-id'
 import { logKey, subscribersKey } from '../src/logs/redis/keys'
-import { startRedis, type RedisServer } from './support/redis-server'
+import { redisDeployments, type RedisDeployment } from './support/redis-deployments'
 import { SseStream, WsClient, createTask, json, post, sendLog, startInstances, watch, type TestServer } from './support/server'
 
-/** Instances sharing Redis and a task store form one service. */
-describe('several instances', () => {
-  let redis: RedisServer
+/** Instances sharing Redis (a single server or a cluster) and a task store form one service. */
+describe.each(redisDeployments)('several instances on %s', (_name, startRedis) => {
+  let redis: RedisDeployment
   let a: TestServer
   let b: TestServer
   /** Stopped by a test. */
   let c: TestServer
-  let raw: ReturnType<typeof createClient>
   beforeAll(async () => {
     redis = await startRedis()
     ;[a, b, c] = (await startInstances(redis.url, 3)) as [TestServer, TestServer, TestServer]
-    raw = createClient({ url: redis.url })
-    await raw.connect()
   })
   afterAll(async () => {
-    await raw.close()
     await Promise.allSettled([a.stop(), b.stop(), c.stop()])
     await redis.stop()
   })
 
   /** How many connections (one per instance following the task) subscribe to the task's channel. */
-  const followers = async (taskId: string) => Number((await raw.pubSubNumSub(logKey(taskId)))[logKey(taskId)])
+  const followers = async (taskId: string) => {
+    const channel = logKey(taskId)
+    const reply = await redis.command(channel, 'PUBSUB', redis.sharded ? 'SHARDNUMSUB' : 'NUMSUB', channel)
+    return Number(reply.trim().split('\n')[1])
+  }
   const eventually = async (check: () => Promise<boolean>) => {
     for (let i = 0; i < 100 && !(await check()); i++) await Bun.sleep(20)
     return check()
@@ -88,16 +87,17 @@ describe('several instances', () => {
     expect(await eventually(async () => (await broadcasted()) === 1)).toBe(true)
     await c.stop() // without closing its socket first: the instance withdraws what it announced
     expect(await broadcasted()).toBe(0)
-    expect(await raw.exists(subscribersKey(task.task_id))).toBe(0)
+    const key = subscribersKey(task.task_id)
+    expect((await redis.command(key, 'EXISTS', key)).trim()).toBe('0')
     // What an instance that died leaves behind: its fields, which count until they lapse.
     const now = Date.now()
-    await raw.hSet(subscribersKey(task.task_id), { dead: `${now - 1} 5 5 5 5`, live: `${now + 60_000} 0 0 7 7` })
+    await redis.command(key, 'HSET', key, 'dead', `${now - 1} 5 5 5 5`, 'live', `${now + 60_000} 0 0 7 7`)
     await watch(b, task.task_id) // an instance follows the task, so appends read the announcements
     expect(await eventually(async () => (await broadcasted()) === 1)).toBe(true) // b's; 'live' accepts warning and up
     expect((await sendLog(a, sub, { level: 'warning', message: 'w' })).broadcasted).toBe(8)
     // The append that found a lapsed field removed it: a task watched for long keeps a small hash.
-    expect(await raw.hExists(subscribersKey(task.task_id), 'dead')).toBe(0)
-    expect(await raw.hExists(subscribersKey(task.task_id), 'live')).toBe(1)
+    expect((await redis.command(key, 'HEXISTS', key, 'dead')).trim()).toBe('0')
+    expect((await redis.command(key, 'HEXISTS', key, 'live')).trim()).toBe('1')
   })
 
   test('a status change made on one instance reaches subscribers on the other', async () => {
@@ -158,7 +158,7 @@ describe('several instances', () => {
     const seen = await sendLog(a, sub, { level: 'info', message: 'seen' })
     expect((await onB.logs(1))[0].id).toBe(seen.id)
     // Redis drops every subscriber connection, as it does with one over its output buffer limit.
-    await raw.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub'])
+    await redis.commandOnEach('CLIENT', 'KILL', 'TYPE', 'pubsub')
     const closed = await onB.closed
     expect(closed).toEqual({ code: 1013, reason: 'Live delivery was interrupted: reconnect with since=<last id> to resume' })
     const missed = await sendLog(a, sub, { level: 'info', message: 'missed' })
@@ -191,7 +191,7 @@ describe('several instances', () => {
     await subscribed
     const acked: string[] = []
     for (let i = 0; i < 60; i++) {
-      if (i === 20) await raw.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub'])
+      if (i === 20) await redis.commandOnEach('CLIENT', 'KILL', 'TYPE', 'pubsub')
       acked.push((await sendLog(a, sub, { level: 'info', message: `line ${i}` })).id)
       await Bun.sleep(5)
     }

@@ -1,18 +1,24 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { startClusterDeployment, type RedisDeployment } from './support/redis-deployments'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { WsClient, createTask, post, sendLog, startServer, watch, type TestServer } from './support/server'
 
 // The protocol must behave the same whichever history store backs it.
 let redis: RedisServer
+let cluster: RedisDeployment
 beforeAll(async () => {
-  redis = await startRedis()
+  ;[redis, cluster] = await Promise.all([startRedis(), startClusterDeployment()])
 })
-afterAll(() => redis.stop())
+afterAll(() => Promise.all([redis.stop(), cluster.stop()]))
 
-describe.each(['memory', 'redis'] as const)('WebSocket protocol (%s history)', (store) => {
+const STORES = ['memory', 'redis', 'redis cluster'] as const
+/** The REDIS_URL of a store (none: memory). */
+const redisUrl = (store: (typeof STORES)[number]) => (store === 'redis' ? redis.url : store === 'redis cluster' ? cluster.url : undefined)
+
+describe.each(STORES)('WebSocket protocol (%s history)', (store) => {
   let server: TestServer
   beforeAll(async () => {
-    server = await startServer(store === 'redis' ? { redisUrl: redis.url } : {})
+    server = await startServer({ redisUrl: redisUrl(store) })
   })
   afterAll(() => server.stop())
 
@@ -295,12 +301,12 @@ describe('dead peers', () => {
   }, 30_000)
 })
 
-describe.each(['memory', 'redis'] as const)('resuming after history lost logs (%s history)', (store) => {
+describe.each(STORES)('resuming after history lost logs (%s history)', (store) => {
   // Three logs per task, each kept one second.
   let server: TestServer
   beforeAll(async () => {
     const env = { LOG_HISTORY_MAX: '3', LOG_TTL_SECONDS: '1' }
-    server = await startServer(store === 'redis' ? { redisUrl: redis.url, env } : { env })
+    server = await startServer({ redisUrl: redisUrl(store), env })
   })
   afterAll(() => server.stop())
 

@@ -17,6 +17,9 @@
  *   then flushed minus ids already replayed in the same tick the socket subscribes.
  *
  * Env: PORT, REDIS_URL, LOG_TTL_SECONDS (3600), LOG_HISTORY_MAX (10000).
+ * WORKERS=N (N > 1): N processes of it on one port (`reusePort`), as tasklog's `WORKERS=N`, so
+ * that what splitting the load over processes costs the floor can be measured beside tasklog's
+ * (`bun bench/ab.ts baseline baseline,WORKERS=2`); their tasks are then shared through Redis.
  * BENCH_FAULT=drop|dup|reorder breaks every 100th live frame on purpose, to prove that the
  * load generator's counters catch it (`bun run bench --quick --fault dup` must fail).
  */
@@ -24,6 +27,21 @@ import { createClient } from 'redis'
 // The same node-redis fix tasklog applies: the floor should not pay for tracing either.
 import { defineTracingHasSubscribers } from '../../src/logs/redis/tracing'
 import type { ServerWebSocket } from 'bun'
+
+const WORKERS = Number(process.env.WORKERS ?? 1)
+if (WORKERS > 1 && !process.env.BASELINE_WORKER) {
+  const workers = Array.from({ length: WORKERS }, (_, i) =>
+    Bun.spawn([process.execPath, import.meta.path], {
+      env: { ...process.env, BASELINE_WORKER: String(i + 1) },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    }),
+  )
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => workers.forEach((w) => w.kill(sig)))
+  await Promise.all(workers.map((w) => w.exited))
+  process.exit(0)
+}
+/** Several processes: a task and its subtask are written to Redis too, and read from it by the others on first use. */
+const SHARED = WORKERS > 1
 
 // `bun run bench --floor-with-app`: tasklog's app loaded beside the floor, warmed and idle.
 if (process.env.BENCH_FLOOR_WITH_APP) await (await import('../lib/idle-app')).startIdleApp()
@@ -151,7 +169,7 @@ function deliver(message: string, channel: string): void {
 
 /** Stores the logs of one subtask (the task's channel brings them back); returns ids or an error Response. */
 async function ingest(subtaskId: string, entries: unknown[]): Promise<{ ids: string[]; subscribers: number } | Response> {
-  const subtask = subtasks.get(subtaskId)
+  const subtask = subtasks.get(subtaskId) ?? (SHARED ? await sharedSubtask(subtaskId) : undefined)
   if (!subtask) return error(404, 'not_found', `Subtask ${subtaskId} not found`)
   const taskId = subtask.task_id
   const now = new Date().toISOString()
@@ -182,6 +200,16 @@ async function ingest(subtaskId: string, entries: unknown[]): Promise<{ ids: str
   return { ids, subscribers: tasks.get(taskId)!.subscribers }
 }
 
+/** A subtask another process created (WORKERS > 1), remembered with its task. */
+async function sharedSubtask(subtaskId: string): Promise<Subtask | undefined> {
+  const stored = await redis.sendCommand(['GET', `baseline:subtask:${subtaskId}`])
+  if (typeof stored !== 'string') return undefined
+  const subtask = JSON.parse(stored) as Subtask
+  subtasks.set(subtaskId, subtask)
+  if (!tasks.has(subtask.task_id)) tasks.set(subtask.task_id, { subscribers: 0 })
+  return subtask
+}
+
 async function readJson(req: Request): Promise<unknown> {
   try {
     return await req.json()
@@ -191,10 +219,15 @@ async function readJson(req: Request): Promise<unknown> {
 }
 
 const server = Bun.serve<SocketData, any>({
+  reusePort: SHARED,
   hostname: process.env.HOST ?? '127.0.0.1',
   port: PORT,
   routes: {
-    '/health': () => json(200, { status: 'ok' }),
+    // A worker says which it is, as tasklog's do, so that ab.ts can wait until every one listens.
+    '/health': () =>
+      new Response('{"status":"ok"}', {
+        headers: process.env.BASELINE_WORKER ? { ...JSON_HEADERS, 'x-tasklog-worker': process.env.BASELINE_WORKER } : JSON_HEADERS,
+      }),
     '/api/v1/tasks': {
       POST: async (req) => {
         const body = (await readJson(req)) as { description?: unknown } | undefined
@@ -215,6 +248,10 @@ const server = Bun.serve<SocketData, any>({
         }
         tasks.set(taskId, { subscribers: 0 })
         subtasks.set(subtask.subtask_id, subtask)
+        if (SHARED) {
+          await redis.sendCommand(['SET', `baseline:subtask:${subtask.subtask_id}`, JSON.stringify(subtask)])
+          await redis.sendCommand(['SET', `baseline:task:${taskId}`, subtask.subtask_id])
+        }
         return json(201, {
           task_id: taskId,
           description: body.description,
@@ -248,9 +285,14 @@ const server = Bun.serve<SocketData, any>({
         })
       },
     },
-    '/api/v1/ws/tasks/:task_id/logs': (req, srv) => {
+    '/api/v1/ws/tasks/:task_id/logs': async (req, srv) => {
+      const taskId = req.params.task_id!
+      if (SHARED && !tasks.has(taskId)) {
+        const subtaskId = await redis.sendCommand(['GET', `baseline:task:${taskId}`])
+        if (typeof subtaskId === 'string') await sharedSubtask(subtaskId)
+      }
       const since = new URL(req.url).searchParams.get('since')
-      if (srv.upgrade(req, { data: { task: req.params.task_id!, since } })) return undefined
+      if (srv.upgrade(req, { data: { task: taskId, since } })) return undefined
       return error(426, 'validation', 'WebSocket upgrade expected')
     },
   },

@@ -43,7 +43,13 @@ function childPids(pid: number): number[] {
  * (`WORKERS=N`) measured as one server. NaN when the process is gone.
  */
 export function treeCpuMs(pid: number): number {
-  return childPids(pid).reduce((sum, child) => sum + (treeCpuMs(child) || 0), cpuMs(pid))
+  const [, ...descendants] = treePids(pid)
+  return descendants.reduce((sum, child) => sum + (cpuMs(child) || 0), cpuMs(pid))
+}
+
+/** A process and its living descendants. */
+export function treePids(pid: number): number[] {
+  return [pid, ...childPids(pid).flatMap(treePids)]
 }
 
 /**

@@ -98,7 +98,7 @@ async function waitForPing(port: number, proc: Subprocess, timeoutMs = 5000): Pr
   throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`)
 }
 
-function spawnServer(port: number): Subprocess {
+function spawnServer(port: number, extraArgs: string[]): Subprocess {
   const proc = Bun.spawn(
     [
       REDIS_SERVER,
@@ -116,6 +116,7 @@ function spawnServer(port: number): Subprocess {
       'yes',
       '--loglevel',
       'warning',
+      ...extraArgs,
     ],
     { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' },
   )
@@ -124,8 +125,9 @@ function spawnServer(port: number): Subprocess {
   return proc
 }
 
-async function spawnReady(port: number): Promise<Subprocess> {
-  const proc = spawnServer(port)
+/** A redis-server on `port` (with `extraArgs` after the harness's own), once it answers PING. */
+export async function spawnReady(port: number, extraArgs: string[] = []): Promise<Subprocess> {
+  const proc = spawnServer(port, extraArgs)
   try {
     await waitForPing(port, proc)
     return proc

@@ -99,8 +99,8 @@ if #ARGV > FIRST_LOG + 1 then
   end
 end
 -- One message per append, each log '<id>\n<level>\n<body>' joined by '\n' (feed.ts decodes it):
--- a 100-line batch is one message to every follower, not 100.
-local followers = redis.call('PUBLISH', key, table.concat(published, '\n'))
+-- a 100-line batch is one message to every follower, not 100. PUBLISH is 'SPUBLISH' on a cluster (scripts.ts).
+local followers = redis.call(PUBLISH, key, table.concat(published, '\n'))
 -- Only an instance that follows the task (subscribes to its channel) has subscribers for it:
 -- when this one is the only follower, there is nothing to read.
 local elsewhere = 0

@@ -4,18 +4,17 @@
  * archived id, and a lease naming the instance archiving it (SET NX PX in archive-take.lua), so
  * that instances sharing Redis archive a task one at a time and another takes over once the
  * lease of one that died expires. The cursor only moves after the database stored the logs, so
- * a crash re-archives at most one batch, which the archive's idempotent writes absorb.
+ * a crash re-archives at most the batches in flight, which the archive's idempotent writes absorb.
  */
-import { RESP_TYPES } from 'redis'
 import { StoreUnavailableError } from '../../store-errors'
 import { withTimeout } from '../../timeout'
 import type { ArchiveBatch, ArchiveSource } from '../backend'
-import type { RedisClient } from './connection'
+import type { RedisConnection, SendOptions } from './connection'
 import { ARCHIVE_PENDING_KEY, archiveCursorKey, archiveLeaseKey, logKey } from './keys'
-import { SCRIPTS, type Script } from './scripts'
+import { scriptsFor, type Script } from './scripts'
 
 export interface RedisArchiveSourceOptions {
-  client: RedisClient
+  client: RedisConnection
   instanceId: string
   ttlSeconds: number
   /** How long a task stays leased to an instance that stopped renewing it. */
@@ -25,27 +24,29 @@ export interface RedisArchiveSourceOptions {
 
 const STORE_NAME = 'Log history (Redis)'
 /** The take script's strings arrive as bytes: its rows go to the database undecoded (backend.ts ArchiveBatch). */
-const AS_BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } }
+const AS_BYTES: SendOptions = { bytes: true }
 
 export class RedisArchiveSource implements ArchiveSource {
   readonly #opts: RedisArchiveSourceOptions
   /** The cursor outlives the stream (whose expiry is TTL + a slack of at most 1 s). */
   readonly #cursorTtlMs: string
+  readonly #scripts
 
   constructor(opts: RedisArchiveSourceOptions) {
     this.#opts = opts
+    this.#scripts = scriptsFor(opts.client.publishCommand)
     this.#cursorTtlMs = String(2 * opts.ttlSeconds * 1000 + 60_000)
   }
 
   async pending(limit: number): Promise<string[]> {
-    const reply = await this.#send(['ZRANGE', ARCHIVE_PENDING_KEY, '0', String(limit - 1)])
+    const reply = await this.#send(ARCHIVE_PENDING_KEY, ['ZRANGE', ARCHIVE_PENDING_KEY, '0', String(limit - 1)])
     return (reply as unknown[]).map(String)
   }
 
   async backlog(): Promise<{ tasks: number; oldestMs?: number }> {
     const [tasks, oldest] = await Promise.all([
-      this.#send(['ZCARD', ARCHIVE_PENDING_KEY]),
-      this.#send(['ZRANGE', ARCHIVE_PENDING_KEY, '0', '0', 'WITHSCORES']) as Promise<unknown[]>,
+      this.#send(ARCHIVE_PENDING_KEY, ['ZCARD', ARCHIVE_PENDING_KEY]),
+      this.#send(ARCHIVE_PENDING_KEY, ['ZRANGE', ARCHIVE_PENDING_KEY, '0', '0', 'WITHSCORES']) as Promise<unknown[]>,
     ])
     // [member, score], or [[member, score]] when the connection speaks RESP3.
     const score = oldest.flat()[1]
@@ -55,7 +56,7 @@ export class RedisArchiveSource implements ArchiveSource {
   async take(taskId: string, count: number, after?: string): Promise<ArchiveBatch | undefined> {
     const { instanceId, leaseMs } = this.#opts
     const reply = await this.#eval(
-      SCRIPTS.archiveTake,
+      this.#scripts.archiveTake,
       [
         '3',
         logKey(taskId),
@@ -75,7 +76,7 @@ export class RedisArchiveSource implements ArchiveSource {
   }
 
   async commit(taskId: string, lastId: string | undefined, release: boolean): Promise<void> {
-    await this.#eval(SCRIPTS.archiveCommit, [
+    await this.#eval(this.#scripts.archiveCommit, [
       '4',
       logKey(taskId),
       archiveCursorKey(taskId),
@@ -89,22 +90,23 @@ export class RedisArchiveSource implements ArchiveSource {
     ])
   }
 
-  #send(command: string[], options?: typeof AS_BYTES): Promise<unknown> {
+  #send(key: string, command: string[], options?: SendOptions): Promise<unknown> {
     const { client, timeoutMs } = this.#opts
-    return withTimeout(client.sendCommand(command, options), timeoutMs, `no answer within ${timeoutMs} ms`).catch(
+    return withTimeout(client.send(key, command, options), timeoutMs, `no answer within ${timeoutMs} ms`).catch(
       (error: unknown) => {
         throw new StoreUnavailableError(STORE_NAME, error)
       },
     )
   }
 
-  /** EVALSHA, or EVAL when Redis lost its script cache. */
-  async #eval(s: Script, args: string[], options?: typeof AS_BYTES): Promise<unknown> {
+  /** EVALSHA on the task's stream (`args[1]`), or EVAL when Redis lost its script cache. */
+  async #eval(s: Script, args: string[], options?: SendOptions): Promise<unknown> {
+    const key = args[1]!
     try {
-      return await this.#send(['EVALSHA', s.sha, ...args], options)
+      return await this.#send(key, ['EVALSHA', s.sha, ...args], options)
     } catch (error) {
       if (!String((error as Error).cause ?? error).includes('NOSCRIPT')) throw error
-      return this.#send(['EVAL', s.source, ...args], options)
+      return this.#send(key, ['EVAL', s.source, ...args], options)
     }
   }
 }

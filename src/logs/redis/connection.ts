@@ -1,30 +1,59 @@
-/** How every connection of the Redis engine behaves. */
-import { createClient } from 'redis'
-
-export type RedisClient = ReturnType<typeof createClient>
-
 /**
- * A client that fails fast rather than queueing while disconnected (`disableOfflineQueue`) and
- * reconnects forever in the background; connecting is left to the caller.
+ * How the Redis engine talks to Redis: `RedisConnection`, one interface over a single server
+ * (`redis://`, `rediss://`: single-redis.ts) and a cluster (`redis+cluster://`, `rediss+cluster://`:
+ * cluster-redis.ts), so that the rest of the engine never asks which one it has.
  */
-export function createRedisClient(url: string, timeoutMs: number): RedisClient {
-  return createClient({
-    url,
-    disableOfflineQueue: true,
-    // No per-command timer from node-redis (its default makes an AbortSignal per command);
-    // callers bound the wait for replies themselves.
-    commandOptions: { timeout: 0 },
-    // Keeps an idle connection active so that socketTimeout only fires on a dead peer.
-    pingInterval: 1000,
-    socket: {
-      connectTimeout: timeoutMs,
-      // A connection that neither reads nor writes for this long (pings included) is dead:
-      // close it and reconnect, instead of waiting for TCP keep-alive.
-      socketTimeout: Math.max(3 * 1000, 2 * timeoutMs),
-      // Always reconnect (the default gives up after a socket timeout), quickly and forever.
-      reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) + Math.floor(Math.random() * 100),
-    },
-  })
+import { ClusterRedis, isClusterUrl } from './cluster-redis'
+import { SingleRedis } from './single-redis'
+
+/** A message on a subscribed channel. */
+export type ChannelListener = (message: string, channel: string) => void
+
+export type PublishCommand = 'PUBLISH' | 'SPUBLISH'
+
+/** How a command's reply is read. */
+export interface SendOptions {
+  /** Every string of the reply as bytes (a Buffer), not decoded to a JS string. */
+  bytes?: boolean
+}
+
+export interface RedisConnection {
+  /** Connected and usable (on a cluster: its slots are known). */
+  readonly isReady: boolean
+  readonly isOpen: boolean
+  /** The command that publishes on a task's channel: PUBLISH, or SPUBLISH (sharded pub/sub) on a cluster. */
+  readonly publishCommand: PublishCommand
+  /** A command on `key` and keys of its slot (on a cluster: sent to the master serving the slot). */
+  send(key: string, args: string[], options?: SendOptions): Promise<unknown>
+  /** A command for all of Redis: the reply of each master (of the one server on a single one). */
+  sendToEach(args: string[]): Promise<unknown[]>
+  /** Commands on keys of `key`'s slot, in one MULTI/EXEC transaction. */
+  transaction(key: string, commands: string[][]): Promise<unknown>
+  /** Subscribes to a channel (on a cluster: a shard channel, on the master serving its slot). */
+  subscribe(channel: string, listener: ChannelListener): Promise<void>
+  unsubscribe(channel: string, listener: ChannelListener): Promise<void>
+  /** A PING on every subscribed connection: each answers it after the messages it queued before. */
+  pingSubscribers(): Promise<void>
+  /**
+   * A connection failed: commands on it fail, messages to it may be lost (a single server's
+   * client reports each failed reconnection too; a cluster only a node that had been ready, once).
+   */
+  on(event: 'error', listener: (err: Error) => void): void
+  /** A connection is (again) ready. */
+  on(event: 'ready', listener: () => void): void
+  /** Connects once; rejects when Redis cannot be reached. */
+  connect(): Promise<void>
+  /** Drops every connection and connects again in the background, until it succeeds or is closed. */
+  reconnect(): void
+  /** Another connection to the same Redis, not connected yet, subscribed to nothing. */
+  fresh(): RedisConnection
+  close(): Promise<void>
+  destroy(): void
+}
+
+/** A connection to the Redis `url` names (client-options.ts says how it behaves); connecting is left to the caller. */
+export function createRedisConnection(url: string, timeoutMs: number): RedisConnection {
+  return isClusterUrl(url) ? new ClusterRedis(url, timeoutMs) : new SingleRedis(url, timeoutMs)
 }
 
 /** The URL without its password, for logs and /ready. */
@@ -37,4 +66,3 @@ export function redactRedisUrl(url: string): string {
     return 'redis (unparsable URL)'
   }
 }
-

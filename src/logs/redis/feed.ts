@@ -2,7 +2,7 @@ import { StoreUnavailableError } from '../../store-errors'
 import type { Level } from '../../schemas/common'
 import { withTimeout } from '../../timeout'
 import type { FeedListener, LogFeed, StoredLog } from '../backend'
-import { createRedisClient, redactRedisUrl, type RedisClient } from './connection'
+import { createRedisConnection, redactRedisUrl, type RedisConnection } from './connection'
 import type { Follower } from './history'
 import { logKey, taskOfChannel } from './keys'
 
@@ -15,7 +15,7 @@ export interface RedisFeedOptions {
   /** Where outage/reconnect messages go (default console). */
   logger?: Pick<Console, 'warn' | 'info'>
   /** The connection status changes are published on, shared with the engine's history; by default one of its own. */
-  publisher?: RedisClient
+  publisher?: RedisConnection
   /** This instance's id in the engine's presence (default: a new one). */
   instanceId?: string
 }
@@ -50,20 +50,21 @@ export function decodePublished(message: string): StoredLog[] | { status: string
  * keeps every instance's subscribers in id order, where delivering them on the spot could
  * overtake another instance's earlier log still on its way.
  *
+ * On a cluster the channel is a shard channel, subscribed on the master serving the task's slot.
+ *
  * Pub/sub keeps no history, so a dropped connection may have lost messages: the feed then
- * replaces the connection (a fresh one, subscribed to nothing) and reports `interrupted`, and
- * the hub tells every watcher here to resume with `since` from history.
+ * replaces the connection (a fresh one, subscribed to nothing; on a cluster, every shard's) and
+ * reports `interrupted`, and the hub tells every watcher here to resume with `since` from history.
  */
 export class RedisFeed implements LogFeed, Follower {
   readonly description: string
   /** This instance, in the subscriber counts its presence announces (presence.ts). */
   readonly instanceId: string
-  readonly #url: string
   readonly #timeoutMs: number
   readonly #logger: Pick<Console, 'warn' | 'info'>
-  #subscriber: RedisClient
+  #subscriber: RedisConnection
   /** A subscribed RESP2 connection may only (un)subscribe: status changes go out on this one. */
-  readonly #publisher: RedisClient
+  readonly #publisher: RedisConnection
   /** Whether the publisher is this feed's own, to close with it. */
   readonly #ownsPublisher: boolean
   /** The tasks whose channel the current subscriber connection has subscribed. */
@@ -73,15 +74,14 @@ export class RedisFeed implements LogFeed, Follower {
 
   private constructor(opts: RedisFeedOptions) {
     this.description = redactRedisUrl(opts.url)
-    this.#url = opts.url
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
     this.instanceId = opts.instanceId ?? crypto.randomUUID()
     this.#ownsPublisher = !opts.publisher
-    this.#publisher = opts.publisher ?? createRedisClient(opts.url, this.#timeoutMs)
+    this.#publisher = opts.publisher ?? createRedisConnection(opts.url, this.#timeoutMs)
     // The history reports outages already; a connection of the feed's own only needs a listener.
     if (this.#ownsPublisher) this.#publisher.on('error', () => {})
-    this.#subscriber = this.#open()
+    this.#subscriber = this.#open(createRedisConnection(opts.url, this.#timeoutMs))
   }
 
   static async connect(opts: RedisFeedOptions): Promise<RedisFeed> {
@@ -120,9 +120,9 @@ export class RedisFeed implements LogFeed, Follower {
     this.#channels.add(taskId)
   }
 
-  /** A PING on the subscriber connection: Redis answers it after every message it queued there before. */
+  /** A PING on the subscriber connection(s): Redis answers it after every message it queued there before. */
   async sync(): Promise<void> {
-    await this.#call(this.#subscriber.ping(), 'PING')
+    await this.#call(this.#subscriber.pingSubscribers(), 'PING')
   }
 
   /** Whether the current subscriber connection has subscribed to the task's channel. */
@@ -137,7 +137,9 @@ export class RedisFeed implements LogFeed, Follower {
   }
 
   async publishStatus(taskId: string, data: string): Promise<void> {
-    await this.#call(this.#publisher.publish(logKey(taskId), STATUS_PREFIX + data), 'PUBLISH')
+    const channel = logKey(taskId)
+    const command = this.#publisher.publishCommand
+    await this.#call(this.#publisher.send(channel, [command, channel, STATUS_PREFIX + data]), command)
   }
 
   async close(): Promise<void> {
@@ -169,9 +171,8 @@ export class RedisFeed implements LogFeed, Follower {
     else this.#listener?.logs(taskOfChannel(channel), event)
   }
 
-  /** A subscriber connection; once it has been ready, losing it replaces it (see the class comment). */
-  #open(): RedisClient {
-    const client = createRedisClient(this.#url, this.#timeoutMs)
+  /** Watches a subscriber connection: once it has been ready, losing it replaces it (see the class comment). */
+  #open(client: RedisConnection): RedisConnection {
     let wasReady = false
     client.on('ready', () => (wasReady = true))
     client.on('error', (err: Error) => {
@@ -183,11 +184,16 @@ export class RedisFeed implements LogFeed, Follower {
   #replace(err: Error): void {
     this.#logger.warn(`[feed] ${this.description} connection lost (${err.message}); watchers here resume from history`)
     const lost = this.#subscriber
-    this.#subscriber = this.#open()
+    const subscriber = (this.#subscriber = this.#open(lost.fresh()))
     this.#channels = new Set()
     lost.destroy()
-    this.#subscriber.once('ready', () => this.#logger.info(`[feed] ${this.description} reconnected`))
-    this.#subscriber.connect().catch(() => {})
+    let told = false
+    subscriber.on('ready', () => {
+      if (told || subscriber !== this.#subscriber) return
+      told = true
+      this.#logger.info(`[feed] ${this.description} reconnected`)
+    })
+    subscriber.reconnect()
     this.#listener?.interrupted()
   }
 }

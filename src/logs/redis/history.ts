@@ -35,9 +35,9 @@ import { levelRank } from '../../schemas/common'
 import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
 import type { EncodedLog } from '../encode'
 import { requireLogId } from '../log-id'
-import { createRedisClient, redactRedisUrl, type RedisClient } from './connection'
+import { createRedisConnection, redactRedisUrl, type RedisConnection } from './connection'
 import { ARCHIVE_PENDING_KEY, idempotencyKey, logKey, newestIdKey, subscribersKey } from './keys'
-import { SCRIPTS, toStoredLogs, type Script } from './scripts'
+import { scriptsFor, toStoredLogs, type Script, type ScriptSet } from './scripts'
 import { defineTracingHasSubscribers } from './tracing'
 import { Watchdog } from './watchdog'
 
@@ -58,7 +58,7 @@ export interface RedisHistoryOptions {
   ttlSeconds: number
   maxPerTask: number
   /** The connection to use, shared with the engine's feed and presence; by default one of its own. */
-  client?: RedisClient
+  client?: RedisConnection
   /** Upper bound for every call, in ms (default 2000). */
   timeoutMs?: number
   /** How long connect() waits for the first connection, in ms (default 5000). */
@@ -84,12 +84,16 @@ export const housekeepingMs = (ttlMs: number): number => Math.max(1, Math.min(10
 
 const STORE_NAME = 'Log history (Redis)'
 
+/** A number field of an INFO reply (`<name>:<digits>` on a line). */
+const infoField = (info: unknown, name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(String(info))?.[1])
+
 /** Tasks whose last housekeeping an instance remembers (RedisHistory.#housekeptAt). */
 const HOUSEKEPT_MAX = 10_000
 
 export class RedisHistory implements HistoryStore {
   readonly description: string
-  readonly #client: RedisClient
+  readonly #client: RedisConnection
+  readonly #scripts: ScriptSet
   readonly #ttlMs: number
   readonly #maxPerTask: number
   readonly #timeoutMs: number
@@ -139,7 +143,8 @@ export class RedisHistory implements HistoryStore {
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
     this.#watchdog = new Watchdog(this.#timeoutMs, () => this.#reset())
-    this.#client = opts.client ?? createRedisClient(opts.url, this.#timeoutMs)
+    this.#client = opts.client ?? createRedisConnection(opts.url, this.#timeoutMs)
+    this.#scripts = scriptsFor(this.#client.publishCommand)
     // Without an 'error' listener an outage would crash the process; log transitions only.
     this.#client.on('error', (err: Error) => {
       if (this.#healthy && !this.#closed) {
@@ -159,14 +164,16 @@ export class RedisHistory implements HistoryStore {
     const wait = opts.startupTimeoutMs ?? 5000
     try {
       await withTimeout(store.#client.connect(), wait, `no connection within ${wait} ms`)
-      const info = String(await store.#call(store.#client.sendCommand(['INFO', 'server'])))
-      const version = /redis_version:(\d+)/.exec(info)?.[1]
-      if (version !== undefined && Number(version) < 7) {
-        throw new Error(`Redis ${version} is too old: log history needs Redis >= 7.0, the oldest version it is tested with`)
+      for (const info of await store.#call(store.#client.sendToEach(['INFO', 'server']))) {
+        const version = /redis_version:(\d+)/.exec(String(info))?.[1]
+        if (version !== undefined && Number(version) < 7) {
+          throw new Error(`Redis ${version} is too old: log history needs Redis >= 7.0, the oldest version it is tested with`)
+        }
       }
-      for (const s of Object.values(SCRIPTS)) {
-        const sha = String(await store.#call(store.#client.sendCommand(['SCRIPT', 'LOAD', s.source])))
-        if (sha !== s.sha) throw new Error(`SCRIPT LOAD returned ${sha} for ${s.name}, expected ${s.sha}`)
+      for (const s of Object.values(store.#scripts)) {
+        for (const sha of await store.#call(store.#client.sendToEach(['SCRIPT', 'LOAD', s.source]))) {
+          if (sha !== s.sha) throw new Error(`SCRIPT LOAD returned ${String(sha)} for ${s.name}, expected ${s.sha}`)
+        }
       }
     } catch (err) {
       store.#closed = true
@@ -192,7 +199,7 @@ export class RedisHistory implements HistoryStore {
     // Built in place: this is the hot path.
     const command = [
       'EVALSHA',
-      SCRIPTS.append.sha,
+      this.#scripts.append.sha,
       this.#archive ? '4' : '3',
       logKey(taskId),
       newestIdKey(taskId),
@@ -211,7 +218,7 @@ export class RedisHistory implements HistoryStore {
       idempotency ? idempotency.fingerprint : '',
     )
     for (const log of logs) command.push(log.level, log.body)
-    return this.#eval(SCRIPTS.append, command).then(
+    return this.#eval(this.#scripts.append, command).then(
       (reply) => {
         if (!Array.isArray(reply) || reply.length < 1) {
           throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
@@ -246,15 +253,15 @@ export class RedisHistory implements HistoryStore {
   #housekeepLate(taskId: string): void {
     this.#housekeptAt.delete(taskId)
     const expiry = String(this.#ttlMs + housekeepingMs(this.#ttlMs))
-    for (const key of [logKey(taskId), newestIdKey(taskId)]) this.#client.sendCommand(['PEXPIRE', key, expiry]).catch(() => {})
+    for (const key of [logKey(taskId), newestIdKey(taskId)]) this.#client.send(key, ['PEXPIRE', key, expiry]).catch(() => {})
   }
 
   async read(taskId: string, query: HistoryQuery): Promise<StoredLog[]> {
     if (query.since !== undefined) requireLogId(query.since)
     if (query.limit <= 0) return []
     const reply = await this.#eval(
-      SCRIPTS.read,
-      this.#command(SCRIPTS.read, taskId, [
+      this.#scripts.read,
+      this.#command(this.#scripts.read, taskId, [
         String(this.#ttlMs),
         query.order === 'asc' ? 'asc' : 'desc',
         query.since ?? '',
@@ -269,8 +276,8 @@ export class RedisHistory implements HistoryStore {
   async replay(taskId: string, since: string | undefined, limit: number): Promise<Replay> {
     if (since !== undefined) requireLogId(since)
     const reply = await this.#eval(
-      SCRIPTS.replay,
-      this.#command(SCRIPTS.replay, taskId, [String(this.#ttlMs), since ?? '', String(Math.max(0, Math.floor(limit)))]),
+      this.#scripts.replay,
+      this.#command(this.#scripts.replay, taskId, [String(this.#ttlMs), since ?? '', String(Math.max(0, Math.floor(limit)))]),
     )
     if (!Array.isArray(reply) || reply.length !== 2) {
       throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to replay'))
@@ -278,20 +285,24 @@ export class RedisHistory implements HistoryStore {
     return { logs: toStoredLogs(reply[1]), recovered: Number(reply[0]) === 1 }
   }
 
-  /** Rejects with StoreFullError while Redis, having refused an append for memory, is still past maxmemory. */
+  /**
+   * Every master answers; rejects with StoreFullError while a Redis, having refused an append for
+   * memory, is still past maxmemory (on a cluster: any master).
+   */
   async ping(): Promise<void> {
-    await this.#call(this.#client.sendCommand(['PING']))
+    await this.#call(this.#client.sendToEach(['PING']))
     if (!this.#full) return
-    const info = String(await this.#call(this.#client.sendCommand(['INFO', 'memory'])))
-    const used = Number(/used_memory:(\d+)/.exec(info)?.[1])
-    const max = Number(/maxmemory:(\d+)/.exec(info)?.[1])
-    if (max > 0 && used >= max) throw new StoreFullError(`${STORE_NAME} at ${this.description}`)
+    const infos = await this.#call(this.#client.sendToEach(['INFO', 'memory']))
+    if (infos.some((info) => infoField(info, 'maxmemory') > 0 && infoField(info, 'used_memory') >= infoField(info, 'maxmemory'))) {
+      throw new StoreFullError(`${STORE_NAME} at ${this.description}`)
+    }
     this.#full = false
   }
 
+  /** used_memory, summed over the masters of a cluster. */
   async usedMemory(): Promise<number> {
-    const info = String(await this.#call(this.#client.sendCommand(['INFO', 'memory'])))
-    return Number(/used_memory:(\d+)/.exec(info)?.[1])
+    const infos = await this.#call(this.#client.sendToEach(['INFO', 'memory']))
+    return infos.reduce<number>((sum, info) => sum + infoField(info, 'used_memory'), 0)
   }
 
   async close(): Promise<void> {
@@ -310,13 +321,18 @@ export class RedisHistory implements HistoryStore {
     return ['EVALSHA', s.sha, '1', logKey(taskId), ...args]
   }
 
-  /** Runs an EVALSHA command, or EVAL when Redis lost its script cache (restart, SCRIPT FLUSH). */
+  /**
+   * Runs an EVALSHA command (`EVALSHA <sha> <n> <task key> ...`) on the Redis holding its first
+   * key, or EVAL there when that Redis lost its script cache (restart, SCRIPT FLUSH, a replica
+   * that replaced its master).
+   */
   #eval(s: Script, command: string[]): Promise<unknown> {
-    return this.#call(this.#client.sendCommand(command), (err) => {
+    const key = command[3]!
+    return this.#call(this.#client.send(key, command), (err) => {
       if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) return undefined
       command[0] = 'EVAL'
       command[1] = s.source
-      return this.#call(this.#client.sendCommand(command))
+      return this.#call(this.#client.send(key, command))
     })
   }
 
@@ -354,7 +370,6 @@ export class RedisHistory implements HistoryStore {
     this.#logger.warn(`[history] ${this.description} answered nothing for ${this.#timeoutMs} ms; reconnecting`)
     this.#healthy = false
     this.#resets++
-    this.#client.destroy()
-    this.#client.connect().catch(() => {})
+    this.#client.reconnect()
   }
 }

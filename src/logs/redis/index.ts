@@ -1,13 +1,14 @@
 /**
- * The Redis engine, for instances that share a Redis: history in one stream per task, the live
- * feed on one pub/sub channel per task, presence in one hash per task (keys.ts). Two connections
- * per instance: one for commands (history, status publishes, presence) and one subscribed to the
- * channels of the tasks this instance follows.
+ * The Redis engine, for instances that share a Redis or a Redis Cluster (connection.ts): history
+ * in one stream per task, the live feed on one pub/sub channel per task, presence in one hash per
+ * task (keys.ts). Two connections per instance (on a cluster, two per master): one for commands
+ * (history, status publishes, presence) and one subscribed to the channels of the tasks this
+ * instance follows.
  */
 import { withTimeout } from '../../timeout'
 import type { BackendLimits, LogBackend } from '../backend'
 import { RedisArchiveSource } from './archive-source'
-import { createRedisClient } from './connection'
+import { createRedisConnection } from './connection'
 import { RedisFeed } from './feed'
 import { RedisHistory } from './history'
 import { RedisPresence } from './presence'
@@ -27,7 +28,7 @@ export interface RedisBackendOptions extends BackendLimits {
 /** Connects; rejects with StoreUnavailableError (and leaves nothing open) when Redis cannot be used. */
 export async function connectRedisBackend(opts: RedisBackendOptions): Promise<LogBackend> {
   const timeoutMs = opts.timeoutMs ?? 2000
-  const client = createRedisClient(opts.url, timeoutMs)
+  const client = createRedisConnection(opts.url, timeoutMs)
   const instanceId = crypto.randomUUID()
   const feed = await RedisFeed.connect({ ...opts, publisher: client, instanceId })
   // The feed tells the history's appends whether another instance may have subscribers to count.

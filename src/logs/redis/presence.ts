@@ -16,7 +16,7 @@
  * the lease.
  */
 import type { Presence } from '../backend'
-import type { RedisClient } from './connection'
+import type { RedisConnection } from './connection'
 import { subscribersKey } from './keys'
 
 const positive = (n: number) => n > 0
@@ -41,7 +41,7 @@ export class RedisPresence implements Presence {
   #withdrawn = false
 
   constructor(
-    private readonly client: RedisClient,
+    private readonly client: RedisConnection,
     readonly instanceId: string,
   ) {}
 
@@ -97,7 +97,7 @@ export class RedisPresence implements Presence {
     if (!client.isReady) return Promise.resolve()
     const key = subscribersKey(taskId)
     const atLevel = this.#counts.get(taskId)
-    if (!atLevel) return client.sendCommand(['HDEL', key, this.instanceId]).catch(() => {})
+    if (!atLevel) return client.send(key, ['HDEL', key, this.instanceId]).catch(() => {})
     // A subscriber at minimum level r accepts the logs of every level from r up.
     let accepting = 0
     const counts = atLevel.map((n) => (accepting += n))
@@ -105,10 +105,10 @@ export class RedisPresence implements Presence {
     // Every live instance rewrites within a third of the lease, so the hash outlives their fields;
     // in one transaction, so that no hash is left without an expiry.
     return client
-      .multi()
-      .addCommand(['HSET', key, this.instanceId, `${expires} ${counts.join(' ')}`])
-      .addCommand(['PEXPIRE', key, String(LEASE_MS)])
-      .exec()
+      .transaction(key, [
+        ['HSET', key, this.instanceId, `${expires} ${counts.join(' ')}`],
+        ['PEXPIRE', key, String(LEASE_MS)],
+      ])
       .catch(() => {})
   }
 }

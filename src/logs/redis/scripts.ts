@@ -6,6 +6,7 @@
  */
 import { LEVELS, type Level } from '../../schemas/common'
 import type { StoredLog } from '../backend'
+import type { PublishCommand } from './connection'
 import APPEND from './append.lua' with { type: 'text' }
 import ARCHIVE_COMMIT from './archive-commit.lua' with { type: 'text' }
 import ARCHIVE_TAKE from './archive-take.lua' with { type: 'text' }
@@ -30,13 +31,21 @@ const script = (name: string, ...parts: string[]): Script => {
   return { name, source, sha: new Bun.CryptoHasher('sha1').update(source).digest('hex') }
 }
 
-export const SCRIPTS = {
-  append: script('append', LEVEL_RANK, LOST_BEFORE, SUBSCRIBERS_ELSEWHERE, APPEND),
+const scriptSet = (publish: PublishCommand) => ({
+  // The append publishes on the task's channel with the connection's command (connection.ts).
+  append: script('append', `local PUBLISH = '${publish}'`, LEVEL_RANK, LOST_BEFORE, SUBSCRIBERS_ELSEWHERE, APPEND),
   read: script('read', LEVEL_RANK, PRELUDE, ENTRY, READ),
   replay: script('replay', LEVEL_RANK, PRELUDE, ENTRY, LOST_BEFORE, REPLAY),
   archiveTake: script('archiveTake', PRELUDE, ENTRY, ARCHIVE_TAKE),
   archiveCommit: script('archiveCommit', PRELUDE, ARCHIVE_COMMIT),
-}
+})
+
+export type ScriptSet = ReturnType<typeof scriptSet>
+
+const SETS: Record<PublishCommand, ScriptSet> = { PUBLISH: scriptSet('PUBLISH'), SPUBLISH: scriptSet('SPUBLISH') }
+
+/** The scripts for a connection that publishes with `publish` (RedisConnection.publishCommand). */
+export const scriptsFor = (publish: PublishCommand): ScriptSet => SETS[publish]
 
 /** The logs a script returns flat, as `id, level, body, id, level, body, ...`. */
 export function toStoredLogs(flat: unknown): StoredLog[] {

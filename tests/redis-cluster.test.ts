@@ -1,0 +1,218 @@
+/**
+ * What only a Redis Cluster shows: tasks spread over its masters, each task's keys on the master
+ * serving its slot; a master that dies and is replaced by its replica (watchers resume without
+ * losing a log); the archive refused at start-up. The suites that run on every deployment
+ * (tests/support/redis-deployments.ts) cover delivery, history, replay and several instances.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { LogStreamClient } from '../clients/ts/src'
+import { compareLogIds } from '../clients/ts/src/log-id'
+import { ConfigError, loadConfig } from '../src/config'
+import { RedisHistory } from '../src/logs/redis/history'
+import { logKey, newestIdKey } from '../src/logs/redis/keys'
+import { StoreUnavailableError } from '../src/store-errors'
+import { testLog } from './support/logs'
+import { startRedisCluster, type ClusterNode, type RedisCluster } from './support/redis-cluster'
+import { createTask, json, post, sendLog, startInstances, type TestServer } from './support/server'
+
+const eventually = async (check: () => Promise<boolean> | boolean, tries = 200) => {
+  for (let i = 0; i < tries && !(await check()); i++) await Bun.sleep(50)
+  return check()
+}
+
+describe('a 3-master cluster', () => {
+  let cluster: RedisCluster
+  let a: TestServer
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ masters: 3 })
+    ;[a] = (await startInstances(cluster.url, 1)) as [TestServer]
+  })
+  afterAll(async () => {
+    await a?.stop()
+    await cluster?.stop()
+  })
+
+  test("tasks spread over all three masters; each task's keys live on the master serving its slot", async () => {
+    const used = new Set<ClusterNode>()
+    for (let i = 0; i < 100 && used.size < 3; i++) {
+      const task = await createTask(a)
+      await sendLog(a, task.subtasks[0]!.subtask_id, { level: 'info', message: `task ${i}` })
+      const master = await cluster.masterOf(logKey(task.task_id))
+      // One command on several keys answers CROSSSLOT unless they share a slot.
+      expect((await cluster.cli(master, 'EXISTS', logKey(task.task_id), newestIdKey(task.task_id))).trim()).toBe('2')
+      used.add(master)
+    }
+    expect(used.size).toBe(3)
+    expect(new Set(await cluster.masters())).toEqual(used)
+  })
+
+  test("a task's slot moved to another master: watchers get 1013 and resume, every acknowledged log once, in order", async () => {
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const stream = new LogStreamClient(a.wsUrl, { reconnect: { baseDelayMs: 20, maxDelayMs: 100 } })
+    const received: string[] = []
+    const closes: number[] = []
+    stream.on('log', (log) => received.push(log.id))
+    stream.on('close', ({ code }) => closes.push(code))
+    const subscribed = new Promise((resolve) => stream.on('subscribed', resolve))
+    stream.subscribe(task.task_id)
+    await subscribed
+    const acked: string[] = []
+    for (let i = 0; i < 10; i++) acked.push((await sendLog(a, sub, { level: 'info', message: `before ${i}` })).id)
+    const from = await cluster.masterOf(logKey(task.task_id))
+    const to = (await cluster.masters()).find((node) => node !== from)!
+    await cluster.moveSlot(logKey(task.task_id), to)
+    expect(await cluster.masterOf(logKey(task.task_id))).toBe(to)
+    // Appends follow the slot (MOVED); the feed cannot know what it missed while it moved.
+    for (let i = 0; i < 10; i++) acked.push((await sendLog(a, sub, { level: 'info', message: `after ${i}` })).id)
+    expect(await eventually(() => received.length >= acked.length)).toBe(true)
+    await Bun.sleep(100) // room for any duplicate to arrive
+    expect(received).toEqual(acked)
+    // 1013 again while the feed reconnects, if the client comes back before it has.
+    expect(closes.length).toBeGreaterThan(0)
+    expect(closes.every((code) => code === 1013)).toBe(true)
+    stream.close()
+  })
+
+  test('/ready asks every master; /metrics sums their memory', async () => {
+    expect((await json(await fetch(`${a.url}/ready`))).components.history).toEqual({ status: 'ok' })
+    const metrics = await (await fetch(`${a.url}/metrics`)).text()
+    const reported = Number(/\ntasklog_history_memory_bytes (\d+)/.exec(metrics)?.[1])
+    const each = await Promise.all(
+      (await cluster.masters()).map(async (node) => Number(/used_memory:(\d+)/.exec(await cluster.cli(node, 'INFO', 'memory'))?.[1])),
+    )
+    // Each master's memory moves a little between the two reads.
+    expect(reported).toBeGreaterThan(each.reduce((sum, n) => sum + n, 0) * 0.9)
+    expect(reported).toBeGreaterThan(Math.max(...each) * 2)
+  })
+})
+
+test('a hung master (SIGSTOP): calls on its tasks fail after timeoutMs and the connection is reset; all works again on SIGCONT', async () => {
+  const cluster = await startRedisCluster({ masters: 3 })
+  const warnings: string[] = []
+  const history = await RedisHistory.connect({
+    url: cluster.url,
+    ttlSeconds: 60,
+    maxPerTask: 100,
+    timeoutMs: 500,
+    logger: { info() {}, warn: (m: string) => warnings.push(m) },
+  })
+  try {
+    const task = Bun.randomUUIDv7()
+    await history.append(task, [testLog(task, task, 'info', 'before')])
+    const master = await cluster.masterOf(logKey(task))
+    await master.pause()
+    try {
+      const results = await Promise.allSettled([history.append(task, [testLog(task, task, 'info', 'during')]), history.replay(task, undefined, 10)])
+      for (const r of results) expect(r.status === 'rejected' && r.reason instanceof StoreUnavailableError).toBe(true)
+      expect(warnings).toContain(`[history] ${cluster.url} answered nothing for 500 ms; reconnecting`)
+    } finally {
+      master.resume()
+    }
+    await cluster.waitUntilOk()
+    expect(
+      await eventually(() =>
+        history.ping().then(
+          () => true,
+          () => false,
+        ),
+      ),
+    ).toBe(true)
+    await history.append(task, [testLog(task, task, 'info', 'after')])
+    // The append that timed out had been sent: the master applied it once it resumed.
+    expect((await history.replay(task, undefined, 10)).logs.map((l) => JSON.parse(l.body).message)).toEqual(['before', 'during', 'after'])
+  } finally {
+    await history.close()
+    await cluster.stop()
+  }
+}, 30_000)
+
+test('ARCHIVE_DAYS > 0 is refused with a cluster: its pending set is a key outside every slot', () => {
+  expect(() => loadConfig({ REDIS_URL: 'redis+cluster://127.0.0.1:7000', ARCHIVE_DAYS: '7' })).toThrow(ConfigError)
+  expect(() => loadConfig({ REDIS_URL: 'rediss+cluster://127.0.0.1:7000', ARCHIVE_DAYS: '7' })).toThrow(
+    'ARCHIVE_DAYS=7 is not supported with a Redis Cluster',
+  )
+  expect(loadConfig({ REDIS_URL: 'redis+cluster://127.0.0.1:7000' }).redisUrl).toBe('redis+cluster://127.0.0.1:7000')
+})
+
+describe('a master killed and replaced by its replica', () => {
+  let cluster: RedisCluster
+  let servers: TestServer[] = []
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ masters: 3, replicas: 1, nodeTimeoutMs: 1000 })
+    servers = await startInstances(cluster.url, 2)
+  })
+  afterAll(async () => {
+    await Promise.allSettled(servers.map((s) => s.stop()))
+    await cluster?.stop()
+  })
+
+  test('watchers on both instances get 1013 and resume with since: every acknowledged log once, in order', async () => {
+    const [a, b] = servers as [TestServer, TestServer]
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const watchers = [a, b].map((server) => {
+      const stream = new LogStreamClient(server.wsUrl, { reconnect: { baseDelayMs: 50, maxDelayMs: 200 } })
+      const received: string[] = []
+      const closes: number[] = []
+      stream.on('log', (log) => received.push(log.id))
+      stream.on('close', ({ code }) => closes.push(code))
+      const subscribed = new Promise((resolve) => stream.on('subscribed', resolve))
+      stream.subscribe(task.task_id)
+      return { stream, received, closes, subscribed }
+    })
+    await Promise.all(watchers.map((w) => w.subscribed))
+
+    const acked: string[] = []
+    const refused: number[] = []
+    /** Posts one log to `a`; a 201 means stored, anything else not. */
+    const send = async (message: string) => {
+      const res = await post(`${a.url}/api/v1/subtasks/${sub}/log`, { level: 'info', message })
+      if (res.status === 201) acked.push((await json(res)).id)
+      else refused.push(res.status)
+      return res.status === 201
+    }
+    for (let i = 0; i < 20; i++) expect(await send(`before ${i}`)).toBe(true)
+
+    const victim = await cluster.masterOf(logKey(task.task_id))
+    // Replication is asynchronous: a crash loses what the replica has not received yet. Wait for it,
+    // so that every acknowledged log is the replica's too.
+    expect(await eventually(async () => replicaCaughtUp(await cluster.cli(victim, 'INFO', 'replication')))).toBe(true)
+    await victim.kill()
+
+    // Appends fail while the slot has no master, then succeed on the replica that took over.
+    let after = 0
+    for (let i = 0; i < 600 && after < 20; i++) {
+      if (await send(`after ${i}`)) after++
+      else await Bun.sleep(50)
+    }
+    expect(after).toBe(20)
+    expect(refused.length).toBeGreaterThan(0)
+    expect(refused.every((status) => status === 503)).toBe(true)
+    const successor = await cluster.masterOf(logKey(task.task_id))
+    expect(successor).not.toBe(victim)
+
+    for (const { received, closes } of watchers) {
+      expect(await eventually(() => acked.every((id) => received.includes(id)))).toBe(true)
+      await Bun.sleep(100) // room for any duplicate to arrive
+      for (let i = 1; i < received.length; i++) expect(compareLogIds(received[i - 1]!, received[i]!)).toBeLessThan(0)
+      expect(received).toEqual(acked)
+      expect(closes).toContain(1013)
+    }
+    for (const { stream } of watchers) stream.close()
+    for (const server of [a, b]) {
+      expect((await json(await fetch(`${server.url}/ready`))).components).toEqual({
+        tasks: { status: 'ok' },
+        history: { status: 'ok' },
+        feed: { status: 'ok' },
+      })
+    }
+  }, 60_000)
+})
+
+/** Whether INFO replication of a master shows its replica at the master's offset. */
+function replicaCaughtUp(info: string): boolean {
+  const master = Number(/master_repl_offset:(\d+)/.exec(info)?.[1])
+  const replica = Number(/slave0:.*offset=(\d+)/.exec(info)?.[1])
+  return master > 0 && replica === master
+}
