@@ -13,9 +13,11 @@
  * and it checks the full JSON shape of a sample of frames (`malformed`).
  * Server CPU and memory come from /proc/<pid> (see lib/proc.ts).
  */
+import { wallNow } from './lib/clock'
 import { Flags, Histogram } from './lib/histogram'
-import { cpuMs, machineBusyMs, memKiB, threadCpuMs } from './lib/proc'
+import { cpuMs, machineBusyMs, memKiB, openFilesLimit, threadCpuMs, treeRssKiB } from './lib/proc'
 import type { LoadParams, ScenarioId } from './scenarios'
+import { WatcherProcess, type WatchersReport } from './watchers'
 
 export interface LoadJob {
   scenario: ScenarioId
@@ -78,19 +80,35 @@ export interface LoadResult {
   otherCpuPct: number
   /** (e) */
   idle?: { connections: number; rssBeforeKiB: number; rssAfterKiB: number; bytesPerConnection: number; connectMs: number }
+  /** (g) ms from each broadcast's POST until its last watcher had it, and how the watchers were spread. */
+  broadcast?: { lastMs: number[]; watcherProcesses: number; sourceAddresses: number }
   /** (f) ms from the reconnect until each subscriber had every log sent before it. */
   catchUp?: { subscribers: number; p50: number; p99: number; max: number; replayed: number }
   correctness: Correctness
   notes: string[]
 }
 
-const now = () => performance.now()
+const now = wallNow
 const sleep = (ms: number) => Bun.sleep(ms)
-const MARK = 'bench#'
+export const MARK = 'bench#'
 const PADDING = ' step output: processed batch of records, all checks passed, moving on to the next stage'
 const METADATA = { host: 'bench-worker-1', attempt: 1, tags: ['bench', 'load'] }
 /** Every POST's headers; with `--auth token` also the Authorization header (set in runLoad). */
 const JSON_HEADERS: Record<string, string> = { 'content-type': 'application/json' }
+/** (g): sockets per watcher process at most (fewer when `ulimit -n` is lower). */
+const WATCHERS_PER_PROCESS = 25_000
+/**
+ * (g): sockets per source address. Loopback has about 28,000 ephemeral ports per address, but
+ * a bind to port 0 searches them for a free one (first those of one parity), which grows slow
+ * as they fill: at 17,000 per address, connecting was bound by the kernel's system time.
+ */
+const WATCHERS_PER_ADDRESS = 5000
+/**
+ * (g): the `i`th source address of this run, `127.a.b.(i+1)`, a block of its own for each load
+ * generator (from its process id): the sockets a run closes leave their ports in TIME_WAIT for a
+ * minute, which would make the next run's binds fail on the same addresses.
+ */
+const sourceAddress = (i: number) => `127.${(process.pid >> 8) & 255}.${process.pid & 255}.${i + 1}`
 const DATA_KEYS = 'id,task_id,subtask_id,level,message,metadata,worker_id,worker_name,timestamp'
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 const LOG_ID = /^\d+-\d+$/
@@ -465,6 +483,8 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const tasks: TaskState[] = []
   for (let i = 0; i < p.tasks; i++) tasks.push(await createTask(`${job.scenario}-${i}`))
 
+  if (job.scenario === 'g') return await broadcastToWatchers(tasks[0]!)
+
   if (job.scenario === 'e') {
     const n = p.idleConnections ?? 10_000
     for (let i = 0; i < (p.idleWarmup ?? 0); i++) subs.push(new Subscriber(tasks[0]!))
@@ -554,6 +574,108 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const result = finish(windowMs, {}, { droppedSockets: failedConnects })
   await closeAll(subs)
   return result
+
+  /**
+   * (g): opens the watchers in processes of their own (as many as this process's open-files
+   * limit needs), each over source addresses of its own, then broadcasts one log at a time.
+   */
+  async function broadcastToWatchers(task: TaskState): Promise<LoadResult> {
+    const { hostname, port } = new URL(base)
+    const perProcess = Math.min(WATCHERS_PER_PROCESS, openFilesLimit() - 500)
+    let address = 0
+    const spawn = (count: number): WatcherProcess[] => {
+      const processes = Math.ceil(count / perProcess)
+      return Array.from({ length: processes }, (_, i) => {
+        const share = Math.floor((count * (i + 1)) / processes) - Math.floor((count * i) / processes)
+        const sources = Array.from({ length: Math.ceil(share / WATCHERS_PER_ADDRESS) }, () => sourceAddress(address++))
+        return new WatcherProcess({
+          host: hostname,
+          port: Number(port),
+          taskId: task.taskId,
+          count: share,
+          sources,
+          connectBatch: p.connectBatch,
+        })
+      })
+    }
+    const connect = async (list: WatcherProcess[]) => {
+      let failed = 0
+      for (const c of await Promise.all(list.map((w) => w.connected))) {
+        failed += c.failed
+        c.notes.forEach(note)
+      }
+      return failed
+    }
+    const n = p.idleConnections ?? 100_000
+    const warm = spawn(p.idleWarmup ?? 0)
+    const watchers = [...warm]
+    try {
+      let failed = await connect(warm)
+      await sleep(500)
+      const before = treeRssKiB(job.serverPid)
+      const t0 = now()
+      const measured = spawn(n)
+      watchers.push(...measured)
+      failed += await connect(measured)
+      const connectMs = now() - t0
+      await sleep(1500)
+      const after = treeRssKiB(job.serverPid)
+      startMeasuring()
+      const t1 = now()
+      const seqs: number[] = []
+      for (let b = 0; b < (p.broadcasts ?? 1); b++) {
+        const seq = task.issued
+        seqs.push(seq)
+        const everyone = Promise.all(watchers.map((w) => w.received(seq)))
+        await post(task, 1)
+        if ((await Promise.race([everyone.then(() => true), sleep(10_000).then(() => false)])) === false)
+          note(`broadcast ${seq}: not every watcher had it after 10 s`)
+        await sleep(p.broadcastGapMs ?? 1000)
+      }
+      const reports: WatchersReport[] = await Promise.all(watchers.map((w) => w.report(seqs.filter((q) => task.acked.has(q)))))
+      const lastMs: number[] = []
+      for (const seq of seqs) {
+        let last = 0
+        for (const r of reports)
+          for (const ms of r.latencies[seq] ?? []) {
+            e2eHist.record(ms)
+            deliveriesMeasured++
+            if (ms > last) last = ms
+          }
+        lastMs.push(last)
+      }
+      for (const r of reports) r.notes.forEach(note)
+      const sum = (key: 'lost' | 'dup' | 'order' | 'malformed' | 'dropped') => reports.reduce((total, r) => total + r[key], 0)
+      return finish(
+        now() - t1,
+        {
+          acksPerS: Number.NaN,
+          requestsPerS: Number.NaN,
+          serverCpuMsPerLog: Number.NaN,
+          serverThreadsMsPerLog: {},
+          redisCpuMsPerLog: Number.NaN,
+          serverRssKiB: treeRssKiB(job.serverPid),
+          idle: {
+            connections: n,
+            rssBeforeKiB: before,
+            rssAfterKiB: after,
+            bytesPerConnection: ((after - before) * 1024) / n,
+            connectMs,
+          },
+          broadcast: { lastMs, watcherProcesses: watchers.length, sourceAddresses: address },
+        },
+        {
+          lost: sum('lost'),
+          dup: sum('dup'),
+          order: sum('order'),
+          malformed: sum('malformed'),
+          droppedSockets: failed + sum('dropped'),
+        },
+      )
+    } finally {
+      await Promise.all(watchers.map((w) => w.close()))
+    }
+  }
 
   function validLogFrame(text: string, task: TaskState, id: string): boolean {
     try {

@@ -15,12 +15,12 @@
  * --floor-with-app: the baseline also loads tasklog's app, warmed and then idle
  *   (bench/lib/idle-app.ts), to measure what holding tasklog's code costs the floor.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { cpus } from 'node:os'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gcPauses, type GcPauses } from './lib/gc-log'
 import { median } from './lib/histogram'
-import { CLK_TCK } from './lib/proc'
+import { CLK_TCK, openFilesLimit } from './lib/proc'
 import { children, ROOT, startRedis, startServer, stop, type RunningServer } from './lib/processes'
 import { ALL_SCOPES } from '../src/auth/scopes'
 import { Tokens } from '../src/auth/tokens'
@@ -139,7 +139,7 @@ const threadSummary = (byThread: Record<string, number>): string =>
 function usage(problem?: string): never {
   if (problem) console.error(`bench: ${problem}`)
   console.error(
-    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f] [--reps N] [--servers tasklog,baseline] [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--gc] [--floor-with-app] [--fault drop|dup|reorder] [--auth local|token]',
+    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f,g] [--reps N] [--servers tasklog,baseline] [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--gc] [--floor-with-app] [--fault drop|dup|reorder] [--auth local|token]',
   )
   for (const s of SCENARIOS) console.error(`  ${s.id}  ${s.title}`)
   process.exit(problem ? 2 : 0)
@@ -149,12 +149,31 @@ function usage(problem?: string): never {
 const BENCH_SECRET = 'bench-secret-bench-secret-bench-secret-0123'
 /** With `--auth token`: one admin token for the whole run, as a deployment's clients each hold theirs. */
 let benchToken: string | undefined
-const startBenchServer = (name: ServerName, redisUrl: string, profileName?: string, gcLog?: string) =>
+/**
+ * Starts a server under test. `processes` > 1 (scenario g, when one process may not hold every
+ * socket): tasklog runs as WORKERS (over a SQLite file, which its workers share), the floor as
+ * BENCH_INSTANCES, on one port either way.
+ */
+const startBenchServer = (
+  name: ServerName,
+  redisUrl: string,
+  profileName?: string,
+  gcLog?: string,
+  { processes = 1, taskDb = '', manyStreams = false } = {},
+) =>
   startServer({
     name,
     entry: name === 'tasklog' ? 'src/index.ts' : 'bench/baseline/server.ts',
     redisUrl,
+    processes,
     env: {
+      ...(processes > 1
+        ? name === 'tasklog'
+          ? { WORKERS: String(processes), DATABASE_URL: `sqlite://${taskDb}` }
+          : { BENCH_INSTANCES: String(processes) }
+        : {}),
+      // (g) holds up to 25,000 sockets per source address, in local mode one client each.
+      ...(name === 'tasklog' && manyStreams ? { MAX_CONNECTIONS_PER_CLIENT: '10000000' } : {}),
       ...(name === 'baseline' && opts.fault ? { BENCH_FAULT: opts.fault } : {}),
       ...(name === 'baseline' && opts.floorWithApp ? { BENCH_FLOOR_WITH_APP: '1' } : {}),
       ...(gcLog ? { BUN_JSC_logGC: '1' } : {}),
@@ -315,6 +334,22 @@ function targets(rows: Row[]): { check: string; value: string; pass: boolean }[]
   const d = m('d', 'tasklog')
   if (d) out.push({ check: '(d) tasklog ≥ 100,000 logs/s', value: `${fmt(d.acksPerS!)}/s`, pass: d.acksPerS! >= 100_000 })
   ratio('e', 'extra', 1.5, 'memory per idle connection')
+  // (g): absolute targets, with the floor's figure of the same run beside tasklog's.
+  const g = m('g', 'tasklog')
+  const gFloor = m('g', 'baseline')
+  const floorSays = (x: number | undefined, unit: string) => (x === undefined ? '' : ` (the floor ${fmt(x)} ${unit})`)
+  if (g) {
+    out.push({
+      check: '(g) tasklog ≤ 2.5 KiB per idle watcher',
+      value: `${fmt(g.extra!)} KiB${floorSays(gFloor?.extra, 'KiB')}`,
+      pass: g.extra! <= 2.5,
+    })
+    out.push({
+      check: '(g) tasklog: a broadcast reaches the watchers within 1 s at p99',
+      value: `p99 ${fmt(g.e2eP99!)} ms, last ${fmt(g.e2eMax!)} ms${floorSays(gFloor?.e2eP99, 'ms at p99')}`,
+      pass: g.e2eP99! <= 1000,
+    })
+  }
   const f = rows.find((r) => r.scenario === 'f' && r.server === 'tasklog')
   if (f) {
     const runs = f.runs.filter((r) => r.ok && r.catchUp)
@@ -347,8 +382,24 @@ function machine(redisVersion: string) {
   }
 }
 
+/**
+ * (g) needs a file descriptor per socket in the servers and the watcher processes: this lifts
+ * the limit that every child inherits as far as this process may (past the hard limit only with
+ * CAP_SYS_RESOURCE; without it, (g) spreads its sockets over more processes). Bun raises each
+ * process's soft limit to the hard one by itself.
+ */
+function raiseOpenFilesLimit(): void {
+  const most = readFileSync('/proc/sys/fs/nr_open', 'utf8').trim()
+  try {
+    Bun.spawnSync(['prlimit', `--pid=${process.pid}`, `--nofile=${most}:${most}`], { stderr: 'ignore' })
+  } catch {
+    // No prlimit: the limit stays as it is.
+  }
+}
+
 // ---------- main ----------
 const opts = parseArgs(process.argv.slice(2))
+if (opts.scenarios.includes('g')) raiseOpenFilesLimit()
 if (opts.auth === 'token')
   benchToken = await new Tokens(BENCH_SECRET).sign({ sub: 'bench', scopes: ALL_SCOPES, tasks: null, exp: Math.floor(Date.now() / 1000) + 86_400 })
 const startedAt = new Date()
@@ -361,7 +412,7 @@ console.error(
 )
 
 const rows: Row[] = []
-const runLog: (LoadResult & { rep: number; redisCommands: Record<string, number>; serverOutput?: string[]; gc?: GcPauses })[] =
+const runLog: (LoadResult & { rep: number; serverProcesses: number; redisCommands: Record<string, number>; serverOutput?: string[]; gc?: GcPauses })[] =
   []
 if (opts.gcDir) mkdirSync(opts.gcDir, { recursive: true })
 for (const id of opts.scenarios) {
@@ -379,7 +430,12 @@ for (const id of opts.scenarios) {
       console.error(`bench: (e) lowered to ${params.idleConnections} connections, ${params.idleWarmup} to warm up: ulimit -n is ${limit}`)
     }
   }
+  // (g): server processes enough for every socket within the open-files limit, 1,000 spare each.
+  const serverProcesses =
+    id === 'g' ? Math.ceil((params.idleConnections! + (params.idleWarmup ?? 0)) / (openFilesLimit() - 1000)) : 1
   console.error(`\n(${id}) ${scenario.title}`)
+  if (serverProcesses > 1)
+    console.error(`bench: (g) each server runs as ${serverProcesses} processes on one port: ulimit -Hn is ${openFilesLimit()}`)
   for (const server of opts.servers) rows.push({ scenario: id, server, runs: [] })
   for (let rep = 0; rep < opts.reps; rep++) {
     // Alternate which server goes first, so drift (thermal, page cache) hits both alike.
@@ -391,15 +447,21 @@ for (const id of opts.scenarios) {
       let result: LoadResult
       let running: RunningServer | undefined
       const gcLog = opts.gcDir ? join(opts.gcDir, `${id}-${server}-${rep + 1}.log`) : undefined
+      const taskDb = join(tmpdir(), `tasklog-bench-${process.pid}-${id}-${rep + 1}.sqlite`)
       try {
         running = await startBenchServer(
           server,
           redis.url,
           opts.cpuProf ? `${id}-${server}-${rep + 1}.cpuprofile` : undefined,
           gcLog,
+          { processes: serverProcesses, taskDb, manyStreams: id === 'g' },
         )
         const budget =
-          30_000 + 3 * (params.warmupMs + params.durationMs + (params.reconnectGapMs ?? 0) + (params.afterReconnectMs ?? 0))
+          30_000 +
+          3 * (params.warmupMs + params.durationMs + (params.reconnectGapMs ?? 0) + (params.afterReconnectMs ?? 0)) +
+          // Opening sockets: well under a millisecond each.
+          2 * ((params.idleConnections ?? 0) + (params.idleWarmup ?? 0)) +
+          3 * (params.broadcasts ?? 0) * (10_000 + (params.broadcastGapMs ?? 0))
         result = await runLoadProcess(
           { scenario: id, server, base: running.base, serverPid: running.proc.pid, redisPid: redis.server.pid, params, token: benchToken },
           budget,
@@ -415,9 +477,17 @@ for (const id of opts.scenarios) {
         }
         await stop(running.proc)
       }
+      for (const suffix of ['', '-wal', '-shm']) rmSync(taskDb + suffix, { force: true })
       const gc = gcLog && running ? gcPauses(readFileSync(gcLog, 'utf8')) : undefined
       row.runs.push(result)
-      runLog.push({ ...result, rep, redisCommands, serverOutput: result.ok ? undefined : running?.output.slice(-15), gc })
+      runLog.push({
+        ...result,
+        rep,
+        serverProcesses,
+        redisCommands,
+        serverOutput: result.ok ? undefined : running?.output.slice(-15),
+        gc,
+      })
       if (!result.ok) console.error(`  ${server} rep ${rep + 1}: FAILED: ${result.error}`)
       else {
         const c = result.correctness
@@ -428,6 +498,10 @@ for (const id of opts.scenarios) {
             `other CPU ${fmt(result.otherCpuPct, 0)}%` +
             (result.idle ? `, ${fmt(result.idle.bytesPerConnection / 1024)} KiB/conn` : '') +
             (result.catchUp ? `, catch-up max ${fmt(result.catchUp.max)} ms` : '') +
+            (result.broadcast
+              ? `, last watcher per broadcast ${result.broadcast.lastMs.map((x) => fmt(x)).join(' / ')} ms ` +
+                `(${result.broadcast.watcherProcesses} watcher processes, ${result.broadcast.sourceAddresses} source addresses)`
+              : '') +
             `, lost/dup/order ${c.lost}/${c.dup}/${c.order}` +
             (gc
               ? `\n      GC pauses: ${gc.eden} Eden, median ${fmt(gc.edenP50)} ms, max ${fmt(gc.edenMax)}; ${gc.full} full, max ${fmt(gc.fullMax)} ms`
@@ -450,7 +524,8 @@ console.log(`\n## tasklog vs baseline (${opts.quick ? 'quick, ' : ''}medians of 
 console.log(markdown)
 console.log(
   `\nCPU and RSS are the server process's own (/proc/<pid>); e2e is POST sent → frame received. ` +
-    `lost/dup/order summed over all runs. Last column of metrics: (e) KiB per idle WebSocket, (f) max ms to catch up after reconnecting.`,
+    `lost/dup/order summed over all runs. Last column of metrics: (e), (g) KiB per idle WebSocket, (f) max ms to catch up after reconnecting. ` +
+    `(g): e2e is POST sent → frame received, over every watcher and broadcast; RSS that of all the server's processes.`,
 )
 console.log(`Machine: ${info.cores} × ${info.cpu}, ${info.memGiB} GiB, Linux ${info.kernel}, Bun ${info.bun}, Redis ${info.redis}.`)
 if (opts.auth === 'token') console.log('tasklog ran in token mode, every request and socket with a bearer token (--auth token).')

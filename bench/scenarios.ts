@@ -10,7 +10,7 @@
  * the difference in (b)'s p99. A server runs for hours, so the measurement starts after 15 s;
  * `--warmup 5000` measures the first seconds instead, and `--threads` shows the JIT's share.
  */
-export type ScenarioId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f'
+export type ScenarioId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g'
 
 export interface LoadParams {
   /** Tasks; each gets `subscribers` WebSocket watchers. */
@@ -24,18 +24,22 @@ export interface LoadParams {
   batch: number
   warmupMs: number
   durationMs: number
-  /** (e): idle WebSockets to open. */
+  /** (e), (g): idle WebSockets to open. */
   idleConnections?: number
   /**
-   * (e): idle WebSockets opened, and kept, before memory is first read: what a server compiles
-   * and allocates once, for its first connections, is then not counted per connection.
+   * (e), (g): idle WebSockets opened, and kept, before memory is first read: what a server
+   * compiles and allocates once, for its first connections, is then not counted per connection.
    */
   idleWarmup?: number
+  /** (g): logs posted to the task every watcher follows, one at a time, each once all have the one before. */
+  broadcasts?: number
+  /** (g): pause between a broadcast's last arrival and the next broadcast. */
+  broadcastGapMs?: number
   /** (f): how long subscribers stay away before reconnecting with `since`. */
   reconnectGapMs?: number
   /** (f): how long the worker keeps logging after the reconnect. */
   afterReconnectMs?: number
-  /** WebSockets connecting at once. */
+  /** WebSockets connecting at once (in (g): per watcher process). */
   connectBatch: number
 }
 
@@ -102,6 +106,32 @@ export const SCENARIOS: Scenario[] = [
       durationMs: 0,
       reconnectGapMs: 500,
       afterReconnectMs: 1500,
+    },
+  },
+  {
+    id: 'g',
+    title: '100,000 watchers of one task: idle memory, then one broadcast to all',
+    full: {
+      ...base,
+      subscribers: 0,
+      warmupMs: 0,
+      durationMs: 0,
+      idleConnections: 100_000,
+      idleWarmup: 1000,
+      broadcasts: 5,
+      broadcastGapMs: 1000,
+      connectBatch: 100,
+    },
+    quick: {
+      ...base,
+      subscribers: 0,
+      warmupMs: 0,
+      durationMs: 0,
+      idleConnections: 2000,
+      idleWarmup: 100,
+      broadcasts: 3,
+      broadcastGapMs: 200,
+      connectBatch: 100,
     },
   },
 ]

@@ -69,7 +69,9 @@ export function threadCpuMs(pid: number): Map<string, number> {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
       // Numbered threads of one pool ("HeapHelper 1", ...) count as one.
-      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim().replace(/\s*\d+$/, '')
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8')
+        .trim()
+        .replace(/\s*\d+$/, '')
       const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
       const ms = ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK
       byName.set(name, (byName.get(name) ?? 0) + ms)
@@ -101,6 +103,29 @@ export function memKiB(pid: number): { rss: number; hwm: number } {
   } catch {
     return { rss: Number.NaN, hwm: Number.NaN }
   }
+}
+
+/** Resident set size of a process and of its living descendants, in KiB (see treeCpuMs); NaN when it is gone. */
+export function treeRssKiB(pid: number): number {
+  return childPids(pid).reduce((sum, child) => sum + (treeRssKiB(child) || 0), memKiB(pid).rss)
+}
+
+/** This process's hard limit of open files (`ulimit -Hn`; Bun raises its soft limit to it at start). */
+export function openFilesLimit(): number {
+  const line = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1]
+  return line === 'unlimited' ? Number.POSITIVE_INFINITY : Number(line)
+}
+
+/** Sockets listening on 127.0.0.1:`port` (several when processes share it with SO_REUSEPORT). */
+export function listeners(port: number): number {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`
+  // Lines: "sl local_address rem_address st ...", st 0A = LISTEN.
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .filter((line) => {
+      const fields = line.trim().split(/\s+/)
+      return fields[1] === local && fields[3] === '0A'
+    }).length
 }
 
 /** A port that was free a moment ago (the OS picks it). */

@@ -6,13 +6,20 @@ import { join } from 'node:path'
 import type { Subprocess } from 'bun'
 import { createClient } from 'redis'
 import { startRedis as startRedisServer } from '../../tests/support/redis-server'
-import { freePort } from './proc'
+import { freePort, listeners } from './proc'
 
 export const ROOT = join(import.meta.dir, '..', '..')
 
-/** Every server under test still running; killed on exit, Ctrl-C or SIGTERM (Redis is killed by its harness on exit). */
+/** Every server under test still running; stopped on exit, Ctrl-C or SIGTERM (Redis is killed by its harness on exit). */
 export const children = new Set<Subprocess>()
+/**
+ * SIGTERM first, so that a server of several processes (WORKERS, BENCH_INSTANCES) stops its
+ * own children, which a SIGKILL would leave running; SIGKILL what still runs after a second.
+ */
 function cleanup() {
+  for (const p of children) p.kill('SIGTERM')
+  for (let waited = 0; waited < 1000 && [...children].some((p) => p.exitCode === null && p.signalCode === null); waited += 50)
+    Bun.sleepSync(50)
   for (const p of children) p.kill('SIGKILL')
   children.clear()
 }
@@ -89,6 +96,8 @@ export async function startServer(opts: {
   bunArgs?: string[]
   /** Where the server's stderr goes (default: kept in memory, to explain a failure). */
   stderrFile?: string
+  /** Processes that share the port (SO_REUSEPORT) once the server is up: it is ready when all listen. */
+  processes?: number
 }): Promise<RunningServer> {
   const port = freePort()
   const env = {
@@ -115,6 +124,13 @@ export async function startServer(opts: {
   const base = `http://127.0.0.1:${port}`
   try {
     await waitFor(`${opts.name} server`, 20_000, async () => (await fetch(`${base}/health`)).status === 200, proc)
+    // Until all listen, the kernel gives every connection to those that do.
+    await waitFor(
+      `${opts.name} server's ${opts.processes} processes`,
+      20_000,
+      async () => listeners(port) >= (opts.processes ?? 1),
+      proc,
+    )
   } catch (err) {
     await stop(proc)
     const stderr = opts.stderrFile ? ` (stderr in ${opts.stderrFile})` : ''
