@@ -832,6 +832,19 @@ describe('RedisHistory only', () => {
     expect(await s.replay(task, after!.id, 10)).toEqual({ logs: [], recovered: true })
   })
 
+  test('this process standing still for seconds while a call is pending is not Redis hanging: the call succeeds, the connection stays', async () => {
+    const warnings: string[] = []
+    const s = await connect({ timeoutMs: 300, logger: { ...silent, warn: (m: string) => warnings.push(m) } })
+    const task = uuid()
+    const appending = put(s, task, [newLog(task, task, 'info', 'during the stall')])
+    // As a broadcast to very many sockets on a busy machine does; Redis answers meanwhile.
+    const until = performance.now() + 4000
+    while (performance.now() < until) {}
+    await appending
+    expect(messages(await s.read(task, { limit: 10, order: 'asc' }))).toEqual(['during the stall'])
+    expect(warnings).toEqual([])
+  })
+
   test('a hung server (SIGSTOP): every pending call rejects after timeoutMs, with one warning; recovers on SIGCONT', async () => {
     const warnings: string[] = []
     const s = await connect({ timeoutMs: 1000, logger: { ...silent, warn: (m: string) => warnings.push(m) } })

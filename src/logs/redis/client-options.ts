@@ -12,13 +12,16 @@ export function clientOptions(timeoutMs: number) {
     // No per-command timer from node-redis (its default makes an AbortSignal per command);
     // callers bound the wait for replies themselves.
     commandOptions: { timeout: 0 },
-    // Keeps an idle connection active so that socketTimeout only fires on a dead peer.
+    // A PING every second on an idle connection: one the peer has reset fails on its own and
+    // reconnects in the background, rather than on the next call.
     pingInterval: 1000,
     socket: {
+      // No socketTimeout: it cannot find a hung Redis (the pings are activity), and it fires when
+      // this process itself stands still that long (a broadcast to 100,000 sockets on a busy
+      // machine) before the replies waiting in the socket are read: a lost subscriber connection
+      // stops every watcher. Callers' deadlines find a hung Redis (the history's Watchdog, the
+      // feed's timeouts).
       connectTimeout: timeoutMs,
-      // A connection that neither reads nor writes for this long (pings included) is dead:
-      // close it and reconnect, instead of waiting for TCP keep-alive.
-      socketTimeout: Math.max(3 * 1000, 2 * timeoutMs),
       // Always reconnect (the default gives up after a socket timeout), quickly and forever.
       reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) + Math.floor(Math.random() * 100),
     },
