@@ -15,7 +15,7 @@
  */
 import { wallNow } from './lib/clock'
 import { Flags, Histogram } from './lib/histogram'
-import { cpuMs, machineBusyMs, memKiB, openFilesLimit, threadCpuMs, treeRssKiB } from './lib/proc'
+import { cpuMs, machineBusyMs, memKiB, openFilesLimit, threadCpuMs, treeCpuMs, treeRssKiB } from './lib/proc'
 import type { LoadParams, ScenarioId } from './scenarios'
 import { WatcherProcess, type WatchersReport } from './watchers'
 
@@ -71,7 +71,7 @@ export interface LoadResult {
   redisCpuMsPerLog: number
   serverRssKiB: number
   serverPeakRssKiB: number
-  /** This load generator's own CPU over the window, % of one core: near 100 means it, not the server, limits. */
+  /** This load generator's CPU (with (g)'s watcher processes) over the window, % of one core: near 100 means it, not the server, limits. */
   loaderCpuPct: number
   /**
    * CPU used on this machine by anything but the server, Redis and this load generator over the
@@ -429,10 +429,13 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   }
 
   // ---------- the run ----------
-  const server = { cpu0: 0, redis0: 0, loader0: process.cpuUsage(), machine0: 0, threads0: new Map<string, number>() }
+  const server = { cpu0: 0, redis0: 0, loader0: process.cpuUsage(), helpers0: 0, machine0: 0, threads0: new Map<string, number>() }
+  /** CPU of this process's children, in ms: (g)'s watcher processes are the load generator too. */
+  const helpersCpuMs = () => treeCpuMs(process.pid) - cpuMs(process.pid)
   const startMeasuring = () => {
     measureStart = now()
     server.loader0 = process.cpuUsage()
+    server.helpers0 = helpersCpuMs()
     server.machine0 = machineBusyMs()
     server.cpu0 = cpuMs(job.serverPid)
     server.threads0 = threadCpuMs(job.serverPid)
@@ -449,7 +452,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
     const mem = memKiB(job.serverPid)
     const windowS = windowMs / 1000
     const loader = process.cpuUsage(server.loader0)
-    const loaderMs = (loader.user + loader.system) / 1000
+    const loaderMs = (loader.user + loader.system) / 1000 + helpersCpuMs() - server.helpers0
     const elapsedMs = now() - measureStart
     const otherMs = machineBusyMs() - server.machine0 - serverCpu - redisCpu - loaderMs
     const correct = correctness(c)
