@@ -95,6 +95,8 @@ const PADDING = ' step output: processed batch of records, all checks passed, mo
 const METADATA = { host: 'bench-worker-1', attempt: 1, tags: ['bench', 'load'] }
 /** Every POST's headers; with `--auth token` also the Authorization header (set in runLoad). */
 const JSON_HEADERS: Record<string, string> = { 'content-type': 'application/json' }
+/** (g): how long a broadcast may take to reach every watcher before the next one goes out (or the counts are taken). */
+export const BROADCAST_WAIT_MS = 60_000
 /** (g): sockets per watcher process at most (fewer when `ulimit -n` is lower). */
 const WATCHERS_PER_PROCESS = 25_000
 /**
@@ -631,8 +633,8 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
         seqs.push(seq)
         const everyone = Promise.all(watchers.map((w) => w.received(seq)))
         await post(task, 1)
-        if ((await Promise.race([everyone.then(() => true), sleep(10_000).then(() => false)])) === false)
-          note(`broadcast ${seq}: not every watcher had it after 10 s`)
+        if ((await Promise.race([everyone.then(() => true), sleep(BROADCAST_WAIT_MS).then(() => false)])) === false)
+          note(`broadcast ${seq}: not every watcher had it after ${BROADCAST_WAIT_MS} ms`)
         await sleep(p.broadcastGapMs ?? 1000)
       }
       const reports: WatchersReport[] = await Promise.all(watchers.map((w) => w.report(seqs.filter((q) => task.acked.has(q)))))

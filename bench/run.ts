@@ -24,7 +24,7 @@ import { CLK_TCK, openFilesLimit } from './lib/proc'
 import { children, ROOT, startRedis, startServer, stop, type RunningServer } from './lib/processes'
 import { ALL_SCOPES } from '../src/auth/scopes'
 import { Tokens } from '../src/auth/tokens'
-import type { Correctness, LoadJob, LoadResult } from './load'
+import { BROADCAST_WAIT_MS, type Correctness, type LoadJob, type LoadResult } from './load'
 import { SCENARIOS, type ScenarioId } from './scenarios'
 
 type ServerName = 'tasklog' | 'baseline'
@@ -461,7 +461,7 @@ for (const id of opts.scenarios) {
           3 * (params.warmupMs + params.durationMs + (params.reconnectGapMs ?? 0) + (params.afterReconnectMs ?? 0)) +
           // Opening sockets: well under a millisecond each.
           2 * ((params.idleConnections ?? 0) + (params.idleWarmup ?? 0)) +
-          3 * (params.broadcasts ?? 0) * (10_000 + (params.broadcastGapMs ?? 0))
+          (params.broadcasts ?? 0) * (BROADCAST_WAIT_MS + (params.broadcastGapMs ?? 0))
         result = await runLoadProcess(
           { scenario: id, server, base: running.base, serverPid: running.proc.pid, redisPid: redis.server.pid, params, token: benchToken },
           budget,

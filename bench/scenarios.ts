@@ -118,7 +118,7 @@ export const SCENARIOS: Scenario[] = [
       durationMs: 0,
       idleConnections: 100_000,
       idleWarmup: 1000,
-      broadcasts: 5,
+      broadcasts: 3,
       broadcastGapMs: 1000,
       connectBatch: 100,
     },

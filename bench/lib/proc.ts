@@ -116,16 +116,14 @@ export function openFilesLimit(): number {
   return line === 'unlimited' ? Number.POSITIVE_INFINITY : Number(line)
 }
 
-/** Sockets listening on 127.0.0.1:`port` (several when processes share it with SO_REUSEPORT). */
+/**
+ * Sockets listening on 127.0.0.1:`port` (several when processes share it with SO_REUSEPORT).
+ * Asks `ss`, which filters in the kernel: /proc/net/tcp lists every socket, 100,000s of them
+ * after (g).
+ */
 export function listeners(port: number): number {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`
-  // Lines: "sl local_address rem_address st ...", st 0A = LISTEN.
-  return readFileSync('/proc/net/tcp', 'utf8')
-    .split('\n')
-    .filter((line) => {
-      const fields = line.trim().split(/\s+/)
-      return fields[1] === local && fields[3] === '0A'
-    }).length
+  const out = Bun.spawnSync(['ss', '-Hltn', `src 127.0.0.1:${port}`]).stdout.toString()
+  return out.split('\n').filter((line) => line.trim()).length
 }
 
 /** A port that was free a moment ago (the OS picks it). */

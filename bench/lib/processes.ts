@@ -123,11 +123,13 @@ export async function startServer(opts: {
   tail(proc.stderr, output)
   const base = `http://127.0.0.1:${port}`
   try {
-    await waitFor(`${opts.name} server`, 20_000, async () => (await fetch(`${base}/health`)).status === 200, proc)
+    // Several processes start one after the other, each slower on a busy machine.
+    const readyMs = 20_000 * (opts.processes ?? 1)
+    await waitFor(`${opts.name} server`, readyMs, async () => (await fetch(`${base}/health`)).status === 200, proc)
     // Until all listen, the kernel gives every connection to those that do.
     await waitFor(
       `${opts.name} server's ${opts.processes} processes`,
-      20_000,
+      readyMs,
       async () => listeners(port) >= (opts.processes ?? 1),
       proc,
     )
