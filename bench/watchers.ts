@@ -137,8 +137,9 @@ if (import.meta.main) {
       return
     }
     const [ms, idSeq] = id.split('-').map(Number) as [number, number]
-    if (ms < w.lastId[0] || (ms === w.lastId[0] && idSeq <= w.lastId[1])) order++
-    w.lastId = [ms, idSeq]
+    // The same id again is a duplicate (counted below by seq), not a reordering.
+    if (ms < w.lastId[0] || (ms === w.lastId[0] && idSeq < w.lastId[1])) order++
+    else w.lastId = [ms, idSeq]
     if (w.arrived.has(seq)) {
       dup++
       return
@@ -172,11 +173,14 @@ if (import.meta.main) {
         ws: new RawWebSocket(
           { host: job.host, port: job.port, path, localAddress },
           {
-            open: () => {},
             text: (text) => {
               const at = wallNow()
               if (text.startsWith('{"type":"log"')) return onLog(w, text, at)
               if (text.startsWith('{"type":"subscribed"')) {
+                if (!text.includes(`"task_id":"${job.taskId}"`)) {
+                  malformed++
+                  note(`subscribed frame for another task: ${text.slice(0, 200)}`)
+                }
                 w.subscribed = w.open = true
                 openCount++
                 return settle(true)

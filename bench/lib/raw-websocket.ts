@@ -12,8 +12,6 @@
 import net from 'node:net'
 
 export interface RawWebSocketHandlers {
-  /** The server accepted the upgrade. */
-  open(): void
   /** One text message. */
   text(data: string): void
   /** The connection ended: the server's close code and reason, or why it failed. */
@@ -78,7 +76,6 @@ export class RawWebSocket {
       const status = buf.toString('latin1', 0, buf.indexOf('\r\n'))
       if (!status.startsWith('HTTP/1.1 101')) return this.end(1006, `upgrade refused: ${status}`)
       this.upgraded = true
-      this.on.open()
       buf = buf.subarray(headEnd + HEADERS_END.length)
     }
     let at = 0
