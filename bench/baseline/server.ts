@@ -210,6 +210,12 @@ async function sharedSubtask(subtaskId: string): Promise<Subtask | undefined> {
   return subtask
 }
 
+function upgrade(req: Bun.BunRequest<'/api/v1/ws/tasks/:task_id/logs'>, srv: Bun.Server<SocketData>) {
+  const since = new URL(req.url).searchParams.get('since')
+  if (srv.upgrade(req, { data: { task: req.params.task_id!, since } })) return undefined
+  return error(426, 'validation', 'WebSocket upgrade expected')
+}
+
 async function readJson(req: Request): Promise<unknown> {
   try {
     return await req.json()
@@ -285,16 +291,16 @@ const server = Bun.serve<SocketData, any>({
         })
       },
     },
-    '/api/v1/ws/tasks/:task_id/logs': async (req, srv) => {
-      const taskId = req.params.task_id!
-      if (SHARED && !tasks.has(taskId)) {
-        const subtaskId = await redis.sendCommand(['GET', `baseline:task:${taskId}`])
-        if (typeof subtaskId === 'string') await sharedSubtask(subtaskId)
-      }
-      const since = new URL(req.url).searchParams.get('since')
-      if (srv.upgrade(req, { data: { task: taskId, since } })) return undefined
-      return error(426, 'validation', 'WebSocket upgrade expected')
-    },
+    '/api/v1/ws/tasks/:task_id/logs': SHARED
+      ? async (req, srv) => {
+          const taskId = req.params.task_id!
+          if (!tasks.has(taskId)) {
+            const subtaskId = await redis.sendCommand(['GET', `baseline:task:${taskId}`])
+            if (typeof subtaskId === 'string') await sharedSubtask(subtaskId)
+          }
+          return upgrade(req, srv)
+        }
+      : upgrade,
   },
   fetch: () => error(404, 'not_found', 'No such route'),
   websocket: {
