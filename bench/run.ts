@@ -151,8 +151,7 @@ const BENCH_SECRET = 'bench-secret-bench-secret-bench-secret-0123'
 let benchToken: string | undefined
 /**
  * Starts a server under test. `processes` > 1 (scenario g, when one process may not hold every
- * socket): tasklog runs as WORKERS (over a SQLite file, which its workers share), the floor as
- * BENCH_INSTANCES, on one port either way.
+ * socket): both run as WORKERS processes on one port (tasklog's over a SQLite file its workers share).
  */
 const startBenchServer = (
   name: ServerName,
@@ -167,11 +166,8 @@ const startBenchServer = (
     redisUrl,
     processes,
     env: {
-      ...(processes > 1
-        ? name === 'tasklog'
-          ? { WORKERS: String(processes), DATABASE_URL: `sqlite://${taskDb}` }
-          : { BENCH_INSTANCES: String(processes) }
-        : {}),
+      ...(processes > 1 && { WORKERS: String(processes) }),
+      ...(processes > 1 && name === 'tasklog' && { DATABASE_URL: `sqlite://${taskDb}` }),
       // (g) holds up to 25,000 sockets per source address, in local mode one client each.
       ...(name === 'tasklog' && manyStreams ? { MAX_CONNECTIONS_PER_CLIENT: '10000000' } : {}),
       ...(name === 'baseline' && opts.fault ? { BENCH_FAULT: opts.fault } : {}),

@@ -13,7 +13,7 @@ export const ROOT = join(import.meta.dir, '..', '..')
 /** Every server under test still running; stopped on exit, Ctrl-C or SIGTERM (Redis is killed by its harness on exit). */
 export const children = new Set<Subprocess>()
 /**
- * SIGTERM first, so that a server of several processes (WORKERS, BENCH_INSTANCES) stops its
+ * SIGTERM first, so that a server of several processes (WORKERS) stops its
  * own children, which a SIGKILL would leave running; SIGKILL what still runs after a second.
  */
 function cleanup() {
