@@ -1,5 +1,5 @@
 /**
- * `bun run bench [--quick] [--scenario a,b,...] [--reps N] [--servers tasklog,baseline]
+ * `bun run bench [--quick] [--scenario a,b,...] [--reps N] [--servers tasklog,baseline,floor-multi]
  *                [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--gc] [--floor-with-app]`
  *
  * Starts a private redis-server, then for every scenario runs tasklog and the baseline
@@ -8,6 +8,9 @@
  * (bench/load.ts) runs as its own process. Prints a Markdown table of medians with the ratio
  * tasklog/baseline, checks the performance targets, writes bench/results/<timestamp>.json, and
  * exits non-zero when any correctness counter (lost, dup, order, ...) is non-zero or a run failed.
+ * In the ingest scenarios (MULTI_FLOOR_SCENARIOS) a third server, floor-multi (the baseline with
+ * BASELINE_STORE=multi), is the floor of Redis work per log: tasklog's Redis CPU per log is
+ * reported as a multiple of its.
  *
  * --quick: small sizes and one repetition, under a minute: CI runs it for the counters.
  * --gc: each server logs its garbage collections (BUN_JSC_logGC=1, to bench/results/gc-<time>/);
@@ -27,7 +30,10 @@ import { Tokens } from '../src/auth/tokens'
 import { BROADCAST_WAIT_MS, type Correctness, type LoadJob, type LoadResult } from './load'
 import { SCENARIOS, type ScenarioId } from './scenarios'
 
-type ServerName = 'tasklog' | 'baseline'
+const SERVER_NAMES = ['tasklog', 'baseline', 'floor-multi'] as const
+type ServerName = (typeof SERVER_NAMES)[number]
+/** The scenarios floor-multi runs in: it delivers in-process, so only ingest compares with it. */
+const MULTI_FLOOR_SCENARIOS: ReadonlySet<ScenarioId> = new Set(['a', 'd'])
 
 // ---------- arguments ----------
 /** `bench/results/<prefix>-<now>`: where a run's extra files go (git-ignored). */
@@ -38,7 +44,7 @@ function parseArgs(argv: string[]) {
     quick: false,
     scenarios: SCENARIOS.map((s) => s.id) as ScenarioId[],
     reps: 0,
-    servers: ['tasklog', 'baseline'] as ServerName[],
+    servers: [...SERVER_NAMES] as ServerName[],
     idle: 0,
     out: '',
     /** Directory for `bun --cpu-prof` profiles of every server run (off when empty). */
@@ -80,7 +86,7 @@ function parseArgs(argv: string[]) {
         break
       case '--servers': {
         const names = value().split(',').map((s) => s.trim())
-        for (const n of names) if (n !== 'tasklog' && n !== 'baseline') usage(`unknown server ${n}`)
+        for (const n of names) if (!(SERVER_NAMES as readonly string[]).includes(n)) usage(`unknown server ${n}`)
         opts.servers = names as ServerName[]
         break
       }
@@ -139,7 +145,7 @@ const threadSummary = (byThread: Record<string, number>): string =>
 function usage(problem?: string): never {
   if (problem) console.error(`bench: ${problem}`)
   console.error(
-    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f,g] [--reps N] [--servers tasklog,baseline] [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--gc] [--floor-with-app] [--fault drop|dup|reorder] [--auth local|token]',
+    'usage: bun run bench [--quick] [--scenario a,b,c,d,e,f,g] [--reps N] [--servers tasklog,baseline,floor-multi] [--idle N] [--out FILE] [--cpu-prof] [--threads] [--warmup MS] [--gc] [--floor-with-app] [--fault drop|dup|reorder] [--auth local|token]',
   )
   for (const s of SCENARIOS) console.error(`  ${s.id}  ${s.title}`)
   process.exit(problem ? 2 : 0)
@@ -170,6 +176,7 @@ const startBenchServer = (
       ...(processes > 1 && name === 'tasklog' && { DATABASE_URL: `sqlite://${taskDb}` }),
       // (g) holds up to 25,000 sockets per source address, in local mode one client each.
       ...(name === 'tasklog' && manyStreams ? { MAX_CONNECTIONS_PER_CLIENT: '10000000' } : {}),
+      ...(name === 'floor-multi' ? { BASELINE_STORE: 'multi' } : {}),
       ...(name === 'baseline' && opts.fault ? { BENCH_FAULT: opts.fault } : {}),
       ...(name === 'baseline' && opts.floorWithApp ? { BENCH_FLOOR_WITH_APP: '1' } : {}),
       ...(gcLog ? { BUN_JSC_logGC: '1' } : {}),
@@ -291,8 +298,11 @@ function table(rows: Row[]): string {
     }
     const t = med.get('tasklog')
     const b = med.get('baseline')
+    const f = med.get('floor-multi')
     if (t && b)
       lines.push(`| ${id} | **ratio** | ${METRICS.map((x) => `**${fmt(t[x.key]! / b[x.key]!, 2)}**`).join(' | ')} | |`)
+    if (t && f)
+      lines.push(`| ${id} | **÷ floor-multi** | ${METRICS.map((x) => `**${fmt(t[x.key]! / f[x.key]!, 2)}**`).join(' | ')} | |`)
   }
   return lines.join('\n')
 }
@@ -312,6 +322,13 @@ function targets(rows: Row[]): { check: string; value: string; pass: boolean }[]
     out.push({ check: `(${id}) ${label} ≤ ${max}×`, value: `${fmt(r)}×`, pass: r <= max })
   }
   ratio('a', 'cpuPerLog', 1.25, 'server CPU/log')
+  for (const id of MULTI_FLOOR_SCENARIOS) {
+    const t = m(id, 'tasklog')
+    const f = m(id, 'floor-multi')
+    if (!t || !f) continue
+    const r = t.redisCpuPerLog! / f.redisCpuPerLog!
+    out.push({ check: `(${id}) Redis CPU/log ≤ 1.7× the plain-MULTI floor's`, value: `${fmt(r)}×`, pass: r <= 1.7 })
+  }
   ratio('c', 'cpuPerLog', 1.25, 'server CPU/log')
   ratio('b', 'cpuPerLog', 1.2, 'server CPU/log')
   // uWS coalesces frames published in one event-loop tick into one write per socket, so a
@@ -432,10 +449,11 @@ for (const id of opts.scenarios) {
   console.error(`\n(${id}) ${scenario.title}`)
   if (serverProcesses > 1)
     console.error(`bench: (g) each server runs as ${serverProcesses} processes on one port: ulimit -Hn is ${openFilesLimit()}`)
-  for (const server of opts.servers) rows.push({ scenario: id, server, runs: [] })
+  const servers = opts.servers.filter((s) => s !== 'floor-multi' || MULTI_FLOOR_SCENARIOS.has(id))
+  for (const server of servers) rows.push({ scenario: id, server, runs: [] })
   for (let rep = 0; rep < opts.reps; rep++) {
     // Alternate which server goes first, so drift (thermal, page cache) hits both alike.
-    const order = rep % 2 === 0 ? opts.servers : [...opts.servers].reverse()
+    const order = rep % 2 === 0 ? servers : [...servers].reverse()
     for (const server of order) {
       const row = rows.find((r) => r.scenario === id && r.server === server)!
       await redis.client.sendCommand(['FLUSHALL'])
@@ -488,7 +506,7 @@ for (const id of opts.scenarios) {
       else {
         const c = result.correctness
         console.error(
-          `  ${server.padEnd(8)} rep ${rep + 1}: ${fmt(result.acksPerS)} acks/s, ${fmt(result.deliveriesPerS)} deliveries/s, ` +
+          `  ${server.padEnd(11)} rep ${rep + 1}: ${fmt(result.acksPerS)} acks/s, ${fmt(result.deliveriesPerS)} deliveries/s, ` +
             `e2e p50 ${fmt(result.e2e.p50)} p99 ${fmt(result.e2e.p99)} ms, CPU ${fmt(result.serverCpuMsPerLog, 4)} ms/log, ` +
             `RSS ${fmt(result.serverRssKiB / 1024, 1)} MiB, load gen CPU ${fmt(result.loaderCpuPct, 0)}%, ` +
             `other CPU ${fmt(result.otherCpuPct, 0)}%` +

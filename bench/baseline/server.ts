@@ -16,7 +16,12 @@
  *   read and until a PING on the subscriber connection shows that the channel has caught up,
  *   then flushed minus ids already replayed in the same tick the socket subscribes.
  *
- * Env: PORT, REDIS_URL, LOG_TTL_SECONDS (3600), LOG_HISTORY_MAX (10000).
+ * BASELINE_STORE=multi makes it the plain-MULTI floor ("floor-multi" in run.ts), the least Redis
+ * work per log: one `MULTI` of `XADD … MAXLEN ~` per log and `EXPIRE`, nothing published. It
+ * delivers each log in-process from the reply (right for one instance only), so it is a floor for
+ * Redis CPU per log, not for delivery.
+ *
+ * Env: PORT, REDIS_URL, LOG_TTL_SECONDS (3600), LOG_HISTORY_MAX (10000), BASELINE_STORE (script|multi).
  * WORKERS=N (N > 1): N processes of it on one port (`reusePort`), as tasklog's `WORKERS=N`, so
  * that what splitting the load over processes costs the floor can be measured beside tasklog's
  * (`bun bench/ab.ts baseline baseline,WORKERS=2`); their tasks are then shared through Redis.
@@ -51,7 +56,9 @@ const TTL_MS = Number(process.env.LOG_TTL_SECONDS ?? 3600) * 1000
 const MAX_LEN = String(Number(process.env.LOG_HISTORY_MAX ?? 10_000))
 const TTL_ARG = String(TTL_MS)
 const LEVELS = new Set(['debug', 'info', 'warning', 'error'])
+const TTL_SECONDS_ARG = String(Math.ceil(TTL_MS / 1000))
 const FAULT = process.env.BENCH_FAULT ?? ''
+const MULTI = process.env.BASELINE_STORE === 'multi'
 let published = 0
 let heldBack: { topic: string; frame: string } | undefined
 
@@ -150,21 +157,38 @@ function deliver(message: string, channel: string): void {
     const b = message.indexOf('\n', a + 1)
     let end = message.indexOf('\n', b + 1)
     if (end < 0) end = message.length
-    const id = message.slice(at, a)
-    const frame = logFrame(id, message.slice(b + 1, end), ts)
+    deliverLog(taskId, message.slice(at, a), message.slice(b + 1, end), ts, held)
     at = end + 1
-    if (FAULT && ++published % 100 === 0) {
-      if (FAULT === 'dup') server.publish(taskId, frame)
-      if (FAULT === 'reorder') heldBack = { topic: taskId, frame }
-      if (FAULT !== 'dup') continue
-    }
-    server.publish(taskId, frame)
-    if (heldBack) {
-      server.publish(heldBack.topic, heldBack.frame)
-      heldBack = undefined
-    }
-    if (held) for (const ws of held) ws.data.held!.push({ id, frame })
   }
+}
+
+/** Sends one log to the task's sockets, and holds it for those whose history is being read. */
+function deliverLog(taskId: string, id: string, body: string, ts: string, held: Set<ServerWebSocket<SocketData>> | undefined): void {
+  const frame = logFrame(id, body, ts)
+  if (FAULT && ++published % 100 === 0) {
+    if (FAULT === 'dup') server.publish(taskId, frame)
+    if (FAULT === 'reorder') heldBack = { topic: taskId, frame }
+    if (FAULT !== 'dup') return
+  }
+  server.publish(taskId, frame)
+  if (heldBack) {
+    server.publish(heldBack.topic, heldBack.frame)
+    heldBack = undefined
+  }
+  if (held) for (const ws of held) ws.data.held!.push({ id, frame })
+}
+
+/** BASELINE_STORE=multi: stores the logs in one MULTI and delivers them here; returns their ids. */
+async function storeMulti(taskId: string, logs: string[]): Promise<string[]> {
+  const key = logKey(taskId)
+  const multi = redis.multi()
+  for (let i = 0; i < logs.length; i += 2) multi.addCommand(['XADD', key, 'MAXLEN', '~', MAX_LEN, '*', 'l', logs[i]!, 'd', logs[i + 1]!])
+  multi.addCommand(['EXPIRE', key, TTL_SECONDS_ARG])
+  const ids = ((await multi.exec()) as unknown[]).slice(0, -1) as string[]
+  const ts = new Date().toISOString()
+  const held = replaying.get(taskId)
+  for (let i = 0; i < ids.length; i++) deliverLog(taskId, ids[i]!, logs[2 * i + 1]!, ts, held)
+  return ids
 }
 
 /** Stores the logs of one subtask (the task's channel brings them back); returns ids or an error Response. */
@@ -173,8 +197,7 @@ async function ingest(subtaskId: string, entries: unknown[]): Promise<{ ids: str
   if (!subtask) return error(404, 'not_found', `Subtask ${subtaskId} not found`)
   const taskId = subtask.task_id
   const now = new Date().toISOString()
-  const key = logKey(taskId)
-  const args = ['EVALSHA', APPEND_SHA, '1', key, `${Date.now() - TTL_MS}-0`, MAX_LEN, TTL_ARG]
+  const args = MULTI ? [] : ['EVALSHA', APPEND_SHA, '1', logKey(taskId), `${Date.now() - TTL_MS}-0`, MAX_LEN, TTL_ARG]
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i] as { level?: unknown; message?: unknown; metadata?: unknown; timestamp?: unknown } | null
     if (!e || typeof e.message !== 'string' || typeof e.level !== 'string' || !LEVELS.has(e.level))
@@ -193,7 +216,7 @@ async function ingest(subtaskId: string, entries: unknown[]): Promise<{ ids: str
   }
   let ids: string[]
   try {
-    ids = (await redis.sendCommand(args)) as string[]
+    ids = MULTI ? await storeMulti(taskId, args) : ((await redis.sendCommand(args)) as string[])
   } catch (err) {
     return error(503, 'unavailable', `Redis: ${(err as Error).message}`)
   }
@@ -313,7 +336,7 @@ const server = Bun.serve<SocketData, any>({
       const task = tasks.get(taskId)
       if (!task) return ws.close(1008, `Task ${taskId} not found`)
       task.subscribers++
-      task.following ??= feed.subscribe(logKey(taskId), deliver)
+      task.following ??= MULTI ? Promise.resolve() : feed.subscribe(logKey(taskId), deliver)
       if (since === null) {
         void task.following.then(() => {
           if (ws.readyState !== 1) return
