@@ -11,7 +11,7 @@ import { withTimeout } from '../../timeout'
 import type { ArchiveBatch, ArchiveSource } from '../backend'
 import type { RedisConnection, SendOptions } from './connection'
 import { ARCHIVE_PENDING_KEY, archiveCursorKey, archiveLeaseKey, logKey } from './keys'
-import { scriptsFor, type Script } from './scripts'
+import { SCRIPTS, type Script } from './scripts'
 
 export interface RedisArchiveSourceOptions {
   client: RedisConnection
@@ -30,11 +30,9 @@ export class RedisArchiveSource implements ArchiveSource {
   readonly #opts: RedisArchiveSourceOptions
   /** The cursor outlives the stream (whose expiry is TTL + a slack of at most 1 s). */
   readonly #cursorTtlMs: string
-  readonly #scripts
 
   constructor(opts: RedisArchiveSourceOptions) {
     this.#opts = opts
-    this.#scripts = scriptsFor(opts.client.publishCommand)
     this.#cursorTtlMs = String(2 * opts.ttlSeconds * 1000 + 60_000)
   }
 
@@ -56,7 +54,7 @@ export class RedisArchiveSource implements ArchiveSource {
   async take(taskId: string, count: number, after?: string): Promise<ArchiveBatch | undefined> {
     const { instanceId, leaseMs } = this.#opts
     const reply = await this.#eval(
-      this.#scripts.archiveTake,
+      SCRIPTS.archiveTake,
       [
         '3',
         logKey(taskId),
@@ -76,7 +74,7 @@ export class RedisArchiveSource implements ArchiveSource {
   }
 
   async commit(taskId: string, lastId: string | undefined, release: boolean): Promise<void> {
-    await this.#eval(this.#scripts.archiveCommit, [
+    await this.#eval(SCRIPTS.archiveCommit, [
       '4',
       logKey(taskId),
       archiveCursorKey(taskId),

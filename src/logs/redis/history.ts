@@ -37,7 +37,7 @@ import type { EncodedLog } from '../encode'
 import { requireLogId } from '../log-id'
 import { createRedisConnection, redactRedisUrl, type RedisConnection } from './connection'
 import { ARCHIVE_PENDING_KEY, idempotencyKey, logKey, newestIdKey, subscribersKey } from './keys'
-import { scriptsFor, toStoredLogs, type Script, type ScriptSet } from './scripts'
+import { appendScript, SCRIPTS, toStoredLogs, type Script } from './scripts'
 import { defineTracingHasSubscribers } from './tracing'
 import { Watchdog } from './watchdog'
 
@@ -93,15 +93,13 @@ const HOUSEKEPT_MAX = 10_000
 export class RedisHistory implements HistoryStore {
   readonly description: string
   readonly #client: RedisConnection
-  readonly #scripts: ScriptSet
   readonly #ttlMs: number
-  readonly #maxPerTask: number
   readonly #timeoutMs: number
   readonly #logger: Pick<Console, 'warn' | 'info'>
   readonly #watchdog: Watchdog
   readonly #follower: Follower
-  /** The append script's fixed arguments: ttl ms, cap, housekeeping slack and the rate limit. */
-  readonly #appendArgs: string[]
+  /** The append script with this instance's settings. */
+  readonly #append: Script
   readonly #rateLimit: RateLimit
   readonly #housekeepEveryMs: number
   /** The archive is on: appends add their task to its to-do list. */
@@ -126,25 +124,24 @@ export class RedisHistory implements HistoryStore {
     this.description = redactRedisUrl(opts.url)
     this.#follower = opts.follower ?? { instanceId: crypto.randomUUID(), follows: () => false }
     this.#ttlMs = Math.round(opts.ttlSeconds * 1000)
-    this.#maxPerTask = opts.maxPerTask
     this.#rateLimit = opts.rateLimit ?? { perSecond: 0, burst: 0 }
     const { perSecond, burst } = this.#rateLimit
     // The limit as the script's GCRA takes it: ms per log, and the burst in ms.
     const intervalMs = perSecond > 0 ? 1000 / perSecond : 0
-    this.#appendArgs = [
-      String(this.#ttlMs),
-      String(this.#maxPerTask),
-      String(housekeepingMs(this.#ttlMs)),
-      String(intervalMs),
-      String(intervalMs * burst),
-    ]
     this.#housekeepEveryMs = housekeepingMs(this.#ttlMs) / 2
     this.#archive = opts.archive === true
     this.#timeoutMs = opts.timeoutMs ?? 2000
     this.#logger = opts.logger ?? console
     this.#watchdog = new Watchdog(this.#timeoutMs, () => this.#reset())
     this.#client = opts.client ?? createRedisConnection(opts.url, this.#timeoutMs)
-    this.#scripts = scriptsFor(this.#client.publishCommand)
+    this.#append = appendScript({
+      publish: this.#client.publishCommand,
+      ttlMs: this.#ttlMs,
+      maxLen: opts.maxPerTask,
+      slackMs: housekeepingMs(this.#ttlMs),
+      intervalMs,
+      toleranceMs: intervalMs * burst,
+    })
     // Without an 'error' listener an outage would crash the process; log transitions only.
     this.#client.on('error', (err: Error) => {
       if (this.#healthy && !this.#closed) {
@@ -170,7 +167,7 @@ export class RedisHistory implements HistoryStore {
           throw new Error(`Redis ${version} is too old: log history needs Redis >= 7.0, the oldest version it is tested with`)
         }
       }
-      for (const s of Object.values(store.#scripts)) {
+      for (const s of [store.#append, ...Object.values(SCRIPTS)]) {
         for (const sha of await store.#call(store.#client.sendToEach(['SCRIPT', 'LOAD', s.source]))) {
           if (sha !== s.sha) throw new Error(`SCRIPT LOAD returned ${String(sha)} for ${s.name}, expected ${s.sha}`)
         }
@@ -199,7 +196,7 @@ export class RedisHistory implements HistoryStore {
     // Built in place: this is the hot path.
     const command = [
       'EVALSHA',
-      this.#scripts.append.sha,
+      this.#append.sha,
       this.#archive ? '4' : '3',
       logKey(taskId),
       newestIdKey(taskId),
@@ -210,15 +207,13 @@ export class RedisHistory implements HistoryStore {
       command.push(idempotencyKey(taskId, idempotency.key))
     }
     if (this.#archive) command.push(ARCHIVE_PENDING_KEY)
+    // What the call asks (append.lua ARGV[1]), then this instance's id.
     command.push(
-      ...this.#appendArgs,
-      housekeep ? '1' : '0',
-      this.#follower.follows(taskId) ? '1' : '0',
-      this.#follower.instanceId,
-      idempotency ? idempotency.fingerprint : '',
+      (housekeep ? '1' : '0') + (this.#follower.follows(taskId) ? '1' : '0') + (idempotency ? '1' : '0') + this.#follower.instanceId,
     )
+    if (idempotency) command.push(idempotency.fingerprint)
     for (const log of logs) command.push(log.level, log.body)
-    return this.#eval(this.#scripts.append, command).then(
+    return this.#eval(this.#append, command).then(
       (reply) => {
         if (!Array.isArray(reply) || reply.length < 1) {
           throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
@@ -260,8 +255,8 @@ export class RedisHistory implements HistoryStore {
     if (query.since !== undefined) requireLogId(query.since)
     if (query.limit <= 0) return []
     const reply = await this.#eval(
-      this.#scripts.read,
-      this.#command(this.#scripts.read, taskId, [
+      SCRIPTS.read,
+      this.#command(SCRIPTS.read, taskId, [
         String(this.#ttlMs),
         query.order === 'asc' ? 'asc' : 'desc',
         query.since ?? '',
@@ -276,8 +271,8 @@ export class RedisHistory implements HistoryStore {
   async replay(taskId: string, since: string | undefined, limit: number): Promise<Replay> {
     if (since !== undefined) requireLogId(since)
     const reply = await this.#eval(
-      this.#scripts.replay,
-      this.#command(this.#scripts.replay, taskId, [String(this.#ttlMs), since ?? '', String(Math.max(0, Math.floor(limit)))]),
+      SCRIPTS.replay,
+      this.#command(SCRIPTS.replay, taskId, [String(this.#ttlMs), since ?? '', String(Math.max(0, Math.floor(limit)))]),
     )
     if (!Array.isArray(reply) || reply.length !== 2) {
       throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to replay'))

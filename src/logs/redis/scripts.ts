@@ -31,21 +31,36 @@ const script = (name: string, ...parts: string[]): Script => {
   return { name, source, sha: new Bun.CryptoHasher('sha1').update(source).digest('hex') }
 }
 
-const scriptSet = (publish: PublishCommand) => ({
-  // The append publishes on the task's channel with the connection's command (connection.ts).
-  append: script('append', `local PUBLISH = '${publish}'`, LEVEL_RANK, LOST_BEFORE, SUBSCRIBERS_ELSEWHERE, APPEND),
+/** The settings an instance's append script holds as constants (append.lua names them). */
+export interface AppendSettings {
+  /** The connection's command to publish on the task's channel (RedisConnection.publishCommand). */
+  publish: PublishCommand
+  ttlMs: number
+  maxLen: number
+  slackMs: number
+  /** The rate limit: ms per log, 0 for none, and the burst in ms. */
+  intervalMs: number
+  toleranceMs: number
+}
+
+/**
+ * The append script of one configuration. Its settings are part of its text rather than
+ * arguments, which Redis would otherwise read and hand to Lua on every append; instances
+ * configured alike share one script.
+ */
+export function appendScript(s: AppendSettings): Script {
+  const constants =
+    `local PUBLISH, TTL_MS, MAX_LEN, SLACK_MS, INTERVAL_MS, TOLERANCE_MS = ` +
+    `'${s.publish}', ${s.ttlMs}, '${s.maxLen}', ${s.slackMs}, ${s.intervalMs}, ${s.toleranceMs}\n`
+  return script('append', LEVEL_RANK, LOST_BEFORE, SUBSCRIBERS_ELSEWHERE, constants, APPEND)
+}
+
+export const SCRIPTS = {
   read: script('read', LEVEL_RANK, PRELUDE, ENTRY, READ),
   replay: script('replay', LEVEL_RANK, PRELUDE, ENTRY, LOST_BEFORE, REPLAY),
   archiveTake: script('archiveTake', PRELUDE, ENTRY, ARCHIVE_TAKE),
   archiveCommit: script('archiveCommit', PRELUDE, ARCHIVE_COMMIT),
-})
-
-export type ScriptSet = ReturnType<typeof scriptSet>
-
-const SETS: Record<PublishCommand, ScriptSet> = { PUBLISH: scriptSet('PUBLISH'), SPUBLISH: scriptSet('SPUBLISH') }
-
-/** The scripts for a connection that publishes with `publish` (RedisConnection.publishCommand). */
-export const scriptsFor = (publish: PublishCommand): ScriptSet => SETS[publish]
+}
 
 /** The logs a script returns flat, as `id, level, body, id, level, body, ...`. */
 export function toStoredLogs(flat: unknown): StoredLog[] {
