@@ -19,7 +19,8 @@ import { encodeLog } from '../src/logs/encode'
 import { compareLogIds, logIdAfter } from '../clients/ts/src/log-id'
 import { MemoryFeed } from '../src/logs/memory/feed'
 import { MemoryHistory } from '../src/logs/memory/history'
-import { redactRedisUrl } from '../src/logs/redis/connection'
+import { RedisArchiveSource } from '../src/logs/redis/archive-source'
+import { createRedisConnection, redactRedisUrl } from '../src/logs/redis/connection'
 import { decodePublished } from '../src/logs/redis/feed'
 import { housekeepingMs, RedisHistory, type RedisHistoryOptions } from '../src/logs/redis/history'
 import { idempotencyKey, logKey, newestIdKey } from '../src/logs/redis/keys'
@@ -687,6 +688,34 @@ describe('RedisHistory only', () => {
     expect((await b.replay(task, ids[0], 10)).recovered).toBe(false)
   })
 
+  test('the archive sees a gap exactly when a trim took a log after its cursor, also inside a batch', async () => {
+    const s = await connect({ maxPerTask: 3, archive: true })
+    const client = createRedisConnection(redis.url, 2000)
+    await client.connect()
+    try {
+      const source = new RedisArchiveSource({ client, instanceId: 'archiver', ttlSeconds: 60, leaseMs: 10_000, timeoutMs: 2000 })
+      // Batches of 4 and 5 into a cap of 3: their first logs are trimmed, and the first left of
+      // each is a log of the batch after its first.
+      for (const [size, gap] of [
+        [4, false],
+        [5, true],
+      ] as const) {
+        const task = uuid()
+        const stored = await put(
+          s,
+          task,
+          Array.from({ length: size }, (_, i) => newLog(task, task, 'info', `m${i}`)),
+        )
+        // The archive had taken the first log only.
+        await source.commit(task, stored[0]!.id, true)
+        const batch = await source.take(task, 10)
+        expect(batch).toMatchObject({ count: 3, lastId: stored[size - 1]!.id, gap })
+      }
+    } finally {
+      await client.close()
+    }
+  })
+
   test('Redis 7.0 does not track trims in max-deleted-entry-id; the first entry left names the last removed', async () => {
     const raw = createClient({ url: redis.url, RESP: 2 })
     await raw.connect()
@@ -704,8 +733,9 @@ describe('RedisHistory only', () => {
       expect(await maxDeleted(key)).toBe('0-0')
       expect(Number(await raw.sendCommand(['XTRIM', key, 'MAXLEN', '1']))).toBe(1)
       expect(await maxDeleted(key)).toBe('0-0')
-      // XDEL does update it, so RedisHistory records each entry's predecessor instead: the first
-      // entry left after a trim names the newest one removed.
+      // XDEL does update it, so each entry names its predecessor instead: the first entry left
+      // after a trim names the newest one removed. An append's first entry records it ('p'); the
+      // others of a batch take the ids right after it, so theirs is the id before their own.
       await raw.sendCommand(['XDEL', key, '6-0'])
       expect(await maxDeleted(key)).toBe('6-0')
 
@@ -716,9 +746,13 @@ describe('RedisHistory only', () => {
         task,
         Array.from({ length: 4 }, (_, i) => newLog(task, task, 'info', `m${i}`)),
       )
-      const [first] = (await raw.sendCommand(['XRANGE', logKey(task), '-', '+', 'COUNT', '1'])) as [string, string[]][]
-      expect(first![0]).toBe(stored[2]!.id)
-      expect(first![1][first![1].indexOf('p') + 1]).toBe(stored[1]!.id)
+      const entries = (await raw.sendCommand(['XRANGE', logKey(task), '-', '+'])) as [string, string[]][]
+      expect(entries).toEqual([
+        [stored[2]!.id, ['l', 'info', 'd', stored[2]!.body]],
+        [stored[3]!.id, ['l', 'info', 'd', stored[3]!.body]],
+      ])
+      expect((await s.replay(task, stored[1]!.id, 10)).recovered).toBe(true)
+      expect((await s.replay(task, stored[0]!.id, 10)).recovered).toBe(false)
     } finally {
       await raw.close()
     }

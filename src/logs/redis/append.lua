@@ -35,9 +35,10 @@ if idemKey then
     return { 'replayed', string.sub(recorded, #fingerprint + 1) }
   end
 end
--- Each entry records its predecessor ('p'). Trims only ever remove a prefix, so the first entry
--- left names the newest one removed, which replay needs for 'recovered' (Redis 7.0 does not
--- track it on trims) without this script reading what it trims. The predecessor is the
+-- Each entry names its predecessor: an append's first records it ('p'), the others' is the id
+-- before theirs. Trims only ever remove a prefix, so the first entry left names the newest one
+-- removed, which replay needs for 'recovered' (Redis 7.0 does not track it on trims) without
+-- this script reading what it trims. The first entry's predecessor is the
 -- stream's newest entry, whose id this script keeps beside the stream (with the same expiry),
 -- which is cheaper than reading the entry. A stream without that key has its newest entry read.
 local prev = redis.call('GET', newestKey)
@@ -86,9 +87,10 @@ prev = first
 local message
 -- The rest of a batch takes the ids after the first, <ms>-<seq + 1>, ...: the reply then needs
 -- only the first. seq counts the logs of one millisecond, far below 1e14, up to which Lua writes
--- a number as an integer. The batch is trimmed to the cap once, after its last entry: a trim
--- that removes whole nodes of the stream costs less than one entry per XADD, and no one sees
--- the stream in between.
+-- a number as an integer. Their predecessor is the id before theirs, which they do not record
+-- (entry.lua predecessor): an argument less per log for Redis. The batch is trimmed to the cap
+-- once, after its last entry: a trim that removes whole nodes of the stream costs less than one
+-- entry per XADD, and no one sees the stream in between.
 if #ARGV > FIRST_LOG + 1 then
   -- The message's parts, which '\n' joins; Lua makes each string it builds a new object, so
   -- none is built per log.
@@ -99,7 +101,7 @@ if #ARGV > FIRST_LOG + 1 then
   for i = FIRST_LOG + 2, #ARGV, 2 do
     seq = seq + 1
     local id = ms .. seq
-    redis.call('XADD', key, id, 'l', ARGV[i], 'p', prev, 'd', ARGV[i + 1])
+    redis.call('XADD', key, id, 'l', ARGV[i], 'd', ARGV[i + 1])
     prev = id
     parts[#parts + 1] = id
     parts[#parts + 1] = ARGV[i]

@@ -19,9 +19,12 @@ if #batch == 0 then return { 0, 0, '', '[]' } end
 local rows = {}
 local gap = 0
 for i, e in ipairs(batch) do
-  local l, d, p = fields(e)
+  local l, d = fields(e)
   -- Each entry names its predecessor: after the last archived log comes its successor, or a gap.
-  if i == 1 and after and p and p ~= '' and lt(after, p) then gap = 1 end
+  if i == 1 and after then
+    local p = predecessor(e)
+    if p and p ~= '' and lt(after, p) then gap = 1 end
+  end
   local id = e[1]
   local dash = string.find(id, '-', 1, true)
   rows[i] = { string.sub(id, 1, dash - 1), string.sub(id, dash + 1), l, subtaskOf(d) or '', d }

@@ -1,6 +1,6 @@
 -- A stream entry's fields: 'l' = level, 'd' = the log's JSON body, 'p' = the id of the entry
--- before it (empty for a stream's first). Streams written by older versions may hold an 's'
--- field, which is ignored.
+-- before it (empty for a stream's first; left out where predecessor() knows it). Streams written
+-- by older versions may hold an 's' field, which is ignored.
 local function fields(e)
   local f = e[2]
   local l, d, p
@@ -9,6 +9,17 @@ local function fields(e)
     if k == 'l' then l = f[j + 1] elseif k == 'd' then d = f[j + 1] elseif k == 'p' then p = f[j + 1] end
   end
   return l, d, p
+end
+-- The id of the entry before e: its 'p', or, for an entry without one, <ms>-<seq - 1>. Only the
+-- first log of an append records it: the others take the ids right after it (append.lua). nil
+-- when unknown (an entry of an older version with seq 0).
+local function predecessor(e)
+  local _, _, p = fields(e)
+  if p then return p end
+  local d = string.find(e[1], '-', 1, true)
+  local seq = tonumber(string.sub(e[1], d + 1))
+  if seq > 0 then return string.sub(e[1], 1, d) .. (seq - 1) end
+  return nil
 end
 -- Every body starts {"task_id":"<uuid>","subtask_id":"<uuid>",... (encode.ts): the first
 -- "subtask_id" key is the log's own, whatever its metadata holds.

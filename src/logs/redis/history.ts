@@ -2,18 +2,19 @@
  * Log history in Redis: one stream per task (keys.ts), written and read by the Lua scripts of
  * scripts.ts, each call ONE round trip.
  *
- * - append (append.lua): per log XADD with exact count trimming, then ONE PUBLISH of the whole
- *   append on the task's channel, in id order (feed.ts decodes it). A batch's ids are
+ * - append (append.lua): per log XADD, exact count trimming (once per batch), then ONE PUBLISH
+ *   of the whole append on the task's channel, in id order (feed.ts decodes it). A batch's ids are
  *   consecutive (`<ms>-<seq>`, `<ms>-<seq + 1>`, ...), so the script returns only the first and,
  *   when another instance also follows the channel, the subscribers other instances announced
  *   (presence.ts). Trimming by age and the key's expiry happen on an instance's first append to
  *   a task, then at most every half slack window (`housekeepingMs`), not on every append.
- *   Each entry records its predecessor, since Redis 7.0 does not update the stream's
- *   `max-deleted-entry-id` when XADD/XTRIM trim (tests/history-store.test.ts checks it).
+ *   Each entry names its predecessor (an append's first records it, the others follow it), since
+ *   Redis 7.0 does not update the stream's `max-deleted-entry-id` when XADD/XTRIM trim
+ *   (tests/history-store.test.ts checks it).
  * - read (read.lua): pages through the stream applying the level and subtask filters, never
  *   returning a log older than the TTL (logs are only physically trimmed on append).
  * - replay (replay.lua): the range plus `recovered` (backend.ts Replay), from the predecessor
- *   recorded in the first entry not past its TTL, or, when the stream is gone, from the TTL,
+ *   the first entry not past its TTL names (entry.lua `predecessor`), or, when the stream is gone, from the TTL,
  *   Redis' uptime and the task's creation time. FLUSHALL, DEL or eviction of a stream within its
  *   TTL are losses this cannot see: run Redis with `maxmemory-policy noeviction`.
  *

@@ -38,7 +38,7 @@ if since ~= '' then
   -- expired and not trimmed yet): nothing after since is gone iff since is not before it.
   local kept = redis.call('XRANGE', key, c or '-', '+', 'COUNT', 1)[1]
   if kept then
-    local _, _, p = fields(kept)
+    local p = predecessor(kept)
     if p and p ~= '' and lt(since, p) then recovered = 0 end
   else
     -- Every entry is past its TTL: a gap unless since is the newest of them, or later.
