@@ -23,6 +23,7 @@
  * terms, where unpinned two workers may run on two cores while the single process has one.
  */
 import { availableParallelism } from 'node:os'
+import { JSON_HEADERS, postLogs } from './lib/closed-loop'
 import { treeCpuMs, treePids } from './lib/proc'
 import { startRedis, startServer, stop, type RunningServer } from './lib/processes'
 
@@ -38,8 +39,6 @@ if (!a || !b || !(rounds >= 1) || !(seconds > 0) || !Number.isInteger(batch) || 
 const WARMUP_MS = 5000
 /** POSTs in flight per server (per process with AB_LOAD=per-process). */
 const IN_FLIGHT = 16
-const JSON_HEADERS = { 'content-type': 'application/json' }
-const METADATA = { host: 'bench-worker-1', attempt: 1, tags: ['bench', 'load'] }
 
 interface Server extends RunningServer {
   logUrl: string
@@ -92,18 +91,7 @@ function feed(server: Server): Promise<unknown> {
   return Promise.all(
     Array.from({ length: server.inFlight }, async () => {
       for (let seq = 0; running; seq += batch) {
-        const logs = Array.from({ length: batch }, (_, i) => ({
-          level: 'info',
-          message: `bench#${seq + i}#${performance.now().toFixed(3)}# step output: processed batch of records, all checks passed`,
-          metadata: METADATA,
-        }))
-        const res = await fetch(batch === 1 ? server.logUrl : `${server.logUrl}s`, {
-          method: 'POST',
-          headers: JSON_HEADERS,
-          body: JSON.stringify(batch === 1 ? logs[0] : { logs }),
-        })
-        await res.arrayBuffer()
-        if (res.status === 201) server.acked += batch
+        if (await postLogs(server.logUrl, batch, seq)) server.acked += batch
         else server.failed++
       }
     }),

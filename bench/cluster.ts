@@ -11,6 +11,7 @@
  */
 import { logKey } from '../src/logs/redis/keys'
 import { startRedisCluster } from '../tests/support/redis-cluster'
+import { JSON_HEADERS, postLogs } from './lib/closed-loop'
 import { cpuMs, treeCpuMs } from './lib/proc'
 import { startRedis, startServer, stop, type RunningServer } from './lib/processes'
 
@@ -26,8 +27,6 @@ if (!(rounds >= 1) || !(seconds > 0) || !(taskCount >= 1) || !Number.isInteger(b
 }
 const WARMUP_MS = 5000
 const IN_FLIGHT = 16
-const JSON_HEADERS = { 'content-type': 'application/json' }
-const METADATA = { host: 'bench-worker-1', attempt: 1, tags: ['bench', 'load'] }
 
 interface Side extends RunningServer {
   name: string
@@ -62,18 +61,7 @@ function feed(side: Side): Promise<unknown> {
     Array.from({ length: IN_FLIGHT }, async () => {
       for (let seq = 0; feeding; seq += batch) {
         const task = side.tasks[next++ % side.tasks.length]!
-        const logs = Array.from({ length: batch }, (_, i) => ({
-          level: 'info',
-          message: `bench#${seq + i}#${performance.now().toFixed(3)}# step output: processed batch of records, all checks passed`,
-          metadata: METADATA,
-        }))
-        const res = await fetch(batch === 1 ? task.logUrl : `${task.logUrl}s`, {
-          method: 'POST',
-          headers: JSON_HEADERS,
-          body: JSON.stringify(batch === 1 ? logs[0] : { logs }),
-        })
-        await res.arrayBuffer()
-        if (res.status === 201) task.acked += batch
+        if (await postLogs(task.logUrl, batch, seq)) task.acked += batch
         else side.failed++
       }
     }),

@@ -516,13 +516,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       serverCpuMsPerLog: Number.NaN,
       serverThreadsMsPerLog: {},
       redisCpuMsPerLog: Number.NaN,
-      idle: {
-        connections: n,
-        rssBeforeKiB: before,
-        rssAfterKiB: after,
-        bytesPerConnection: ((after - before) * 1024) / n,
-        connectMs,
-      },
+      idle: idleMemory(n, before, after, connectMs),
     }, { droppedSockets: failed })
     await closeAll(subs)
     return result
@@ -660,13 +654,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
           serverThreadsMsPerLog: {},
           redisCpuMsPerLog: Number.NaN,
           serverRssKiB: treeRssKiB(job.serverPid),
-          idle: {
-            connections: n,
-            rssBeforeKiB: before,
-            rssAfterKiB: after,
-            bytesPerConnection: ((after - before) * 1024) / n,
-            connectMs,
-          },
+          idle: idleMemory(n, before, after, connectMs),
           broadcast: { lastMs, watcherProcesses: watchers.length, sourceAddresses: address },
         },
         {
@@ -717,4 +705,9 @@ if (import.meta.main) {
   }
   process.stdout.write(`${JSON.stringify(result)}\n`)
   process.exit(0)
+}
+
+/** What opening `n` idle sockets did to the server's memory (RSS in KiB before and after). */
+function idleMemory(n: number, before: number, after: number, connectMs: number) {
+  return { connections: n, rssBeforeKiB: before, rssAfterKiB: after, bytesPerConnection: ((after - before) * 1024) / n, connectMs }
 }

@@ -5,7 +5,7 @@
  * (tests/support/redis-deployments.ts) cover delivery, history, replay and several instances.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { LogStreamClient } from '../clients/ts/src'
+import { sdkWatcher } from './support/sdk-watcher'
 import { compareLogIds } from '../clients/ts/src/log-id'
 import { ConfigError, loadConfig } from '../src/config'
 import { RedisHistory } from '../src/logs/redis/history'
@@ -49,13 +49,7 @@ describe('a 3-master cluster', () => {
   test("a task's slot moved to another master: watchers get 1013 and resume, every acknowledged log once, in order", async () => {
     const task = await createTask(a)
     const sub = task.subtasks[0]!.subtask_id
-    const stream = new LogStreamClient(a.wsUrl, { reconnect: { baseDelayMs: 20, maxDelayMs: 100 } })
-    const received: string[] = []
-    const closes: number[] = []
-    stream.on('log', (log) => received.push(log.id))
-    stream.on('close', ({ code }) => closes.push(code))
-    const subscribed = new Promise((resolve) => stream.on('subscribed', resolve))
-    stream.subscribe(task.task_id)
+    const { stream, received, closes, subscribed } = sdkWatcher(a.wsUrl, task.task_id)
     await subscribed
     const acked: string[] = []
     for (let i = 0; i < 10; i++) acked.push((await sendLog(a, sub, { level: 'info', message: `before ${i}` })).id)
@@ -151,16 +145,7 @@ describe('a master killed and replaced by its replica', () => {
     const [a, b] = servers as [TestServer, TestServer]
     const task = await createTask(a)
     const sub = task.subtasks[0]!.subtask_id
-    const watchers = [a, b].map((server) => {
-      const stream = new LogStreamClient(server.wsUrl, { reconnect: { baseDelayMs: 50, maxDelayMs: 200 } })
-      const received: string[] = []
-      const closes: number[] = []
-      stream.on('log', (log) => received.push(log.id))
-      stream.on('close', ({ code }) => closes.push(code))
-      const subscribed = new Promise((resolve) => stream.on('subscribed', resolve))
-      stream.subscribe(task.task_id)
-      return { stream, received, closes, subscribed }
-    })
+    const watchers = [a, b].map((server) => sdkWatcher(server.wsUrl, task.task_id))
     await Promise.all(watchers.map((w) => w.subscribed))
 
     const acked: string[] = []

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { LogStreamClient } from '../clients/ts/src'
+import { sdkWatcher } from './support/sdk-watcher'
 import { compareLogIds } from '../clients/ts/src/log-id'
 import { logKey, subscribersKey } from '../src/logs/redis/keys'
 import { redisDeployments, type RedisDeployment } from './support/redis-deployments'
@@ -181,13 +181,7 @@ describe.each(redisDeployments)('several instances on %s', (_name, startRedis) =
   test("the SDK's LogStreamClient rides through an interruption: every log once, in order", async () => {
     const task = await createTask(a)
     const sub = task.subtasks[0]!.subtask_id
-    const stream = new LogStreamClient(b.wsUrl, { reconnect: { baseDelayMs: 20, maxDelayMs: 100 } })
-    const received: string[] = []
-    const closes: number[] = []
-    stream.on('log', (log) => received.push(log.id))
-    stream.on('close', ({ code }) => closes.push(code))
-    const subscribed = new Promise((resolve) => stream.on('subscribed', resolve))
-    stream.subscribe(task.task_id)
+    const { stream, received, closes, subscribed } = sdkWatcher(b.wsUrl, task.task_id)
     await subscribed
     const acked: string[] = []
     for (let i = 0; i < 60; i++) {
