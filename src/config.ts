@@ -1,6 +1,5 @@
 import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
-import { isClusterUrl } from './logs/redis/cluster-redis'
 import type { RateLimit } from './store-errors'
 
 /** Environment variables, validated once at start-up. */
@@ -136,20 +135,6 @@ function origins(env: Env, name: string): string[] {
 }
 
 /**
- * The archive keeps one set of the tasks with logs to archive, a key outside every task's slot,
- * written by the append script: a Redis Cluster cannot run that script, so the two exclude each other.
- */
-function archiveDays(env: Env, redisUrl: string | undefined): number {
-  const days = integer(env, 'ARCHIVE_DAYS', 0, 0, 36_500)
-  if (days > 0 && redisUrl && isClusterUrl(redisUrl)) {
-    throw new ConfigError(
-      `ARCHIVE_DAYS=${days} is not supported with a Redis Cluster (REDIS_URL=${redisUrl.split(':')[0]}://...): set ARCHIVE_DAYS=0 or use a single Redis`,
-    )
-  }
-  return days
-}
-
-/**
  * ARCHIVER: 'off' leaves archiving to other instances sharing Redis; without Redis, history is
  * this process's own and nobody else could archive it.
  */
@@ -180,7 +165,7 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
   const secret = authSecret(env)
   const defaultBody = Math.max(8 * 1024 * 1024, 2 * (maxMessageBytes + maxMetadataBytes) + 4096)
   const redisUrl = url(env, 'REDIS_URL', undefined, ['redis', 'rediss', 'redis+cluster', 'rediss+cluster'])
-  const days = archiveDays(env, redisUrl)
+  const days = integer(env, 'ARCHIVE_DAYS', 0, 0, 36_500)
   return {
     port: integer(env, 'PORT', 8000, 0, 65_535),
     host: host(env, 'HOST', '0.0.0.0'),

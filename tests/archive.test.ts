@@ -17,7 +17,10 @@ import { loadConfig } from '../src/config'
 import type { ArchiveBatch, ArchiveSource, LogBackend } from '../src/logs/backend'
 import { memoryBackend } from '../src/logs/memory'
 import { connectRedisBackend } from '../src/logs/redis'
+import { createRedisConnection } from '../src/logs/redis/connection'
+import { logKey } from '../src/logs/redis/keys'
 import { testLog } from './support/logs'
+import { redisDeployments, type RedisDeployment } from './support/redis-deployments'
 import { startRedis, type RedisServer } from './support/redis-server'
 import { startServerProcess } from './support/server-process'
 import { createTask, json, post, SseStream, startServer, watch, WsClient } from './support/server'
@@ -99,12 +102,12 @@ async function archivedIds(databaseUrl: string, taskId: string): Promise<string[
   }
 }
 
-/** Every id of a task's stream in Redis. */
-async function streamIds(taskId: string): Promise<string[]> {
-  const client = createClient({ url: redis.url })
+/** Every id of a task's stream in Redis, on the server (or master) that holds it. */
+async function streamIds(redisUrl: string, taskId: string): Promise<string[]> {
+  const client = createRedisConnection(redisUrl, 2000)
   await client.connect()
   try {
-    const entries = (await client.sendCommand(['XRANGE', `logs:{${taskId}}`, '-', '+'])) as [string, string[]][]
+    const entries = (await client.send(logKey(taskId), ['XRANGE', logKey(taskId), '-', '+'])) as [string, string[]][]
     return entries.map(([id]) => String(id))
   } finally {
     await client.close()
@@ -118,133 +121,149 @@ const databases = [
 
 const ARCHIVE = { LOG_TTL_SECONDS: '2', ARCHIVE_DAYS: '1', ARCHIVE_INTERVAL_MS: '100' }
 
-describe.each(databases)('archive on $name', (db) => {
-  for (const engine of ['Redis', 'memory'] as const) {
-    test(`${engine}: logs past their TTL read back through history, WebSocket and SSE as one sequence`, async () => {
-      const server = await startServer({
-        redisUrl: engine === 'Redis' ? redis.url : undefined,
-        env: { ...ARCHIVE, DATABASE_URL: db.url() },
-      })
-      try {
-        const task = await createTask(server, { description: 'archive', subtasks: [{ description: 'a' }, { description: 'b' }] })
-        const subtasks = task.subtasks.map((s) => s.subtask_id)
-        // Quotes, backslashes, a slash, non-ASCII, an emoji, U+2028, control characters and a JSON
-        // escape as text: the archive must hand back every message exactly as sent.
-        const old = await ingest(server.url, subtasks, 6, 5, 'old "q" \\ / é 😀 \u2028 \t\n\u0001 \\ud800')
-        await caughtUp(server.url)
-        await Bun.sleep(3_200) // past the TTL (and the housekeeping slack): only the archive holds them
-        const fresh = await ingest(server.url, subtasks, 4, 5, 'new')
-        const all = [...old, ...fresh]
-        const tid = task.task_id
+/** Logs past their TTL read back from the archive, through history, WebSocket and SSE, as one sequence with the live ones. */
+async function readsBack(redisUrl: string | undefined, databaseUrl: string): Promise<void> {
+  const server = await startServer({ redisUrl, env: { ...ARCHIVE, DATABASE_URL: databaseUrl } })
+  try {
+    const task = await createTask(server, { description: 'archive', subtasks: [{ description: 'a' }, { description: 'b' }] })
+    const subtasks = task.subtasks.map((s) => s.subtask_id)
+    // Quotes, backslashes, a slash, non-ASCII, an emoji, U+2028, control characters and a JSON
+    // escape as text: the archive must hand back every message exactly as sent.
+    const old = await ingest(server.url, subtasks, 6, 5, 'old "q" \\ / é 😀 \u2028 \t\n\u0001 \\ud800')
+    await caughtUp(server.url)
+    await Bun.sleep(3_200) // past the TTL (and the housekeeping slack): only the archive holds them
+    const fresh = await ingest(server.url, subtasks, 4, 5, 'new')
+    const all = [...old, ...fresh]
+    const tid = task.task_id
 
-        expect(await history(server.url, tid, 'order=asc&limit=1000')).toEqual(all)
-        expect(await history(server.url, tid, 'limit=1000')).toEqual(all.toReversed())
-        // Pages that cross the seam, both ways.
-        expect(await history(server.url, tid, 'limit=15')).toEqual(all.toReversed().slice(0, 15))
-        expect(await history(server.url, tid, `since=${old[20]!.id}&limit=7`)).toEqual(all.slice(21, 28))
-        expect(await history(server.url, tid, `since=${old[3]!.id}&order=desc&limit=100`)).toEqual(all.slice(4).toReversed())
-        for (const level of LEVELS) {
-          const expected = all.filter((l) => levelRank(l.level) >= levelRank(level))
-          expect(await history(server.url, tid, `level=${level}&order=asc&limit=1000`)).toEqual(expected)
-          expect(await history(server.url, tid, `level=${level}&limit=4`)).toEqual(expected.toReversed().slice(0, 4))
-        }
-        const ofB = all.filter((l) => l.subtask_id === subtasks[1])
-        expect(await history(server.url, tid, `subtask_id=${subtasks[1]}&order=asc&limit=1000`)).toEqual(ofB)
-        expect(await history(server.url, tid, `subtask_id=${subtasks[1]}&level=error&since=${old[0]!.id}`)).toEqual(
-          ofB.filter((l) => l.level === 'error' && compareLogIds(l.id, old[0]!.id) > 0),
-        )
+    expect(await history(server.url, tid, 'order=asc&limit=1000')).toEqual(all)
+    expect(await history(server.url, tid, 'limit=1000')).toEqual(all.toReversed())
+    // Pages that cross the seam, both ways.
+    expect(await history(server.url, tid, 'limit=15')).toEqual(all.toReversed().slice(0, 15))
+    expect(await history(server.url, tid, `since=${old[20]!.id}&limit=7`)).toEqual(all.slice(21, 28))
+    expect(await history(server.url, tid, `since=${old[3]!.id}&order=desc&limit=100`)).toEqual(all.slice(4).toReversed())
+    for (const level of LEVELS) {
+      const expected = all.filter((l) => levelRank(l.level) >= levelRank(level))
+      expect(await history(server.url, tid, `level=${level}&order=asc&limit=1000`)).toEqual(expected)
+      expect(await history(server.url, tid, `level=${level}&limit=4`)).toEqual(expected.toReversed().slice(0, 4))
+    }
+    const ofB = all.filter((l) => l.subtask_id === subtasks[1])
+    expect(await history(server.url, tid, `subtask_id=${subtasks[1]}&order=asc&limit=1000`)).toEqual(ofB)
+    expect(await history(server.url, tid, `subtask_id=${subtasks[1]}&level=error&since=${old[0]!.id}`)).toEqual(
+      ofB.filter((l) => l.level === 'error' && compareLogIds(l.id, old[0]!.id) > 0),
+    )
 
-        // A client resuming from before the seam receives every later log exactly once, then live ones.
-        const since = old[2]!.id
-        const ws = await watch(server, tid, `?since=${since}`)
-        const live = await ingest(server.url, subtasks, 1, 3, 'live')
-        const expectedIds = [...all.slice(3), ...live].map((l) => l.id)
-        expect((await ws.logs(expectedIds.length)).map((l) => l.id)).toEqual(expectedIds)
-        ws.close()
-        const sse = await SseStream.open(server, tid, `?since=${since}`)
-        await sse.until(`id: ${live.at(-1)!.id}\n`)
-        const sseIds = sse
-          .events()
-          .filter((e) => e.includes('event: log'))
-          .map((e) => /^id: (.+)$/m.exec(e)![1])
-        expect(sseIds).toEqual(expectedIds)
-        sse.close()
-        // A resume from before the seam is no gap once the archive holds every later log.
-        await caughtUp(server.url)
-        const resumed = await WsClient.connect(`${server.wsUrl}/api/v1/ws/tasks/${tid}/logs?since=${old[0]!.id}`)
-        expect((await resumed.nextOfType('subscribed')).data.recovered).toBe(true)
-        resumed.close()
-        const ready = await json(await fetch(`${server.url}/ready`))
-        expect(ready.archive.state).toBe('ok')
-        expect(await metric(server.url, 'tasklog_archive_rows_written_total')).toBeGreaterThanOrEqual(old.length)
-      } finally {
-        await server.stop()
-      }
-    }, 30_000)
+    // A client resuming from before the seam receives every later log exactly once, then live ones.
+    const since = old[2]!.id
+    const ws = await watch(server, tid, `?since=${since}`)
+    const live = await ingest(server.url, subtasks, 1, 3, 'live')
+    const expectedIds = [...all.slice(3), ...live].map((l) => l.id)
+    expect((await ws.logs(expectedIds.length)).map((l) => l.id)).toEqual(expectedIds)
+    ws.close()
+    const sse = await SseStream.open(server, tid, `?since=${since}`)
+    await sse.until(`id: ${live.at(-1)!.id}\n`)
+    const sseIds = sse
+      .events()
+      .filter((e) => e.includes('event: log'))
+      .map((e) => /^id: (.+)$/m.exec(e)![1])
+    expect(sseIds).toEqual(expectedIds)
+    sse.close()
+    // A resume from before the seam is no gap once the archive holds every later log.
+    await caughtUp(server.url)
+    const resumed = await WsClient.connect(`${server.wsUrl}/api/v1/ws/tasks/${tid}/logs?since=${old[0]!.id}`)
+    expect((await resumed.nextOfType('subscribed')).data.recovered).toBe(true)
+    resumed.close()
+    const ready = await json(await fetch(`${server.url}/ready`))
+    expect(ready.archive.state).toBe('ok')
+    expect(await metric(server.url, 'tasklog_archive_rows_written_total')).toBeGreaterThanOrEqual(old.length)
+  } finally {
+    await server.stop()
   }
+}
 
-  test('two instances archiving at once write each log once', async () => {
-    const url = db.url()
-    const env = { ...ARCHIVE, LOG_TTL_SECONDS: '60', DATABASE_URL: url }
-    const [a, b] = [await startServer({ redisUrl: redis.url, env }), await startServer({ redisUrl: redis.url, env })]
-    try {
-      const tasks = await Promise.all(
-        Array.from({ length: 8 }, () => createTask(a, { description: 'x', subtasks: [{ description: 's' }] })),
-      )
-      const sent = await Promise.all(tasks.map((t, i) => ingest((i % 2 ? a : b).url, [t.subtasks[0]!.subtask_id], 10, 100)))
-      await caughtUp(a.url)
-      for (const [i, task] of tasks.entries()) expect(await archivedIds(url, task.task_id)).toEqual(sent[i]!.map((l) => l.id))
-      // No work done twice: together they wrote each log once.
-      const written =
-        (await metric(a.url, 'tasklog_archive_rows_written_total'))! +
-        (await metric(b.url, 'tasklog_archive_rows_written_total'))!
-      expect(written).toBeGreaterThanOrEqual(8 * 1000)
-      expect(written).toBeLessThan(8 * 1000 + 2000) // at most the batches in flight again, should a lease lapse under load
-    } finally {
-      await Promise.all([a.stop(), b.stop()])
-    }
-  }, 60_000)
+// The core of the archive on each deployment of Redis: one server, and a cluster (whose tasks'
+// pending sets are one per slot, across its masters).
+describe.each(redisDeployments)('archive with %s', (_name, startDeployment) => {
+  let deployment: RedisDeployment
+  beforeAll(async () => {
+    deployment = await startDeployment()
+  })
+  afterAll(async () => {
+    await deployment?.stop()
+  })
 
-  test('an instance killed with SIGKILL while archiving: another archives every acknowledged log exactly once', async () => {
-    const url = db.url()
-    // History keeps every log of the test (no trim by count), whatever the archiver's pace here.
-    const env = {
-      ...ARCHIVE,
-      LOG_TTL_SECONDS: '60',
-      LOG_HISTORY_MAX: '1000000',
-      DATABASE_URL: url,
-      REDIS_URL: redis.url,
-      STORE_TIMEOUT_MS: '500',
-    }
-    const first = await startServerProcess(env)
-    const task = await json(await post(`${first.url}/api/v1/tasks`, { description: 'kill', subtasks: [{ description: 's' }] }))
-    const subtask = task.subtasks[0].subtask_id
-    const sent: Sent[] = []
-    const writers = Array.from({ length: 4 }, async (_, w) => {
-      for (let b = 0; b < 50; b++) {
-        try {
-          sent.push(...(await ingest(first.url, [subtask], 1, 100, `w${w}`)))
-        } catch {
-          return // the instance is gone
-        }
+  describe.each(databases)('on $name', (db) => {
+    test('logs past their TTL read back through history, WebSocket and SSE as one sequence', () =>
+      readsBack(deployment.url, db.url()), 30_000)
+
+    test('two instances archiving at once write each log once', async () => {
+      const url = db.url()
+      const env = { ...ARCHIVE, LOG_TTL_SECONDS: '60', DATABASE_URL: url }
+      const [a, b] = [await startServer({ redisUrl: deployment.url, env }), await startServer({ redisUrl: deployment.url, env })]
+      try {
+        const tasks = await Promise.all(
+          Array.from({ length: 8 }, () => createTask(a, { description: 'x', subtasks: [{ description: 's' }] })),
+        )
+        const sent = await Promise.all(tasks.map((t, i) => ingest((i % 2 ? a : b).url, [t.subtasks[0]!.subtask_id], 10, 100)))
+        await caughtUp(a.url)
+        for (const [i, task] of tasks.entries()) expect(await archivedIds(url, task.task_id)).toEqual(sent[i]!.map((l) => l.id))
+        // No work done twice: together they wrote each log once.
+        const written =
+          (await metric(a.url, 'tasklog_archive_rows_written_total'))! +
+          (await metric(b.url, 'tasklog_archive_rows_written_total'))!
+        expect(written).toBeGreaterThanOrEqual(8 * 1000)
+        expect(written).toBeLessThan(8 * 1000 + 2000) // at most the batches in flight again, should a lease lapse under load
+      } finally {
+        await Promise.all([a.stop(), b.stop()])
       }
-    })
-    await until('archiving under way', async () => ((await metric(first.url, 'tasklog_archive_rows_written_total')) ?? 0) > 0)
-    await Bun.sleep(300)
-    first.proc.proc.kill('SIGKILL')
-    await Promise.all(writers)
-    const second = await startServerProcess(env)
-    try {
-      await caughtUp(second.url)
-      // Exactly what Redis stored (acknowledged, and any the killed instance stored without answering), once each.
-      const ids = await archivedIds(url, task.task_id)
-      expect(ids).toEqual(await streamIds(task.task_id))
-      const archived = new Set(ids)
-      expect(sent.filter((l) => !archived.has(l.id))).toEqual([])
-    } finally {
-      await second.stop()
-    }
-  }, 60_000)
+    }, 60_000)
+
+    test('an instance killed with SIGKILL while archiving: another archives every acknowledged log exactly once', async () => {
+      const url = db.url()
+      // History keeps every log of the test (no trim by count), whatever the archiver's pace here.
+      const env = {
+        ...ARCHIVE,
+        LOG_TTL_SECONDS: '60',
+        LOG_HISTORY_MAX: '1000000',
+        DATABASE_URL: url,
+        REDIS_URL: deployment.url,
+        STORE_TIMEOUT_MS: '500',
+      }
+      const first = await startServerProcess(env)
+      const task = await json(await post(`${first.url}/api/v1/tasks`, { description: 'kill', subtasks: [{ description: 's' }] }))
+      const subtask = task.subtasks[0].subtask_id
+      const sent: Sent[] = []
+      const writers = Array.from({ length: 4 }, async (_, w) => {
+        for (let b = 0; b < 50; b++) {
+          try {
+            sent.push(...(await ingest(first.url, [subtask], 1, 100, `w${w}`)))
+          } catch {
+            return // the instance is gone
+          }
+        }
+      })
+      await until('archiving under way', async () => ((await metric(first.url, 'tasklog_archive_rows_written_total')) ?? 0) > 0)
+      await Bun.sleep(300)
+      first.proc.proc.kill('SIGKILL')
+      await Promise.all(writers)
+      const second = await startServerProcess(env)
+      try {
+        await caughtUp(second.url)
+        // Exactly what Redis stored (acknowledged, and any the killed instance stored without answering), once each.
+        const ids = await archivedIds(url, task.task_id)
+        expect(ids).toEqual(await streamIds(deployment.url, task.task_id))
+        const archived = new Set(ids)
+        expect(sent.filter((l) => !archived.has(l.id))).toEqual([])
+      } finally {
+        await second.stop()
+      }
+    }, 60_000)
+  })
+})
+
+describe.each(databases)('archive on $name', (db) => {
+  test('the memory engine: logs past their TTL read back through history, WebSocket and SSE as one sequence', () =>
+    readsBack(undefined, db.url()), 30_000)
 })
 
 describe.if(Boolean(pgUrl))('archive on a PostgreSQL that hangs', () => {

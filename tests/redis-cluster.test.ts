@@ -1,19 +1,26 @@
 /**
  * What only a Redis Cluster shows: tasks spread over its masters, each task's keys on the master
  * serving its slot; a master that dies and is replaced by its replica (watchers resume without
- * losing a log); the archive refused at start-up. The suites that run on every deployment
- * (tests/support/redis-deployments.ts) cover delivery, history, replay and several instances.
+ * losing a log); the archive's set of pending tasks kept per slot, beside each task, and every
+ * master's tasks archived. The suites that run on every deployment (tests/support/redis-deployments.ts)
+ * cover delivery, history, replay, several instances and the archive's core.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { sdkWatcher } from './support/sdk-watcher'
-import { compareLogIds } from '../clients/ts/src/log-id'
-import { ConfigError, loadConfig } from '../src/config'
+import { compareLogIds, logIdAfter } from '../clients/ts/src/log-id'
+import { Database } from 'bun:sqlite'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connectRedisBackend } from '../src/logs/redis'
+import { createRedisConnection } from '../src/logs/redis/connection'
 import { RedisHistory } from '../src/logs/redis/history'
-import { logKey, newestIdKey } from '../src/logs/redis/keys'
+import { ARCHIVE_PENDING_KEY, logKey, newestIdKey } from '../src/logs/redis/keys'
+import { keySlot, SLOTS, slotTag } from '../src/logs/redis/slots'
 import { StoreUnavailableError } from '../src/store-errors'
 import { testLog } from './support/logs'
 import { startRedisCluster, type ClusterNode, type RedisCluster } from './support/redis-cluster'
-import { createTask, json, post, sendLog, startInstances, type TestServer } from './support/server'
+import { createTask, json, post, sendLog, startInstances, startServer, type TestServer } from './support/server'
 
 const eventually = async (check: () => Promise<boolean> | boolean, tries = 200) => {
   for (let i = 0; i < tries && !(await check()); i++) await Bun.sleep(50)
@@ -68,6 +75,112 @@ describe('a 3-master cluster', () => {
     stream.close()
   })
 
+  test("a hash tag for every slot: each slot's copy of a shared key is in that slot, a task's copy in the task's slot", async () => {
+    const client = createRedisConnection(cluster.url, 2000)
+    await client.connect()
+    try {
+      const keyslot = async (key: string) => Number(await client.send(key, ['CLUSTER', 'KEYSLOT', key]))
+      const copies = Array.from({ length: SLOTS }, (_, slot) => `${ARCHIVE_PENDING_KEY}:{${slotTag(slot)}}`)
+      expect(await Promise.all(copies.map(keyslot))).toEqual(copies.map((_, slot) => slot))
+      // Hash tags as Redis reads them: the first {...} that is not empty, else the whole key.
+      const keys = ['foo', '{user1000}.following', 'foo{}{bar}', 'a{b}c{d}', 'x{', '}{y}', '{é😀}z', logKey(Bun.randomUUIDv7())]
+      expect(keys.map(keySlot)).toEqual(await Promise.all(keys.map(keyslot)))
+      for (let i = 0; i < 50; i++) {
+        const task = logKey(crypto.randomUUID())
+        expect(await keyslot(client.slotCopy(ARCHIVE_PENDING_KEY, task))).toBe(await keyslot(task))
+      }
+    } finally {
+      await client.close()
+    }
+  })
+
+  test('the archive source takes the tasks waiting longest from the sets of every slot, oldest first', async () => {
+    const backend = await connectRedisBackend({
+      url: cluster.url,
+      ttlSeconds: 60,
+      maxPerTask: 100,
+      logger: { warn() {}, info() {} },
+      archive: { leaseMs: 5000 },
+    })
+    try {
+      // Four tasks in one slot, appended first; then four in slots of their own.
+      const crowded = Array.from({ length: 60_000 }, (_, i) => `crowded-${i}`)
+        .filter((id) => keySlot(logKey(id)) === keySlot(logKey('crowded-0')))
+        .slice(0, 4)
+      const alone = Array.from({ length: 4 }, () => crypto.randomUUID())
+      const tasks = [...crowded, ...alone]
+      expect(new Set(tasks.map((t) => keySlot(logKey(t)))).size).toBe(5)
+      for (const task of tasks) {
+        await backend.history.append(task, [testLog(task, task, 'info', task)])
+        await Bun.sleep(2) // each its own ms: an order to check
+      }
+      const source = backend.archiveSource!
+      expect(await source.pending(4)).toEqual(crowded)
+      expect(await source.pending(6)).toEqual(tasks.slice(0, 6))
+      expect(await source.pending(100)).toEqual(tasks)
+      const { tasks: waiting, oldestMs } = await source.backlog()
+      expect(waiting).toBe(8)
+      expect(oldestMs).toBe(Number((await backend.history.replay(crowded[0]!, undefined, 1)).logs[0]!.id.split('-')[0]))
+      for (const task of tasks) await source.commit(task, (await source.take(task, 10))!.lastId, true)
+      expect(await source.backlog()).toEqual({ tasks: 0 })
+    } finally {
+      await backend.close()
+    }
+  })
+
+  test("tasks on all three masters are archived; a task's pending entry waits beside its keys and moves with its slot", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tasklog-cluster-archive-'))
+    const databaseUrl = `sqlite://${join(dir, 'tasks.sqlite')}`
+    const env = { LOG_TTL_SECONDS: '60', ARCHIVE_DAYS: '1', ARCHIVE_INTERVAL_MS: '100', DATABASE_URL: databaseUrl }
+    // Appends with the archive on, archiving left to another instance: the tasks wait in their sets.
+    const writer = await startServer({ redisUrl: cluster.url, env: { ...env, ARCHIVER: 'off' } })
+    const client = createRedisConnection(cluster.url, 2000)
+    await client.connect()
+    let archiver: TestServer | undefined
+    try {
+      const sent = new Map<string, string[]>()
+      const byMaster = new Map<ClusterNode, string>()
+      for (let i = 0; i < 100 && byMaster.size < 3; i++) {
+        const task = await createTask(writer)
+        const logs = Array.from({ length: 5 }, (_, n) => ({ level: 'info', message: `${i}.${n}` }))
+        const { first_id } = await json(await post(`${writer.url}/api/v1/subtasks/${task.subtasks[0]!.subtask_id}/logs`, { logs }))
+        sent.set(task.task_id, logs.map((_, n) => logIdAfter(first_id, n)))
+        byMaster.set(await cluster.masterOf(logKey(task.task_id)), task.task_id)
+      }
+      expect(byMaster.size).toBe(3)
+      const waitsOn = async (node: ClusterNode, task: string) =>
+        Number(await cluster.cli(node, 'ZSCORE', client.slotCopy(ARCHIVE_PENDING_KEY, logKey(task)), task)) > 0
+      for (const [master, task] of byMaster) expect(await waitsOn(master, task)).toBe(true)
+
+      // Resharding moves a slot's keys: the entry goes with its task.
+      const [from, moved] = [...byMaster][0]!
+      const to = [...byMaster.keys()].find((node) => node !== from)!
+      await cluster.moveSlot(logKey(moved), to)
+      expect(await waitsOn(to, moved)).toBe(true)
+      expect(await waitsOn(from, moved)).toBe(false)
+
+      const { url } = (archiver = await startServer({ redisUrl: cluster.url, env }))
+      const db = new Database(join(dir, 'tasks.sqlite'), { readonly: true })
+      const archived = (task: string) =>
+        db
+          .query<{ ms: number; seq: number }, [string]>('SELECT ms, seq FROM logs WHERE task_id = ? ORDER BY ms, seq')
+          .all(task)
+          .map(({ ms, seq }) => `${ms}-${seq}`)
+      try {
+        expect(await eventually(() => [...sent].every(([task, ids]) => Bun.deepEquals(archived(task), ids)))).toBe(true)
+      } finally {
+        db.close()
+      }
+      expect(await eventually(async () => (await client.slotCopies(ARCHIVE_PENDING_KEY)).length === 0)).toBe(true)
+      expect((await json(await fetch(`${url}/ready`))).archive).toEqual({ state: 'ok', lag_seconds: 0, pending_tasks: 0 })
+    } finally {
+      await archiver?.stop()
+      await writer.stop()
+      await client.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 30_000)
+
   test('/ready asks every master; /metrics sums their memory', async () => {
     expect((await json(await fetch(`${a.url}/ready`))).components.history).toEqual({ status: 'ok' })
     const metrics = await (await fetch(`${a.url}/metrics`)).text()
@@ -120,14 +233,6 @@ test('a hung master (SIGSTOP): calls on its tasks fail after timeoutMs and the c
     await cluster.stop()
   }
 }, 30_000)
-
-test('ARCHIVE_DAYS > 0 is refused with a cluster: its pending set is a key outside every slot', () => {
-  expect(() => loadConfig({ REDIS_URL: 'redis+cluster://127.0.0.1:7000', ARCHIVE_DAYS: '7' })).toThrow(ConfigError)
-  expect(() => loadConfig({ REDIS_URL: 'rediss+cluster://127.0.0.1:7000', ARCHIVE_DAYS: '7' })).toThrow(
-    'ARCHIVE_DAYS=7 is not supported with a Redis Cluster',
-  )
-  expect(loadConfig({ REDIS_URL: 'redis+cluster://127.0.0.1:7000' }).redisUrl).toBe('redis+cluster://127.0.0.1:7000')
-})
 
 describe('a master killed and replaced by its replica', () => {
   let cluster: RedisCluster

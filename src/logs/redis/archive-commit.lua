@@ -4,6 +4,7 @@
 --   KEYS[2]  its archive cursor         ARGV[2]  the last id stored, or ''
 --   KEYS[3]  its archive lease          ARGV[3]  the cursor's expiry in ms
 --   KEYS[4]  the set of pending tasks   ARGV[4]  '1' to let go of the lease
+--            (of the task's slot)
 --                                       ARGV[5]  the task id
 local cursor = redis.call('GET', KEYS[2])
 if ARGV[2] ~= '' and (not cursor or lt(cursor, ARGV[2])) then cursor = ARGV[2] end

@@ -27,6 +27,14 @@ export interface RedisConnection {
   send(key: string, args: string[], options?: SendOptions): Promise<unknown>
   /** A command for all of Redis: the reply of each master (of the one server on a single one). */
   sendToEach(args: string[]): Promise<unknown[]>
+  /**
+   * The copy of `name`, a key shared by many tasks, that lives beside `key`: `name` itself on a
+   * single server; on a cluster one per slot, `name:{<tag>}` with a tag of `key`'s slot, so that a
+   * script on a task's keys can write it too (one slot per call).
+   */
+  slotCopy(name: string, key: string): string
+  /** The copies of `name` that exist: `[name]` on a single server; on a cluster, found by SCAN on every master. */
+  slotCopies(name: string): Promise<string[]>
   /** Commands on keys of `key`'s slot, in one MULTI/EXEC transaction. */
   transaction(key: string, commands: string[][]): Promise<unknown>
   /** Subscribes to a channel (on a cluster: a shard channel, on the master serving its slot). */

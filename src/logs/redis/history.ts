@@ -70,7 +70,7 @@ export interface RedisHistoryOptions {
   follower?: Follower
   /** Per task, across instances (append.lua); default none. */
   rateLimit?: RateLimit
-  /** The archive is on: each append adds its task to the archive's to-do list (keys.ts). */
+  /** The archive is on: each append adds its task to the archive's to-do list (keys.ts, of its slot on a cluster). */
   archive?: boolean
 }
 
@@ -207,7 +207,7 @@ export class RedisHistory implements HistoryStore {
       command[2] = this.#archive ? '5' : '4'
       command.push(idempotencyKey(taskId, idempotency.key))
     }
-    if (this.#archive) command.push(ARCHIVE_PENDING_KEY)
+    if (this.#archive) command.push(this.#client.slotCopy(ARCHIVE_PENDING_KEY, command[3]!))
     // What the call asks (append.lua ARGV[1]), then this instance's id.
     command.push(
       (housekeep ? '1' : '0') + (this.#follower.follows(taskId) ? '1' : '0') + (idempotency ? '1' : '0') + this.#follower.instanceId,

@@ -1,7 +1,7 @@
 /**
  * Every Redis key and channel name of the Redis engine. A task's names share its hash tag
  * `{<task_id>}` (literal braces), so that in a Redis Cluster they land in one slot and one
- * script can touch them all.
+ * script can touch them all; a key shared by tasks has a copy in each slot.
  */
 
 /** The stream of a task's logs, and also the name of its pub/sub channel (keys and channels are separate namespaces). */
@@ -21,7 +21,8 @@ export const archiveLeaseKey = (taskId: string): string => `logs:{${taskId}}:arc
 
 /**
  * The tasks with logs not archived yet, scored by the oldest such log's ms; written by the
- * append script when the archive is on. One key for every task: it is not in a task's slot.
+ * append script when the archive is on. A key shared by tasks: on a cluster each task is in the
+ * copy of its slot (RedisConnection.slotCopy), which moves with the slot's other keys.
  */
 export const ARCHIVE_PENDING_KEY = 'logs:archive:pending'
 

@@ -31,6 +31,14 @@ export class SingleRedis implements RedisConnection {
     return [await this.#client.sendCommand(args)]
   }
 
+  slotCopy(name: string): string {
+    return name
+  }
+
+  async slotCopies(name: string): Promise<string[]> {
+    return [name]
+  }
+
   transaction(_key: string, commands: string[][]): Promise<unknown> {
     const multi = this.#client.multi()
     for (const command of commands) multi.addCommand(command)
