@@ -1,7 +1,8 @@
 /**
  * The Redis engine's side of the archive. The append script adds each task it writes to a
  * sorted set (scored by the oldest log not archived yet): one set, or on a cluster the set of the
- * task's slot (keys.ts), found by scanning each master; each task has a cursor, the last
+ * task's slot (keys.ts archivePendingKey), which a script on each master reads for the slots it
+ * serves (archive-pending.lua); each task has a cursor, the last
  * archived id, and a lease naming the instance archiving it (SET NX PX in archive-take.lua), so
  * that instances sharing Redis archive a task one at a time and another takes over once the
  * lease of one that died expires. The cursor only moves after the database stored the logs, so
@@ -11,7 +12,7 @@ import { StoreUnavailableError } from '../../store-errors'
 import { withTimeout } from '../../timeout'
 import type { ArchiveBatch, ArchiveSource } from '../backend'
 import type { RedisConnection, SendOptions } from './connection'
-import { ARCHIVE_PENDING_KEY, archiveCursorKey, archiveLeaseKey, logKey } from './keys'
+import { ARCHIVE_PENDING_KEY, archiveCursorKey, archiveLeaseKey, archivePendingCopy, archivePendingKey, logKey } from './keys'
 import { SCRIPTS, type Script } from './scripts'
 
 export interface RedisArchiveSourceOptions {
@@ -27,6 +28,16 @@ const STORE_NAME = 'Log history (Redis)'
 /** The take script's strings arrive as bytes: its rows go to the database undecoded (backend.ts ArchiveBatch). */
 const AS_BYTES: SendOptions = { bytes: true }
 
+/** Slots whose sets one call of archive-pending.lua reads: a call holds its master up for about that many reads. */
+const SLOTS_PER_CALL = 1024
+
+/** A set of tasks with logs to archive: its size, and its oldest tasks read, with their scores. */
+interface PendingSet {
+  key: string
+  size: number
+  head: [string, number][]
+}
+
 /** The members and scores of a ZRANGE WITHSCORES reply: [member, score, ...], or [[member, score], ...] in RESP3. */
 const scored = (reply: unknown): [string, number][] => {
   const flat = (reply as unknown[]).flat()
@@ -37,6 +48,8 @@ export class RedisArchiveSource implements ArchiveSource {
   readonly #opts: RedisArchiveSourceOptions
   /** The cursor outlives the stream (whose expiry is TTL + a slack of at most 1 s). */
   readonly #cursorTtlMs: string
+  /** How many sets the last look at a cluster's slots found (none yet: as many as there can be). */
+  #setsSeen = Infinity
 
   constructor(opts: RedisArchiveSourceOptions) {
     this.#opts = opts
@@ -44,45 +57,47 @@ export class RedisArchiveSource implements ArchiveSource {
   }
 
   /**
-   * The `limit` tasks waiting longest, oldest first. On a cluster each slot has its set (keys.ts):
-   * each set still open gives an even share of `limit`, oldest first, until no set can hold a
-   * task older than the `limit` oldest found (one round trip on a single server, and mostly two on a cluster).
+   * The `limit` tasks waiting longest, oldest first. On a cluster each slot has its set: a set
+   * gives more of its oldest while they may be older than the `limit`-th oldest found, an even
+   * share of `limit` at a time (one round trip on a single Redis; on a cluster, mostly one look
+   * at every slot's set).
    */
   async pending(limit: number): Promise<string[]> {
-    /** Each task found once, with its score (a set read twice while it changes may show a task twice). */
+    /** Each task once, with its score (a set read twice while it changes may show a task twice). */
     const found = new Map<string, number>()
-    let oldest: [string, number][] = []
-    let open = (await this.#sets()).map((key) => ({ key, from: 0, last: 0 }))
-    while (open.length > 0) {
+    const add = (tasks: [string, number][]) => {
+      for (const [task, ms] of tasks) found.set(task, Math.min(ms, found.get(task) ?? ms))
+    }
+    let open = (await this.#sets(limit)).map(({ key, size, head }) => {
+      add(head)
+      return { key, size, read: head.length, last: head.at(-1)?.[1] ?? 0 }
+    })
+    for (;;) {
+      const oldest = [...found].sort((a, b) => a[1] - b[1]).slice(0, limit)
+      // What a set holds past what was read is scored from its last one read on.
+      const newest = oldest.length < limit ? Infinity : oldest.at(-1)![1]
+      open = open.filter((set) => set.read < set.size && set.last < newest)
+      if (open.length === 0) return oldest.map(([task]) => task)
       const share = Math.ceil(limit / open.length)
       const replies = await Promise.all(
-        open.map(({ key, from }) => this.#send(key, ['ZRANGE', key, String(from), String(from + share - 1), 'WITHSCORES'])),
+        open.map(({ key, read }) => this.#send(key, ['ZRANGE', key, String(read), String(read + share - 1), 'WITHSCORES'])),
       )
-      open = open.filter((set, i) => {
-        const taken = scored(replies[i])
-        for (const [task, ms] of taken) found.set(task, Math.min(ms, found.get(task) ?? ms))
-        set.from += share
-        set.last = taken.at(-1)?.[1] ?? 0
-        return taken.length === share
+      open.forEach((set, i) => {
+        const more = scored(replies[i])
+        add(more)
+        set.read += more.length
+        set.last = more.at(-1)?.[1] ?? set.last
+        if (more.length < share) set.size = set.read
       })
-      oldest = [...found].sort((a, b) => a[1] - b[1]).slice(0, limit)
-      // What a set holds past its share is scored from its last one taken on: it may belong among the oldest.
-      const newest = oldest.length < limit ? Infinity : oldest.at(-1)![1]
-      open = open.filter((set) => set.last < newest)
     }
-    return oldest.map(([task]) => task)
   }
 
   async backlog(): Promise<{ tasks: number; oldestMs?: number }> {
-    const sets = await this.#sets()
-    const [counts, firsts] = await Promise.all([
-      Promise.all(sets.map((key) => this.#send(key, ['ZCARD', key]))),
-      Promise.all(sets.map((key) => this.#send(key, ['ZRANGE', key, '0', '0', 'WITHSCORES']))),
-    ])
-    const scores = firsts.flatMap((reply) => scored(reply).map(([, ms]) => ms))
+    const sets = await this.#sets(1)
+    const oldest = sets.flatMap(({ head }) => head.map(([, ms]) => ms))
     return {
-      tasks: counts.reduce<number>((sum, n) => sum + Number(n), 0),
-      ...(scores.length > 0 && { oldestMs: Math.min(...scores) }),
+      tasks: sets.reduce((sum, { size }) => sum + size, 0),
+      ...(oldest.length > 0 && { oldestMs: Math.min(...oldest) }),
     }
   }
 
@@ -114,7 +129,7 @@ export class RedisArchiveSource implements ArchiveSource {
       logKey(taskId),
       archiveCursorKey(taskId),
       archiveLeaseKey(taskId),
-      this.#opts.client.slotCopy(ARCHIVE_PENDING_KEY, logKey(taskId)),
+      archivePendingKey(taskId, this.#opts.client.isCluster),
       this.#opts.instanceId,
       lastId ?? '',
       this.#cursorTtlMs,
@@ -123,9 +138,49 @@ export class RedisArchiveSource implements ArchiveSource {
     ])
   }
 
-  /** The sets of tasks with logs to archive: the one set, or on a cluster those of the slots that have one. */
-  #sets(): Promise<string[]> {
-    return this.#bounded(this.#opts.client.slotCopies(ARCHIVE_PENDING_KEY))
+  /**
+   * The sets of tasks with logs to archive, each with its size and its oldest tasks: on a single
+   * Redis the one set and its `limit` oldest; on a cluster those of the slots (#slotSets).
+   */
+  async #sets(limit: number): Promise<PendingSet[]> {
+    if (this.#opts.client.isCluster) return this.#slotSets(Math.max(1, Math.ceil(limit / this.#setsSeen)))
+    return [await this.#read(ARCHIVE_PENDING_KEY, limit)]
+  }
+
+  /**
+   * The sets of every slot that are not empty, with the `share` oldest tasks of each: read by a
+   * script on each master for the slots it serves, and where the cluster routes it for a slot
+   * that moved since the connection learnt the slots (which teaches the connection where it went).
+   */
+  async #slotSets(share: number): Promise<PendingSet[]> {
+    const moved: string[] = []
+    const ofEach = await this.#bounded(
+      this.#opts.client.eachMaster(async (send, slots) => {
+        const sets: PendingSet[] = []
+        for (let i = 0; i < slots.length; i += SLOTS_PER_CALL) {
+          const keys = slots.slice(i, i + SLOTS_PER_CALL).map(archivePendingCopy)
+          const reply = (await this.#evalWith(send, SCRIPTS.archivePending, ['0', String(share), ...keys])) as unknown[][]
+          for (const [key, size, head] of reply) {
+            if (size === undefined) moved.push(String(key))
+            else sets.push({ key: String(key), size: Number(size), head: scored(head) })
+          }
+        }
+        return sets
+      }),
+    )
+    const elsewhere = await Promise.all(moved.map((key) => this.#read(key, share)))
+    const sets = [...ofEach.flat(), ...elsewhere.filter(({ size }) => size > 0)]
+    this.#setsSeen = Math.max(1, sets.length)
+    return sets
+  }
+
+  /** One set's size and its `count` oldest tasks. */
+  async #read(key: string, count: number): Promise<PendingSet> {
+    const [size, head] = await Promise.all([
+      this.#send(key, ['ZCARD', key]),
+      this.#send(key, ['ZRANGE', key, '0', String(count - 1), 'WITHSCORES']),
+    ])
+    return { key, size: Number(size), head: scored(head) }
   }
 
   #send(key: string, command: string[], options?: SendOptions): Promise<unknown> {
@@ -140,13 +195,18 @@ export class RedisArchiveSource implements ArchiveSource {
   }
 
   /** EVALSHA on the task's stream (`args[1]`), or EVAL when Redis lost its script cache. */
-  async #eval(s: Script, args: string[], options?: SendOptions): Promise<unknown> {
+  #eval(s: Script, args: string[], options?: SendOptions): Promise<unknown> {
     const key = args[1]!
+    return this.#evalWith((command) => this.#send(key, command, options), s, args)
+  }
+
+  /** EVALSHA through `send`, or EVAL when that Redis lost its script cache. */
+  async #evalWith(send: (command: string[]) => Promise<unknown>, s: Script, args: string[]): Promise<unknown> {
     try {
-      return await this.#send(key, ['EVALSHA', s.sha, ...args], options)
+      return await send(['EVALSHA', s.sha, ...args])
     } catch (error) {
       if (!String((error as Error).cause ?? error).includes('NOSCRIPT')) throw error
-      return this.#send(key, ['EVAL', s.source, ...args], options)
+      return send(['EVAL', s.source, ...args])
     }
   }
 }

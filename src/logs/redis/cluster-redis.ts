@@ -2,8 +2,7 @@
  * A Redis Cluster (`redis+cluster://`, `rediss+cluster://`) as a RedisConnection (connection.ts),
  * over node-redis' cluster client: a task's keys and channel share its slot (keys.ts), so every
  * command of the engine goes to the master serving that slot, and a task's channel is a shard
- * channel (SSUBSCRIBE, SPUBLISH) served by that master too. A key shared by tasks has a copy in
- * each slot that needs one (slotCopy, slots.ts), written with the task's keys and moved with them.
+ * channel (SSUBSCRIBE, SPUBLISH) served by that master too.
  *
  * node-redis follows MOVED replies and refreshes the slots while a node it was connected to
  * reconnects, which is how a replica that replaced its master is found. Discovering the slots
@@ -13,7 +12,6 @@
 import { createCluster } from 'redis'
 import { clientOptions, commandOptions } from './client-options'
 import type { ChannelListener, RedisConnection, SendOptions } from './connection'
-import { keySlot, slotTag } from './slots'
 
 const CLUSTER_SCHEME = /^(rediss?)\+cluster:/i
 
@@ -23,10 +21,6 @@ export const isClusterUrl = (url: string): boolean => CLUSTER_SCHEME.test(url)
 const REFRESH_SLOTS_AFTER_MS = 500
 /** The pause between two attempts to connect (reconnect()). */
 const RETRY_CONNECT_MS = 200
-/** Keys SCAN visits per call (slotCopies): each call holds its master up for about that many keys' work. */
-const SCAN_COUNT = '1000'
-/** What a SCAN pattern reads as more than itself. */
-const GLOB_SPECIAL = /[*?[\]\\]/g
 
 interface Seed {
   host: string
@@ -52,6 +46,7 @@ function newCluster(seeds: Seed[], url: URL, timeoutMs: number) {
 }
 
 export class ClusterRedis implements RedisConnection {
+  readonly isCluster = true
   readonly publishCommand = 'SPUBLISH'
   readonly #rawUrl: string
   readonly #url: URL
@@ -87,35 +82,21 @@ export class ClusterRedis implements RedisConnection {
   }
 
   sendToEach(args: string[]): Promise<unknown[]> {
+    return this.eachMaster((send) => send(args))
+  }
+
+  eachMaster<T>(visit: (send: (args: string[]) => Promise<unknown>, slots: number[]) => Promise<T>): Promise<T[]> {
     const cluster = this.#cluster
     // A cluster not ready has no masters to ask: that is a failure, not an empty answer.
     if (!cluster.isReady) return Promise.reject(new Error('The cluster is not connected'))
-    return Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).sendCommand(args)))
-  }
-
-  slotCopy(name: string, key: string): string {
-    return `${name}:{${slotTag(keySlot(key))}}`
-  }
-
-  /** SCAN visits every key of each master (SCAN_COUNT per call) to find the copies among them. */
-  async slotCopies(name: string): Promise<string[]> {
-    const cluster = this.#cluster
-    if (!cluster.isReady) throw new Error('The cluster is not connected')
-    const match = `${name.replace(GLOB_SPECIAL, '\\$&')}:{*}`
-    // A slot on its way to another master may show its copy on both: each name once.
-    const found = new Set<string>()
-    await Promise.all(
+    const served = new Map(cluster.masters.map((master) => [master, [] as number[]]))
+    cluster.slots.forEach((shard, slot) => served.get(shard.master)?.push(slot))
+    return Promise.all(
       cluster.masters.map(async (master) => {
         const client = await cluster.nodeClient(master)
-        let cursor = '0'
-        do {
-          const [next, keys] = (await client.sendCommand(['SCAN', cursor, 'MATCH', match, 'COUNT', SCAN_COUNT])) as [unknown, unknown[]]
-          cursor = String(next)
-          for (const key of keys) found.add(String(key))
-        } while (cursor !== '0')
+        return visit((args) => client.sendCommand(args), served.get(master)!)
       }),
     )
-    return [...found]
   }
 
   transaction(key: string, commands: string[][]): Promise<unknown> {

@@ -1,7 +1,8 @@
 /**
  * How the Redis engine talks to Redis: `RedisConnection`, one interface over a single server
  * (`redis://`, `rediss://`: single-redis.ts) and a cluster (`redis+cluster://`, `rediss+cluster://`:
- * cluster-redis.ts), so that the rest of the engine never asks which one it has.
+ * cluster-redis.ts), so that the rest of the engine asks which one it has only where a key
+ * shared by tasks has to be split by slot (keys.ts archivePendingKey).
  */
 import { ClusterRedis, isClusterUrl } from './cluster-redis'
 import { SingleRedis } from './single-redis'
@@ -21,6 +22,8 @@ export interface RedisConnection {
   /** Connected and usable (on a cluster: its slots are known). */
   readonly isReady: boolean
   readonly isOpen: boolean
+  /** Keys live in slots spread over masters: a key shared by tasks has a copy per slot (keys.ts archivePendingKey). */
+  readonly isCluster: boolean
   /** The command that publishes on a task's channel: PUBLISH, or SPUBLISH (sharded pub/sub) on a cluster. */
   readonly publishCommand: PublishCommand
   /** A command on `key` and keys of its slot (on a cluster: sent to the master serving the slot). */
@@ -28,13 +31,11 @@ export interface RedisConnection {
   /** A command for all of Redis: the reply of each master (of the one server on a single one). */
   sendToEach(args: string[]): Promise<unknown[]>
   /**
-   * The copy of `name`, a key shared by many tasks, that lives beside `key`: `name` itself on a
-   * single server; on a cluster one per slot, `name:{<tag>}` with a tag of `key`'s slot, so that a
-   * script on a task's keys can write it too (one slot per call).
+   * Work across slots: `visit` runs once per master (on a single server, once) with a `send` to
+   * that master alone and the slots it serves as this connection last learnt them (none on a
+   * single server); a script flagged `allow-cross-slot-keys` sent there may read keys of them all.
    */
-  slotCopy(name: string, key: string): string
-  /** The copies of `name` that exist: `[name]` on a single server; on a cluster, found by SCAN on every master. */
-  slotCopies(name: string): Promise<string[]>
+  eachMaster<T>(visit: (send: (args: string[]) => Promise<unknown>, slots: number[]) => Promise<T>): Promise<T[]>
   /** Commands on keys of `key`'s slot, in one MULTI/EXEC transaction. */
   transaction(key: string, commands: string[][]): Promise<unknown>
   /** Subscribes to a channel (on a cluster: a shard channel, on the master serving its slot). */

@@ -37,7 +37,7 @@ import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, Store
 import type { EncodedLog } from '../encode'
 import { requireLogId } from '../log-id'
 import { createRedisConnection, redactRedisUrl, type RedisConnection } from './connection'
-import { ARCHIVE_PENDING_KEY, idempotencyKey, logKey, newestIdKey, subscribersKey } from './keys'
+import { archivePendingKey, idempotencyKey, logKey, newestIdKey, subscribersKey } from './keys'
 import { appendScript, SCRIPTS, toStoredLogs, type Script } from './scripts'
 import { defineTracingHasSubscribers } from './tracing'
 import { Watchdog } from './watchdog'
@@ -207,7 +207,7 @@ export class RedisHistory implements HistoryStore {
       command[2] = this.#archive ? '5' : '4'
       command.push(idempotencyKey(taskId, idempotency.key))
     }
-    if (this.#archive) command.push(this.#client.slotCopy(ARCHIVE_PENDING_KEY, command[3]!))
+    if (this.#archive) command.push(archivePendingKey(taskId, this.#client.isCluster))
     // What the call asks (append.lua ARGV[1]), then this instance's id.
     command.push(
       (housekeep ? '1' : '0') + (this.#follower.follows(taskId) ? '1' : '0') + (idempotency ? '1' : '0') + this.#follower.instanceId,

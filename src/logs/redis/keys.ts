@@ -3,6 +3,7 @@
  * `{<task_id>}` (literal braces), so that in a Redis Cluster they land in one slot and one
  * script can touch them all; a key shared by tasks has a copy in each slot.
  */
+import { keySlot, slotTag } from './slots'
 
 /** The stream of a task's logs, and also the name of its pub/sub channel (keys and channels are separate namespaces). */
 export const logKey = (taskId: string): string => `logs:{${taskId}}`
@@ -19,12 +20,20 @@ export const archiveCursorKey = (taskId: string): string => `logs:{${taskId}}:ar
 /** Which instance archives a task now, with a lease expiry (archive-source.ts). */
 export const archiveLeaseKey = (taskId: string): string => `logs:{${taskId}}:archiving`
 
+/** The set of tasks with logs to archive on a single Redis (archivePendingKey). */
+export const ARCHIVE_PENDING_KEY = 'logs:archive:pending'
+
 /**
  * The tasks with logs not archived yet, scored by the oldest such log's ms; written by the
- * append script when the archive is on. A key shared by tasks: on a cluster each task is in the
- * copy of its slot (RedisConnection.slotCopy), which moves with the slot's other keys.
+ * append script when the archive is on. A key shared by tasks, which on a cluster has a copy in
+ * each slot (`logs:archive:pending:{<tag>}`, a tag whose slot is the task's: slots.ts), so that a
+ * script writes it with the task's keys and resharding moves a task's entry with them.
  */
-export const ARCHIVE_PENDING_KEY = 'logs:archive:pending'
+export const archivePendingKey = (taskId: string, cluster: boolean): string =>
+  cluster ? archivePendingCopy(keySlot(logKey(taskId))) : ARCHIVE_PENDING_KEY
+
+/** The copy of archivePendingKey in `slot`, on a cluster. */
+export const archivePendingCopy = (slot: number): string => `${ARCHIVE_PENDING_KEY}:{${slotTag(slot)}}`
 
 /** The task of a channel named by `logKey`. */
 export const taskOfChannel = (channel: string): string => channel.slice(6, -1)

@@ -9,6 +9,7 @@ import type { StoredLog } from '../backend'
 import type { PublishCommand } from './connection'
 import APPEND from './append.lua' with { type: 'text' }
 import ARCHIVE_COMMIT from './archive-commit.lua' with { type: 'text' }
+import ARCHIVE_PENDING from './archive-pending.lua' with { type: 'text' }
 import ARCHIVE_TAKE from './archive-take.lua' with { type: 'text' }
 import ENTRY from './entry.lua' with { type: 'text' }
 import LOST_BEFORE from './lost-before.lua' with { type: 'text' }
@@ -60,6 +61,8 @@ export const SCRIPTS = {
   replay: script('replay', LEVEL_RANK, PRELUDE, ENTRY, LOST_BEFORE, REPLAY),
   archiveTake: script('archiveTake', PRELUDE, ENTRY, ARCHIVE_TAKE),
   archiveCommit: script('archiveCommit', PRELUDE, ARCHIVE_COMMIT),
+  // Its first line is its flags: nothing may come before it.
+  archivePending: script('archivePending', ARCHIVE_PENDING),
 }
 
 /** The logs a script returns flat, as `id, level, body, id, level, body, ...`. */

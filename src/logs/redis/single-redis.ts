@@ -5,6 +5,7 @@ import type { ChannelListener, RedisConnection, SendOptions } from './connection
 
 /** One Redis server, over one node-redis client. */
 export class SingleRedis implements RedisConnection {
+  readonly isCluster = false
   readonly publishCommand = 'PUBLISH'
   readonly #client
 
@@ -27,16 +28,12 @@ export class SingleRedis implements RedisConnection {
     return this.#client.sendCommand(args, commandOptions(options))
   }
 
-  async sendToEach(args: string[]): Promise<unknown[]> {
-    return [await this.#client.sendCommand(args)]
+  sendToEach(args: string[]): Promise<unknown[]> {
+    return this.eachMaster((send) => send(args))
   }
 
-  slotCopy(name: string): string {
-    return name
-  }
-
-  async slotCopies(name: string): Promise<string[]> {
-    return [name]
+  async eachMaster<T>(visit: (send: (args: string[]) => Promise<unknown>, slots: number[]) => Promise<T>): Promise<T[]> {
+    return [await visit((args) => this.#client.sendCommand(args), [])]
   }
 
   transaction(_key: string, commands: string[][]): Promise<unknown> {

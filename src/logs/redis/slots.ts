@@ -1,7 +1,7 @@
 /**
  * Redis Cluster's key slots: the slot of a key, as Redis computes it (CRC16/XMODEM of its hash
  * tag, modulo 16384), and for each slot a short hash tag that lands in it, so that a key shared
- * by many tasks can have one copy per slot, beside the tasks of that slot (cluster-redis.ts slotCopy).
+ * by many tasks can have one copy per slot, beside the tasks of that slot (keys.ts archivePendingKey).
  */
 
 export const SLOTS = 16384
@@ -56,7 +56,9 @@ function buildTags(): string[] {
   // Tags of 1, 2 and then 3 characters: the 3-character ones alone reach every slot (tests/redis-cluster.test.ts).
   for (let length = 1; length <= digits.length && missing > 0; length++) {
     for (let n = 0; n < base ** length && missing > 0; n++) {
-      for (let i = 0, rest = n; i < length; i++, rest = Math.floor(rest / base)) digits[length - 1 - i] = TAG_CHARACTERS[rest % base]!
+      for (let i = 0, rest = n; i < length; i++, rest = Math.floor(rest / base)) {
+        digits[length - 1 - i] = TAG_CHARACTERS[rest % base]!
+      }
       const slot = crc16(digits, 0, length) % SLOTS
       if (found[slot] === undefined) {
         found[slot] = digits.toString('latin1', 0, length)
