@@ -243,14 +243,14 @@ describe('a master killed and replaced by its replica', () => {
   let servers: TestServer[] = []
   beforeAll(async () => {
     cluster = await startRedisCluster({ masters: 3, replicas: 1, nodeTimeoutMs: 1000 })
-    servers = await startInstances(cluster.url, 2)
+    servers = await startInstances(cluster.url, 2, { ARCHIVE_DAYS: '1', ARCHIVE_INTERVAL_MS: '100' })
   })
   afterAll(async () => {
     await Promise.allSettled(servers.map((s) => s.stop()))
     await cluster?.stop()
   })
 
-  test('watchers on both instances get 1013 and resume with since: every acknowledged log once, in order', async () => {
+  test('watchers on both instances get 1013 and resume with since: every acknowledged log once, in order, and archived', async () => {
     const [a, b] = servers as [TestServer, TestServer]
     const task = await createTask(a)
     const sub = task.subtasks[0]!.subtask_id
@@ -300,6 +300,23 @@ describe('a master killed and replaced by its replica', () => {
         history: { status: 'ok' },
         feed: { status: 'ok' },
       })
+    }
+
+    // The task's entry in the set of its slot failed over with its logs: the archivers, failing
+    // while the slot had no master, archive every acknowledged log once it has one.
+    const db = new Database(a.config.databaseUrl.slice('sqlite://'.length), { readonly: true })
+    try {
+      const archived = () =>
+        db
+          .query<{ ms: number; seq: number }, [string]>('SELECT ms, seq FROM logs WHERE task_id = ? ORDER BY ms, seq')
+          .all(task.task_id)
+          .map(({ ms, seq }) => `${ms}-${seq}`)
+      expect(await eventually(() => Bun.deepEquals(archived(), acked))).toBe(true)
+    } finally {
+      db.close()
+    }
+    for (const server of [a, b]) {
+      expect(await eventually(async () => (await json(await fetch(`${server.url}/ready`))).archive.state === 'ok')).toBe(true)
     }
   }, 60_000)
 })
