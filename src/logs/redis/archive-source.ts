@@ -2,11 +2,11 @@
  * The Redis engine's side of the archive. The append script adds each task it writes to a
  * sorted set (scored by the oldest log not archived yet): one set, or on a cluster the set of the
  * task's slot (keys.ts archivePendingKey), which a script on each master reads for the slots it
- * serves (archive-pending.lua); each task has a cursor, the last
- * archived id, and a lease naming the instance archiving it (SET NX PX in archive-take.lua), so
- * that instances sharing Redis archive a task one at a time and another takes over once the
- * lease of one that died expires. The cursor only moves after the database stored the logs, so
- * a crash re-archives at most the batches in flight, which the archive's idempotent writes absorb.
+ * serves (archive-pending.lua). Each task has a cursor, the last archived id, and a lease naming
+ * the instance archiving it (SET NX PX in archive-take.lua), so that instances sharing Redis
+ * archive a task one at a time and another takes over once the lease of one that died expires.
+ * The cursor only moves after the database stored the logs, so a crash re-archives at most the
+ * batches in flight, which the archive's idempotent writes absorb.
  */
 import { StoreUnavailableError } from '../../store-errors'
 import { withTimeout } from '../../timeout'

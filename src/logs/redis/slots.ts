@@ -53,7 +53,7 @@ function buildTags(): string[] {
   let missing = SLOTS
   const base = TAG_CHARACTERS.length
   const digits = Buffer.alloc(3)
-  // Tags of 1, 2 and then 3 characters: the 3-character ones alone reach every slot (tests/redis-cluster.test.ts).
+  // Tags of 1, then 2, then 3 characters, until every slot has one (by 3 they all do: tests/redis-cluster.test.ts).
   for (let length = 1; length <= digits.length && missing > 0; length++) {
     for (let n = 0; n < base ** length && missing > 0; n++) {
       for (let i = 0, rest = n; i < length; i++, rest = Math.floor(rest / base)) {
