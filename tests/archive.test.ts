@@ -2,7 +2,8 @@
  * The archive (ARCHIVE_DAYS > 0): logs outlive their TTL in the task database and read back
  * through the same API as one sequence with the live history; an archiver killed mid-work,
  * a database that hangs, and two instances archiving at once lose and duplicate nothing.
- * Real Redis, SQLite, and PostgreSQL when TEST_DATABASE_URL is set.
+ * Real Redis (the core on one server and on a 3-master cluster), SQLite, and PostgreSQL when
+ * TEST_DATABASE_URL is set.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { SQL } from 'bun'
