@@ -15,7 +15,8 @@
  */
 import { wallNow } from './lib/clock'
 import { Flags, Histogram } from './lib/histogram'
-import { cpuMs, machineBusyMs, memKiB, openFilesLimit, threadCpuMs, treeCpuMs, treeRssKiB } from './lib/proc'
+import { measureBroadcast, type BroadcastSplit } from './lib/broadcast-split'
+import { cpuMs, machineBusyMs, memKiB, openFilesLimit, threadCpuMs, treeCpuMs, treePids, treeRssKiB } from './lib/proc'
 import type { LoadParams, ScenarioId } from './scenarios'
 import { WatcherProcess, type WatchersReport } from './watchers'
 
@@ -80,8 +81,11 @@ export interface LoadResult {
   otherCpuPct: number
   /** (e) */
   idle?: { connections: number; rssBeforeKiB: number; rssAfterKiB: number; bytesPerConnection: number; connectMs: number }
-  /** (g) ms from each broadcast's POST until its last watcher had it, and how the watchers were spread. */
-  broadcast?: { lastMs: number[]; watcherProcesses: number; sourceAddresses: number }
+  /**
+   * (g) ms from each broadcast's POST until its last watcher had it, where each one's time went,
+   * and how the watchers were spread.
+   */
+  broadcast?: { lastMs: number[]; split: BroadcastSplit[]; watcherProcesses: number; sourceAddresses: number }
   /** (f) ms from the reconnect until each subscriber had every log sent before it. */
   catchUp?: { subscribers: number; p50: number; p99: number; max: number; replayed: number }
   correctness: Correctness
@@ -622,13 +626,25 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       startMeasuring()
       const t1 = now()
       const seqs: number[] = []
+      const split: BroadcastSplit[] = []
+      const serverPids = treePids(job.serverPid)
       for (let b = 0; b < (p.broadcasts ?? 1); b++) {
         const seq = task.issued
         seqs.push(seq)
         const everyone = Promise.all(watchers.map((w) => w.received(seq)))
-        await post(task, 1)
+        // The watchers wait while the servers send: on this machine their reading would take
+        // the cores the servers send with. Arrival times are the kernel's, not their reads'.
+        for (const w of watchers) w.pause()
+        const measuring = measureBroadcast(serverPids, [process.pid, ...watchers.map((w) => w.pid)])
+        try {
+          await post(task, 1)
+          await Promise.race([measuring.serversIdle(), sleep(BROADCAST_WAIT_MS)])
+        } finally {
+          for (const w of watchers) w.resume()
+        }
         if ((await Promise.race([everyone.then(() => true), sleep(BROADCAST_WAIT_MS).then(() => false)])) === false)
           note(`broadcast ${seq}: not every watcher had it after ${BROADCAST_WAIT_MS} ms`)
+        split.push(measuring.stop())
         await sleep(p.broadcastGapMs ?? 1000)
       }
       const reports: WatchersReport[] = await Promise.all(watchers.map((w) => w.report(seqs.filter((q) => task.acked.has(q)))))
@@ -644,7 +660,8 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
         lastMs.push(last)
       }
       for (const r of reports) r.notes.forEach(note)
-      const sum = (key: 'lost' | 'dup' | 'order' | 'malformed' | 'dropped') => reports.reduce((total, r) => total + r[key], 0)
+      const sum = (key: 'lost' | 'dup' | 'order' | 'malformed' | 'dropped' | 'unstamped') => reports.reduce((total, r) => total + r[key], 0)
+      if (sum('unstamped')) note(`${sum('unstamped')} reads without the kernel's receive time: timed when read`)
       return finish(
         now() - t1,
         {
@@ -655,7 +672,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
           redisCpuMsPerLog: Number.NaN,
           serverRssKiB: treeRssKiB(job.serverPid),
           idle: idleMemory(n, before, after, connectMs),
-          broadcast: { lastMs, watcherProcesses: watchers.length, sourceAddresses: address },
+          broadcast: { lastMs, split, watcherProcesses: watchers.length, sourceAddresses: address },
         },
         {
           lost: sum('lost'),

@@ -432,8 +432,9 @@ for (const id of opts.scenarios) {
   const scenario = SCENARIOS.find((s) => s.id === id)!
   const params = { ...(opts.quick ? scenario.quick : scenario.full) }
   if (opts.warmupMs !== undefined) params.warmupMs = opts.warmupMs
+  // --idle N: (e)'s and (g)'s connections, e.g. (g) at a size one server process holds.
+  if ((id === 'e' || id === 'g') && opts.idle) params.idleConnections = opts.idle
   if (id === 'e') {
-    if (opts.idle) params.idleConnections = opts.idle
     // Each idle socket is a file descriptor in this machine's load generator (and one in the server).
     const limit = info.openFilesLimit
     const room = limit - 500
@@ -514,7 +515,11 @@ for (const id of opts.scenarios) {
             (result.catchUp ? `, catch-up max ${fmt(result.catchUp.max)} ms` : '') +
             (result.broadcast
               ? `, last watcher per broadcast ${result.broadcast.lastMs.map((x) => fmt(x)).join(' / ')} ms ` +
-                `(${result.broadcast.watcherProcesses} watcher processes, ${result.broadcast.sourceAddresses} source addresses)`
+                `(${result.broadcast.watcherProcesses} watcher processes, ${result.broadcast.sourceAddresses} source addresses)` +
+                `\n      per broadcast, servers busy ${result.broadcast.split.map((s) => fmt(s.serverBusyMs)).join(' / ')} ms ` +
+                `(waiting for a core ${result.broadcast.split.map((s) => fmt(s.serverWaitMs)).join(' / ')} ms); CPU ms: ` +
+                `servers ${result.broadcast.split.map((s) => `${fmt(s.serverCpuMs)} (${fmt(100 * s.serverSystemShare, 0)}% system)`).join(' / ')}, ` +
+                `load generator ${result.broadcast.split.map((s) => `${fmt(s.loadCpuMs)} (${fmt(100 * s.loadSystemShare, 0)}% system)`).join(' / ')}`
               : '') +
             `, lost/dup/order ${c.lost}/${c.dup}/${c.order}` +
             (gc

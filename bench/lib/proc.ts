@@ -17,13 +17,19 @@ export const CLK_TCK: number = (() => {
 
 /** User + system CPU time of the whole process (all threads), in ms; NaN when it is gone. */
 export function cpuMs(pid: number): number {
+  const { userMs, systemMs } = userSystemMs(pid)
+  return userMs + systemMs
+}
+
+/** User and system (kernel) CPU time of the whole process (all threads), in ms; NaN when it is gone. */
+export function userSystemMs(pid: number): { userMs: number; systemMs: number } {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // Fields after "(comm)": state is field 3, utime 14, stime 15 (1-based).
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK
+    return { userMs: (Number(rest[11]) * 1000) / CLK_TCK, systemMs: (Number(rest[12]) * 1000) / CLK_TCK }
   } catch {
-    return Number.NaN
+    return { userMs: Number.NaN, systemMs: Number.NaN }
   }
 }
 
@@ -132,4 +138,36 @@ export function freePort(): number {
   const port = server.port
   server.stop(true)
   return port
+}
+
+/** CPU time of every thread of a process, in ns, from their schedstat (see mainThreadSchedNs); NaN when it is gone. */
+export function processRunNs(pid: number): number {
+  let tids: string[]
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return Number.NaN
+  }
+  let ns = 0
+  for (const tid of tids) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ', 1)[0])
+    } catch {
+      // The thread ended between listing and reading.
+    }
+  }
+  return ns
+}
+
+/**
+ * Time a process's main thread has run, and waited to run while runnable (on a run queue), in
+ * ns, from /proc/<pid>/schedstat: precise where utime and stime count clock ticks. NaN when gone.
+ */
+export function mainThreadSchedNs(pid: number): { runNs: number; waitNs: number } {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')
+    return { runNs: Number(run), waitNs: Number(wait) }
+  } catch {
+    return { runNs: Number.NaN, waitNs: Number.NaN }
+  }
 }
