@@ -1,8 +1,10 @@
 /*
  * One watcher process of bench scenario (g), in C so that receiving costs the machine little
  * next to the servers' sending: holds `count` WebSockets on one task over the source addresses
- * given, with one epoll loop, and times each log's arrival on every one of them with
- * CLOCK_REALTIME, the clock the load generator writes each log's send time with (wallNow()).
+ * given, with one epoll loop, and times each log's arrival on every one of them. The time is
+ * the kernel's: when the frame reached the socket (SO_TIMESTAMPNS, CLOCK_REALTIME, the clock
+ * the load generator writes each log's send time with), not when this process got round to
+ * reading it, so the load generator may pause it (SIGSTOP) while the servers send.
  * bench/watchers.ts compiles it with the machine's `cc` and drives it:
  *
  *   watchers <host> <port> <path> <task id> <count> <connect batch> <source,source,...>
@@ -10,7 +12,7 @@
  *   stdout → connected <failed>          every socket subscribed (or failed)
  *          → received <seq>              every socket still open has log <seq>
  *          → note <text>                 something worth reading (at most 10)
- *          → report <lost> <dup> <order> <malformed> <dropped>, then latencies <seq> <ms>...
+ *          → report <lost> <dup> <order> <malformed> <dropped> <unstamped>, then latencies <seq> <ms>...
  *            per sequence number asked, then end
  *   stdin  ← report <seq>...             ms from send to arrival per log, on each subscribed socket
  *          ← close (or end of input)     exits, closing every socket

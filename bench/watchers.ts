@@ -6,12 +6,14 @@
  *
  * They are `watchers.c`, compiled here with the machine's `cc` (once per version of the
  * source): 100,000 sockets each receiving a frame cost a JavaScript client (Bun's `node:net`)
- * several times the CPU the servers spend sending it, on the cores the servers share, so the
- * bench measured its own clients. In C with one epoll loop a frame costs a read and a few
- * string searches. It binds source addresses itself, which Bun's `WebSocket` cannot.
+ * more CPU than the servers spend sending it, on the cores the servers share, so the bench
+ * measured its own clients. In C with one epoll loop a frame costs a read and a few string
+ * searches. It binds source addresses itself, which Bun's `WebSocket` cannot.
  *
- * Times are CLOCK_REALTIME there and `wallNow()` here, the machine's one wall clock, so a log's
- * send time in its message (written by the load generator) and its arrival are on one clock.
+ * A frame's arrival is the kernel's receive time in the socket, on the machine's wall clock as
+ * `wallNow()` here, so a log's send time in its message (written by the load generator) and its
+ * arrival are on one clock, however late the process reads it: the load generator pauses the
+ * processes while the servers send (`pause`, `resume`).
  */
 import { existsSync, readFileSync, renameSync } from 'node:fs'
 import { tmpdir } from 'node:os'

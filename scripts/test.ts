@@ -3,7 +3,7 @@
  *
  * 1. The dependencies, from the lockfile (`bun install --frozen-lockfile`: a no-op when
  *    node_modules already matches it).
- * 2. The system programs the suites drive: redis-server, Chromium, and Debian's python3 with
+ * 2. The system programs the suites drive: redis-server, Chromium, a C compiler, and Debian's python3 with
  *    websockets, httpx, venv, setuptools and wheel (the Python client's tests install it into a
  *    virtualenv, offline). Missing ones are installed with apt-get on Debian as root; elsewhere
  *    the script stops with one line naming them.
@@ -35,6 +35,8 @@ function missingPackages(): string[] {
   const missing: string[] = []
   if (!program(process.env.REDIS_SERVER_BIN, '/usr/bin/redis-server', 'redis-server')) missing.push('redis-server')
   if (!program(process.env.CHROMIUM_PATH, '/usr/bin/chromium', 'chromium')) missing.push('chromium')
+  // The bench's watcher client (bench/watchers.c) is compiled by its test and by scenario (g).
+  if (Bun.which('cc') === null) missing.push('gcc')
   // Debian's packages serve Debian's Python, which the tests prefer when another python3 lacks them.
   const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
   const has = (modules: string) => quietly([python, '-c', `import ${modules}`])
