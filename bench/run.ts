@@ -517,7 +517,8 @@ for (const id of opts.scenarios) {
               ? `, last watcher per broadcast ${result.broadcast.lastMs.map((x) => fmt(x)).join(' / ')} ms ` +
                 `(${result.broadcast.watcherProcesses} watcher processes, ${result.broadcast.sourceAddresses} source addresses)` +
                 `\n      per broadcast, servers busy ${result.broadcast.split.map((s) => fmt(s.serverBusyMs)).join(' / ')} ms ` +
-                `(waiting for a core ${result.broadcast.split.map((s) => fmt(s.serverWaitMs)).join(' / ')} ms); CPU ms: ` +
+                `(waiting for a core ${result.broadcast.split.map((s) => fmt(s.serverWaitMs)).join(' / ')} ms), ` +
+                `watchers paused ${result.broadcast.split.map((s) => fmt(s.idleAfterMs)).join(' / ')} ms; CPU ms: ` +
                 `servers ${result.broadcast.split.map((s) => `${fmt(s.serverCpuMs)} (${fmt(100 * s.serverSystemShare, 0)}% system)`).join(' / ')}, ` +
                 `load generator ${result.broadcast.split.map((s) => `${fmt(s.loadCpuMs)} (${fmt(100 * s.loadSystemShare, 0)}% system)`).join(' / ')}`
               : '') +

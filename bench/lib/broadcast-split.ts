@@ -13,7 +13,9 @@ const SAMPLE_MS = 5
  */
 const BUSY_SHARE = 0.25
 /** A server process that has been idle this long after sending has finished with the broadcast. */
-const QUIET_MS = 50
+const QUIET_MS = 100
+/** Servers none of which was busy this long after the POST had little to send. */
+const NOTHING_SENT_MS = 1000
 
 export interface BroadcastSplit {
   /** CPU of all the server's processes (every thread), ms. */
@@ -30,6 +32,8 @@ export interface BroadcastSplit {
   serverBusyMs: number
   /** How long the servers' main threads were runnable but waited for a core, summed, ms. */
   serverWaitMs: number
+  /** From the POST until serversIdle resolved (the watchers were paused meanwhile), ms. */
+  idleAfterMs: number
 }
 
 export interface BroadcastMeasure {
@@ -80,12 +84,17 @@ export function measureBroadcast(serverPids: number[], loadPids: number[]): Broa
       p.at = at
       p.ns = ns
     })
-    if (idle && state.every((p) => at - Math.max(idle!.since, p.busyUntil) >= QUIET_MS)) {
+    // Until a server has been busy, the broadcast may not have reached them yet (Redis is slow
+    // to publish it on a loaded machine): only a long quiet means there was little to send.
+    const sent = state.some((p) => p.busyUntil > t0) || at - t0 >= NOTHING_SENT_MS
+    if (idle && sent && state.every((p) => at - Math.max(idle!.since, p.busyUntil) >= QUIET_MS)) {
       idle.resolve()
       idle = undefined
+      idleAfterMs = at - t0
     }
   }, SAMPLE_MS)
   let idle: { since: number; resolve: () => void } | undefined
+  let idleAfterMs = Number.NaN
   return {
     serversIdle() {
       return new Promise<void>((resolve) => (idle = { since: wallNow(), resolve }))
@@ -101,6 +110,7 @@ export function measureBroadcast(serverPids: number[], loadPids: number[]): Broa
         loadSystemShare: share(loadPids, loadTicks0),
         serverBusyMs: Math.max(...state.map((p) => p.busyUntil)) - t0,
         serverWaitMs: waitNs / 1e6,
+        idleAfterMs: idleAfterMs,
       }
     },
   }
