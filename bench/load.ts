@@ -16,7 +16,7 @@
 import { wallNow } from './lib/clock'
 import { Flags, Histogram } from './lib/histogram'
 import { measureBroadcast, type BroadcastSplit } from './lib/broadcast-split'
-import { cpuMs, machineBusyMs, memKiB, openFilesLimit, threadCpuMs, treeCpuMs, treePids, treeRssKiB } from './lib/proc'
+import { cpuMs, leafPids, machineBusyMs, memKiB, openFilesLimit, threadCpuMs, treeCpuMs, treePids, treeRssKiB } from './lib/proc'
 import type { LoadParams, ScenarioId } from './scenarios'
 import { WatcherProcess, type WatchersReport } from './watchers'
 
@@ -628,6 +628,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       const seqs: number[] = []
       const split: BroadcastSplit[] = []
       const serverPids = treePids(job.serverPid)
+      const senders = leafPids(job.serverPid)
       for (let b = 0; b < (p.broadcasts ?? 1); b++) {
         const seq = task.issued
         seqs.push(seq)
@@ -635,7 +636,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
         // The watchers wait while the servers send: on this machine their reading would take
         // the cores the servers send with. Arrival times are the kernel's, not their reads'.
         for (const w of watchers) w.pause()
-        const measuring = measureBroadcast(serverPids, [process.pid, ...watchers.map((w) => w.pid)])
+        const measuring = measureBroadcast(serverPids, senders, [process.pid, ...watchers.map((w) => w.pid)])
         try {
           await post(task, 1)
           await Promise.race([measuring.serversIdle(), sleep(BROADCAST_WAIT_MS)])

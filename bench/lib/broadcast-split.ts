@@ -14,7 +14,7 @@ const SAMPLE_MS = 5
 const BUSY_SHARE = 0.25
 /** A server process that has been idle this long after sending has finished with the broadcast. */
 const QUIET_MS = 100
-/** Servers none of which was busy this long after the POST had little to send. */
+/** A server process not busy this long after the POST had little to send. */
 const NOTHING_SENT_MS = 1000
 
 export interface BroadcastSplit {
@@ -38,15 +38,19 @@ export interface BroadcastSplit {
 
 export interface BroadcastMeasure {
   /**
-   * Resolves once the servers have finished sending: every server process quiet for QUIET_MS
-   * since its last busy sample and since this call (made when the POST has been answered).
+   * Resolves once the servers have finished sending: every sending process quiet for QUIET_MS
+   * since its last busy sample and since this call (made when the POST has been answered), and
+   * busy at least once (or NOTHING_SENT_MS gone by).
    */
   serversIdle(): Promise<void>
   stop(): BroadcastSplit
 }
 
-/** Starts sampling at the POST; `stop` once the last watcher has the log. */
-export function measureBroadcast(serverPids: number[], loadPids: number[]): BroadcastMeasure {
+/**
+ * Starts sampling at the POST; `stop` once the last watcher has the log. `serverPids` are all
+ * the server's processes, `senders` those holding sockets (its workers, not their supervisor).
+ */
+export function measureBroadcast(serverPids: number[], senders: number[], loadPids: number[]): BroadcastMeasure {
   const sum = (pids: number[]) => pids.reduce((total, pid) => total + (processRunNs(pid) || 0), 0) / 1e6
   const ticks = (pids: number[]) => {
     let user = 0
@@ -67,12 +71,12 @@ export function measureBroadcast(serverPids: number[], loadPids: number[]): Broa
   const t0 = wallNow()
   const server0 = sum(serverPids)
   const load0 = sum(loadPids)
-  const sched0 = serverPids.map(mainThreadSchedNs)
+  const sched0 = senders.map(mainThreadSchedNs)
   /** Per server process: its last sample, and the end of its last busy one while it sends the broadcast. */
   const state = sched0.map((s) => ({ at: t0, ns: s.runNs + s.waitNs, busyUntil: t0, done: false }))
   const timer = setInterval(() => {
     const at = wallNow()
-    serverPids.forEach((pid, i) => {
+    senders.forEach((pid, i) => {
       const { runNs, waitNs } = mainThreadSchedNs(pid)
       const ns = runNs + waitNs
       const p = state[i]!
@@ -84,10 +88,11 @@ export function measureBroadcast(serverPids: number[], loadPids: number[]): Broa
       p.at = at
       p.ns = ns
     })
-    // Until a server has been busy, the broadcast may not have reached them yet (Redis is slow
-    // to publish it on a loaded machine): only a long quiet means there was little to send.
-    const sent = state.some((p) => p.busyUntil > t0) || at - t0 >= NOTHING_SENT_MS
-    if (idle && sent && state.every((p) => at - Math.max(idle!.since, p.busyUntil) >= QUIET_MS)) {
+    // A process not yet busy may still be waiting for the broadcast (Redis is slow to publish
+    // it on a loaded machine): only a long quiet means it had little to send.
+    const quiet = (p: (typeof state)[number]) =>
+      (p.busyUntil > t0 || at - t0 >= NOTHING_SENT_MS) && at - Math.max(idle!.since, p.busyUntil) >= QUIET_MS
+    if (idle && state.every(quiet)) {
       idle.resolve()
       idle = undefined
       idleAfterMs = at - t0
@@ -102,7 +107,7 @@ export function measureBroadcast(serverPids: number[], loadPids: number[]): Broa
     stop() {
       clearInterval(timer)
       idle?.resolve()
-      const waitNs = serverPids.reduce((total, pid, i) => total + (mainThreadSchedNs(pid).waitNs - sched0[i]!.waitNs || 0), 0)
+      const waitNs = senders.reduce((total, pid, i) => total + (mainThreadSchedNs(pid).waitNs - sched0[i]!.waitNs || 0), 0)
       return {
         serverCpuMs: sum(serverPids) - server0,
         serverSystemShare: share(serverPids, serverTicks0),

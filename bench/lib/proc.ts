@@ -58,6 +58,12 @@ export function treePids(pid: number): number[] {
   return [pid, ...childPids(pid).flatMap(treePids)]
 }
 
+/** The processes of a tree that have no children: a supervisor's workers, or a lone process itself. */
+export function leafPids(pid: number): number[] {
+  const children = childPids(pid)
+  return children.length ? children.flatMap(leafPids) : [pid]
+}
+
 /**
  * CPU time of each thread of a process, in ms, summed by thread name (`comm`: the main thread
  * carries the process name; JavaScriptCore names its JIT and GC threads): where a server's CPU
