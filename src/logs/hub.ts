@@ -9,6 +9,8 @@ import type { LiveDelivery, ReplayRequest, Watcher } from './watcher'
 import { fallbackLogger, type Logger } from '../logger'
 
 interface TaskSubscribers {
+  /** The task's id, one string for all its subscribers (see `sharedTaskId`). */
+  id: string
   /** Subscribers at each minimum level (index = level rank), WebSocket and SSE. */
   counts: number[]
   /** Topic names by level rank, built once rather than per publish. */
@@ -92,6 +94,14 @@ export class Hub {
 
   attach(server: Server<unknown>): void {
     this.server = server
+  }
+
+  /**
+   * The task's id as the hub holds it while the task has subscribers here, else `taskId`: a
+   * subscriber that keeps this one rather than its request's copy saves a string per connection.
+   */
+  sharedTaskId(taskId: string): string {
+    return this.tasks.get(taskId)?.id ?? taskId
   }
 
   /** Subscribers of the task whose filter accepts a log of `level`; all of them by default. */
@@ -263,6 +273,7 @@ export class Hub {
     let task = this.tasks.get(taskId)
     if (!task) {
       task = {
+        id: taskId,
         counts: LEVELS.map(() => 0),
         topics: LEVELS.map((l) => topicOf(taskId, l)),
         following: RESOLVED,

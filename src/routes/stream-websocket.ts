@@ -12,6 +12,7 @@ import { parseLogId } from '../../clients/ts/src/log-id'
 import { textDepthExceeds } from '../http/json-depth'
 import type { Access } from '../auth/access'
 import type { Caller } from '../auth/caller'
+import type { ClientConnections } from '../auth/connection-limit'
 
 /** A client's value in an error message: a string as given, anything else by its JSON type, briefly. */
 const describe = (value: unknown): string =>
@@ -35,10 +36,10 @@ export interface StreamContext {
 }
 
 /**
- * How a connection was let in: a caller, with the release of its place in the client's
- * connection count; or refused by its token, to be closed with `close` (4001, 4003) on open.
+ * How a connection was let in: a caller, with its client's connection count (which it releases
+ * when it ends); or refused by its token, to be closed with `close` (4001, 4003) on open.
  */
-export type Admission = { caller: Caller; release: () => void } | { close: number; reason: string }
+export type Admission = { caller: Caller; client: ClientConnections } | { close: number; reason: string }
 
 type Socket = ServerWebSocket<WebSocketConnection>
 
@@ -256,7 +257,7 @@ export class WebSocketConnection {
     this.drain()
     metrics.connections--
     sockets.delete(this.socket)
-    if ('release' in this.admission) this.admission.release()
+    if ('client' in this.admission) this.admission.client.release()
     for (const subscription of this.subscriptions) hub.unwatch(subscription.taskId, subscription)
     this.subscriptions = []
   }
@@ -340,7 +341,7 @@ export class WebSocketConnection {
       return { code: 'unavailable', message: 'The task store is unavailable; subscribe again later' }
     }
     if (this.closed) return
-    const subscription = new Subscription(this, taskId, options.minLevel)
+    const subscription = new Subscription(this, this.ctx.hub.sharedTaskId(taskId), options.minLevel)
     this.subscriptions.push(subscription)
     try {
       await this.ctx.hub.watch(taskId, subscription, options)

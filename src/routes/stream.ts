@@ -113,7 +113,7 @@ export const streamRoutes = (
       throw error
     }
     if (!access.mayRead(caller, taskId)) return { close: 4003, reason: `This token may not read task ${taskId}` }
-    return { caller, release: connections.acquire(access.client(caller, request, server)) }
+    return { caller, client: connections.acquire(access.client(caller, request, server)) }
   }
 
   const { historyMax } = limits
@@ -137,7 +137,7 @@ export const streamRoutes = (
             if (info) info.upgraded = true
             return
           }
-          if ('release' in admission) admission.release()
+          if ('client' in admission) admission.client.release()
           set.status = 426
           set.headers['upgrade'] = 'websocket'
           return { error: 'upgrade_required', message: 'This endpoint speaks WebSocket: connect with a WebSocket client' }
@@ -155,14 +155,14 @@ export const streamRoutes = (
           const caller = access.permit(await access.authenticate(request, server, set, query.token), 'logs:read', taskId)
           if (!(await tasks.exists(taskId))) throw notFound('Task', params.task_id)
           const since = headers['last-event-id'] ?? query.since
-          const release = connections.acquire(access.client(caller, request, server))
+          const client = connections.acquire(access.client(caller, request, server))
           return sseResponse(
             hub,
             metrics,
             taskId,
             query.level ?? 'debug',
             { since, history: query.history },
-            { expires: caller.expires, ended: release },
+            { expires: caller.expires, ended: () => client.release() },
           )
         },
         {
