@@ -516,9 +516,10 @@ for (const id of opts.scenarios) {
             (result.broadcast
               ? `, last watcher per broadcast ${result.broadcast.lastMs.map((x) => fmt(x)).join(' / ')} ms ` +
                 `(${result.broadcast.watcherProcesses} watcher processes, ${result.broadcast.sourceAddresses} source addresses)` +
-                `\n      per broadcast, servers busy ${result.broadcast.split.map((s) => fmt(s.serverBusyMs)).join(' / ')} ms ` +
-                `(waiting for a core ${result.broadcast.split.map((s) => fmt(s.serverWaitMs)).join(' / ')} ms), ` +
-                `watchers paused ${result.broadcast.split.map((s) => fmt(s.idleAfterMs)).join(' / ')} ms; CPU ms: ` +
+                `\n      per broadcast: watchers paused ${result.broadcast.split.map((s) => fmt(s.idleAfterMs)).join(' / ')} ms, ` +
+                `servers waiting for a core ${result.broadcast.split.map((s) => fmt(s.serverWaitMs)).join(' / ')} ms, ` +
+                `packets dropped ${result.broadcast.split.map((s) => fmt(s.backlogDrops, 0)).join(' / ')}, ` +
+                `TCP retransmits ${result.broadcast.split.map((s) => fmt(s.retransmits, 0)).join(' / ')}; CPU ms: ` +
                 `servers ${result.broadcast.split.map((s) => `${fmt(s.serverCpuMs)} (${fmt(100 * s.serverSystemShare, 0)}% system)`).join(' / ')}, ` +
                 `load generator ${result.broadcast.split.map((s) => `${fmt(s.loadCpuMs)} (${fmt(100 * s.loadSystemShare, 0)}% system)`).join(' / ')}`
               : '') +

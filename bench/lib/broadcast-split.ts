@@ -1,20 +1,28 @@
 /**
  * Where the time of one (g) broadcast goes, from /proc: the CPU the server's processes and the
- * load generator's (its watcher processes) use from the POST until the last watcher has the log, and how long the
- * servers stay busy sending it. Sampled every few ms while the broadcast runs.
+ * load generator's (its watcher processes) use from the POST until the last watcher has the
+ * log, and when the servers have finished sending it, so that the paused watchers may read.
+ * When the servers finished writing is the watchers' last arrival: arrivals are the kernel's
+ * receive times, which over loopback are the times the servers wrote.
  */
 import { wallNow } from './clock'
-import { mainThreadSchedNs, processRunNs, userSystemMs } from './proc'
+import { backlogDrops, mainThreadSchedNs, processRunNs, tcpRetransmits, userSystemMs } from './proc'
 
 const SAMPLE_MS = 5
 /**
- * A server's main thread counts as busy in a sample when it was runnable (running, or waiting
- * for a core) for at least this share of it: on a loaded machine a busy thread mostly waits.
+ * A sending process's main thread (where Bun writes to sockets) counts as busy in a sample when
+ * it was runnable (running, or waiting for a core) for at least this share of it: on a loaded
+ * machine a busy thread mostly waits.
  */
 const BUSY_SHARE = 0.25
-/** A server process that has been idle this long after sending has finished with the broadcast. */
+/** A sending process that has been idle this long has finished with the broadcast. */
 const QUIET_MS = 100
-/** A server process not busy this long after the POST had little to send. */
+/**
+ * CPU a sending process spends on the broadcast before it counts as having sent it: more than
+ * answering the POST or one pass of its timers, less than writing to a thousand sockets.
+ */
+const SENT_CPU_MS = 10
+/** A sending process that has not used SENT_CPU_MS this long after the POST had little to send. */
 const NOTHING_SENT_MS = 1000
 
 export interface BroadcastSplit {
@@ -25,22 +33,23 @@ export interface BroadcastSplit {
   /** CPU of the load generator: the watcher processes and the one posting (every thread), ms. */
   loadCpuMs: number
   loadSystemShare: number
-  /**
-   * From the POST to the end of the last sample in which a server process's main thread (where
-   * Bun writes to sockets) was busy with the broadcast, ms: when the servers had finished sending.
-   */
-  serverBusyMs: number
-  /** How long the servers' main threads were runnable but waited for a core, summed, ms. */
+  /** How long the sending processes' main threads were runnable but waited for a core, summed, ms. */
   serverWaitMs: number
   /** From the POST until serversIdle resolved (the watchers were paused meanwhile), ms. */
   idleAfterMs: number
+  /**
+   * Packets dropped from a core's full input queue, and TCP segments sent again, on the whole
+   * machine: a dropped frame arrives only when TCP sends it again, 200 ms or more later.
+   */
+  backlogDrops: number
+  retransmits: number
 }
 
 export interface BroadcastMeasure {
   /**
-   * Resolves once the servers have finished sending: every sending process quiet for QUIET_MS
-   * since its last busy sample and since this call (made when the POST has been answered), and
-   * busy at least once (or NOTHING_SENT_MS gone by).
+   * Resolves once the servers have finished sending: every sending process has sent (SENT_CPU_MS,
+   * or NOTHING_SENT_MS gone by) and been quiet for QUIET_MS, since its last busy sample and since
+   * this call (made when the POST has been answered).
    */
   serversIdle(): Promise<void>
   stop(): BroadcastSplit
@@ -68,38 +77,35 @@ export function measureBroadcast(serverPids: number[], senders: number[], loadPi
   }
   const serverTicks0 = ticks(serverPids)
   const loadTicks0 = ticks(loadPids)
+  const drops0 = backlogDrops()
+  const retransmits0 = tcpRetransmits()
   const t0 = wallNow()
   const server0 = sum(serverPids)
   const load0 = sum(loadPids)
   const sched0 = senders.map(mainThreadSchedNs)
-  /** Per server process: its last sample, and the end of its last busy one while it sends the broadcast. */
-  const state = sched0.map((s) => ({ at: t0, ns: s.runNs + s.waitNs, busyUntil: t0, done: false }))
+  /** Per sending process: its last sample, and the end of its last busy one. */
+  const state = sched0.map((s) => ({ at: t0, runNs: s.runNs, waitNs: s.waitNs, busyUntil: t0 }))
+  let idle: { since: number; resolve: () => void } | undefined
+  let idleAfterMs = Number.NaN
   const timer = setInterval(() => {
     const at = wallNow()
     senders.forEach((pid, i) => {
       const { runNs, waitNs } = mainThreadSchedNs(pid)
-      const ns = runNs + waitNs
       const p = state[i]!
-      if (!p.done) {
-        if ((ns - p.ns) / 1e6 >= BUSY_SHARE * (at - p.at)) p.busyUntil = at
-        // Its timers (idle sweeps, pings) wake it later: what follows a quiet stretch is not the broadcast.
-        else if (p.busyUntil > t0 && at - p.busyUntil >= QUIET_MS) p.done = true
-      }
-      p.at = at
-      p.ns = ns
+      if ((runNs + waitNs - p.runNs - p.waitNs) / 1e6 >= BUSY_SHARE * (at - p.at)) p.busyUntil = at
+      Object.assign(p, { at, runNs, waitNs })
     })
-    // A process not yet busy may still be waiting for the broadcast (Redis is slow to publish
-    // it on a loaded machine): only a long quiet means it had little to send.
-    const quiet = (p: (typeof state)[number]) =>
-      (p.busyUntil > t0 || at - t0 >= NOTHING_SENT_MS) && at - Math.max(idle!.since, p.busyUntil) >= QUIET_MS
-    if (idle && state.every(quiet)) {
+    if (!idle) return
+    const since = idle.since
+    const done = (p: (typeof state)[number], i: number) =>
+      ((p.runNs - sched0[i]!.runNs) / 1e6 >= SENT_CPU_MS || at - t0 >= NOTHING_SENT_MS) &&
+      at - Math.max(since, p.busyUntil) >= QUIET_MS
+    if (state.every(done)) {
       idle.resolve()
       idle = undefined
       idleAfterMs = at - t0
     }
   }, SAMPLE_MS)
-  let idle: { since: number; resolve: () => void } | undefined
-  let idleAfterMs = Number.NaN
   return {
     serversIdle() {
       return new Promise<void>((resolve) => (idle = { since: wallNow(), resolve }))
@@ -113,9 +119,10 @@ export function measureBroadcast(serverPids: number[], senders: number[], loadPi
         serverSystemShare: share(serverPids, serverTicks0),
         loadCpuMs: sum(loadPids) - load0,
         loadSystemShare: share(loadPids, loadTicks0),
-        serverBusyMs: Math.max(...state.map((p) => p.busyUntil)) - t0,
         serverWaitMs: waitNs / 1e6,
-        idleAfterMs: idleAfterMs,
+        idleAfterMs,
+        backlogDrops: backlogDrops() - drops0,
+        retransmits: tcpRetransmits() - retransmits0,
       }
     },
   }

@@ -177,3 +177,32 @@ export function mainThreadSchedNs(pid: number): { runNs: number; waitNs: number 
     return { runNs: Number.NaN, waitNs: Number.NaN }
   }
 }
+
+/**
+ * Packets the kernel dropped because a core's input queue was full (`net.core.netdev_max_backlog`),
+ * summed over the cores, from /proc/net/softnet_stat: over loopback, every packet a sender writes
+ * waits there until the receiving side's TCP takes it.
+ */
+export function backlogDrops(): number {
+  try {
+    return readFileSync('/proc/net/softnet_stat', 'utf8')
+      .trim()
+      .split('\n')
+      .reduce((sum, line) => sum + Number.parseInt(line.split(' ')[1]!, 16), 0)
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** TCP segments retransmitted by this network namespace (RetransSegs in /proc/net/snmp). */
+export function tcpRetransmits(): number {
+  try {
+    const [names, values] = readFileSync('/proc/net/snmp', 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('Tcp:'))
+      .map((line) => line.split(/\s+/))
+    return Number(values![names!.indexOf('RetransSegs')])
+  } catch {
+    return Number.NaN
+  }
+}
