@@ -515,6 +515,7 @@ for (const id of opts.scenarios) {
             (result.catchUp ? `, catch-up max ${fmt(result.catchUp.max)} ms` : '') +
             (result.broadcast
               ? `, last watcher per broadcast ${result.broadcast.lastMs.map((x) => fmt(x)).join(' / ')} ms ` +
+                `(the first, not counted: ${fmt(result.broadcast.warmUpLastMs)} ms, servers' CPU ${fmt(result.broadcast.warmUpSplit.serverCpuMs)} ms) ` +
                 `(${result.broadcast.watcherProcesses} watcher processes, ${result.broadcast.sourceAddresses} source addresses)` +
                 `\n      per broadcast: watchers paused ${result.broadcast.split.map((s) => fmt(s.idleAfterMs)).join(' / ')} ms, ` +
                 `servers waiting for a core ${result.broadcast.split.map((s) => fmt(s.serverWaitMs)).join(' / ')} ms, ` +

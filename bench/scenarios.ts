@@ -31,7 +31,10 @@ export interface LoadParams {
    * compiles and allocates once, for its first connections, is then not counted per connection.
    */
   idleWarmup?: number
-  /** (g): logs posted to the task every watcher follows, one at a time, each once all have the one before. */
+  /**
+   * (g): logs posted to the task every watcher follows, one at a time, each once all have the one
+   * before; after one more that is not counted (a fresh server's first log compiles its paths).
+   */
   broadcasts?: number
   /** (g): pause between a broadcast's last arrival and the next broadcast. */
   broadcastGapMs?: number
