@@ -674,7 +674,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       }
       for (const r of reports) r.notes.forEach(note)
       const sum = (key: 'lost' | 'dup' | 'order' | 'malformed' | 'dropped' | 'unstamped') => reports.reduce((total, r) => total + r[key], 0)
-      if (sum('unstamped')) note(`${sum('unstamped')} reads without the kernel's receive time: timed when read`)
+      if (sum('unstamped')) note(`${sum('unstamped')} logs without the kernel's receive time: timed when read`)
       return finish(
         now() - t1,
         {

@@ -74,7 +74,10 @@ static size_t requestLen;
 static char taskField[256];
 static Watcher *watchers;
 static int count, opened, settled, failed, openCount, epfd;
-static long dups, order, malformed, dropped, unstamped;
+static long dups, order, malformed, dropped;
+/** Log frames timed when read, the kernel having given no receive time; whether the last read had one. */
+static long unstamped;
+static int readStamped;
 static int notes;
 /** Per log sequence number: open sockets that have it, and whether `received` was said. */
 static uint32_t *arrivals;
@@ -143,7 +146,9 @@ static void finish(Watcher *w, int code, const char *reason) {
   char why[160];
   snprintf(why, sizeof why, "%d %s", code, reason);
   if (wasLive) {
+    // Only open sockets count towards `received`.
     openCount--;
+    for (uint32_t j = 0; j < w->arrivedLen; j++) arrivals[w->arrived[j].seq]--;
     dropped++;
     note("socket closed by the server: ", why, strlen(why));
     for (uint32_t s = 0; s < seqLimit; s++) announce(s);
@@ -213,6 +218,7 @@ static void onLog(Watcher *w, const char *t, size_t len, double at) {
     w->arrived = realloc(w->arrived, w->arrivedCap * sizeof(Arrival));
   }
   w->arrived[w->arrivedLen++] = (Arrival){(uint32_t)seq, at - sent};
+  if (!readStamped) unstamped++;
   if ((uint32_t)seq >= seqLimit) {
     uint32_t limit = (uint32_t)seq + 1024;
     arrivals = realloc(arrivals, limit * sizeof *arrivals);
@@ -338,10 +344,8 @@ static void onReadable(Watcher *w) {
       memcpy(&ts, CMSG_DATA(c), sizeof ts);
       arrivedAt = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
     }
-  if (arrivedAt < 0) {
-    unstamped++;
-    arrivedAt = wallNow();
-  }
+  readStamped = arrivedAt >= 0;
+  if (!readStamped) arrivedAt = wallNow();
   onBytes(w, scratch, w->pendingLen + (size_t)n, arrivedAt);
 }
 

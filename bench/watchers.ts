@@ -34,7 +34,7 @@ export interface WatchersJob {
 export interface WatchersReport {
   /** Per log sequence number asked about: ms from its send to its arrival, on each socket that has it. */
   latencies: Record<number, number[]>
-  /** Reads the kernel gave no receive time for (timed when read instead). */
+  /** Logs the kernel gave no receive time for (timed when read instead), since the process began. */
   unstamped: number
   /** Subscribed sockets without a log they were asked about, summed over those logs. */
   lost: number
