@@ -33,6 +33,11 @@ export async function openStores(config: Config, logger?: Pick<Console, 'warn' |
     memoryMaxBytes: config.memoryHistoryMaxBytes,
     logger,
     rateLimit: config.rateLimit,
+    // The largest batch a request may send (routes/logs.ts): MAX_BATCH, RATE_LIMIT_BURST, MAX_BODY_BYTES.
+    groupCommit: {
+      logs: config.rateLimit.perSecond > 0 ? Math.min(config.maxBatch, config.rateLimit.burst) : config.maxBatch,
+      chars: config.maxBodyBytes,
+    },
     ...(archiving && { archive: { leaseMs } }),
   }).catch(async (error: Error) => {
     await tasks.close()

@@ -8,6 +8,7 @@
 import type { Level } from '../schemas/common'
 import type { RateLimit } from '../store-errors'
 import type { EncodedLog } from './encode'
+import type { GroupBound } from './group-commit'
 import { memoryBackend } from './memory'
 import { connectRedisBackend } from './redis'
 
@@ -219,6 +220,11 @@ export interface OpenBackendOptions extends BackendLimits {
   logger?: Pick<Console, 'warn' | 'info'>
   /** Keeps track of the logs to archive (ARCHIVE_DAYS > 0): the backend offers an `archiveSource`. */
   archive?: { leaseMs: number }
+  /**
+   * The most one request may append: a remote engine sends appends to one task that arrive in the
+   * same event-loop turn as one append up to it (group-commit.ts). Unset: each goes alone.
+   */
+  groupCommit?: GroupBound
 }
 
 /**
@@ -227,7 +233,7 @@ export interface OpenBackendOptions extends BackendLimits {
  */
 export function openBackend(opts: OpenBackendOptions): Promise<LogBackend> {
   const limits = { ttlSeconds: opts.ttlSeconds, maxPerTask: opts.maxPerTask, rateLimit: opts.rateLimit }
-  const { archive } = opts
+  const { archive, groupCommit } = opts
   if (!opts.redisUrl) return Promise.resolve(memoryBackend({ ...limits, maxBytes: opts.memoryMaxBytes, archive }))
-  return connectRedisBackend({ ...limits, url: opts.redisUrl, timeoutMs: opts.timeoutMs, logger: opts.logger, archive })
+  return connectRedisBackend({ ...limits, url: opts.redisUrl, timeoutMs: opts.timeoutMs, logger: opts.logger, archive, groupCommit })
 }

@@ -7,6 +7,7 @@
  */
 import { withTimeout } from '../../timeout'
 import type { BackendLimits, LogBackend } from '../backend'
+import { GroupCommit, type GroupBound } from '../group-commit'
 import { RedisArchiveSource } from './archive-source'
 import { createRedisConnection } from './connection'
 import { RedisFeed } from './feed'
@@ -23,6 +24,8 @@ export interface RedisBackendOptions extends BackendLimits {
   logger?: Pick<Console, 'warn' | 'info'>
   /** Keeps track of the logs to archive (archive-source.ts). */
   archive?: { leaseMs: number }
+  /** Appends to one task arriving in one event-loop turn go as one, up to this (group-commit.ts); unset: each alone. */
+  groupCommit?: GroupBound
 }
 
 /** Connects; rejects with StoreUnavailableError (and leaves nothing open) when Redis cannot be used. */
@@ -43,7 +46,7 @@ export async function connectRedisBackend(opts: RedisBackendOptions): Promise<Lo
     opts.archive &&
     new RedisArchiveSource({ client, instanceId, ttlSeconds: opts.ttlSeconds, leaseMs: opts.archive.leaseMs, timeoutMs })
   return {
-    history,
+    history: opts.groupCommit ? new GroupCommit(history, opts.groupCommit) : history,
     feed,
     presence,
     ...(archiveSource && { archiveSource }),
