@@ -535,7 +535,7 @@ describe('RedisHistory only', () => {
     expect(err.message).not.toContain('hunter2')
   })
 
-  test('stream layout: key logs:{task}, fields l/p/d (p = the previous entry), its newest id beside it, TTL on both', async () => {
+  test('stream layout: key logs:{task}, fields p/d (p = the previous entry, d the body with its level), its newest id beside it, TTL on both', async () => {
     const s = await connect({ ttlSeconds: 30 })
     const task = uuid()
     const sub = uuid()
@@ -544,8 +544,8 @@ describe('RedisHistory only', () => {
     const appended = performance.now()
     const [next] = await put(s, task, [newLog(task, sub, 'info', 'again')])
     expect(await entriesOf(task)).toEqual([
-      [log!.id, ['l', 'warning', 'p', '', 'd', log!.body]],
-      [next!.id, ['l', 'info', 'p', log!.id, 'd', next!.body]],
+      [log!.id, ['p', '', 'd', log!.body]],
+      [next!.id, ['p', log!.id, 'd', next!.body]],
     ])
     await withRaw(async (raw) => {
       expect(String(await raw.sendCommand(['GET', newestIdKey(task)]))).toBe(next!.id)
@@ -582,7 +582,7 @@ describe('RedisHistory only', () => {
     // An instance without the limit takes the newest id alone, and drops the state.
     const unlimited = await connect({ ttlSeconds: 30 })
     const [third] = await put(unlimited, task, [newLog(task, task, 'info', 'three')])
-    expect((await entriesOf(task)).at(-1)![1]).toEqual(['l', 'info', 'p', firstId, 'd', third!.body])
+    expect((await entriesOf(task)).at(-1)![1]).toEqual(['p', firstId, 'd', third!.body])
     await withRaw(async (raw) => expect(String(await raw.sendCommand(['GET', newestIdKey(task)]))).toBe(third!.id))
   })
 
@@ -660,7 +660,7 @@ describe('RedisHistory only', () => {
     const [first] = await put(s, task, [newLog(task, task, 'info', 'one')])
     await withRaw((raw) => raw.sendCommand(['DEL', lost(task)]))
     const [second] = await put(s, task, [newLog(task, task, 'info', 'two')])
-    expect((await entriesOf(task)).at(-1)).toEqual([second!.id, ['l', 'info', 'p', first!.id, 'd', second!.body]])
+    expect((await entriesOf(task)).at(-1)).toEqual([second!.id, ['p', first!.id, 'd', second!.body]])
     expect(String(await withRaw((raw) => raw.sendCommand(['GET', newestIdKey(task)])))).toBe(second!.id)
     for (const key of [logKey(task), newestIdKey(task)])
       expect(Number(await withRaw((raw) => raw.sendCommand(['PTTL', key])))).toBeGreaterThan(0)
@@ -748,8 +748,8 @@ describe('RedisHistory only', () => {
       )
       const entries = (await raw.sendCommand(['XRANGE', logKey(task), '-', '+'])) as [string, string[]][]
       expect(entries).toEqual([
-        [stored[2]!.id, ['l', 'info', 'd', stored[2]!.body]],
-        [stored[3]!.id, ['l', 'info', 'd', stored[3]!.body]],
+        [stored[2]!.id, ['d', stored[2]!.body]],
+        [stored[3]!.id, ['d', stored[3]!.body]],
       ])
       expect((await s.replay(task, stored[1]!.id, 10)).recovered).toBe(true)
       expect((await s.replay(task, stored[0]!.id, 10)).recovered).toBe(false)
@@ -758,7 +758,7 @@ describe('RedisHistory only', () => {
     }
   })
 
-  test('PUBLISH on logs:{task}: one message per append, "<id>\\n<level>\\n<body>" per log joined by "\\n", in order', async () => {
+  test('PUBLISH on logs:{task}: one message per append, "<first id>\\n<body>\\n<body>...", in order', async () => {
     const s = await connect()
     const task = uuid()
     const sub = createClient({ url: redis.url })
@@ -766,17 +766,19 @@ describe('RedisHistory only', () => {
     const received: string[] = []
     await sub.subscribe(`logs:{${task}}`, (message) => received.push(message))
     try {
-      // Newlines in messages and metadata travel escaped inside the JSON bodies.
+      // Newlines in messages and metadata travel escaped inside the JSON bodies; a level in the
+      // metadata comes after the log's own.
       const batch = await put(s, task, [
-        newLog(task, task, 'info', 'one\ntwo'),
+        newLog(task, task, 'info', 'one\ntwo', { metadata: { level: 'error' } }),
         newLog(task, task, 'error', 'three', { metadata: { k: 'v\n' } }),
       ])
       const single = await put(s, task, [newLog(task, task, 'warning', 'four')])
       const deadline = Date.now() + 2000
       while (received.length < 2 && Date.now() < deadline) await Bun.sleep(10)
-      const wire = (logs: StoredLog[]) => logs.map((l) => `${l.id}\n${l.level}\n${l.body}`).join('\n')
+      const wire = (logs: StoredLog[]) => [logs[0]!.id, ...logs.map((l) => l.body)].join('\n')
       expect(received).toEqual([wire(batch), wire(single)])
       expect(received.map(decodePublished)).toEqual([batch, single])
+      expect(messages(await s.read(task, { limit: 10, order: 'asc', minLevel: 'error' }))).toEqual(['three'])
       expect(decodePublished('status\n{"status":"completed"}')).toEqual({ status: '{"status":"completed"}' })
       expect(() => decodePublished('not a log')).toThrow(TypeError)
     } finally {

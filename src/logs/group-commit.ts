@@ -17,7 +17,7 @@
  *   one in arrival order, so that each gets what it would have got alone.
  */
 import { logIdAfter } from '../../clients/ts/src/log-id'
-import { levelRank } from '../schemas/common'
+import { topRank } from '../schemas/common'
 import { RateLimitedError } from '../store-errors'
 import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from './backend'
 import type { EncodedLog } from './encode'
@@ -42,13 +42,6 @@ interface Group {
   requests: Request[]
   logs: number
   chars: number
-}
-
-/** The highest level rank of some logs. */
-function topRank(logs: EncodedLog[]): number {
-  let top = 0
-  for (const log of logs) top = Math.max(top, levelRank(log.level))
-  return top
 }
 
 export class GroupCommit implements HistoryStore {

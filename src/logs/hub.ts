@@ -1,5 +1,5 @@
 import type { Server } from 'bun'
-import { LEVELS, levelRank, now, type Level, type Status } from '../schemas/common'
+import { LEVELS, levelRank, now, topRank, type Level, type Status } from '../schemas/common'
 import type { StatusChange } from '../schemas/frames'
 import type { Subtask } from '../schemas/task'
 import type { LogBackend, StoredLog } from './backend'
@@ -166,9 +166,7 @@ export class Hub {
    * counted (Appended.subscribersElsewhere), that accept at least one of the logs.
    */
   recipients(taskId: string, logs: readonly { level: Level }[], subscribersElsewhere: number): number {
-    let top = 0
-    for (const log of logs) top = Math.max(top, levelRank(log.level))
-    return this.subscriberCount(taskId, LEVELS[top]) + subscribersElsewhere
+    return this.subscriberCount(taskId, LEVELS[topRank(logs)]!) + subscribersElsewhere
   }
 
   /** Sends a subtask's status change to every subscriber of its task, whatever their level, on every instance. */

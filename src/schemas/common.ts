@@ -121,6 +121,13 @@ export const LevelSchema = Enum(LEVELS, { description: 'Log level: debug < info 
 /** Rank of a level, for "this level and above" filters. */
 export const levelRank = (level: Level): number => LEVELS.indexOf(level)
 
+/** The highest level rank of some logs (0 for none). */
+export function topRank(logs: readonly { level: Level }[]): number {
+  let top = 0
+  for (const log of logs) top = Math.max(top, levelRank(log.level))
+  return top
+}
+
 /**
  * A log's free-form structured data: any JSON object. Not `t.Record(t.String(), t.Unknown())`,
  * whose compiled check walks every key with a pattern on the ingest path.

@@ -23,21 +23,30 @@ export interface RedisFeedOptions {
 const FEED_NAME = 'Live log feed (Redis)'
 const STATUS_PREFIX = 'status\n'
 
+/** What precedes the level in a body (encode.ts): the first such key is the log's own. */
+const LEVEL_KEY = '"level":"'
+
 /**
- * Decodes a message published on a task's channel: the logs of one append, each
- * `<id>\n<level>\n<body>` and joined by `\n` (append.lua; a body has no
- * raw newline), or a status change (`status\n<data>`; a log id starts with a digit).
+ * Decodes a message published on a task's channel: the logs of one append,
+ * `<first id>\n<body>\n<body>...` (append.lua; a body has no raw newline), the others' ids
+ * following the first (`<ms>-<seq + 1>`, ...) and each level read from its body; or a status
+ * change (`status\n<data>`; a log id starts with a digit).
  */
 export function decodePublished(message: string): StoredLog[] | { status: string } {
   if (message.startsWith(STATUS_PREFIX)) return { status: message.slice(STATUS_PREFIX.length) }
+  const first = message.indexOf('\n')
+  const dash = message.indexOf('-')
+  const seq = Number(message.slice(dash + 1, first))
+  if (!(dash > 0 && dash < first && first + 1 < message.length && Number.isInteger(seq))) throw new TypeError('malformed log message')
+  const ms = message.slice(0, dash + 1)
   const logs: StoredLog[] = []
-  for (let at = 0; at < message.length;) {
-    const a = message.indexOf('\n', at)
-    const b = message.indexOf('\n', a + 1)
-    if (a < 0 || b < 0) throw new TypeError('malformed log message')
-    let end = message.indexOf('\n', b + 1)
+  for (let at = first + 1; at < message.length; ) {
+    let end = message.indexOf('\n', at)
     if (end < 0) end = message.length
-    logs.push({ id: message.slice(at, a), level: message.slice(a + 1, b) as Level, body: message.slice(b + 1, end) })
+    const level = message.indexOf(LEVEL_KEY, at) + LEVEL_KEY.length
+    const quote = message.indexOf('"', level)
+    if (level < LEVEL_KEY.length || quote < 0 || quote > end) throw new TypeError('malformed log message')
+    logs.push({ id: ms + (seq + logs.length), level: message.slice(level, quote) as Level, body: message.slice(at, end) })
     at = end + 1
   }
   return logs

@@ -32,7 +32,7 @@ import {
   type RateLimit,
 } from '../../store-errors'
 import { withTimeout } from '../../timeout'
-import { levelRank } from '../../schemas/common'
+import { levelRank, topRank } from '../../schemas/common'
 import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
 import type { EncodedLog } from '../encode'
 import { requireLogId } from '../log-id'
@@ -208,12 +208,17 @@ export class RedisHistory implements HistoryStore {
       command.push(idempotencyKey(taskId, idempotency.key))
     }
     if (this.#archive) command.push(archivePendingKey(taskId, this.#client.isCluster))
-    // What the call asks (append.lua ARGV[1]), then this instance's id.
+    // What the call asks (append.lua ARGV[1]), the logs' highest level rank, then this instance's id.
     command.push(
-      (housekeep ? '1' : '0') + (this.#follower.follows(taskId) ? '1' : '0') + (idempotency ? '1' : '0') + this.#follower.instanceId,
+      (housekeep ? '1' : '0') +
+        (this.#follower.follows(taskId) ? '1' : '0') +
+        (idempotency ? '1' : '0') +
+        topRank(logs) +
+        this.#follower.instanceId,
     )
     if (idempotency) command.push(idempotency.fingerprint)
-    for (const log of logs) command.push(log.level, log.body)
+    // The bodies only: each holds its level.
+    for (const log of logs) command.push(log.body)
     return this.#eval(this.#append, command).then(
       (reply) => {
         if (!Array.isArray(reply) || reply.length < 1) {

@@ -53,7 +53,7 @@ export function appendScript(s: AppendSettings): Script {
   const constants =
     `local PUBLISH, TTL_MS, MAX_LEN, SLACK_MS, INTERVAL_MS, TOLERANCE_MS = ` +
     `'${s.publish}', ${s.ttlMs}, '${s.maxLen}', ${s.slackMs}, ${s.intervalMs}, ${s.toleranceMs}\n`
-  return script('append', LEVEL_RANK, LOST_BEFORE, SUBSCRIBERS_ELSEWHERE, constants, APPEND)
+  return script('append', LOST_BEFORE, SUBSCRIBERS_ELSEWHERE, constants, APPEND)
 }
 
 export const SCRIPTS = {

@@ -1,13 +1,10 @@
 -- Subscribers that instances other than `self` announced for a task (presence.ts), in fields
--- that have not lapsed, and that accept at least one of the logs whose levels are ARGV[first],
--- ARGV[first + 2], ... Only called when another instance follows the task, so a single instance
--- pays nothing for it.
-local function subscribersElsewhere(key, self, first)
+-- that have not lapsed, and that accept a log of level rank `rank` (the highest of an append's).
+-- Only called when another instance follows the task, so a single instance pays nothing for it.
+local function subscribersElsewhere(key, self, rank)
   local fields = redis.call('HGETALL', key)
   local total = 0
   if #fields == 0 then return 0 end
-  local rank = 0
-  for i = first, #ARGV, 2 do rank = math.max(rank, LEVEL_RANK[ARGV[i]] or 0) end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local pattern = '^(%d+)' .. string.rep(' %d+', rank) .. ' (%d+)'
