@@ -109,6 +109,49 @@ describe('group commit, two instances sharing Redis', () => {
   })
 })
 
+describe('group commit with MAX_BATCH=4', () => {
+  let servers: TestServer[]
+  beforeAll(async () => {
+    servers = await startInstances(redis.url, 2, { MAX_BATCH: '4' })
+  })
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.stop()))
+  })
+
+  test('a group holds at most MAX_BATCH logs, of one level: broadcasted counts each request\'s own subscribers', async () => {
+    const [a, b] = servers as [TestServer, TestServer]
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const watcher = await watch(b, task.task_id, '?level=warning')
+    await Bun.sleep(100) // b's presence announces its watcher
+    const send = (levels: string[]) =>
+      Promise.all(
+        levels.map((level, i) =>
+          fetch(`${a.url}/api/v1/subtasks/${sub}/log`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ level, message: `${level} ${i}` }),
+          }).then(async (res) => ({ status: res.status, body: await json(res) })),
+        ),
+      )
+    const calls = await appendCalls()
+    const alike = await send(Array(16).fill('info'))
+    expect(alike.map((r) => r.status)).toEqual(Array(16).fill(201))
+    // 16 logs, at most 4 to a group.
+    expect(await appendCalls()).toBeGreaterThanOrEqual(calls + 4)
+    // Levels that a group of 4 would mix, were it not for the level.
+    const levels = Array.from({ length: 16 }, (_, i) => (i % 4 < 2 ? 'info' : 'warning'))
+    const mixed = await send(levels)
+    expect(mixed.map((r) => r.status)).toEqual(Array(16).fill(201))
+    expect(mixed.map((r) => r.body.broadcasted)).toEqual(levels.map((level) => (level === 'warning' ? 1 : 0)))
+    const delivered = await watcher.logs(8)
+    expect(delivered.map((log) => log.message).sort()).toEqual(
+      levels.flatMap((level, i) => (level === 'warning' ? [`warning ${i}`] : [])).sort(),
+    )
+    watcher.close()
+  })
+})
+
 describe('group commit over the rate limit', () => {
   let server: TestServer
   beforeAll(async () => {
