@@ -121,7 +121,7 @@ export class GroupCommit implements HistoryStore {
         }
       },
       (error: unknown) => {
-        // Sent in arrival order on one connection, they are applied in that order, as alone.
+        // The store receives them in arrival order, as it would have without the group.
         if (error instanceof RateLimitedError) {
           for (const request of requests) this.store.append(taskId, request.logs).then(request.resolve, request.reject)
         } else for (const request of requests) request.reject(error)
