@@ -378,12 +378,14 @@ describe.each(['memory', 'Redis'] as const)("the %s engine's archive source", (e
     const append = async (...messages: string[]) => {
       const logs = messages.map((m, i) => testLog(taskId, subtaskId, LEVELS[i % 4]!, m))
       const { firstId } = await backend.history.append(taskId, logs)
-      return logs.map((log, i) => [...logIdAfter(firstId, i).split('-'), log.level, subtaskId, log.body])
+      return logs.map((log, i) => [logIdAfter(firstId, i), log.level, log.body])
     }
     return { taskId, append }
   }
-  const rowsOf = (batch: ArchiveBatch) => JSON.parse(new TextDecoder().decode(batch.rows))
-  const idOf = (row: string[]) => row.slice(0, 2).join('-')
+  /** A batch's entries as [id, level, body]: the level is the second field, the body the last (ArchiveBatch). */
+  const rowsOf = (batch: ArchiveBatch) =>
+    (JSON.parse(new TextDecoder().decode(batch.rows)) as [string, string[]][]).map(([id, fields]) => [id, fields[1], fields.at(-1)])
+  const idOf = (row: string[]) => row[0]!
 
   test('takes rows after the cursor or after a batch not committed yet, and reports logs that left history unarchived as a gap', async () => {
     // At most 5 logs per task: an append of 8 trims logs the archive has not taken.
@@ -428,12 +430,10 @@ describe.each(databases)('archive retention on $name', (db) => {
     const archive = await LogArchive.open(db.url(), 2000)
     try {
       const taskId = crypto.randomUUID()
-      // ArchiveBatch rows: [ms, seq, level, subtask_id, body].
+      // ArchiveBatch rows: [id, ['l', level, 'd', body]].
       const rows = (...ids: string[]) =>
         Buffer.from(
-          JSON.stringify(
-            ids.map((id) => [...id.split('-'), 'info', 's1', `{"task_id":"${taskId}","subtask_id":"s1","message":"${id}"}`]),
-          ),
+          JSON.stringify(ids.map((id) => [id, ['l', 'info', 'd', `{"task_id":"${taskId}","subtask_id":"s1","message":"${id}"}`]])),
         )
       await archive.insert(taskId, rows('1000-0', '1000-1', '2000-0', '3000-0', '5000-0', '6000-0'))
       await archive.insert(taskId, rows('1000-0')) // already there: left as it is

@@ -85,26 +85,37 @@ export class LogArchive {
 
   /**
    * Stores a task's logs, given as ArchiveBatch rows (backend.ts: the UTF-8 bytes of one JSON
-   * array of `[ms, seq, level, subtask_id, body]`); those already stored are left as they are.
-   * One statement whatever the count, with one parameter the database takes apart: the rows are
-   * neither parsed nor built in JS, nor decoded to a string and encoded again.
+   * array of `[id, [name, value, …]]` entries, the level second and the body last); those
+   * already stored are left as they are. One statement whatever the count, with one parameter
+   * the database takes apart: the rows are neither parsed nor built in JS, nor decoded to a
+   * string and encoded again. A log's subtask is its body's `"subtask_id"`, the body's second key
+   * (encode.ts).
    */
   insert(taskId: string, rows: Uint8Array): Promise<void> {
     const sql = this.sql
     return this.bounded(async () => {
       if (this.dialect === 'postgres') {
+        // jsonb: the array is parsed once, and each item is then read without parsing again.
         await sql`
           INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
-          SELECT ${taskId}, (r->>0)::bigint, (r->>1)::integer, r->>2, r->>3, r->>4
-          FROM json_array_elements(convert_from(${rows}, 'UTF8')::json) AS r
+          SELECT ${taskId}, split_part(id, '-', 1)::bigint, split_part(id, '-', 2)::integer, level,
+            split_part(split_part(body, '"subtask_id":"', 2), '"', 1), body
+          FROM (
+            SELECT e->>0 AS id, e->1->>1 AS level, e->1->>-1 AS body
+            FROM jsonb_array_elements(convert_from(${rows}, 'UTF8')::jsonb) AS e
+          ) AS r
           ON CONFLICT DO NOTHING`
       } else {
         // A blob would be read as SQLite's binary JSONB: the rows are cast to text. WHERE true:
         // SQLite's parser needs it before an upsert's ON CONFLICT.
         await sql`
           INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
-          SELECT ${taskId}, CAST(value->>0 AS INTEGER), CAST(value->>1 AS INTEGER), value->>2, value->>3, value->>4
-          FROM json_each(CAST(${rows} AS TEXT)) WHERE true
+          SELECT ${taskId}, CAST(substr(id, 1, instr(id, '-') - 1) AS INTEGER), CAST(substr(id, instr(id, '-') + 1) AS INTEGER),
+            level, body->>'subtask_id', body
+          FROM (
+            SELECT value->>0 AS id, value->>'$[1][1]' AS level, value->>'$[1][#-1]' AS body
+            FROM json_each(CAST(${rows} AS TEXT))
+          ) WHERE true
           ON CONFLICT DO NOTHING`
       }
     })

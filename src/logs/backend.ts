@@ -158,9 +158,11 @@ export interface Presence {
 export interface ArchiveBatch {
   /**
    * The logs, in id order after the cursor (expired ones not yet removed included), as one JSON
-   * array of `[ms, seq, level, subtask_id, body]` rows, every item a string (`ms-seq` is the id,
-   * body the stored JSON), in UTF-8: the archive hands these bytes to the database as they are,
-   * so the archiver neither decodes nor re-encodes a log. `[]` when there are none.
+   * array of `[id, [name, value, …]]` entries, every item a string, in UTF-8: a log's fields
+   * start with its level (`"l", level`) and end with its body, the stored JSON (`"d", body`),
+   * whatever lies between. That is a Redis stream's XRANGE reply as it stands, which Redis
+   * encodes without running Lua per log. The archive hands these bytes to the database as they
+   * are, so the archiver neither decodes nor re-encodes a log. `[]` when there are none.
    */
   rows: Uint8Array
   /** How many logs `rows` holds. */
