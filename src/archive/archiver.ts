@@ -1,17 +1,20 @@
 /**
- * Copies logs from the engine's history to the archive, off the hot path: every `intervalMs`
- * it takes the tasks with logs not archived yet (the one waiting longest first) and, a few at a
- * time, stores each one's logs in batches and moves its cursor only once they are stored
- * (ArchiveSource). A failure leaves the cursor where it was: the next round stores the batch
- * again, which the archive's idempotent writes absorb. Retention deletes logs older than
- * ARCHIVE_DAYS in bounded batches, at most every `retentionEveryMs`.
+ * Copies logs from the engine's history to the archive, off the hot path. A round takes the
+ * tasks whose oldest log not archived yet is `intervalMs` old (the one waiting longest first)
+ * and, a few at a time, stores each one's logs in batches and moves its cursor only once they
+ * are stored (ArchiveSource); the next round starts when the next task is due. A task thus
+ * gathers `intervalMs` of logs between two visits, which it costs one visit to store, rather
+ * than a visit per append; a backlog is worked through without pausing. A failure leaves the
+ * cursor where it was: the next round stores the batch again, which the archive's idempotent
+ * writes absorb. Retention deletes logs older than ARCHIVE_DAYS in bounded batches, at most
+ * every `retentionEveryMs`.
  */
 import type { ArchiveBatch, ArchiveSource } from '../logs/backend'
 import type { LogArchive } from './log-archive'
 
 export interface ArchiverOptions {
   archiveDays: number
-  /** Pause between rounds when nothing is left to archive (ms). */
+  /** How old a task's oldest log not archived yet is before the task is archived (ms), once the archiver keeps up. */
   intervalMs: number
   /** Logs taken from history per batch. */
   batchSize?: number
@@ -95,7 +98,7 @@ export class Archiver {
     this.state = 'stopped'
   }
 
-  /** One round: archives what is pending (until nothing is or a failure), then retention when due. */
+  /** One round: archives the due tasks (until none is left or a failure), then retention when due. */
   async runOnce(): Promise<void> {
     let busy = true
     while (busy && !this.#stopped) busy = await this.#archivePending()
@@ -120,13 +123,27 @@ export class Archiver {
           this.lastError = error.message
         },
       )
-      void this.#round.finally(() => this.#schedule(this.opts.intervalMs))
+      void this.#round.finally(async () => this.#schedule(this.state === 'failing' ? this.opts.intervalMs : await this.#untilDue()))
     }, delayMs)
   }
 
-  /** Archives a round of pending tasks; true when a task may still have more. */
+  /**
+   * Until the task waiting longest is due, within a quarter of an interval and one interval: the
+   * floor keeps a task another instance holds from making the rounds follow each other.
+   */
+  async #untilDue(): Promise<number> {
+    const interval = this.opts.intervalMs
+    const oldestMs = await this.source.backlog().then(
+      (b) => b.oldestMs,
+      () => undefined,
+    )
+    const due = oldestMs === undefined ? interval : oldestMs + interval - this.#now()
+    return Math.min(interval, Math.max(interval / 4, due))
+  }
+
+  /** Archives a round of due tasks; true when a task may still have more. */
   async #archivePending(): Promise<boolean> {
-    const tasks = await this.source.pending(TASKS_PER_ROUND)
+    const tasks = await this.source.pending(TASKS_PER_ROUND, this.#now() - this.opts.intervalMs)
     let more = false
     let written = 0
     let next = 0

@@ -179,8 +179,11 @@ export interface ArchiveBatch {
  * that instances sharing the engine archive each log once and take over from one that died.
  */
 export interface ArchiveSource {
-  /** Tasks with logs not archived yet, the one waiting longest first; at most `limit`. */
-  pending(limit: number): Promise<string[]>
+  /**
+   * Tasks with logs not archived yet, the one waiting longest first; at most `limit`, and only
+   * those whose oldest such log was written at or before `writtenBy` (ms since the epoch) when given.
+   */
+  pending(limit: number, writtenBy?: number): Promise<string[]>
   /** How many tasks have logs not archived yet, and when (ms since the epoch) the oldest of those logs was written. */
   backlog(): Promise<{ tasks: number; oldestMs?: number }>
   /**

@@ -31,8 +31,9 @@ export class MemoryArchiveSource implements ArchiveSource {
     return cursor === undefined ? undefined : parseLogId(cursor)
   }
 
-  async pending(limit: number): Promise<string[]> {
+  async pending(limit: number, writtenBy = Infinity): Promise<string[]> {
     return this.#scan()
+      .filter(([, ms]) => ms <= writtenBy)
       .slice(0, limit)
       .map(([taskId]) => taskId)
   }

@@ -57,12 +57,13 @@ export class RedisArchiveSource implements ArchiveSource {
   }
 
   /**
-   * The `limit` tasks waiting longest, oldest first. On a cluster each slot has its set: a set
-   * gives more of its oldest while they may be older than the `limit`-th oldest found, an even
-   * share of `limit` at a time (one round trip on a single Redis; on a cluster, mostly one look
-   * at every slot's set).
+   * The `limit` tasks waiting longest, oldest first, of those scored `writtenBy` or less. On a
+   * cluster each slot has its set: a set gives more of its oldest while they may be older than
+   * the `limit`-th oldest found (or, short of `limit`, scored `writtenBy` or less), an even share
+   * of `limit` at a time (one round trip on a single Redis; on a cluster, mostly one look at
+   * every slot's set).
    */
-  async pending(limit: number): Promise<string[]> {
+  async pending(limit: number, writtenBy = Infinity): Promise<string[]> {
     /** Each task once, with its score (a set read twice while it changes may show a task twice). */
     const found = new Map<string, number>()
     const add = (tasks: [string, number][]) => {
@@ -73,10 +74,11 @@ export class RedisArchiveSource implements ArchiveSource {
       return { key, size, read: head.length, last: head.at(-1)?.[1] ?? 0 }
     })
     for (;;) {
-      const oldest = [...found].sort((a, b) => a[1] - b[1]).slice(0, limit)
+      const due = [...found].filter(([, ms]) => ms <= writtenBy)
+      const oldest = due.sort((a, b) => a[1] - b[1]).slice(0, limit)
       // What a set holds past what was read is scored from its last one read on.
-      const newest = oldest.length < limit ? Infinity : oldest.at(-1)![1]
-      open = open.filter((set) => set.read < set.size && set.last < newest)
+      const more = oldest.length < limit ? (last: number) => last <= writtenBy : (last: number) => last < oldest.at(-1)![1]
+      open = open.filter((set) => set.read < set.size && more(set.last))
       if (open.length === 0) return oldest.map(([task]) => task)
       const share = Math.ceil(limit / open.length)
       const replies = await Promise.all(
