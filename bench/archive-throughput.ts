@@ -3,7 +3,8 @@
  * clients (8) post 100-line batches to `TASKS` tasks (1, as in (d)) as fast as they can for
  * `SECONDS`, with ARCHIVE_DAYS=1, while /metrics is sampled every 250 ms. Prints the rate
  * ingested and the rate archived while ingesting, the archive's lag while ingesting (median and
- * largest), how long it took to catch up once ingest stopped, and the server's CPU per log.
+ * largest), how long it took to catch up once ingest stopped, and the server's and Redis' CPU per log
+ * (ingest and archive together, until caught up).
  * An optional checkout directory runs that build instead of this one.
  *
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bun bench/archive-throughput.ts [dir]
@@ -59,6 +60,7 @@ let ingested = 0
 const lags: number[] = []
 const written0 = (await archiveFigures()).written
 const cpu0 = treeCpuMs(server.proc.pid)
+const redisCpu0 = treeCpuMs(redis.server.pid)
 const start = performance.now()
 const end = start + SECONDS * 1000
 const sampler = setInterval(async () => {
@@ -90,12 +92,14 @@ for (;;) {
 }
 const catchUpSeconds = (performance.now() - start) / 1000 - ingestSeconds
 const cpuMs = treeCpuMs(server.proc.pid) - cpu0
+const redisCpuMs = treeCpuMs(redis.server.pid) - redisCpu0
 lags.sort((a, b) => a - b)
 const perSecond = (n: number) => Math.round(n / ingestSeconds).toLocaleString('en')
 console.log(
   `ingested ${perSecond(ingested)} logs/s, archived ${perSecond(archivedWhileIngesting)} logs/s while ingesting (${SECONDS} s); ` +
     `lag median ${(lags[Math.floor(lags.length / 2)] ?? 0).toFixed(2)} s, max ${maxLag.toFixed(2)} s; ` +
-    `caught up ${catchUpSeconds.toFixed(1)} s after ingest stopped; server CPU ${((cpuMs * 1000) / ingested).toFixed(2)} µs per log`,
+    `caught up ${catchUpSeconds.toFixed(1)} s after ingest stopped; CPU per log: server ${((cpuMs * 1000) / ingested).toFixed(2)} µs, ` +
+    `Redis ${((redisCpuMs * 1000) / ingested).toFixed(2)} µs`,
 )
 await stop(server.proc)
 await redis.server.stop()

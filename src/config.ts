@@ -38,8 +38,10 @@ export interface Config {
   worker: number | undefined
   /** Days logs are kept in the task database's archive after they leave history; 0: no archive. */
   archiveDays: number
-  /** The archiver's pause between rounds once it has caught up (ms). */
+  /** How old a task's oldest log not archived yet is before the archiver takes the task, once it keeps up (ms). */
   archiveIntervalMs: number
+  /** Logs the archiver takes from history and stores in one statement. */
+  archiveBatch: number
   /** With ARCHIVE_DAYS > 0, whether this instance runs an archiver; 'off' leaves archiving to instances that do. */
   archiver: ArchiverMode
   /** `token` with AUTH_SECRET, else `local` (loopback clients only) unless AUTH_MODE says otherwise. */
@@ -189,6 +191,7 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
     worker: env.TASKLOG_WORKER ? integer(env, 'TASKLOG_WORKER', 1, 1, 256) : undefined,
     archiveDays: days,
     archiveIntervalMs: integer(env, 'ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
+    archiveBatch: integer(env, 'ARCHIVE_BATCH', 2000, 10, 100_000),
     archiver: archiverMode(env, days, redisUrl),
     authMode: authMode(env, secret),
     authSecret: secret,

@@ -54,6 +54,7 @@ export async function openStores(config: Config, logger?: Pick<Console, 'warn' |
       ? new Archiver(logs.archiveSource!, archive, {
           archiveDays: config.archiveDays,
           intervalMs: config.archiveIntervalMs,
+          batchSize: config.archiveBatch,
           logger,
         })
       : undefined

@@ -163,11 +163,13 @@ export class Archiver {
    * Archives one task's logs, batch by batch: up to INSERTS_IN_FLIGHT batches are being stored at
    * once (the next one is taken while the others are stored), and the cursor moves past each
    * batch in order, once it and every batch before it are stored; a crash re-archives at most
-   * the batches in flight. The commit of a turn's last batch lets go of the lease. True when the
-   * task stopped with more to take.
+   * the batches in flight. The commit of a turn's last batch lets go of the lease. A commit is
+   * sent without waiting for its answer: the next take follows it on the connection, and its
+   * answer is awaited before the next commit. True when the task stopped with more to take.
    */
   async #archiveTask(taskId: string): Promise<boolean> {
     const inFlight: Array<{ batch: ArchiveBatch; stored: Promise<void>; last: boolean }> = []
+    let committed: Promise<void> = Promise.resolve()
     let taken = 0
     let after: string | undefined
     let ended = false
@@ -187,13 +189,21 @@ export class Archiver {
         inFlight.push({ batch, stored, last: ended })
       }
       const oldest = inFlight.shift()
-      if (!oldest) return false
+      if (!oldest) {
+        await committed
+        return false
+      }
       const { batch, stored, last } = oldest
       await stored
+      await committed
       this.rowsWritten += batch.count
-      await this.source.commit(taskId, batch.lastId, last)
       if (batch.gap) this.gaps++
-      if (last) return batch.count === this.#batchSize && !this.#stopped
+      committed = this.source.commit(taskId, batch.lastId, last)
+      committed.catch(() => {}) // awaited before the next commit or the return
+      if (last) {
+        await committed
+        return batch.count === this.#batchSize && !this.#stopped
+      }
     }
   }
 
