@@ -5,7 +5,7 @@
  * so that two builds compare in turns on a shared machine. An optional checkout directory runs
  * that build's archiver instead of this one's.
  *
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bun bench/archive-drain.ts [dir]
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test [ARCHIVE_BATCH=5000] bun bench/archive-drain.ts [dir]
  */
 import { join } from 'node:path'
 import { createClient } from 'redis'
@@ -44,7 +44,8 @@ for (let n = 1; n < LOGS; n += 20_000) {
 await client.close()
 
 // intervalMs 0: every task is due at once.
-const archiver = new Archiver(backend.archiveSource, archive, { archiveDays: 1, intervalMs: 0, retentionEveryMs: 1e12 })
+const batchSize = Number(process.env.ARCHIVE_BATCH ?? 5000)
+const archiver = new Archiver(backend.archiveSource, archive, { archiveDays: 1, intervalMs: 0, batchSize, retentionEveryMs: 1e12 })
 const cpu0 = process.cpuUsage()
 const start = performance.now()
 while (archiver.rowsWritten < LOGS) await archiver.runOnce()
