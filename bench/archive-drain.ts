@@ -45,7 +45,12 @@ await client.close()
 
 // intervalMs 0: every task is due at once.
 const batchSize = Number(process.env.ARCHIVE_BATCH ?? 5000)
-const archiver = new Archiver(backend.archiveSource, archive, { archiveDays: 1, intervalMs: 0, batchSize, retentionEveryMs: 1e12 })
+const archiver = new Archiver(backend.archiveSource, archive, {
+  archiveDays: 1,
+  intervalMs: 0,
+  batchSize,
+  retentionEveryMs: 1e12,
+})
 const cpu0 = process.cpuUsage()
 const start = performance.now()
 while (archiver.rowsWritten < LOGS) await archiver.runOnce()

@@ -383,8 +383,10 @@ describe.each(['memory', 'Redis'] as const)("the %s engine's archive source", (e
     return { taskId, append }
   }
   /** A batch's entries as [id, level, body]: the level is the second field, the body the last (ArchiveBatch). */
-  const rowsOf = (batch: ArchiveBatch) =>
-    (JSON.parse(new TextDecoder().decode(batch.rows)) as [string, string[]][]).map(([id, fields]) => [id, fields[1], fields.at(-1)])
+  const rowsOf = (batch: ArchiveBatch) => {
+    const entries = JSON.parse(new TextDecoder().decode(batch.rows)) as [string, string[]][]
+    return entries.map(([id, fields]) => [id, fields[1], fields.at(-1)])
+  }
   const idOf = (row: string[]) => row[0]!
 
   test('takes rows after the cursor or after a batch not committed yet, and reports logs that left history unarchived as a gap', async () => {
@@ -433,7 +435,9 @@ describe.each(databases)('archive retention on $name', (db) => {
       // ArchiveBatch rows: [id, ['l', level, 'd', body]].
       const rows = (...ids: string[]) =>
         Buffer.from(
-          JSON.stringify(ids.map((id) => [id, ['l', 'info', 'd', `{"task_id":"${taskId}","subtask_id":"s1","message":"${id}"}`]])),
+          JSON.stringify(
+            ids.map((id) => [id, ['l', 'info', 'd', `{"task_id":"${taskId}","subtask_id":"s1","message":"${id}"}`]]),
+          ),
         )
       await archive.insert(taskId, rows('1000-0', '1000-1', '2000-0', '3000-0', '5000-0', '6000-0'))
       await archive.insert(taskId, rows('1000-0')) // already there: left as it is

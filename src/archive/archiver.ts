@@ -123,7 +123,9 @@ export class Archiver {
           this.lastError = error.message
         },
       )
-      void this.#round.finally(async () => this.#schedule(this.state === 'failing' ? this.opts.intervalMs : await this.#untilDue()))
+      void this.#round.finally(async () =>
+        this.#schedule(this.state === 'failing' ? this.opts.intervalMs : await this.#untilDue()),
+      )
     }, delayMs)
   }
 
