@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LEVELS, levelRank, type Level } from '../src/schemas/common'
 import { compareLogIds, logIdAfter } from '../clients/ts/src/log-id'
+import { Archiver } from '../src/archive/archiver'
 import { LogArchive } from '../src/archive/log-archive'
 import { loadConfig } from '../src/config'
 import type { ArchiveBatch, ArchiveSource, LogBackend } from '../src/logs/backend'
@@ -425,6 +426,63 @@ describe.each(['memory', 'Redis'] as const)("the %s engine's archive source", (e
       await backend.close()
     }
   })
+
+  test('lists a task as pending by the time its oldest log not archived yet was written', async () => {
+    const backend = await open(1000)
+    const source = backend.archiveSource!
+    try {
+      const { taskId, append } = appender(backend)
+      const [first] = await append('a0', 'a1')
+      const writtenMs = Number(first![0]!.split('-')[0])
+      const listed = async (writtenBy: number) => (await source.pending(1000, writtenBy)).includes(taskId)
+      expect(await listed(writtenMs - 1)).toBe(false)
+      expect(await listed(writtenMs)).toBe(true)
+      expect((await source.pending(1000)).includes(taskId)).toBe(true)
+      // Once archived up to a1, the task waits for its next log, scored by that log's time.
+      await source.commit(taskId, (await source.take(taskId, 10))!.lastId, true)
+      expect((await source.pending(1000)).includes(taskId)).toBe(false)
+      const [next] = await append('b0')
+      const nextMs = Number(next![0]!.split('-')[0])
+      expect(await listed(nextMs - 1)).toBe(false)
+      expect(await listed(nextMs)).toBe(true)
+    } finally {
+      await backend.close()
+    }
+  })
+})
+
+test('the archiver takes a task once its oldest waiting log is ARCHIVE_INTERVAL_MS old, all its logs in one batch', async () => {
+  const backend = memoryBackend({ ttlSeconds: 60, maxPerTask: 1000, archive: {} })
+  const archive = await LogArchive.open(`sqlite://${join(dir, `pace-${crypto.randomUUID()}.sqlite`)}`, 2000)
+  let now = Date.now()
+  const archiver = new Archiver(backend.archiveSource!, archive, { archiveDays: 1, intervalMs: 1000, now: () => now })
+  const inserts: number[] = []
+  const insert = archive.insert.bind(archive)
+  archive.insert = (taskId, rows) => {
+    inserts.push(JSON.parse(Buffer.from(rows).toString()).length)
+    return insert(taskId, rows)
+  }
+  try {
+    const taskId = crypto.randomUUID()
+    const subtaskId = crypto.randomUUID()
+    const { firstId } = await backend.history.append(taskId, [testLog(taskId, subtaskId, 'info', 'a')])
+    const writtenMs = Number(firstId.split('-')[0])
+    for (const message of ['b', 'c']) await backend.history.append(taskId, [testLog(taskId, subtaskId, 'info', message)])
+    now = writtenMs + 999
+    await archiver.runOnce()
+    expect(archiver.rowsWritten).toBe(0)
+    now = writtenMs + 1000
+    await archiver.runOnce()
+    expect(archiver.rowsWritten).toBe(3)
+    expect(inserts).toEqual([3])
+    expect((await archive.read(taskId, { limit: 10, order: 'asc' })).map((l) => l.id)).toEqual(
+      (await backend.history.read(taskId, { limit: 10, order: 'asc' })).map((l) => l.id),
+    )
+  } finally {
+    await archiver.stop()
+    await backend.close()
+    await archive.close()
+  }
 })
 
 describe.each(databases)('archive retention on $name', (db) => {
