@@ -121,6 +121,12 @@ describe('a 3-master cluster', () => {
       expect(await source.pending(100)).toEqual(tasks)
       expect(await source.pending(4)).toEqual(crowded)
       expect(await source.pending(6)).toEqual(tasks.slice(0, 6))
+      // Only tasks whose oldest waiting log was written by a time: the archiver's tasks due.
+      const writtenMs = async (task: string) =>
+        Number((await backend.history.replay(task, undefined, 1)).logs[0]!.id.split('-')[0])
+      expect(await source.pending(100, await writtenMs(tasks[5]!))).toEqual(tasks.slice(0, 6))
+      expect(await source.pending(2, await writtenMs(tasks[5]!))).toEqual(tasks.slice(0, 2))
+      expect(await source.pending(100, (await writtenMs(tasks[0]!)) - 1)).toEqual([])
       const { tasks: waiting, oldestMs } = await source.backlog()
       expect(waiting).toBe(8)
       expect(oldestMs).toBe(Number((await backend.history.replay(crowded[0]!, undefined, 1)).logs[0]!.id.split('-')[0]))
