@@ -379,14 +379,14 @@ describe.each(['memory', 'Redis'] as const)("the %s engine's archive source", (e
     const append = async (...messages: string[]) => {
       const logs = messages.map((m, i) => testLog(taskId, subtaskId, LEVELS[i % 4]!, m))
       const { firstId } = await backend.history.append(taskId, logs)
-      return logs.map((log, i) => [logIdAfter(firstId, i), log.level, log.body])
+      return logs.map((log, i) => [logIdAfter(firstId, i), log.body])
     }
     return { taskId, append }
   }
-  /** A batch's entries as [id, level, body]: the level is the second field, the body the last (ArchiveBatch). */
+  /** A batch's entries as [id, body]: the body, which holds the level, is the last field (ArchiveBatch). */
   const rowsOf = (batch: ArchiveBatch) => {
     const entries = JSON.parse(new TextDecoder().decode(batch.rows)) as [string, string[]][]
-    return entries.map(([id, fields]) => [id, fields[1], fields.at(-1)])
+    return entries.map(([id, fields]) => [id, fields.at(-1)])
   }
   const idOf = (row: string[]) => row[0]!
 
@@ -490,11 +490,11 @@ describe.each(databases)('archive retention on $name', (db) => {
     const archive = await LogArchive.open(db.url(), 2000)
     try {
       const taskId = crypto.randomUUID()
-      // ArchiveBatch rows: [id, ['l', level, 'd', body]].
+      // ArchiveBatch rows: [id, ['d', body]], the body as encode.ts writes it.
       const rows = (...ids: string[]) =>
         Buffer.from(
           JSON.stringify(
-            ids.map((id) => [id, ['l', 'info', 'd', `{"task_id":"${taskId}","subtask_id":"s1","message":"${id}"}`]]),
+            ids.map((id) => [id, ['d', `{"task_id":"${taskId}","subtask_id":"s1","level":"info","message":"${id}"}`]]),
           ),
         )
       await archive.insert(taskId, rows('1000-0', '1000-1', '2000-0', '3000-0', '5000-0', '6000-0'))

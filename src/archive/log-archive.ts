@@ -85,11 +85,11 @@ export class LogArchive {
 
   /**
    * Stores a task's logs, given as ArchiveBatch rows (backend.ts: the UTF-8 bytes of one JSON
-   * array of `[id, [name, value, …]]` entries, the level second and the body last); those
-   * already stored are left as they are. One statement whatever the count, with one parameter
-   * the database takes apart: the rows are neither parsed nor built in JS, nor decoded to a
-   * string and encoded again. A log's subtask is its body's `"subtask_id"`, the body's second key
-   * (encode.ts).
+   * array of `[id, [name, value, …]]` entries, the body last); those already stored are left as
+   * they are. One statement whatever the count, with one parameter the database takes apart: the
+   * rows are neither parsed nor built in JS, nor decoded to a string and encoded again. A log's
+   * subtask and level are its body's `"subtask_id"` and `"level"`, the body's second and third
+   * keys (encode.ts), so the first of each in the text is the log's own.
    */
   insert(taskId: string, rows: Uint8Array): Promise<void> {
     const sql = this.sql
@@ -98,10 +98,11 @@ export class LogArchive {
         // jsonb: the array is parsed once, and each item is then read without parsing again.
         await sql`
           INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
-          SELECT ${taskId}, split_part(id, '-', 1)::bigint, split_part(id, '-', 2)::integer, level,
+          SELECT ${taskId}, split_part(id, '-', 1)::bigint, split_part(id, '-', 2)::integer,
+            split_part(split_part(body, '"level":"', 2), '"', 1),
             split_part(split_part(body, '"subtask_id":"', 2), '"', 1), body
           FROM (
-            SELECT e->>0 AS id, e->1->>1 AS level, e->1->>-1 AS body
+            SELECT e->>0 AS id, e->1->>-1 AS body
             FROM jsonb_array_elements(convert_from(${rows}, 'UTF8')::jsonb) AS e
           ) AS r
           ON CONFLICT DO NOTHING`
@@ -111,9 +112,9 @@ export class LogArchive {
         await sql`
           INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
           SELECT ${taskId}, CAST(substr(id, 1, instr(id, '-') - 1) AS INTEGER), CAST(substr(id, instr(id, '-') + 1) AS INTEGER),
-            level, body->>'subtask_id', body
+            body->>'level', body->>'subtask_id', body
           FROM (
-            SELECT value->>0 AS id, value->>'$[1][1]' AS level, value->>'$[1][#-1]' AS body
+            SELECT value->>0 AS id, value->>'$[1][#-1]' AS body
             FROM json_each(CAST(${rows} AS TEXT))
           ) WHERE true
           ON CONFLICT DO NOTHING`
