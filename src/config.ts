@@ -191,7 +191,7 @@ export function loadConfig(env: Env = process.env, args: string[] = []): Config 
     worker: env.TASKLOG_WORKER ? integer(env, 'TASKLOG_WORKER', 1, 1, 256) : undefined,
     archiveDays: days,
     archiveIntervalMs: integer(env, 'ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
-    archiveBatch: integer(env, 'ARCHIVE_BATCH', 5000, 10, 20_000),
+    archiveBatch: integer(env, 'ARCHIVE_BATCH', 2000, 10, 20_000),
     archiver: archiverMode(env, days, redisUrl),
     authMode: authMode(env, secret),
     authSecret: secret,

@@ -84,14 +84,14 @@ export class LogArchive {
   }
 
   /**
-   * Stores a task's logs, given as ArchiveBatch rows (backend.ts: the UTF-8 bytes of one JSON
-   * array of `[id, [name, value, …]]` entries, the body last); those already stored are left as
-   * they are. One statement whatever the count, with one parameter the database takes apart: the
-   * rows are neither parsed nor built in JS, nor decoded to a string and encoded again. A log's
+   * Stores a task's logs, given as ArchiveBatch rows (backend.ts: one JSON array of
+   * `[id, [name, value, …]]` entries, the body last); those already stored are left as they are.
+   * One statement whatever the count, with one parameter the database takes apart: no row is
+   * built in JS. A log's
    * subtask and level are its body's `"subtask_id"` and `"level"`, the body's second and third
    * keys (encode.ts), so the first of each in the text is the log's own.
    */
-  insert(taskId: string, rows: Uint8Array): Promise<void> {
+  insert(taskId: string, rows: string): Promise<void> {
     const sql = this.sql
     return this.bounded(async () => {
       if (this.dialect === 'postgres') {
@@ -103,19 +103,18 @@ export class LogArchive {
             split_part(split_part(body, '"subtask_id":"', 2), '"', 1), body
           FROM (
             SELECT e->>0 AS id, e->1->>-1 AS body
-            FROM jsonb_array_elements(convert_from(${rows}, 'UTF8')::jsonb) AS e
+            FROM jsonb_array_elements(${rows}::text::jsonb) AS e
           ) AS r
           ON CONFLICT DO NOTHING`
       } else {
-        // A blob would be read as SQLite's binary JSONB: the rows are cast to text. WHERE true:
-        // SQLite's parser needs it before an upsert's ON CONFLICT.
+        // WHERE true: SQLite's parser needs it before an upsert's ON CONFLICT.
         await sql`
           INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
           SELECT ${taskId}, CAST(substr(id, 1, instr(id, '-') - 1) AS INTEGER), CAST(substr(id, instr(id, '-') + 1) AS INTEGER),
             body->>'level', body->>'subtask_id', body
           FROM (
             SELECT value->>0 AS id, value->>'$[1][#-1]' AS body
-            FROM json_each(CAST(${rows} AS TEXT))
+            FROM json_each(${rows})
           ) WHERE true
           ON CONFLICT DO NOTHING`
       }

@@ -158,12 +158,13 @@ export interface Presence {
 export interface ArchiveBatch {
   /**
    * The logs, in id order after the cursor (expired ones not yet removed included), as one JSON
-   * array of `[id, [name, value, …]]` entries, every item a string, in UTF-8: a log's fields end
-   * with its body, the stored JSON (`"d", body`), which holds its level, whatever lies before. That is a Redis stream's XRANGE reply as it stands, which Redis
-   * encodes without running Lua per log. The archive hands these bytes to the database as they
-   * are, so the archiver neither decodes nor re-encodes a log. `[]` when there are none.
+   * array of `[id, [name, value, …]]` entries, every item a string: a log's fields end with its
+   * body, the stored JSON (`"d", body`), which holds its level, whatever lies before. That is a
+   * Redis stream's XRANGE reply as it stands, which the archive hands to the database as one
+   * parameter: the database takes each log apart, and the archiver builds no row. `[]` when there
+   * are none.
    */
-  rows: Uint8Array
+  rows: string
   /** How many logs `rows` holds. */
   count: number
   /** The last log's id; undefined when there are none. */

@@ -50,7 +50,7 @@ export class MemoryArchiveSource implements ArchiveSource {
     const gap = entries.length > 0 && after !== undefined && this.history.lostAfter(taskId, after)
     const last = entries.at(-1)
     return {
-      rows: Buffer.from(JSON.stringify(entries.map((e) => [e.log.id, ['d', e.log.body]]))),
+      rows: JSON.stringify(entries.map((e) => [e.log.id, ['d', e.log.body]])),
       count: entries.length,
       ...(last && { lastId: last.log.id }),
       gap,

@@ -3,15 +3,16 @@
  * sorted set (scored by the oldest log not archived yet): one set, or on a cluster the set of the
  * task's slot (keys.ts archivePendingKey), which a script on each master reads for the slots it
  * serves (archive-pending.lua). Each task has a cursor, the last archived id, and a lease naming
- * the instance archiving it (SET NX PX in archive-take.lua), so that instances sharing Redis
+ * the instance archiving it (archive-take.lua), so that instances sharing Redis
  * archive a task one at a time and another takes over once the lease of one that died expires.
  * The cursor only moves after the database stored the logs, so a crash re-archives at most the
  * batches in flight, which the archive's idempotent writes absorb.
  */
 import { StoreUnavailableError } from '../../store-errors'
+import { compareLogIds } from '../../../clients/ts/src/log-id'
 import { withTimeout } from '../../timeout'
 import type { ArchiveBatch, ArchiveSource } from '../backend'
-import type { RedisConnection, SendOptions } from './connection'
+import type { RedisConnection } from './connection'
 import { ARCHIVE_PENDING_KEY, archiveCursorKey, archiveLeaseKey, archivePendingCopy, archivePendingKey, logKey } from './keys'
 import { SCRIPTS, type Script } from './scripts'
 
@@ -25,8 +26,20 @@ export interface RedisArchiveSourceOptions {
 }
 
 const STORE_NAME = 'Log history (Redis)'
-/** The take script's strings arrive as bytes: its rows go to the database undecoded (backend.ts ArchiveBatch). */
-const AS_BYTES: SendOptions = { bytes: true }
+
+/** A stream entry as XRANGE gives it: its id and its fields, `[name, value, ...]` (entry.lua). */
+type Entry = [string, string[]]
+
+/**
+ * The id of the entry before `e` (entry.lua `predecessor`, for a batch read outside Lua): its
+ * field 'p', or, for an entry without one, `<ms>-<seq - 1>`; undefined when unknown.
+ */
+function predecessor([id, fields]: Entry): string | undefined {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i] === 'p') return fields[i + 1]
+  const dash = id.indexOf('-') + 1
+  const seq = Number(id.slice(dash))
+  return seq > 0 ? id.slice(0, dash) + (seq - 1) : undefined
+}
 
 /** Slots whose sets one call of archive-pending.lua reads: a call holds its master up for about that many reads. */
 const SLOTS_PER_CALL = 1024
@@ -105,24 +118,28 @@ export class RedisArchiveSource implements ArchiveSource {
 
   async take(taskId: string, count: number, after?: string): Promise<ArchiveBatch | undefined> {
     const { instanceId, leaseMs } = this.#opts
-    const reply = await this.#eval(
-      SCRIPTS.archiveTake,
-      [
-        '3',
-        logKey(taskId),
-        archiveCursorKey(taskId),
-        archiveLeaseKey(taskId),
-        instanceId,
-        String(leaseMs),
-        String(count),
-        after ?? '',
-      ],
-      AS_BYTES,
-    )
-    if (reply === null) return undefined
-    const [gap, n, lastId, rows] = reply as [number, number, Buffer, Buffer]
-    const last = lastId.toString()
-    return { rows, count: Number(n), ...(last !== '' && { lastId: last }), gap: Number(gap) === 1 }
+    const from = await this.#eval(SCRIPTS.archiveTake, [
+      '2',
+      archiveCursorKey(taskId),
+      archiveLeaseKey(taskId),
+      instanceId,
+      String(leaseMs),
+      after ?? '',
+    ])
+    if (from === null) return undefined
+    const cursor = String(from)
+    const key = logKey(taskId)
+    const entries = (await this.#send(key, ['XRANGE', key, cursor === '' ? '-' : `(${cursor}`, '+', 'COUNT', String(count)])) as Entry[]
+    const first = entries[0]
+    if (!first) return { rows: '[]', count: 0, gap: false }
+    // After the last archived log comes its successor, or a gap.
+    const p = cursor === '' ? undefined : predecessor(first)
+    return {
+      rows: JSON.stringify(entries),
+      count: entries.length,
+      lastId: entries.at(-1)![0],
+      gap: p !== undefined && p !== '' && compareLogIds(cursor, p) < 0,
+    }
   }
 
   async commit(taskId: string, lastId: string | undefined, release: boolean): Promise<void> {
@@ -185,8 +202,8 @@ export class RedisArchiveSource implements ArchiveSource {
     return { key, size: Number(size), head: scored(head) }
   }
 
-  #send(key: string, command: string[], options?: SendOptions): Promise<unknown> {
-    return this.#bounded(this.#opts.client.send(key, command, options))
+  #send(key: string, command: string[]): Promise<unknown> {
+    return this.#bounded(this.#opts.client.send(key, command))
   }
 
   #bounded<T>(call: Promise<T>): Promise<T> {
@@ -196,10 +213,10 @@ export class RedisArchiveSource implements ArchiveSource {
     })
   }
 
-  /** EVALSHA on the task's stream (`args[1]`), or EVAL when Redis lost its script cache. */
-  #eval(s: Script, args: string[], options?: SendOptions): Promise<unknown> {
+  /** EVALSHA on the task's keys (`args[1]` first), or EVAL when Redis lost its script cache. */
+  #eval(s: Script, args: string[]): Promise<unknown> {
     const key = args[1]!
-    return this.#evalWith((command) => this.#send(key, command, options), s, args)
+    return this.#evalWith((command) => this.#send(key, command), s, args)
   }
 
   /** EVALSHA through `send`, or EVAL when that Redis lost its script cache. */

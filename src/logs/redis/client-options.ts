@@ -1,6 +1,3 @@
-import { RESP_TYPES } from 'redis'
-import type { SendOptions } from './connection'
-
 /**
  * How every connection of the Redis engine behaves, to a single server or to a cluster node: it
  * fails fast rather than queueing while disconnected (`disableOfflineQueue`) and reconnects
@@ -27,8 +24,3 @@ export function clientOptions(timeoutMs: number) {
     },
   }
 }
-
-const BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } }
-
-/** node-redis' options for a command sent with `options` (connection.ts SendOptions). */
-export const commandOptions = (options: SendOptions | undefined) => (options?.bytes ? BYTES : undefined)

@@ -10,8 +10,8 @@
  * master answers: connecting is bounded by `timeoutMs` and tried again until it is.
  */
 import { createCluster } from 'redis'
-import { clientOptions, commandOptions } from './client-options'
-import type { ChannelListener, RedisConnection, SendOptions } from './connection'
+import { clientOptions } from './client-options'
+import type { ChannelListener, RedisConnection } from './connection'
 
 const CLUSTER_SCHEME = /^(rediss?)\+cluster:/i
 
@@ -77,8 +77,8 @@ export class ClusterRedis implements RedisConnection {
     return this.#cluster.isOpen
   }
 
-  send(key: string, args: string[], options?: SendOptions): Promise<unknown> {
-    return this.#cluster.sendCommand(key, false, args, commandOptions(options))
+  send(key: string, args: string[]): Promise<unknown> {
+    return this.#cluster.sendCommand(key, false, args)
   }
 
   sendToEach(args: string[]): Promise<unknown[]> {

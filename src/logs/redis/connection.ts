@@ -12,12 +12,6 @@ export type ChannelListener = (message: string, channel: string) => void
 
 export type PublishCommand = 'PUBLISH' | 'SPUBLISH'
 
-/** How a command's reply is read. */
-export interface SendOptions {
-  /** Every string of the reply as bytes (a Buffer), not decoded to a JS string. */
-  bytes?: boolean
-}
-
 export interface RedisConnection {
   /** Connected and usable (on a cluster: its slots are known). */
   readonly isReady: boolean
@@ -27,7 +21,7 @@ export interface RedisConnection {
   /** The command that publishes on a task's channel: PUBLISH, or SPUBLISH (sharded pub/sub) on a cluster. */
   readonly publishCommand: PublishCommand
   /** A command on `key` and keys of its slot (on a cluster: sent to the master serving the slot). */
-  send(key: string, args: string[], options?: SendOptions): Promise<unknown>
+  send(key: string, args: string[]): Promise<unknown>
   /** A command for all of Redis: the reply of each master (of the one server on a single one). */
   sendToEach(args: string[]): Promise<unknown[]>
   /**

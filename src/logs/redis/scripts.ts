@@ -59,7 +59,7 @@ export function appendScript(s: AppendSettings): Script {
 export const SCRIPTS = {
   read: script('read', LEVEL_RANK, PRELUDE, ENTRY, READ),
   replay: script('replay', LEVEL_RANK, PRELUDE, ENTRY, LOST_BEFORE, REPLAY),
-  archiveTake: script('archiveTake', PRELUDE, ENTRY, ARCHIVE_TAKE),
+  archiveTake: script('archiveTake', ARCHIVE_TAKE),
   archiveCommit: script('archiveCommit', PRELUDE, ARCHIVE_COMMIT),
   // Its first line is its flags: nothing may come before it.
   archivePending: script('archivePending', ARCHIVE_PENDING),

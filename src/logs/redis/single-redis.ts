@@ -1,7 +1,7 @@
 /** A single Redis server (`redis://`, `rediss://`) as a RedisConnection (connection.ts). */
 import { createClient } from 'redis'
-import { clientOptions, commandOptions } from './client-options'
-import type { ChannelListener, RedisConnection, SendOptions } from './connection'
+import { clientOptions } from './client-options'
+import type { ChannelListener, RedisConnection } from './connection'
 
 /** One Redis server, over one node-redis client. */
 export class SingleRedis implements RedisConnection {
@@ -24,8 +24,8 @@ export class SingleRedis implements RedisConnection {
     return this.#client.isOpen
   }
 
-  send(_key: string, args: string[], options?: SendOptions): Promise<unknown> {
-    return this.#client.sendCommand(args, commandOptions(options))
+  send(_key: string, args: string[]): Promise<unknown> {
+    return this.#client.sendCommand(args)
   }
 
   sendToEach(args: string[]): Promise<unknown[]> {
