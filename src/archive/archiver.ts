@@ -63,7 +63,7 @@ export class Archiver {
     private readonly archive: LogArchive,
     private readonly opts: ArchiverOptions,
   ) {
-    this.#batchSize = opts.batchSize ?? 5000
+    this.#batchSize = opts.batchSize ?? 2000
     this.#concurrency = opts.concurrency ?? 4
     this.#retentionEveryMs = opts.retentionEveryMs ?? 60_000
     this.#retentionBatch = opts.retentionBatch ?? 10_000
