@@ -9,8 +9,13 @@
  *   a group requests keep their arrival order, and each one's logs stay contiguous.
  * - A group holds requests whose logs' highest level is the same: the subscribers elsewhere the
  *   store counts (those accepting one of the logs) are then each request's own. A request of
- *   another level, or one past the bound (the most logs and characters one request may append),
- *   sends the group at once and starts the next.
+ *   another level, or one that would take the group past GROUP_LOGS logs or the characters one
+ *   request may append, sends the group at once and starts the next.
+ * - Only small appends are grouped (at most GROUP_LOGS logs together): group commit pays where
+ *   an append's per-call costs dominate. A large append has spread them already, and merging
+ *   large ones makes the command, its reply and the published message larger than any one
+ *   request's, which costs more per byte to read than it saves (bench/README.md). A larger
+ *   request goes alone, after the task's open group, keeping their order.
  * - An append with an idempotency key goes alone: its record answers for its request only.
  * - All or nothing, as one append is: a store error rejects every request of the group. Over
  *   the rate limit, the combined append stores nothing, and its requests are sent again one by
@@ -21,6 +26,9 @@ import { topRank } from '../schemas/common'
 import { RateLimitedError } from '../store-errors'
 import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from './backend'
 import type { EncodedLog } from './encode'
+
+/** The most logs a group gathers: a few dozen single-log requests, where grouping pays. */
+const GROUP_LOGS = 64
 
 /** The largest group: what one request may append at most (MAX_BATCH logs, MAX_BODY_BYTES). */
 export interface GroupBound {
@@ -49,21 +57,31 @@ export class GroupCommit implements HistoryStore {
   /** The open group of each task, in the order they opened. */
   readonly #open = new Map<string, Group>()
   #flushing = false
+  /** The most logs of a group: the bound, up to GROUP_LOGS. */
+  readonly #maxLogs: number
 
   constructor(
     private readonly store: HistoryStore,
     private readonly bound: GroupBound,
   ) {
     this.description = store.description
+    this.#maxLogs = Math.min(bound.logs, GROUP_LOGS)
   }
 
   append(taskId: string, logs: EncodedLog[], options?: AppendOptions): Promise<Appended> {
-    if (options?.idempotency || logs.length === 0) return this.store.append(taskId, logs, options)
+    if (options?.idempotency || logs.length === 0 || logs.length >= this.#maxLogs) {
+      const open = this.#open.get(taskId)
+      if (open) {
+        this.#open.delete(taskId)
+        this.#send(open)
+      }
+      return this.store.append(taskId, logs, options)
+    }
     const top = topRank(logs)
     let chars = 0
     for (const log of logs) chars += log.body.length
     let group = this.#open.get(taskId)
-    if (group && (group.top !== top || group.logs + logs.length > this.bound.logs || group.chars + chars > this.bound.chars)) {
+    if (group && (group.top !== top || group.logs + logs.length > this.#maxLogs || group.chars + chars > this.bound.chars)) {
       this.#open.delete(taskId)
       this.#send(group)
       group = undefined
