@@ -5,13 +5,14 @@
  * so that two builds compare in turns on a shared machine. An optional checkout directory runs
  * that build's archiver instead of this one's.
  *
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test [ARCHIVE_BATCH=5000] bun bench/archive-drain.ts [dir]
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test [ARCHIVE_BATCH=2000] bun bench/archive-drain.ts [dir]
  */
 import { join } from 'node:path'
 import { createClient } from 'redis'
 import { testLog } from '../tests/support/logs'
 import { startRedis } from '../tests/support/redis-server'
 import { ROOT } from './lib/processes'
+import { loadConfig } from '../src/config'
 
 const LOGS = Number(process.env.LOGS ?? 100_000)
 const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
@@ -36,19 +37,19 @@ const log = testLog(taskId, crypto.randomUUID(), 'info', 'line 0 of a build step
 await backend.history.append(taskId, [log])
 const client = createClient({ url: redis.url })
 await client.connect()
-const FILL = `local prev = ''
-for i = 1, tonumber(ARGV[1]) do prev = redis.call('XADD', KEYS[1], '*', 'l', 'info', 'p', prev, 'd', ARGV[2]) end`
+// Entries as the append script writes a batch's: the body alone (it holds the level).
+const FILL = `for i = 1, tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], '*', 'd', ARGV[2]) end`
 for (let n = 1; n < LOGS; n += 20_000) {
   await client.sendCommand(['EVAL', FILL, '1', `logs:{${taskId}}`, String(Math.min(20_000, LOGS - n)), log.body])
 }
 await client.close()
 
 // intervalMs 0: every task is due at once.
-const batchSize = Number(process.env.ARCHIVE_BATCH ?? 5000)
 const archiver = new Archiver(backend.archiveSource, archive, {
   archiveDays: 1,
   intervalMs: 0,
-  batchSize,
+  // ARCHIVE_BATCH as the server reads it.
+  batchSize: loadConfig().archiveBatch,
   retentionEveryMs: 1e12,
 })
 const cpu0 = process.cpuUsage()

@@ -455,7 +455,7 @@ test('the archiver takes a task once its oldest waiting log is ARCHIVE_INTERVAL_
   const backend = memoryBackend({ ttlSeconds: 60, maxPerTask: 1000, archive: {} })
   const archive = await LogArchive.open(`sqlite://${join(dir, `pace-${crypto.randomUUID()}.sqlite`)}`, 2000)
   let now = Date.now()
-  const archiver = new Archiver(backend.archiveSource!, archive, { archiveDays: 1, intervalMs: 1000, now: () => now })
+  const archiver = new Archiver(backend.archiveSource!, archive, { archiveDays: 1, intervalMs: 1000, batchSize: 2000, now: () => now })
   const inserts: number[] = []
   const insert = archive.insert.bind(archive)
   archive.insert = (taskId, rows) => {

@@ -16,8 +16,8 @@ export interface ArchiverOptions {
   archiveDays: number
   /** How old a task's oldest log not archived yet is before the task is archived (ms), once the archiver keeps up. */
   intervalMs: number
-  /** Logs taken from history per batch. */
-  batchSize?: number
+  /** Logs taken from history per batch (ARCHIVE_BATCH). */
+  batchSize: number
   /** Tasks archived at once. */
   concurrency?: number
   retentionEveryMs?: number
@@ -63,7 +63,7 @@ export class Archiver {
     private readonly archive: LogArchive,
     private readonly opts: ArchiverOptions,
   ) {
-    this.#batchSize = opts.batchSize ?? 2000
+    this.#batchSize = opts.batchSize
     this.#concurrency = opts.concurrency ?? 4
     this.#retentionEveryMs = opts.retentionEveryMs ?? 60_000
     this.#retentionBatch = opts.retentionBatch ?? 10_000
