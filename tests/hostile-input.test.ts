@@ -274,6 +274,28 @@ describe.each(['memory', 'redis'] as const)('hostile HTTP bodies (%s history)', 
     await servedAfter()
   })
 
+  test('objects that shadow toString or valueOf: a 422 where a string is wanted, on every route; stored as sent in metadata', async () => {
+    const { task, subtaskId, logUrl, servedAfter } = await target()
+    const shadow = { toString: '', valueOf: 1 }
+    const wrong: [string, unknown, string][] = [
+      [logUrl, { level: 'info', message: [shadow] }, '/message'],
+      [logUrl, { level: 'info', message: shadow }, '/message'],
+      [logUrl, { level: shadow, message: 'x' }, '/level'],
+      [logUrl, { level: 'info', message: 'x', timestamp: [{ toString: 'x' }] }, '/timestamp'],
+      [`${logUrl}s`, { logs: [{ level: 'info', message: { valueOf: '' } }] }, '/logs/0/message'],
+      [`${server.url}/api/v1/tasks`, { description: [shadow] }, '/description'],
+    ]
+    for (const [url, body, path] of wrong) {
+      const error = await expectError(await send(url, JSON.stringify(body)), 422, 'validation', body)
+      expect({ body, paths: error.details?.map((d: any) => d.path) }).toEqual({ body, paths: expect.arrayContaining([path]) })
+    }
+    const metadata = { toString: 'a', valueOf: { toString: [] }, nested: [{ valueOf: null }] }
+    const ack = await sendLog(server, subtaskId, { level: 'info', message: 'shadowing metadata', metadata })
+    const [stored] = await historyOf(server.url, task.task_id)
+    expect(stored).toMatchObject({ id: ack.id, message: 'shadowing metadata', metadata })
+    await servedAfter(['shadowing metadata'])
+  })
+
   test('huge strings: a message over MAX_MESSAGE_BYTES is a 422, a body over MAX_BODY_BYTES a 413', async () => {
     const { task, logUrl, servedAfter } = await target()
     const limit = server.config.maxMessageBytes

@@ -1,7 +1,7 @@
 import { Elysia } from 'elysia'
 import { ApiError } from '../errors'
 import { isUtf8 } from 'node:buffer'
-import { textDepthExceeds, valueDepthExceeds } from './json-depth'
+import { checkParsedJson, textDepthExceeds } from './json-depth'
 
 const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i
 const WITHOUT_BODY = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -71,23 +71,19 @@ async function readJsonBody(request: Request, maxJsonDepth: number): Promise<unk
     throw new ApiError('validation', 'Request body is not valid UTF-8; send JSON encoded as UTF-8', [
       { path: '/', message: 'invalid UTF-8' },
     ])
+  let text: string | undefined
   if (bytes.length > PARSE_FIRST_MAX_BYTES) {
-    const text = new TextDecoder().decode(bytes)
+    text = new TextDecoder().decode(bytes)
     if (textDepthExceeds(text, maxJsonDepth)) throw tooDeep(maxJsonDepth)
-    try {
-      return JSON.parse(text)
-    } catch {
-      throw malformedJson()
-    }
   }
   let value: unknown
   try {
     // Bun's Body.json() parses from bytes faster than decoding them to a string first.
-    value = await new Response(bytes).json()
+    value = text === undefined ? await new Response(bytes).json() : JSON.parse(text)
   } catch {
     throw malformedJson()
   }
-  if (valueDepthExceeds(value, maxJsonDepth)) throw tooDeep(maxJsonDepth)
+  if (checkParsedJson(value, maxJsonDepth)) throw tooDeep(maxJsonDepth)
   return value
 }
 

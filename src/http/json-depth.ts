@@ -29,17 +29,28 @@ export function textDepthExceeds(text: string, max: number): boolean {
   return false
 }
 
+/** A non-enumerable Symbol.toPrimitive: what String(object) calls before toString and valueOf. */
+const PRINTABLE = { value: () => '[object Object]' }
+
 /**
  * Whether a parsed JSON value nests objects and arrays more than `max` levels deep. It never
  * recurses more than `max + 1` levels, so a value of any depth is refused without stalling.
+ *
+ * On the way it keeps every object printable: JSON may shadow `toString` or `valueOf` with a
+ * value (`{"toString": ""}`), and then `String(object)` throws. Elysia words a validation error
+ * with `${value}`, so such a body in a field that wants a string would be a 500, not a 422. The
+ * symbol it adds is invisible to JSON.stringify and to every schema check.
  */
-export function valueDepthExceeds(value: unknown, max: number): boolean {
+export function checkParsedJson(value: unknown, max: number): boolean {
   if (typeof value !== 'object' || value === null) return false
   if (max === 0) return true
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (valueDepthExceeds(value[i], max - 1)) return true
+    for (let i = 0; i < value.length; i++) if (checkParsedJson(value[i], max - 1)) return true
   } else {
-    for (const key in value) if (valueDepthExceeds((value as Record<string, unknown>)[key], max - 1)) return true
+    for (const key in value) {
+      if (key === 'toString' || key === 'valueOf') Object.defineProperty(value, Symbol.toPrimitive, PRINTABLE)
+      if (checkParsedJson((value as Record<string, unknown>)[key], max - 1)) return true
+    }
   }
   return false
 }
