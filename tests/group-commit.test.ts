@@ -88,6 +88,34 @@ describe('group commit, two instances sharing Redis', () => {
     }
   })
 
+  test('requests arriving while the task\'s append is in flight wait for it, then go as one append', async () => {
+    const [a] = servers as [TestServer]
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const calls = await appendCalls()
+    // Redis holds every write until unpaused: the first append stays in flight.
+    await Bun.$`${REDIS_CLI} -p ${redis.port} CLIENT PAUSE 60000 WRITE`.quiet()
+    const first = ingest(a, sub, 'first')
+    const later: Promise<Response>[] = []
+    try {
+      await Bun.sleep(100)
+      // Each in an event-loop turn of its own: without an append in flight, each would go alone.
+      for (let i = 0; i < 10; i++, await Bun.sleep(20)) later.push(ingest(a, sub, `later ${i}`))
+      await Bun.sleep(100)
+    } finally {
+      await Bun.$`${REDIS_CLI} -p ${redis.port} CLIENT UNPAUSE`.quiet()
+    }
+    const answers = await Promise.all([first, ...later])
+    expect(answers.map((r) => r.status)).toEqual(Array(11).fill(201))
+    expect(await appendCalls()).toBe(calls + 2)
+    const ids = (await Promise.all(answers.map(json))).map((body) => body.id as string)
+    // The ten later logs took consecutive ids of one append, after the first's.
+    const [ms, seq] = ids[1]!.split('-')
+    expect(ids.slice(1)).toEqual(Array.from({ length: 10 }, (_, i) => `${ms}-${Number(seq) + i}`))
+    expect(compareLogIds(ids[0]!, ids[1]!)).toBeLessThan(0)
+    expect((await history(a, task.task_id)).map((log) => log.message)).toEqual(['first', ...Array.from({ length: 10 }, (_, i) => `later ${i}`)])
+  })
+
   test('idempotency keys under concurrency: one copy per key, replays answer its id, another body conflicts', async () => {
     const [a, b] = servers as [TestServer, TestServer]
     const task = await createTask(a)
@@ -183,6 +211,41 @@ describe('group commit over the rate limit', () => {
 })
 
 describe('group commit when Redis fails', () => {
+  test('requests gathered behind an append that times out are refused unsent, within its deadline: nothing of them is stored', async () => {
+    const timeoutMs = 2000
+    const server = await startServer({ redisUrl: redis.url, env: { STORE_TIMEOUT_MS: String(timeoutMs) } })
+    try {
+      const task = await createTask(server)
+      const sub = task.subtasks[0]!.subtask_id
+      await Bun.$`${REDIS_CLI} -p ${redis.port} CLIENT PAUSE 60000 WRITE`.quiet()
+      const sent = performance.now()
+      const first = ingest(server, sub, 'first')
+      const later: Promise<{ res: Response; ms: number }>[] = []
+      try {
+        await Bun.sleep(100)
+        for (let i = 0; i < 5; i++, await Bun.sleep(20)) later.push(ingest(server, sub, `later ${i}`).then((res) => ({ res, ms: performance.now() - sent })))
+        expect((await first).status).toBe(503)
+        const refused = await Promise.all(later)
+        for (const { res, ms } of refused) {
+          expect(res.status).toBe(503)
+          expect((await json(res)).message).toContain('nothing was stored')
+          // Answered when the first's deadline passed, not after a deadline of their own.
+          expect(ms).toBeLessThan(timeoutMs * 1.75)
+        }
+      } finally {
+        await Bun.$`${REDIS_CLI} -p ${redis.port} CLIENT UNPAUSE`.quiet()
+      }
+      let after = 0
+      for (let i = 0; i < 50 && after !== 201; i++, await Bun.sleep(100)) after = (await ingest(server, sub, 'after')).status
+      expect(after).toBe(201)
+      const messages = (await history(server, task.task_id)).map((log) => log.message)
+      expect(messages.filter((m) => m.startsWith('later'))).toEqual([])
+      expect(messages).toContain('after')
+    } finally {
+      await server.stop()
+    }
+  })
+
   test('every request of a group gets 503 and nothing is stored', async () => {
     const proxy = startCuttableProxy(redis.port)
     const server = await startServer({ redisUrl: proxy.url.replace('http:', 'redis:') })

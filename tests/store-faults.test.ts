@@ -220,11 +220,14 @@ describe('Redis that hangs, dies and comes back', () => {
   })
   afterEach(() => redis.resume())
 
-  /** Requests that need Redis while it is paused: each answers 503 or an error frame within the deadline. */
+  /**
+   * Requests that need Redis while it is paused: each answers 503 or an error frame within the
+   * deadline. Returns the messages a log and a batch sent during the pause got, by first line.
+   */
   async function expectUnavailable(client: ReturnType<typeof clientOf>, taskId: string, subtaskId: string, since: string) {
     const answers = await Promise.all([
-      timed(() => client.log(subtaskId, 'while Redis hangs')),
-      timed(() => client.batch(subtaskId, ['while Redis hangs', 'as a batch'])),
+      timed(() => client.log(subtaskId, 'log while Redis hangs')),
+      timed(() => client.batch(subtaskId, ['batch while Redis hangs', 'as a batch'])),
       timed(() => call(`${server.url}/api/v1/tasks/${taskId}/logs`)),
     ])
     const labels = ['log', 'batch', 'history']
@@ -232,8 +235,12 @@ describe('Redis that hangs, dies and comes back', () => {
       expectError(value, 503, 'unavailable', labels[i]!)
       answeredInTime(labels[i]!, ms)
     })
-    // Redis has the appends and may still carry them out: the 503 must not promise otherwise.
-    for (const { value } of answers.slice(0, 2)) expect((value.body as { message: string }).message).toContain('may still take effect')
+    // Redis holds what was sent to it and may still carry it out: such a 503 must not promise
+    // otherwise. One that waited behind the task's append in flight was never sent (group commit),
+    // and says nothing was stored (the caller checks that).
+    const messages = answers.slice(0, 2).map(({ value }) => (value.body as { message: string }).message)
+    for (const message of messages) expect(message).toMatch(/may still take effect|nothing was stored/)
+    expect(messages.some((message) => message.includes('may still take effect'))).toBe(true)
     const late = client.stream(taskId, `?since=${since}`)
     const closed = await timed(() => late.closed)
     expect(closed.value.code).toBe(1013)
@@ -243,6 +250,10 @@ describe('Redis that hangs, dies and comes back', () => {
     expect(ready.value.body.components.history.status).toBe('down')
     answeredInTime('/ready', ready.ms)
     expect((await client.health()).status).toBe(200)
+    return new Map([
+      ['log while Redis hangs', messages[0]!],
+      ['batch while Redis hangs', messages[1]!],
+    ])
   }
 
   test('paused: 503 within the deadline, a subscribe gets an error frame; after SIGCONT everything works and nothing acknowledged is missing', async () => {
@@ -259,7 +270,7 @@ describe('Redis that hangs, dies and comes back', () => {
     expect((await conn.next()).type).toBe('subscribed')
 
     await redis.pause()
-    await expectUnavailable(client, task.task_id, subtaskId, before.body.id)
+    const during = await expectUnavailable(client, task.task_id, subtaskId, before.body.id)
     const action = await timed(async () => {
       conn.send({ action: 'subscribe', task_id: task.task_id })
       return conn.nextOfType('error', ANSWER_WITHIN_MS + 1000)
@@ -278,8 +289,12 @@ describe('Redis that hangs, dies and comes back', () => {
     acked.push(live.body.id)
     // Replay then live: every acknowledged log after `before` (503s may have been applied too: at least once).
     expect(await idsUntil(watcher, live.body.id)).toEqual(expect.arrayContaining(acked.slice(1)))
-    const ids = (await client.history(task.task_id)).map((l) => l.id)
-    expect(ids).toEqual(expect.arrayContaining(acked))
+    const stored = await client.history(task.task_id)
+    expect(stored.map((l) => l.id)).toEqual(expect.arrayContaining(acked))
+    // What a 503 said was not stored is not.
+    for (const [first, message] of during) {
+      if (message.includes('nothing was stored')) expect(stored.map((l) => l.message)).not.toContain(first)
+    }
     watcher.close()
     conn.close()
   }, 40_000)

@@ -1,9 +1,15 @@
 /**
- * Group commit: appends to one task that arrive in the same event-loop turn go to the store as
- * ONE append, flushed by setImmediate (no timer: nothing waits for a call in flight). A remote
+ * Group commit: appends to one task go to the store as ONE append while they gather. A remote
  * store's append costs mostly per call (a round trip, a script run, a publish), so concurrent
  * single-log requests for one task cost it little more than one.
  *
+ * - A group gathers for as long as the task has an append of this instance in flight, and is
+ *   sent when that append is answered; with none in flight, it gathers what arrives in the same
+ *   event-loop turn and is sent by setImmediate (no timer). So a lone request never waits, and
+ *   under load each task has one append in flight carrying whatever arrived during the one
+ *   before: a request waits at most one store round trip longer, and the appends, their
+ *   replies and their published messages are as few as the load allows. When the append in
+ *   flight fails for want of the store, the group behind it is refused unsent.
  * - The store gives an append's logs consecutive ids (HistoryStore.append), so each request's
  *   first id is the group's advanced by the logs of the requests before it (`logIdAfter`). Within
  *   a group requests keep their arrival order, and each one's logs stay contiguous.
@@ -23,7 +29,7 @@
  */
 import { logIdAfter } from '../../clients/ts/src/log-id'
 import { topRank } from '../schemas/common'
-import { RateLimitedError } from '../store-errors'
+import { RateLimitedError, StoreUnavailableError } from '../store-errors'
 import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from './backend'
 import type { EncodedLog } from './encode'
 
@@ -56,6 +62,8 @@ export class GroupCommit implements HistoryStore {
   readonly description: string
   /** The open group of each task, in the order they opened. */
   readonly #open = new Map<string, Group>()
+  /** Appends in flight per task (tasks with none are absent). */
+  readonly #inFlight = new Map<string, number>()
   #flushing = false
   /** The most logs of a group: the bound, up to GROUP_LOGS. */
   readonly #maxLogs: number
@@ -75,7 +83,7 @@ export class GroupCommit implements HistoryStore {
         this.#open.delete(taskId)
         this.#send(open)
       }
-      return this.store.append(taskId, logs, options)
+      return this.#alone(taskId, this.store.append(taskId, logs, options))
     }
     const top = topRank(logs)
     let chars = 0
@@ -116,34 +124,78 @@ export class GroupCommit implements HistoryStore {
     return this.store.usedMemory()
   }
 
+  /** Sends the open groups of the tasks without an append in flight; the others go when theirs is answered. */
   readonly #flush = (): void => {
     this.#flushing = false
-    for (const group of this.#open.values()) this.#send(group)
-    this.#open.clear()
+    for (const [taskId, group] of this.#open) {
+      if (this.#inFlight.has(taskId)) continue
+      this.#open.delete(taskId)
+      this.#send(group)
+    }
+  }
+
+  /** `append` counted in flight for its task until it settles. */
+  #alone<T>(taskId: string, append: Promise<T>): Promise<T> {
+    this.#begin(taskId)
+    append.then(
+      () => this.#end(taskId),
+      (error: unknown) => this.#end(taskId, error),
+    )
+    return append
+  }
+
+  #begin(taskId: string): void {
+    this.#inFlight.set(taskId, (this.#inFlight.get(taskId) ?? 0) + 1)
+  }
+
+  /**
+   * An append of the task settled: with none left in flight, the group that gathered meanwhile
+   * goes. When it failed for want of the store, the group is refused unsent (nothing of it was
+   * stored): a request never waits for more than one deadline of the store.
+   */
+  #end(taskId: string, error?: unknown): void {
+    const left = this.#inFlight.get(taskId)! - 1
+    if (left > 0) {
+      this.#inFlight.set(taskId, left)
+      return
+    }
+    this.#inFlight.delete(taskId)
+    const open = this.#open.get(taskId)
+    if (!open) return
+    this.#open.delete(taskId)
+    if (error instanceof StoreUnavailableError) {
+      const refused = new StoreUnavailableError(`Log history at ${this.description}`, error)
+      for (const request of open.requests) request.reject(refused)
+    } else this.#send(open)
   }
 
   #send({ taskId, requests }: Group): void {
-    if (requests.length === 1) {
-      const only = requests[0]!
-      this.store.append(taskId, only.logs).then(only.resolve, only.reject)
-      return
+    this.#begin(taskId)
+    let failed: unknown
+    let logs = requests[0]!.logs
+    if (requests.length > 1) {
+      logs = []
+      for (const request of requests) for (const log of request.logs) logs.push(log)
     }
-    const logs: EncodedLog[] = []
-    for (const request of requests) for (const log of request.logs) logs.push(log)
-    this.store.append(taskId, logs).then(
-      ({ firstId, subscribersElsewhere }) => {
-        let offset = 0
-        for (const request of requests) {
-          request.resolve({ firstId: logIdAfter(firstId, offset), subscribersElsewhere })
-          offset += request.logs.length
-        }
-      },
-      (error: unknown) => {
-        // The store receives them in arrival order, as it would have without the group.
-        if (error instanceof RateLimitedError) {
-          for (const request of requests) this.store.append(taskId, request.logs).then(request.resolve, request.reject)
-        } else for (const request of requests) request.reject(error)
-      },
-    )
+    this.store
+      .append(taskId, logs)
+      .then(
+        ({ firstId, subscribersElsewhere }) => {
+          let offset = 0
+          for (const request of requests) {
+            request.resolve({ firstId: offset === 0 ? firstId : logIdAfter(firstId, offset), subscribersElsewhere })
+            offset += request.logs.length
+          }
+        },
+        (error: unknown) => {
+          failed = error
+          // The store receives them in arrival order, as it would have without the group, and
+          // before the group gathered meanwhile.
+          if (error instanceof RateLimitedError && requests.length > 1) {
+            for (const request of requests) this.#alone(taskId, this.store.append(taskId, request.logs)).then(request.resolve, request.reject)
+          } else for (const request of requests) request.reject(error)
+        },
+      )
+      .then(() => this.#end(taskId, failed))
   }
 }
