@@ -1,5 +1,5 @@
 import { Elysia } from 'elysia'
-import type { Archiver } from './archive/archiver'
+import type { RunningArchiver } from './archive/running-archiver'
 import { Access } from './auth/access'
 import { ConnectionLimit } from './auth/connection-limit'
 import { Origins } from './auth/origins'
@@ -33,7 +33,7 @@ export interface AppDeps {
   logs: Pick<LogBackend, 'history' | 'feed' | 'presence'>
   decomposer?: Decomposer
   /** With ARCHIVE_DAYS > 0: its state for /ready, its figures for /metrics. */
-  archiver?: Archiver
+  archiver?: RunningArchiver
   /** Access log, warnings and errors; without one, errors go to stderr. */
   logger?: Logger
 }

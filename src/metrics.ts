@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs'
 import { version } from '../package.json'
-import type { Archiver } from './archive/archiver'
+import type { RunningArchiver } from './archive/running-archiver'
 import type { ErrorCode } from './errors'
 import { LEVELS, levelRank, type Level } from './schemas/common'
 
@@ -75,7 +75,7 @@ export class Metrics {
     /** A supervisor's worker number: every sample gains a `worker` label (the workers share a port). */
     private readonly worker?: number,
     /** With ARCHIVE_DAYS > 0: the archiver, whose figures /metrics shows. */
-    private readonly archiver?: Archiver,
+    private readonly archiver?: RunningArchiver,
   ) {}
 
   /** The archiver's figures; its backlog only while the history store answers. */

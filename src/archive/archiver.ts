@@ -11,6 +11,7 @@
  */
 import type { ArchiveBatch, ArchiveSource } from '../logs/backend'
 import type { LogArchive } from './log-archive'
+import { backlogOf, readinessOf, type ArchiveBacklog, type ArchiveReadiness, type ArchiverState, type RunningArchiver } from './running-archiver'
 
 export interface ArchiverOptions {
   archiveDays: number
@@ -27,8 +28,6 @@ export interface ArchiverOptions {
   now?: () => number
 }
 
-export type ArchiverState = 'starting' | 'ok' | 'failing' | 'stopped'
-
 /** Tasks looked at per round. */
 const TASKS_PER_ROUND = 1000
 /** Batches of one task before the archiver turns to the others (and lets another instance take it). */
@@ -40,7 +39,7 @@ const BATCHES_PER_TURN = 50
 const INSERTS_IN_FLIGHT = 2
 const RETENTION_ROUNDS = 10
 
-export class Archiver {
+export class Archiver implements RunningArchiver {
   state: ArchiverState = 'starting'
   /** The last failure's message while `failing`. */
   lastError: string | undefined
@@ -74,20 +73,12 @@ export class Archiver {
     this.#schedule(0)
   }
 
-  /** Tasks with logs not archived yet, and the seconds since the oldest of those logs was written (0 when none waits). */
-  async backlog(): Promise<{ tasks: number; lagSeconds: number }> {
-    const { tasks, oldestMs } = await this.source.backlog()
-    return { tasks, lagSeconds: oldestMs === undefined ? 0 : Math.max(0, this.#now() - oldestMs) / 1000 }
+  backlog(): Promise<ArchiveBacklog> {
+    return backlogOf(this.source, this.#now())
   }
 
-  /** What /ready shows: the state, the last failure while failing, and the lag when the history store answers. */
-  async readiness(): Promise<{ state: ArchiverState; error?: string; lag_seconds?: number; pending_tasks?: number }> {
-    const backlog = await this.backlog().catch(() => undefined)
-    return {
-      state: this.state,
-      ...(this.state === 'failing' && this.lastError !== undefined && { error: this.lastError }),
-      ...(backlog && { lag_seconds: backlog.lagSeconds, pending_tasks: backlog.tasks }),
-    }
+  readiness(): Promise<ArchiveReadiness> {
+    return readinessOf(this)
   }
 
   /** Finishes the round under way; starts no other. */

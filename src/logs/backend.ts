@@ -223,6 +223,8 @@ export interface OpenBackendOptions extends BackendLimits {
   memoryMaxBytes?: number
   /** Where a remote engine's outage and reconnect messages go (default console). */
   logger?: Pick<Console, 'warn' | 'info'>
+  /** The id of this instance in a remote engine (presence, feed, archive leases); default: a new one. */
+  instanceId?: string
   /** Keeps track of the logs to archive (ARCHIVE_DAYS > 0): the backend offers an `archiveSource`. */
   archive?: { leaseMs: number }
   /**
@@ -240,5 +242,6 @@ export function openBackend(opts: OpenBackendOptions): Promise<LogBackend> {
   const limits = { ttlSeconds: opts.ttlSeconds, maxPerTask: opts.maxPerTask, rateLimit: opts.rateLimit }
   const { archive, groupCommit } = opts
   if (!opts.redisUrl) return Promise.resolve(memoryBackend({ ...limits, maxBytes: opts.memoryMaxBytes, archive }))
-  return connectRedisBackend({ ...limits, url: opts.redisUrl, timeoutMs: opts.timeoutMs, logger: opts.logger, archive, groupCommit })
+  const { timeoutMs, logger, instanceId } = opts
+  return connectRedisBackend({ ...limits, url: opts.redisUrl, timeoutMs, logger, instanceId, archive, groupCommit })
 }

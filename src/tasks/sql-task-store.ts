@@ -94,6 +94,8 @@ interface Target {
   dialect: Dialect
   /** Where tasks live, without credentials. */
   description: string
+  /** A SQLite in memory: each connection has a database of its own. */
+  inMemory: boolean
   connect: () => SQL
 }
 
@@ -113,6 +115,7 @@ export function parseDatabaseUrl(databaseUrl: string): Target {
     return {
       dialect: 'sqlite',
       description: `sqlite:${path}`,
+      inMemory: filename === ':memory:',
       connect: () => {
         if (filename !== ':memory:') mkdirSync(dirname(filename), { recursive: true })
         return new SQL({ adapter: 'sqlite', filename, create: true, readwrite: true })
@@ -129,6 +132,7 @@ export function parseDatabaseUrl(databaseUrl: string): Target {
     return {
       dialect: 'postgres',
       description: `postgres://${url.host}${url.pathname}`,
+      inMemory: false,
       connect: () => new SQL({ adapter: 'postgres', url: databaseUrl }),
     }
   }

@@ -22,6 +22,8 @@ export interface RedisBackendOptions extends BackendLimits {
   startupTimeoutMs?: number
   /** Where outage/reconnect messages go (default console). */
   logger?: Pick<Console, 'warn' | 'info'>
+  /** The id of this instance in Redis (presence, feed, archive leases); default: a new one. */
+  instanceId?: string
   /** Keeps track of the logs to archive (archive-source.ts). */
   archive?: { leaseMs: number }
   /** Appends to one task arriving in one event-loop turn go as one, up to this (group-commit.ts); unset: each alone. */
@@ -32,7 +34,7 @@ export interface RedisBackendOptions extends BackendLimits {
 export async function connectRedisBackend(opts: RedisBackendOptions): Promise<LogBackend> {
   const timeoutMs = opts.timeoutMs ?? 2000
   const client = createRedisConnection(opts.url, timeoutMs)
-  const instanceId = crypto.randomUUID()
+  const instanceId = opts.instanceId ?? crypto.randomUUID()
   const feed = await RedisFeed.connect({ ...opts, publisher: client, instanceId })
   // The feed tells the history's appends whether another instance may have subscribers to count.
   const history = await RedisHistory.connect({ ...opts, client, follower: feed, archive: opts.archive !== undefined }).catch(
