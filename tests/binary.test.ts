@@ -1,7 +1,7 @@
 /**
  * The single executable: built as `bun run build` builds it, copied alone into an empty folder
- * (no node_modules, no sources), and run there against a real Redis: the viewer, Swagger UI and
- * the Redis engine's Lua scripts must all be inside it.
+ * (no node_modules, no sources), and run there against a real Redis: the viewer, Swagger UI,
+ * the Redis engine's Lua scripts and the archiver's thread must all be inside it.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs'
@@ -36,6 +36,8 @@ describe('the compiled binary', () => {
         HOST: '127.0.0.1',
         REDIS_URL: redis.url,
         DATABASE_URL: '',
+        ARCHIVE_DAYS: '1',
+        ARCHIVE_INTERVAL_MS: '100',
       },
       runDir,
     )
@@ -62,6 +64,16 @@ describe('the compiled binary', () => {
     expect(server.stdout()).toContain(`history: ${redis.url}`)
     expect(await Bun.file(join(runDir, 'data', 'tasklog.sqlite')).exists()).toBe(true)
   })
+
+  test("archives on the archiver's thread", async () => {
+    const archived = async () => {
+      const metrics = await (await fetch(`${url}/metrics`)).text()
+      return Number(/^tasklog_archive_rows_written_total (\d+)$/m.exec(metrics)?.[1])
+    }
+    for (const deadline = Date.now() + 10_000; !((await archived()) >= 1); await Bun.sleep(100))
+      if (Date.now() > deadline) throw new Error(`nothing archived: ${JSON.stringify(await (await fetch(`${url}/ready`)).json())}`)
+    expect((await (await fetch(`${url}/ready`)).json()).archive.state).toBe('ok')
+  }, 15_000)
 
   test('serves Swagger UI, its assets and the OpenAPI document', async () => {
     const page = await fetch(`${url}/swagger`)

@@ -53,7 +53,13 @@ const MAX_RESTART_MS = 10_000
 /** A thread still running this long after it was asked to stop is terminated (its batches in flight are archived again later). */
 const STOP_GRACE_MS = 10_000
 
-const ENTRY = new URL('./archiver-thread-entry.ts', import.meta.url).href
+/**
+ * The thread's program: beside this file, or in a compiled binary (one of the build's entry
+ * points: package.json `build`) where the build put it, below the folder of src/index.ts.
+ */
+const ENTRY = Bun.main.startsWith('/$bunfs/')
+  ? new URL('archive/archiver-thread-entry.js', new URL('.', `file://${Bun.main}`)).pathname
+  : new URL('./archiver-thread-entry.ts', import.meta.url).href
 
 export class ArchiverThread implements RunningArchiver {
   state: ArchiverState = 'starting'
