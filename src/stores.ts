@@ -33,7 +33,7 @@ function startArchiver(
   const { redisUrl, databaseUrl, storeTimeoutMs: timeoutMs, logTtlSeconds: ttlSeconds } = config
   const archiver =
     redisUrl && !parseDatabaseUrl(databaseUrl).inMemory
-      ? new ArchiverThread(source, { redisUrl, databaseUrl, timeoutMs, ttlSeconds, ...thread, archiver: options }, logger)
+      ? new ArchiverThread(source, { redisUrl, databaseUrl, timeoutMs, ttlSeconds, ...thread, archiver: options }, { logger })
       : new Archiver(source, archive, { ...options, logger })
   archiver.start()
   return archiver

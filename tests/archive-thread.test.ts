@@ -1,8 +1,8 @@
 /**
  * The archiver's thread (ARCHIVE_DAYS > 0 with Redis): the archive is written while the thread
  * that serves requests is blocked, SIGTERM lets the thread finish its round and hand its task
- * back, and a thread that cannot open its database is started again until it can. Real Redis
- * and SQLite files.
+ * back, a database that cannot be opened is retried, and a thread that dies is started again.
+ * Real Redis and SQLite files.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { Database } from 'bun:sqlite'
@@ -108,50 +108,88 @@ test('SIGTERM: the archiver thread finishes its round, stores what it took and h
   }
 }, 60_000)
 
-test('a thread that cannot open its database is started again until it can, and shows failing meanwhile', async () => {
-  // A Redis of its own: the thread archives every task it finds.
-  const own = await startRedis()
-  const taskId = crypto.randomUUID()
+/** An archiver thread on a Redis of its own (it archives every task it finds), with a task of 250 logs waiting. */
+async function threadWithBacklog(databaseUrl: string, entry?: string) {
+  const redis = await startRedis()
   const backend = await connectRedisBackend({
-    url: own.url,
+    url: redis.url,
     ttlSeconds: 60,
     maxPerTask: 10_000,
     logger: { warn() {}, info() {} },
     archive: { leaseMs: 5000 },
   })
-  // The database's folder is a file for now: it cannot be created.
-  const folder = join(dir, `blocked-${crypto.randomUUID()}`)
-  writeFileSync(folder, '')
-  const file = join(folder, 'archive.sqlite')
+  const taskId = crypto.randomUUID()
+  await backend.history.append(
+    taskId,
+    Array.from({ length: 250 }, (_, i) => testLog(taskId, 's', 'info', `log ${i}`)),
+  )
   const warnings: string[] = []
   const thread = new ArchiverThread(
     backend.archiveSource!,
     {
-      redisUrl: own.url,
-      databaseUrl: `sqlite://${file}`,
+      redisUrl: redis.url,
+      databaseUrl,
       timeoutMs: 2000,
       ttlSeconds: 60,
       leaseMs: 5000,
       instanceId: crypto.randomUUID(),
       archiver: { archiveDays: 1, intervalMs: 10, batchSize: 100 },
     },
-    { warn: (line) => warnings.push(line), info() {} },
+    { logger: { warn: (line) => warnings.push(line), info() {} }, ...(entry && { entry }) },
   )
+  return {
+    taskId,
+    thread,
+    warnings,
+    caughtUp: () => until('the archive to catch up', async () => thread.state === 'ok' && (await thread.backlog()).tasks === 0),
+    async stop() {
+      await thread.stop()
+      await backend.close()
+      await redis.stop()
+    },
+  }
+}
+
+test('a database that cannot be opened: the thread shows failing and retries until it opens', async () => {
+  // The database's folder is a file for now: it cannot be created.
+  const folder = join(dir, `blocked-${crypto.randomUUID()}`)
+  writeFileSync(folder, '')
+  const file = join(folder, 'archive.sqlite')
+  const { taskId, thread, warnings, caughtUp, stop } = await threadWithBacklog(`sqlite://${file}`)
   try {
-    const logs = Array.from({ length: 250 }, (_, i) => testLog(taskId, 's', 'info', `log ${i}`))
-    await backend.history.append(taskId, logs)
     thread.start()
-    await until('the thread to fail twice', () => thread.errors >= 2)
-    expect(await thread.readiness()).toMatchObject({ state: 'failing', error: expect.stringContaining('cannot start'), pending_tasks: 1 })
-    expect(warnings[0]).toContain('starting the archiver thread again')
+    await until('two failed attempts', () => thread.errors >= 2)
+    expect(await thread.readiness()).toMatchObject({ state: 'failing', error: expect.stringContaining('cannot open'), pending_tasks: 1 })
+    expect(warnings).toEqual([expect.stringContaining("cannot open the archive's stores")])
     rmSync(folder)
-    await until('the archive to catch up', async () => thread.state === 'ok' && (await thread.backlog()).tasks === 0)
+    await caughtUp()
+    expect(thread.rowsWritten).toBe(250)
+    expect(archivedIds(file, taskId)).toHaveLength(250)
+    expect(warnings).toHaveLength(1) // retried on the same thread
+  } finally {
+    await stop()
+  }
+  expect(thread.state).toBe('stopped')
+}, 30_000)
+
+test('a thread that dies is started again, and /ready shows it failing meanwhile', async () => {
+  const file = join(dir, `crash-${crypto.randomUUID()}.sqlite`)
+  writeFileSync(`${file}.crash`, '') // the first thread dies (the fixture's own rule)
+  const entry = new URL('./fixtures/crashing-archiver-thread.ts', import.meta.url).href
+  const { taskId, thread, warnings, caughtUp, stop } = await threadWithBacklog(`sqlite://${file}`, entry)
+  try {
+    thread.start()
+    await until('the thread to die', () => thread.errors === 1)
+    expect(await thread.readiness()).toMatchObject({
+      state: 'failing',
+      error: 'archiver thread failed: the archiver thread crashed',
+      pending_tasks: 1,
+    })
+    expect(warnings).toEqual([expect.stringContaining('starting the archiver thread again in 1000 ms')])
+    await caughtUp()
     expect(thread.rowsWritten).toBe(250)
     expect(archivedIds(file, taskId)).toHaveLength(250)
   } finally {
-    await thread.stop()
-    await backend.close()
-    await own.stop()
+    await stop()
   }
-  expect(thread.state).toBe('stopped')
-}, 60_000)
+}, 30_000)

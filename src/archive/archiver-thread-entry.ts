@@ -1,9 +1,9 @@
 /**
  * The archiver's thread (archiver-thread.ts starts it as a Bun Worker): given its settings, it
  * opens a Redis connection and a database connection of its own, runs an Archiver on them, and
- * posts the archiver's state and counters to the main thread whenever one changes. Asked to
- * stop, it finishes the round under way, closes its connections and exits. Stores it cannot open
- * end the thread (the main thread starts another later).
+ * posts the archiver's state and counters to the main thread whenever one changes. Stores it
+ * cannot open are tried again until they open. Asked to stop, it finishes the round under way,
+ * closes its connections and exits.
  */
 import { createRedisConnection, type RedisConnection } from '../logs/redis/connection'
 import { RedisArchiveSource } from '../logs/redis/archive-source'
@@ -54,36 +54,70 @@ interface Running {
   archive: LogArchive
 }
 
-async function start({ redisUrl, databaseUrl, timeoutMs, ttlSeconds, leaseMs, instanceId, archiver }: ArchiverThreadSettings): Promise<Running> {
-  const redis = createRedisConnection(redisUrl, timeoutMs)
-  // The client reconnects on its own; meanwhile the archiver's rounds fail and show it (`failing`).
-  redis.on('error', () => {})
-  let archive: LogArchive | undefined
-  try {
-    await redis.connect()
-    archive = await LogArchive.open(databaseUrl, timeoutMs)
-  } catch (error) {
-    redis.destroy()
-    post({ type: 'failed', error: `archiver thread cannot start: ${(error as Error).message}` })
-    process.exit(1)
+/** Pauses between two attempts to open the stores, doubled after each failure up to the max (ms). */
+const RETRY_MIN_MS = 100
+const RETRY_MAX_MS = 10_000
+
+let stopping = false
+/** Ends the pause between two attempts to open the stores, on stop. */
+let wake = () => {}
+
+/**
+ * Opens a Redis connection and the archive, again and again until both open (or the thread is
+ * asked to stop): the thread outlives stores that are down, shown `failing` with the error.
+ * Returns undefined when stopped first.
+ */
+async function openStores(settings: ArchiverThreadSettings): Promise<Omit<Running, 'archiver'> & { errors: number } | undefined> {
+  for (let errors = 0; !stopping; errors++) {
+    const redis = createRedisConnection(settings.redisUrl, settings.timeoutMs)
+    // The client reconnects on its own; meanwhile the archiver's rounds fail and show it (`failing`).
+    redis.on('error', () => {})
+    try {
+      await redis.connect()
+      return { redis, archive: await LogArchive.open(settings.databaseUrl, settings.timeoutMs), errors }
+    } catch (error) {
+      redis.destroy()
+      const lastError = `cannot open the archive's stores: ${(error as Error).message}`
+      if (errors === 0) logger.warn(`[archive] ${lastError}; retrying`)
+      post({ type: 'status', state: 'failing', lastError, rowsWritten: 0, errors: errors + 1, gaps: 0 })
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** errors))
+        wake = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    }
   }
-  const source = new RedisArchiveSource({ client: redis, instanceId, ttlSeconds, leaseMs, timeoutMs })
-  const running = { archiver: new Archiver(source, archive, { ...archiver, logger }), redis, archive }
-  mirror(running.archiver)
-  running.archiver.start()
-  return running
+  return undefined
 }
 
-async function stop(running: Promise<Running> | undefined): Promise<never> {
-  if (running) {
-    const { archiver, redis, archive } = await running
-    await archiver.stop()
-    await Promise.allSettled([redis.close(), archive.close()])
+async function start(settings: ArchiverThreadSettings): Promise<Running | undefined> {
+  const opened = await openStores(settings)
+  if (!opened) return undefined
+  const { redis, archive, errors } = opened
+  const { instanceId, ttlSeconds, leaseMs, timeoutMs } = settings
+  const source = new RedisArchiveSource({ client: redis, instanceId, ttlSeconds, leaseMs, timeoutMs })
+  const archiver = new Archiver(source, archive, { ...settings.archiver, logger })
+  // Failed attempts to open the stores count as failed rounds.
+  archiver.errors = errors
+  mirror(archiver)
+  archiver.start()
+  return { archiver, redis, archive }
+}
+
+async function stop(running: Promise<Running | undefined> | undefined): Promise<never> {
+  stopping = true
+  wake()
+  const stores = await running
+  if (stores) {
+    await stores.archiver.stop()
+    await Promise.allSettled([stores.redis.close(), stores.archive.close()])
   }
   process.exit(0)
 }
 
-let running: Promise<Running> | undefined
+let running: Promise<Running | undefined> | undefined
 self.onmessage = ({ data }: MessageEvent<ToThread>) => {
   if (data.type === 'start') running = start(data.settings)
   else void stop(running)

@@ -3,9 +3,9 @@
  * own Redis and database connections), so that reading batches from Redis and handing them to
  * the database never holds up the event loop that serves requests. The thread posts its state
  * and counters as they change; this side shows them (RunningArchiver) and reads the backlog
- * with this instance's own archive source. A thread that dies (an exception, or stores it
- * cannot open) is started again with backoff, the archiver shown `failing` meanwhile; its
- * counters carry over.
+ * with this instance's own archive source. A thread that dies (an exception nothing caught) is
+ * started again with backoff, the archiver shown `failing` meanwhile; its counters carry over.
+ * Stores that are down do not end it: it retries them itself.
  */
 import type { ArchiveSource } from '../logs/backend'
 import type { ArchiverOptions } from './archiver'
@@ -41,15 +41,19 @@ interface Counters {
 /** A message from this thread to the archiver's. */
 export type ToThread = { type: 'start'; settings: ArchiverThreadSettings } | { type: 'stop' }
 
-/** A message from the archiver's thread: its state and counters, a line for the log, or why it could not start (it exits then). */
+/** A message from the archiver's thread: its state and counters, or a line for the log. */
 export type FromThread =
   | ({ type: 'status'; state: ArchiverState; lastError: string | undefined } & Counters)
   | { type: 'log'; level: 'warn' | 'info'; message: string }
-  | { type: 'failed'; error: string }
 
-/** A thread that died is started again after this long, doubled for each death before it reported a round done, up to MAX. */
-const MIN_RESTART_MS = 100
-const MAX_RESTART_MS = 10_000
+/**
+ * A thread that died is started again after this long, doubled for each death in a row, up to
+ * MAX: a new thread costs its start-up CPU, and Bun keeps some memory of every thread that ended.
+ */
+const MIN_RESTART_MS = 1000
+const MAX_RESTART_MS = 60_000
+/** A thread that ran this long before it died starts again with the shortest backoff. */
+const STABLE_MS = 60_000
 /** A thread still running this long after it was asked to stop is terminated (its batches in flight are archived again later). */
 const STOP_GRACE_MS = 10_000
 
@@ -70,16 +74,24 @@ export class ArchiverThread implements RunningArchiver {
   #worker: Worker | undefined
   #exited: Promise<void> = Promise.resolve()
   #restart: ReturnType<typeof setTimeout> | undefined
-  /** Deaths in a row, before a round done. */
+  /** Deaths in a row, each within STABLE_MS of its start. */
   #failures = 0
+  #startedAt = 0
+  /** Why the thread is dying: the exception nothing caught in it. */
+  #cause: string | undefined
   #stopping = false
+  readonly #logger: Pick<Console, 'warn' | 'info'> | undefined
+  readonly #entry: string
 
+  /** `entry`: the thread's program (ENTRY; a test gives one that fails). */
   constructor(
     private readonly source: ArchiveSource,
     private readonly settings: ArchiverThreadSettings,
-    private readonly logger?: Pick<Console, 'warn' | 'info'>,
-    private readonly now: () => number = Date.now,
-  ) {}
+    { logger, entry = ENTRY }: { logger?: Pick<Console, 'warn' | 'info'>; entry?: string } = {},
+  ) {
+    this.#logger = logger
+    this.#entry = entry
+  }
 
   get rowsWritten(): number {
     return this.#ended.rowsWritten + this.#running.rowsWritten
@@ -95,7 +107,9 @@ export class ArchiverThread implements RunningArchiver {
 
   start(): void {
     this.#restart = undefined
-    const worker = new Worker(ENTRY)
+    this.#startedAt = performance.now()
+    this.#cause = undefined
+    const worker = new Worker(this.#entry)
     this.#worker = worker
     this.#exited = new Promise((resolve) =>
       worker.addEventListener('close', () => {
@@ -104,15 +118,17 @@ export class ArchiverThread implements RunningArchiver {
       }),
     )
     worker.addEventListener('message', ({ data }: MessageEvent<FromThread>) => this.#receive(data))
-    // An exception nothing caught in the thread: it closes next.
+    // An exception nothing caught in the thread: it closes next. Bun's message shows the source
+    // around the throw, then `error: <message>`.
     worker.addEventListener('error', (event) => {
-      this.lastError = `archiver thread failed: ${event.message.split('\n').findLast((line) => line.startsWith('error: ')) ?? event.message}`
+      const line = event.message.split('\n').findLast((l) => l.startsWith('error: '))
+      this.#cause = line === undefined ? event.message : line.slice('error: '.length)
     })
     worker.postMessage({ type: 'start', settings: this.settings } satisfies ToThread)
   }
 
   backlog(): Promise<ArchiveBacklog> {
-    return backlogOf(this.source, this.now())
+    return backlogOf(this.source, Date.now())
   }
 
   readiness(): Promise<ArchiveReadiness> {
@@ -134,16 +150,11 @@ export class ArchiverThread implements RunningArchiver {
   }
 
   #receive(message: FromThread): void {
-    if (message.type === 'log') return this.logger?.[message.level](message.message)
-    if (message.type === 'failed') {
-      this.lastError = message.error
-      return
-    }
+    if (message.type === 'log') return this.#logger?.[message.level](message.message)
     const { state, lastError, rowsWritten, errors, gaps } = message
     this.#running = { rowsWritten, errors, gaps }
     this.state = state
     this.lastError = lastError
-    if (state === 'ok') this.#failures = 0
   }
 
   /** The thread ended: on stop, as asked; otherwise it died, and starts again after a backoff. */
@@ -152,11 +163,12 @@ export class ArchiverThread implements RunningArchiver {
     this.#ended = { rowsWritten: this.rowsWritten, errors: this.errors + (this.#stopping ? 0 : 1), gaps: this.gaps }
     this.#running = { rowsWritten: 0, errors: 0, gaps: 0 }
     if (this.#stopping) return
+    if (performance.now() - this.#startedAt >= STABLE_MS) this.#failures = 0
     const delay = Math.min(MAX_RESTART_MS, MIN_RESTART_MS * 2 ** this.#failures)
     this.#failures++
     this.state = 'failing'
-    this.lastError ??= 'archiver thread exited'
-    this.logger?.warn(`[archive] ${this.lastError}; starting the archiver thread again in ${delay} ms`)
+    this.lastError = `archiver thread ${this.#cause ? `failed: ${this.#cause}` : 'exited'}`
+    this.#logger?.warn(`[archive] ${this.lastError}; starting the archiver thread again in ${delay} ms`)
     this.#restart = setTimeout(() => this.start(), delay)
   }
 }
