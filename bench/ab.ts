@@ -13,6 +13,10 @@
  * /proc) repeats within 1-2%. The absolute numbers are higher than `bun run bench`'s, as the two
  * servers share the cores.
  *
+ * Each round shows a server's CPU per log twice: the whole process (every thread: JIT, GC, the
+ * archiver's thread) and its main thread alone (the event loop that serves requests; with
+ * `WORKERS=N`, each worker's), and the p99 latency of its POSTs.
+ *
  * `AB_LOAD=per-process` gives a server 16 POSTs in flight per process it runs (`WORKERS=2`: 32),
  * so that each of its processes is as busy as the single one's, as when each worker of a loaded
  * server has as much to do as one process had; by default each server gets 16, and two workers
@@ -24,7 +28,8 @@
  */
 import { availableParallelism } from 'node:os'
 import { JSON_HEADERS, postLogs } from './lib/closed-loop'
-import { treeCpuMs, treePids } from './lib/proc'
+import { Histogram } from './lib/histogram'
+import { treeCpuMs, treeMainThreadCpuMs, treePids } from './lib/proc'
 import { startRedis, startServer, stop, type RunningServer } from './lib/processes'
 
 const [a, b] = process.argv.slice(2, 4)
@@ -46,6 +51,8 @@ interface Server extends RunningServer {
   inFlight: number
   acked: number
   failed: number
+  /** Each POST's time to its answer, in ms, this round. */
+  latency: Histogram
 }
 
 /**
@@ -83,15 +90,32 @@ async function start(which: string, redisUrl: string): Promise<Server> {
     inFlight: IN_FLIGHT * processes,
     acked: 0,
     failed: 0,
+    latency: new Histogram(),
   }
 }
+
+interface Measured {
+  /** µs of CPU per acknowledged log: the whole process, and its main thread. */
+  total: number
+  main: number
+  /** Logs acknowledged per second. */
+  rate: number
+  /** POST latency, ms. */
+  p99: number
+}
+
+const shown = (m: Measured) =>
+  `${m.total.toFixed(2)} µs/log (main thread ${m.main.toFixed(2)}; ${m.rate.toFixed(0)}/s, p99 ${m.p99.toFixed(1)} ms)`
 
 let running = true
 function feed(server: Server): Promise<unknown> {
   return Promise.all(
     Array.from({ length: server.inFlight }, async () => {
       for (let seq = 0; running; seq += batch) {
-        if (await postLogs(server.logUrl, batch, seq)) server.acked += batch
+        const sent = performance.now()
+        const stored = await postLogs(server.logUrl, batch, seq)
+        server.latency.record(performance.now() - sent)
+        if (stored) server.acked += batch
         else server.failed++
       }
     }),
@@ -112,23 +136,39 @@ if (pin !== undefined) {
 }
 const feeding = [feed(sa), feed(sb)]
 await Bun.sleep(WARMUP_MS)
-const ratios: number[] = []
-const perLog = (s: Server, cpu0: number, acked0: number) => ((treeCpuMs(s.proc.pid) - cpu0) * 1000) / (s.acked - acked0)
+/** The CPU time of a server's processes, and of the main threads among them, in ms. */
+const cpu = (s: Server) => ({ total: treeCpuMs(s.proc.pid), main: treeMainThreadCpuMs(s.proc.pid) })
+const ratios = { total: [] as number[], main: [] as number[] }
 for (let r = 1; r <= rounds; r++) {
-  const [ca, cb, na, nb] = [treeCpuMs(sa.proc.pid), treeCpuMs(sb.proc.pid), sa.acked, sb.acked]
+  const before = [cpu(sa), cpu(sb)] as const
+  const acked = [sa.acked, sb.acked] as const
+  sa.latency = new Histogram()
+  sb.latency = new Histogram()
   await Bun.sleep(seconds * 1000)
-  const [ua, ub] = [perLog(sa, ca, na), perLog(sb, cb, nb)]
-  ratios.push(ub / ua)
+  const [ua, ub] = [sa, sb].map((s, i) => {
+    const now = cpu(s)
+    const logs = s.acked - acked[i]!
+    return {
+      total: ((now.total - before[i]!.total) * 1000) / logs,
+      main: ((now.main - before[i]!.main) * 1000) / logs,
+      rate: logs / seconds,
+      p99: s.latency.quantile(0.99),
+    }
+  }) as [Measured, Measured]
+  ratios.total.push(ub.total / ua.total)
+  ratios.main.push(ub.main / ua.main)
   console.log(
-    `round ${r}: A ${ua.toFixed(2)} µs/log (${((sa.acked - na) / seconds).toFixed(0)}/s)  ` +
-      `B ${ub.toFixed(2)} µs/log (${((sb.acked - nb) / seconds).toFixed(0)}/s)  B/A ${(ub / ua).toFixed(3)}`,
+    `round ${r}: A ${shown(ua)}  B ${shown(ub)}  ` +
+      `B/A ${(ub.total / ua.total).toFixed(3)} (main thread ${(ub.main / ua.main).toFixed(3)}, p99 ${(ub.p99 / ua.p99).toFixed(2)})`,
   )
 }
 running = false
 await Promise.all(feeding)
-ratios.sort((x, y) => x - y)
+const median = (xs: number[]) => xs.toSorted((x, y) => x - y)[Math.floor(xs.length / 2)]!.toFixed(3)
 const failed = sa.failed + sb.failed
-console.log(`median B/A ${ratios[Math.floor(ratios.length / 2)]!.toFixed(3)}${failed ? ` (${failed} POSTs failed)` : ''}`)
+console.log(
+  `median B/A ${median(ratios.total)}, main thread ${median(ratios.main)}${failed ? ` (${failed} POSTs failed)` : ''}`,
+)
 await Promise.all([stop(sa.proc), stop(sb.proc)])
 await redis.client.close()
 await redis.server.stop()

@@ -23,8 +23,22 @@ export function cpuMs(pid: number): number {
 
 /** User and system (kernel) CPU time of the whole process (all threads), in ms; NaN when it is gone. */
 export function userSystemMs(pid: number): { userMs: number; systemMs: number } {
+  return statMs(`/proc/${pid}/stat`)
+}
+
+/**
+ * CPU time of a process's main thread alone (the one running its JavaScript event loop), in ms,
+ * from /proc/<pid>/task/<pid>/stat; NaN when it is gone.
+ */
+export function mainThreadCpuMs(pid: number): number {
+  const { userMs, systemMs } = statMs(`/proc/${pid}/task/${pid}/stat`)
+  return userMs + systemMs
+}
+
+/** utime and stime of a process's or a thread's stat file, in ms; NaN when it is gone. */
+function statMs(path: string): { userMs: number; systemMs: number } {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const stat = readFileSync(path, 'utf8')
     // Fields after "(comm)": state is field 3, utime 14, stime 15 (1-based).
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     return { userMs: (Number(rest[11]) * 1000) / CLK_TCK, systemMs: (Number(rest[12]) * 1000) / CLK_TCK }
@@ -56,6 +70,14 @@ export function treeCpuMs(pid: number): number {
 /** A process and its living descendants. */
 export function treePids(pid: number): number[] {
   return [pid, ...childPids(pid).flatMap(treePids)]
+}
+
+/**
+ * CPU time of the main threads of a tree's leaf processes (a supervisor's workers, or a lone
+ * process), in ms: the threads that serve requests. NaN when the process is gone.
+ */
+export function treeMainThreadCpuMs(pid: number): number {
+  return leafPids(pid).reduce((sum, leaf) => sum + mainThreadCpuMs(leaf), 0)
 }
 
 /** The processes of a tree that have no children: a supervisor's workers, or a lone process itself. */
