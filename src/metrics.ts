@@ -98,7 +98,7 @@ export class Metrics {
       ...metric('tasklog_archive_rows_written_total', 'counter', 'Logs this instance wrote to the archive.', [
         ['', archiver.rowsWritten],
       ]),
-      ...metric('tasklog_archive_errors_total', 'counter', 'Archiver rounds that failed (they are retried).', [
+      ...metric('tasklog_archive_errors_total', 'counter', 'Archiver rounds that failed, with failed attempts to open its stores and deaths of its thread (all are retried).', [
         ['', archiver.errors],
       ]),
       ...metric(

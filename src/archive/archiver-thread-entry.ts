@@ -9,6 +9,7 @@ import { createRedisConnection, type RedisConnection } from '../logs/redis/conne
 import { RedisArchiveSource } from '../logs/redis/archive-source'
 import { Archiver } from './archiver'
 import type { ArchiverThreadSettings, FromThread, ToThread } from './archiver-thread'
+import { withTimeout } from '../timeout'
 import { LogArchive } from './log-archive'
 
 declare const self: Worker
@@ -73,7 +74,8 @@ async function openStores(settings: ArchiverThreadSettings): Promise<Omit<Runnin
     // The client reconnects on its own; meanwhile the archiver's rounds fail and show it (`failing`).
     redis.on('error', () => {})
     try {
-      await redis.connect()
+      // A Redis that cannot be reached is tried again by the client forever: this attempt ends.
+      await withTimeout(redis.connect(), settings.timeoutMs, `no connection to Redis within ${settings.timeoutMs} ms`)
       return { redis, archive: await LogArchive.open(settings.databaseUrl, settings.timeoutMs), errors }
     } catch (error) {
       redis.destroy()
