@@ -98,9 +98,12 @@ export class Metrics {
       ...metric('tasklog_archive_rows_written_total', 'counter', 'Logs this instance wrote to the archive.', [
         ['', archiver.rowsWritten],
       ]),
-      ...metric('tasklog_archive_errors_total', 'counter', 'Archiver rounds that failed, with failed attempts to open its stores and deaths of its thread (all are retried).', [
-        ['', archiver.errors],
-      ]),
+      ...metric(
+        'tasklog_archive_errors_total',
+        'counter',
+        'Archiver rounds that failed, with failed attempts to open its stores and deaths of its thread (all are retried).',
+        [['', archiver.errors]],
+      ),
       ...metric(
         'tasklog_archive_gaps_total',
         'counter',
