@@ -1,17 +1,23 @@
 /**
  * The archiver alone: one task's `LOGS` logs (100,000) written straight into a private Redis
  * by a Lua loop, then one archiver round drains them into the database. Prints the rows per
- * second and the archiver's CPU per row (this process, every thread), with no ingest beside it,
+ * second, the archiver's CPU per row (this process, every thread) and, on PostgreSQL on this
+ * machine, the CPU per row of the database's backends serving it, with no ingest beside it,
  * so that two builds compare in turns on a shared machine. An optional checkout directory runs
  * that build's archiver instead of this one's.
  *
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test [ARCHIVE_BATCH=2000] bun bench/archive-drain.ts [dir]
+ * The PostgreSQL figure counts every backend of the database the URL names: give the bench a
+ * database of its own (`createdb -h 127.0.0.1 -U postgres archivebench`), or the CPU of whatever
+ * else uses that database counts too.
+ *
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/archivebench [ARCHIVE_BATCH=2000] bun bench/archive-drain.ts [dir]
  */
 import { join } from 'node:path'
 import { createClient } from 'redis'
 import { testLog } from '../tests/support/logs'
 import { startRedis } from '../tests/support/redis-server'
 import { ROOT } from './lib/processes'
+import { postgresBackendsCpuMs } from './lib/proc'
 import { loadConfig } from '../src/config'
 
 const LOGS = Number(process.env.LOGS ?? 100_000)
@@ -52,14 +58,21 @@ const archiver = new Archiver(backend.archiveSource, archive, {
   batchSize: loadConfig().archiveBatch,
   retentionEveryMs: 1e12,
 })
+// The backends serving the bench's database (none on SQLite or a remote PostgreSQL); one that
+// starts during the drain counts all its CPU.
+const database = databaseUrl.startsWith('postgres') ? new URL(databaseUrl).pathname.slice(1) : undefined
+const backends0 = database ? postgresBackendsCpuMs(database) : new Map<number, number>()
 const cpu0 = process.cpuUsage()
 const start = performance.now()
 while (archiver.rowsWritten < LOGS) await archiver.runOnce()
 const seconds = (performance.now() - start) / 1000
 const cpu = process.cpuUsage(cpu0)
+let databaseMs = 0
+for (const [pid, ms] of database ? postgresBackendsCpuMs(database) : []) databaseMs += ms - (backends0.get(pid) ?? 0)
 console.log(
   `${archiver.rowsWritten} logs archived in ${seconds.toFixed(1)} s: ${Math.round(archiver.rowsWritten / seconds).toLocaleString('en')} logs/s, ` +
-    `${((cpu.user + cpu.system) / archiver.rowsWritten).toFixed(2)} µs CPU per log`,
+    `${((cpu.user + cpu.system) / archiver.rowsWritten).toFixed(2)} µs CPU per log` +
+    (databaseMs > 0 ? `, PostgreSQL backends ${((databaseMs * 1000) / archiver.rowsWritten).toFixed(2)} µs CPU per log` : ''),
 )
 await backend.close()
 await archive.close()

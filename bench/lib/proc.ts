@@ -228,3 +228,21 @@ export function tcpRetransmits(): number {
     return Number.NaN
   }
 }
+
+/**
+ * The PostgreSQL backends on this machine serving database `name` (their command line reads
+ * `postgres: … <user> <name> <client> …`), each with its CPU time in ms.
+ */
+export function postgresBackendsCpuMs(name: string): Map<number, number> {
+  const found = new Map<number, number>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ')
+      if (args.startsWith('postgres: ') && args.includes(` ${name} `)) found.set(Number(entry), cpuMs(Number(entry)))
+    } catch {
+      // The process ended between listing and reading.
+    }
+  }
+  return found
+}
