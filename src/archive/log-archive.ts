@@ -39,6 +39,10 @@ export interface ArchiveQuery {
   subtaskId?: string
 }
 
+/** PostgreSQL's SQLSTATE for a duplicate key. */
+const UNIQUE_VIOLATION = '23505'
+const NEWLINE = 0x0a
+
 interface Row {
   ms: number | string | bigint
   seq: number | string
@@ -84,41 +88,65 @@ export class LogArchive {
   }
 
   /**
-   * Stores a task's logs, given as ArchiveBatch rows (backend.ts: one JSON array of
-   * `[id, [name, value, …]]` entries, the body last); those already stored are left as they are.
-   * One statement whatever the count, with one parameter the database takes apart: no row is
-   * built in JS. A log's
-   * subtask and level are its body's `"subtask_id"` and `"level"`, the body's second and third
-   * keys (encode.ts), so the first of each in the text is the log's own.
+   * Stores a task's logs, given as ArchiveBatch rows (backend.ts: `<id>\t<body>` lines); those
+   * already stored are left as they are. One statement whatever the count, with the lines as one
+   * parameter the database takes apart: no row is built in JS. A log's subtask and level are its
+   * body's `"subtask_id"` and `"level"`, the body's second and third keys (encode.ts), so the
+   * first of each in the text is the log's own.
    */
-  insert(taskId: string, rows: string): Promise<void> {
-    const sql = this.sql
+  insert(taskId: string, rows: Buffer): Promise<void> {
     return this.bounded(async () => {
-      if (this.dialect === 'postgres') {
-        // jsonb: the array is parsed once, and each item is then read without parsing again.
-        await sql`
-          INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
-          SELECT ${taskId}, split_part(id, '-', 1)::bigint, split_part(id, '-', 2)::integer,
-            split_part(split_part(body, '"level":"', 2), '"', 1),
-            split_part(split_part(body, '"subtask_id":"', 2), '"', 1), body
-          FROM (
-            SELECT e->>0 AS id, e->1->>-1 AS body
-            FROM jsonb_array_elements(${rows}::text::jsonb) AS e
-          ) AS r
-          ON CONFLICT DO NOTHING`
-      } else {
-        // WHERE true: SQLite's parser needs it before an upsert's ON CONFLICT.
-        await sql`
-          INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
-          SELECT ${taskId}, CAST(substr(id, 1, instr(id, '-') - 1) AS INTEGER), CAST(substr(id, instr(id, '-') + 1) AS INTEGER),
-            body->>'level', body->>'subtask_id', body
-          FROM (
-            SELECT value->>0 AS id, value->>'$[1][#-1]' AS body
-            FROM json_each(${rows})
-          ) WHERE true
-          ON CONFLICT DO NOTHING`
+      if (this.dialect === 'sqlite') return this.insertSqlite(taskId, rows)
+      // A plain INSERT, which PostgreSQL checks against the key only as it adds each row: ON
+      // CONFLICT's speculative insertion checks first and confirms each row after. A batch
+      // stored before (by an archiver that died before moving its cursor) fails as a whole,
+      // and is then stored skipping the rows already there.
+      try {
+        await this.insertPostgres(taskId, rows, false)
+      } catch (error) {
+        if ((error as { errno?: unknown }).errno !== UNIQUE_VIOLATION) throw error
+        await this.insertPostgres(taskId, rows, true)
       }
     })
+  }
+
+  /** The lines split in C (string_to_table, split_part): no JSON is parsed, no row escaped. */
+  private async insertPostgres(taskId: string, rows: Buffer, skipStored: boolean): Promise<void> {
+    const sql = this.sql
+    await sql`
+      INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
+      SELECT ${taskId}, split_part(id, '-', 1)::bigint, split_part(id, '-', 2)::integer,
+        split_part(split_part(body, '"level":"', 2), '"', 1),
+        split_part(split_part(body, '"subtask_id":"', 2), '"', 1), body
+      FROM (
+        SELECT split_part(line, E'\t', 1) AS id, split_part(line, E'\t', 2) AS body
+        FROM string_to_table(convert_from(${rows}, 'UTF8'), E'\n') AS line
+      ) AS r
+      ${skipStored ? sql`ON CONFLICT DO NOTHING` : sql``}`
+  }
+
+  /**
+   * SQLite has no function that splits a text: each line is cut out of the bytes (a blob, whose
+   * substr counts bytes) by its start and length, which a JSON array of pairs gives.
+   */
+  private async insertSqlite(taskId: string, rows: Buffer): Promise<void> {
+    const spans: string[] = []
+    for (let start = 0; start < rows.length; ) {
+      const end = rows.indexOf(NEWLINE, start)
+      const stop = end === -1 ? rows.length : end
+      spans.push(`[${start + 1},${stop - start}]`)
+      start = stop + 1
+    }
+    // WHERE true: SQLite's parser needs it before an upsert's ON CONFLICT.
+    await this.sql`
+      INSERT INTO logs (task_id, ms, seq, level, subtask_id, body)
+      SELECT ${taskId}, CAST(substr(id, 1, instr(id, '-') - 1) AS INTEGER), CAST(substr(id, instr(id, '-') + 1) AS INTEGER),
+        body->>'level', body->>'subtask_id', body
+      FROM (
+        SELECT substr(line, 1, instr(line, char(9)) - 1) AS id, substr(line, instr(line, char(9)) + 1) AS body
+        FROM (SELECT CAST(substr(${rows}, value->>0, value->>1) AS TEXT) AS line FROM json_each(${`[${spans.join(',')}]`}))
+      ) WHERE true
+      ON CONFLICT DO NOTHING`
   }
 
   read(taskId: string, q: ArchiveQuery): Promise<StoredLog[]> {

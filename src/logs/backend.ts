@@ -157,14 +157,13 @@ export interface Presence {
 /** Logs of one task not archived yet, taken under this instance's lease (ArchiveSource.take). */
 export interface ArchiveBatch {
   /**
-   * The logs, in id order after the cursor (expired ones not yet removed included), as one JSON
-   * array of `[id, [name, value, …]]` entries, every item a string: a log's fields end with its
-   * body, the stored JSON (`"d", body`), which holds its level, whatever lies before. That is a
-   * Redis stream's XRANGE reply as it stands, which the archive hands to the database as one
-   * parameter: the database takes each log apart, and the archiver builds no row. `[]` when there
-   * are none.
+   * The logs, in id order after the cursor (expired ones not yet removed included), as UTF-8
+   * lines `<id>\t<body>` joined by `\n`: a body is the stored JSON, which holds its level and has
+   * no raw tab or newline. The Redis engine copies each log's bytes from the XRANGE reply into it
+   * as they are, and the archive hands it to the database as one parameter: the database takes
+   * each log apart, and the archiver builds no string per log. Empty when there are none.
    */
-  rows: string
+  rows: Buffer
   /** How many logs `rows` holds. */
   count: number
   /** The last log's id; undefined when there are none. */

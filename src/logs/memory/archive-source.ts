@@ -50,7 +50,7 @@ export class MemoryArchiveSource implements ArchiveSource {
     const gap = entries.length > 0 && after !== undefined && this.history.lostAfter(taskId, after)
     const last = entries.at(-1)
     return {
-      rows: JSON.stringify(entries.map((e) => [e.log.id, ['d', e.log.body]])),
+      rows: Buffer.from(entries.map((e) => `${e.log.id}\t${e.log.body}`).join('\n')),
       count: entries.length,
       ...(last && { lastId: last.log.id }),
       gap,

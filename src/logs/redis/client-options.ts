@@ -1,3 +1,8 @@
+import { RESP_TYPES } from 'redis'
+
+/** Command options for a reply whose strings come as Buffers rather than JS strings. */
+export const BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } }
+
 /**
  * How every connection of the Redis engine behaves, to a single server or to a cluster node: it
  * fails fast rather than queueing while disconnected (`disableOfflineQueue`) and reconnects

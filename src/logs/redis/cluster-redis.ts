@@ -10,7 +10,7 @@
  * master answers: connecting is bounded by `timeoutMs` and tried again until it is.
  */
 import { createCluster } from 'redis'
-import { clientOptions } from './client-options'
+import { BYTES, clientOptions } from './client-options'
 import type { ChannelListener, RedisConnection } from './connection'
 
 const CLUSTER_SCHEME = /^(rediss?)\+cluster:/i
@@ -79,6 +79,10 @@ export class ClusterRedis implements RedisConnection {
 
   send(key: string, args: string[]): Promise<unknown> {
     return this.#cluster.sendCommand(key, false, args)
+  }
+
+  sendForBytes(key: string, args: string[]): Promise<unknown> {
+    return this.#cluster.sendCommand(key, false, args, BYTES)
   }
 
   sendToEach(args: string[]): Promise<unknown[]> {

@@ -22,6 +22,8 @@ export interface RedisConnection {
   readonly publishCommand: PublishCommand
   /** A command on `key` and keys of its slot (on a cluster: sent to the master serving the slot). */
   send(key: string, args: string[]): Promise<unknown>
+  /** As send, with the reply's strings as Buffers: bytes passed on as they are build no JS string. */
+  sendForBytes(key: string, args: string[]): Promise<unknown>
   /** A command for all of Redis: the reply of each master (of the one server on a single one). */
   sendToEach(args: string[]): Promise<unknown[]>
   /**

@@ -1,6 +1,6 @@
 /** A single Redis server (`redis://`, `rediss://`) as a RedisConnection (connection.ts). */
 import { createClient } from 'redis'
-import { clientOptions } from './client-options'
+import { BYTES, clientOptions } from './client-options'
 import type { ChannelListener, RedisConnection } from './connection'
 
 /** One Redis server, over one node-redis client. */
@@ -26,6 +26,10 @@ export class SingleRedis implements RedisConnection {
 
   send(_key: string, args: string[]): Promise<unknown> {
     return this.#client.sendCommand(args)
+  }
+
+  sendForBytes(_key: string, args: string[]): Promise<unknown> {
+    return this.#client.sendCommand(args, BYTES)
   }
 
   sendToEach(args: string[]): Promise<unknown[]> {
