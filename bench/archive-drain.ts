@@ -12,7 +12,7 @@
  *
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/archivebench [ARCHIVE_BATCH=2000] bun bench/archive-drain.ts [dir]
  */
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { createClient } from 'redis'
 import { testLog } from '../tests/support/logs'
 import { startRedis } from '../tests/support/redis-server'
@@ -22,7 +22,7 @@ import { loadConfig } from '../src/config'
 
 const LOGS = Number(process.env.LOGS ?? 100_000)
 const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-const root = process.argv[2] ?? ROOT
+const root = resolve(process.argv[2] ?? ROOT)
 const { connectRedisBackend } = await import(join(root, 'src/logs/redis'))
 const { LogArchive } = await import(join(root, 'src/archive/log-archive'))
 const { Archiver } = await import(join(root, 'src/archive/archiver'))
