@@ -78,11 +78,8 @@ export class GroupCommit implements HistoryStore {
 
   append(taskId: string, logs: EncodedLog[], options?: AppendOptions): Promise<Appended> {
     if (options?.idempotency || logs.length === 0 || logs.length >= this.#maxLogs) {
-      const open = this.#open.get(taskId)
-      if (open) {
-        this.#open.delete(taskId)
-        this.#send(open)
-      }
+      const open = this.#close(taskId)
+      if (open) this.#send(open)
       return this.#alone(taskId, this.store.append(taskId, logs, options))
     }
     const top = topRank(logs)
@@ -134,6 +131,13 @@ export class GroupCommit implements HistoryStore {
     }
   }
 
+  /** The task's open group, which is then no longer open. */
+  #close(taskId: string): Group | undefined {
+    const group = this.#open.get(taskId)
+    if (group) this.#open.delete(taskId)
+    return group
+  }
+
   /** `append` counted in flight for its task until it settles. */
   #alone<T>(taskId: string, append: Promise<T>): Promise<T> {
     this.#begin(taskId)
@@ -160,9 +164,8 @@ export class GroupCommit implements HistoryStore {
       return
     }
     this.#inFlight.delete(taskId)
-    const open = this.#open.get(taskId)
+    const open = this.#close(taskId)
     if (!open) return
-    this.#open.delete(taskId)
     if (error instanceof StoreUnavailableError) {
       const refused = new StoreUnavailableError(`Log history at ${this.description}`, error)
       for (const request of open.requests) request.reject(refused)
