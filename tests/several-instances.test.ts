@@ -51,6 +51,64 @@ describe.each(redisDeployments)('several instances on %s', (_name, startRedis) =
     }
   })
 
+  /** PUBLISH calls Redis made so far (the append script's included), on a single Redis. */
+  const publishes = async () => Number(/cmdstat_publish:calls=(\d+)/.exec(await redis.command('', 'INFO', 'commandstats'))?.[1] ?? 0)
+
+  test('a task only one instance follows: its own logs are published to nobody and reach its watchers; once another follows, both get them', async () => {
+    const task = await createTask(a)
+    const sub = task.subtasks[0]!.subtask_id
+    const onA = await watch(a, task.task_id)
+    const posted = async (server: TestServer, n: number) => {
+      const ids: string[] = []
+      for (let i = 0; i < n; i++) ids.push((await sendLog(server, sub, { level: 'info', message: `line ${i}` })).id)
+      return ids
+    }
+    let before = await publishes()
+    const alone = await posted(a, 10)
+    // On a single Redis, a's appends travel on the connection that follows the task, the only
+    // subscriber: nothing is published. A cluster's shard channels always are.
+    if (!redis.sharded) expect((await publishes()) - before).toBe(0)
+    expect((await onA.logs(10)).map((l) => l.id)).toEqual(alone)
+
+    const onB = await watch(b, task.task_id)
+    const both = await posted(a, 10)
+    for (const client of [onA, onB]) expect((await client.logs(10)).map((l) => l.id)).toEqual(both)
+    onB.close()
+    expect(await eventually(async () => (await followers(task.task_id)) === 1)).toBe(true)
+    before = await publishes()
+    const againAlone = await posted(a, 5)
+    if (!redis.sharded) expect((await publishes()) - before).toBe(0)
+    expect((await onA.logs(5)).map((l) => l.id)).toEqual(againAlone)
+    onA.close()
+  })
+
+  test("logs delivered from an instance's own replies keep id order with those another instance publishes, live and resuming", async () => {
+    const task = await createTask(a, { description: 'two', subtasks: [{ description: 'x' }, { description: 'y' }] })
+    const [x, y] = task.subtasks.map((s) => s.subtask_id) as [string, string]
+    const live = await watch(a, task.task_id)
+    const acked: string[] = []
+    let resumed: WsClient | undefined
+    let since = ''
+    // Both instances append concurrently, several requests in flight each; a second watcher
+    // resumes with since while they do (its replay ends while a's appends are in flight).
+    const lane = async (server: TestServer, subtask: string, name: string) => {
+      for (let i = 0; i < 30; i++) {
+        acked.push((await sendLog(server, subtask, { level: 'info', message: `${name} ${i}` })).id)
+        if (name === 'a0' && i === 10) resumed = await watch(a, task.task_id, `?since=${(since = acked[0]!)}`)
+      }
+    }
+    await Promise.all([0, 1, 2, 3].flatMap((i) => [lane(a, x, `a${i}`), lane(b, y, `b${i}`)]))
+    acked.sort(compareLogIds)
+    expect((await live.logs(acked.length)).map((l) => l.id)).toEqual(acked)
+    const after = acked.filter((id) => compareLogIds(id, since) > 0)
+    expect((await resumed!.logs(after.length)).map((l) => l.id)).toEqual(after)
+    await Bun.sleep(100) // room for any duplicate to arrive
+    for (const client of [live, resumed!]) {
+      expect(client.frames.filter((f) => f.type === 'log')).toEqual([])
+      client.close()
+    }
+  })
+
   test('broadcasted counts the subscribers of every instance whose level filter accepts the log', async () => {
     const task = await createTask(a)
     const sub = task.subtasks[0]!.subtask_id

@@ -131,10 +131,11 @@ export interface LogFeed {
    */
   follow(taskId: string): Promise<void>
   /**
-   * Resolves once every event of a followed task stored before the call has been delivered here.
-   * History read from the store can be ahead of the feed: a watcher goes live only after this.
+   * Resolves once every event of a followed task (of `taskId`, or of every task) stored before
+   * the call has been delivered here. History read from the store can be ahead of the feed: a
+   * watcher goes live only after this.
    */
-  sync(): Promise<void>
+  sync(taskId?: string): Promise<void>
   /** Stops delivering a task's events here. */
   unfollow(taskId: string): void
   /** Sends a status change to every instance following the task. */

@@ -61,7 +61,7 @@ export async function catchUp(
     }
     // The feed may still be bringing logs that history already held: they are held too, and
     // dropped below, rather than sent after later ones.
-    await feed.sync()
+    await feed.sync(taskId)
     if (!current()) return
   }
   const next = (item: Held): boolean => {

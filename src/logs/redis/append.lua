@@ -2,12 +2,13 @@
 -- subscribers other instances announced. With an idempotency key, a repeat stores nothing; with a
 -- rate limit, an append over it stores nothing.
 --   KEYS[1]  the task's stream                 ARGV[1]  what the call asks, then the calling
---   KEYS[2]  its newest id [and rate state]             instance's id: '1' or '0' for each of
---   KEYS[3]  its announced subscriber counts            housekeep (trim by age, refresh expiry),
---   KEYS[4]  (with a key) an idempotency key's          the instance follows the task, an
---            record: fingerprint .. first id            idempotency key is given; then the
---   KEYS[4|5] (archive on) the set of tasks             highest level rank of the logs (one digit)
---            with logs to archive              ARGV[2]  (with a key) the request's fingerprint
+--   KEYS[2]  its newest id [and rate state]             instance's id: '1' or '0' for housekeep
+--   KEYS[3]  its announced subscriber counts            (trim by age, refresh expiry); '0' the
+--   KEYS[4]  (with a key) an idempotency key's          instance does not follow the task, '1'
+--            record: fingerprint .. first id            it does, '2' on the connection this call
+--   KEYS[4|5] (archive on) the set of tasks             came on; '1' or '0' an idempotency key is
+--            with logs to archive                       given; the logs' highest level rank (a digit)
+--                                              ARGV[2]  (with a key) the request's fingerprint
 --                                              ARGV[2|3], ...  the body of each log, which holds
 --                                                       its level (entry.lua levelOf)
 -- The instance's settings are constants before this text (scripts.ts appendScript): PUBLISH, the
@@ -15,7 +16,8 @@
 -- stream's length cap; SLACK_MS, the housekeeping slack (history.ts); INTERVAL_MS, ms per log of
 -- the rate limit (0: none); TOLERANCE_MS, its burst in ms. Every argument is work for Redis on
 -- every call: what does not change is not one.
--- Returns { first id, subscribers elsewhere }; the other logs take the ids after the first. Or,
+-- Returns { first id, subscribers elsewhere, 1 when it published nothing for the caller to
+-- deliver the logs itself, else 0 }; the other logs take the ids after the first. Or,
 -- storing nothing: { 'replayed', first id of the first answer } for a repeated key;
 -- { 'conflict' } for a key recorded with another fingerprint; { 'limited', ms until the append
 -- fits, logs that fit now, ms until a whole burst fits } over the rate limit.
@@ -24,6 +26,8 @@
 local asks = ARGV[1]
 -- Whether ARGV[1] asks for its i-th item ('1', byte 49).
 local function asked(i) return string.byte(asks, i) == 49 end
+local follows = string.byte(asks, 2) ~= 48
+local followsHere = string.byte(asks, 2) == 50
 local idemKey = asked(3) and KEYS[4] or nil
 local fingerprint = idemKey and ARGV[2]
 local FIRST_LOG = idemKey and 3 or 2
@@ -102,12 +106,21 @@ end
 -- batch is one message to every follower, not 100. The argument before the first body, read
 -- already, takes the first id, so that one table.concat builds the message. PUBLISH is
 -- 'SPUBLISH' on a cluster (scripts.ts).
-ARGV[FIRST_LOG - 1] = first
-local followers = redis.call(PUBLISH, key, table.concat(ARGV, '\n', FIRST_LOG - 1))
+-- A caller that follows the task on the connection this call came on subscribed to the channel
+-- before sending it, and unsubscribes only after: when the channel has one subscriber, it is
+-- that connection, and nobody else would read the message. The caller then delivers the logs
+-- from this reply, which Redis sends on that connection in order with the channel's messages
+-- (feed.ts), and the message is neither built nor sent.
+local followers, delivered = 1, 1
+if not (followsHere and redis.call('PUBSUB', 'NUMSUB', key)[2] == 1) then
+  ARGV[FIRST_LOG - 1] = first
+  followers = redis.call(PUBLISH, key, table.concat(ARGV, '\n', FIRST_LOG - 1))
+  delivered = 0
+end
 -- Only an instance that follows the task (subscribes to its channel) has subscribers for it:
 -- when this one is the only follower, there is nothing to read.
 local elsewhere = 0
-if followers > (asked(2) and 1 or 0) then
+if followers > (follows and 1 or 0) then
   elsewhere = subscribersElsewhere(KEYS[3], string.sub(asks, 5), string.byte(asks, 4) - 48)
 end
 -- Housekeeping, when the caller asks for it (at most every slackMs / 2 per task and instance):
@@ -131,4 +144,4 @@ if idemKey then redis.call('SET', idemKey, fingerprint .. first, 'PX', TTL_MS + 
 if pendingKey then
   redis.call('ZADD', pendingKey, 'NX', string.sub(first, 1, string.find(first, '-', 1, true) - 1), string.sub(key, 7, -2))
 end
-return { first, elsewhere }
+return { first, elsewhere, delivered }

@@ -3,8 +3,9 @@ import type { Level } from '../../schemas/common'
 import { withTimeout } from '../../timeout'
 import type { FeedListener, LogFeed, StoredLog } from '../backend'
 import { createRedisConnection, redactRedisUrl, type RedisConnection } from './connection'
-import type { Follower } from './history'
-import { logKey, taskOfChannel } from './keys'
+import { DeliveryOrder, type Answer } from './delivery-order'
+import type { Follower, FollowingConnection } from './history'
+import { logKey, newestIdKey, taskOfChannel } from './keys'
 
 export interface RedisFeedOptions {
   url: string
@@ -61,6 +62,12 @@ export function decodePublished(message: string): StoredLog[] | { status: string
  *
  * On a cluster the channel is a shard channel, subscribed on the master serving the task's slot.
  *
+ * On a single Redis the connection that follows a task also carries this instance's appends of
+ * it (`followingConnection`): when it is the channel's only subscriber, the append script
+ * publishes nothing and the logs are delivered here from its reply, which Redis sends on that
+ * connection in order with the channel's messages (delivery-order.ts keeps that order). A log
+ * then costs Redis no message, and this instance no message to read.
+ *
  * Pub/sub keeps no history, so a dropped connection may have lost messages: the feed then
  * replaces the connection (a fresh one, subscribed to nothing; on a cluster, every shard's) and
  * reports `interrupted`, and the hub tells every watcher here to resume with `since` from history.
@@ -72,13 +79,15 @@ export class RedisFeed implements LogFeed, Follower {
   readonly #timeoutMs: number
   readonly #logger: Pick<Console, 'warn' | 'info'>
   #subscriber: RedisConnection
-  /** A subscribed RESP2 connection may only (un)subscribe: status changes go out on this one. */
+  /** Status changes go out on this one, as any other instance's would. */
   readonly #publisher: RedisConnection
   /** Whether the publisher is this feed's own, to close with it. */
   readonly #ownsPublisher: boolean
   /** The tasks whose channel the current subscriber connection has subscribed. */
   #channels = new Set<string>()
   #listener: FeedListener | undefined
+  /** The order of the current subscriber connection's messages and replies. */
+  readonly #order = new DeliveryOrder(() => this.#listener)
   #closed = false
 
   private constructor(opts: RedisFeedOptions) {
@@ -129,9 +138,53 @@ export class RedisFeed implements LogFeed, Follower {
     this.#channels.add(taskId)
   }
 
-  /** A PING on the subscriber connection(s): Redis answers it after every message it queued there before. */
-  async sync(): Promise<void> {
-    await this.#call(this.#subscriber.pingSubscribers(), 'PING')
+  /**
+   * A PING on the subscriber connection(s): Redis answers it after every message it queued there
+   * before. For a task whose appends this connection carries, a read of its newest id instead:
+   * the messages held for those appends up to that id go out with the answer.
+   */
+  async sync(taskId?: string): Promise<void> {
+    const client = this.#subscriber
+    if (taskId === undefined || !this.#carries(taskId)) {
+      await this.#call(client.pingSubscribers(), 'PING')
+      return
+    }
+    const settle = this.#order.expect(taskId)
+    const key = newestIdKey(taskId)
+    const newest = client.send(key, ['GET', key])
+    newest.then(
+      // The key holds the newest id, then the rate limit's state after a space (append.lua).
+      (value) => settle(typeof value === 'string' ? { through: value.split(' ', 1)[0] } : undefined),
+      () => settle(undefined),
+    )
+    await this.#call(newest, 'GET')
+  }
+
+  /**
+   * The connection that follows the task, to carry this instance's appends of it, on a single
+   * Redis: see the class comment. Undefined on a cluster, whose shard channels live on other
+   * connections than the commands of a slot, or when it does not follow the task (yet).
+   */
+  followingConnection(taskId: string): FollowingConnection | undefined {
+    if (!this.#carries(taskId)) return undefined
+    const client = this.#subscriber
+    const order = this.#order
+    return {
+      send(command: string[], answered: (reply: unknown) => Answer | undefined): Promise<unknown> {
+        const settle = order.expect(taskId)
+        const reply = client.send(command[3]!, command)
+        reply.then(
+          (value) => settle(answered(value)),
+          () => settle(undefined),
+        )
+        return reply
+      },
+    }
+  }
+
+  /** The subscriber connection has subscribed to the task's channel, and may carry commands (a single Redis). */
+  #carries(taskId: string): boolean {
+    return !this.#subscriber.isCluster && this.#channels.has(taskId)
   }
 
   /** Whether the current subscriber connection has subscribed to the task's channel. */
@@ -176,8 +229,7 @@ export class RedisFeed implements LogFeed, Follower {
     } catch {
       return // not one of ours: someone else published on the channel
     }
-    if ('status' in event) this.#listener?.status(taskOfChannel(channel), event.status)
-    else this.#listener?.logs(taskOfChannel(channel), event)
+    this.#order.published(taskOfChannel(channel), event)
   }
 
   /** Watches a subscriber connection: once it has been ready, losing it replaces it (see the class comment). */
@@ -195,6 +247,7 @@ export class RedisFeed implements LogFeed, Follower {
     const lost = this.#subscriber
     const subscriber = (this.#subscriber = this.#open(lost.fresh()))
     this.#channels = new Set()
+    this.#order.clear()
     lost.destroy()
     let told = false
     subscriber.on('ready', () => {

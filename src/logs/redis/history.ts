@@ -36,7 +36,9 @@ import { levelRank, topRank } from '../../schemas/common'
 import type { AppendOptions, Appended, HistoryQuery, HistoryStore, Replay, StoredLog } from '../backend'
 import type { EncodedLog } from '../encode'
 import { requireLogId } from '../log-id'
+import { logIdAfter } from '../../../clients/ts/src/log-id'
 import { createRedisConnection, redactRedisUrl, type RedisConnection } from './connection'
+import type { Answer } from './delivery-order'
 import { archivePendingKey, idempotencyKey, logKey, newestIdKey, subscribersKey } from './keys'
 import { appendScript, SCRIPTS, toStoredLogs, type Script } from './scripts'
 import { defineTracingHasSubscribers } from './tracing'
@@ -45,13 +47,26 @@ import { Watchdog } from './watchdog'
 defineTracingHasSubscribers()
 
 /**
- * This instance as an append sees it: whose announcements to leave out (it counts its own), and
+ * This instance as an append sees it: whose announcements to leave out (it counts its own),
  * whether it follows the task's channel itself (then, when it is the only follower, no other
- * instance can have subscribers and the append reads no announcement). RedisFeed is one.
+ * instance can have subscribers and the append reads no announcement), and the connection that
+ * follows it, if that one may carry the append. RedisFeed is one.
  */
 export interface Follower {
   readonly instanceId: string
   follows(taskId: string): boolean
+  /** See FollowingConnection; undefined when the append goes on the history's own connection. */
+  followingConnection?(taskId: string): FollowingConnection | undefined
+}
+
+/**
+ * The connection subscribed to a task's channel, carrying an append of that task: Redis runs it
+ * after the subscription, so when that connection is the channel's only subscriber the script
+ * publishes nothing (append.lua), and the follower delivers the logs from the reply. `answered`
+ * reads from a reply the logs it delivers, and the newest id it saw (delivery-order.ts).
+ */
+export interface FollowingConnection {
+  send(command: string[], answered: (reply: unknown) => Answer | undefined): Promise<unknown>
 }
 
 export interface RedisHistoryOptions {
@@ -91,6 +106,19 @@ const infoField = (info: unknown, name: string): number => Number(new RegExp(`^$
 /** Tasks whose last housekeeping an instance remembers (RedisHistory.#housekeptAt). */
 const HOUSEKEPT_MAX = 10_000
 
+/**
+ * What the reply to an append sent on the following connection releases (delivery-order.ts):
+ * the logs, when the script published none, else the newest id it stored; nothing when it
+ * stored nothing.
+ */
+function answered(reply: unknown, logs: EncodedLog[]): Answer | undefined {
+  if (!Array.isArray(reply)) return undefined
+  const first = String(reply[0])
+  if (first.charCodeAt(0) > 57) return undefined
+  if (Number(reply[2]) !== 1) return { through: logIdAfter(first, logs.length - 1) }
+  return { logs: logs.map((log, i) => ({ id: logIdAfter(first, i), level: log.level, body: log.body })) }
+}
+
 export class RedisHistory implements HistoryStore {
   readonly description: string
   readonly #client: RedisConnection
@@ -118,6 +146,9 @@ export class RedisHistory implements HistoryStore {
   #full = false
   /** How many times the watchdog reset the connection: a call pending across one timed out. */
   #resets = 0
+  /** Fails the calls raced against the next reset (#untilReset). */
+  #abandon: (err: Error) => void = () => {}
+  #resetting: Promise<never> = this.#nextReset()
 
   private constructor(opts: RedisHistoryOptions) {
     if (!(opts.ttlSeconds > 0) || !Number.isFinite(opts.ttlSeconds)) throw new RangeError('ttlSeconds must be > 0')
@@ -208,18 +239,20 @@ export class RedisHistory implements HistoryStore {
       command.push(idempotencyKey(taskId, idempotency.key))
     }
     if (this.#archive) command.push(archivePendingKey(taskId, this.#client.isCluster))
-    // What the call asks (append.lua ARGV[1]), the logs' highest level rank, then this instance's id.
-    command.push(
-      (housekeep ? '1' : '0') +
-        (this.#follower.follows(taskId) ? '1' : '0') +
-        (idempotency ? '1' : '0') +
-        topRank(logs) +
-        this.#follower.instanceId,
-    )
+    // What the call asks (append.lua ARGV[1]), then the logs' highest level rank and this
+    // instance's id; whether and where it follows the task is filled in as it is sent.
+    const asks = command.length
+    const rest = (idempotency ? '1' : '0') + topRank(logs) + this.#follower.instanceId
+    command.push('')
     if (idempotency) command.push(idempotency.fingerprint)
     // The bodies only: each holds its level.
     for (const log of logs) command.push(log.body)
-    return this.#eval(this.#append, command).then(
+    const send = (key: string, args: string[]): Promise<unknown> => {
+      const following = this.#follower.followingConnection?.(taskId)
+      args[asks] = (housekeep ? '1' : '0') + (following ? '2' : this.#follower.follows(taskId) ? '1' : '0') + rest
+      return following ? this.#untilReset(following.send(args, (reply) => answered(reply, logs))) : this.#client.send(key, args)
+    }
+    return this.#eval(this.#append, command, send).then(
       (reply) => {
         if (!Array.isArray(reply) || reply.length < 1) {
           throw new StoreUnavailableError(STORE_NAME, new TypeError('unexpected reply to append'))
@@ -327,14 +360,24 @@ export class RedisHistory implements HistoryStore {
    * key, or EVAL there when that Redis lost its script cache (restart, SCRIPT FLUSH, a replica
    * that replaced its master).
    */
-  #eval(s: Script, command: string[]): Promise<unknown> {
+  #eval(s: Script, command: string[], send = this.#send): Promise<unknown> {
     const key = command[3]!
-    return this.#call(this.#client.send(key, command), (err) => {
+    return this.#call(send(key, command), (err) => {
       if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) return undefined
       command[0] = 'EVAL'
       command[1] = s.source
-      return this.#call(this.#client.send(key, command))
+      return this.#call(send(key, command))
     })
+  }
+
+  readonly #send = (key: string, command: string[]): Promise<unknown> => this.#client.send(key, command)
+
+  /**
+   * A call on another connection than the history's (the feed's, see Follower), failed by the
+   * watchdog's reset as the history's own calls are: its connection is the feed's to keep.
+   */
+  #untilReset(call: Promise<unknown>): Promise<unknown> {
+    return Promise.race([call, this.#resetting])
   }
 
   /**
@@ -371,6 +414,15 @@ export class RedisHistory implements HistoryStore {
     this.#logger.warn(`[history] ${this.description} answered nothing for ${this.#timeoutMs} ms; reconnecting`)
     this.#healthy = false
     this.#resets++
+    this.#abandon(new Error(`no reply from Redis within ${this.#timeoutMs} ms`))
+    this.#resetting = this.#nextReset()
     this.#client.reconnect()
+  }
+
+  /** Rejects when the watchdog next resets: what #untilReset races a call against. */
+  #nextReset(): Promise<never> {
+    const reset = new Promise<never>((_, reject) => (this.#abandon = reject))
+    reset.catch(() => {})
+    return reset
   }
 }
