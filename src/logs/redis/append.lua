@@ -78,7 +78,14 @@ if not prev then
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
   prev = last and last[1] or ''
 end
-local first = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '=', MAX_LEN, '*', 'p', prev, 'd', ARGV[FIRST_LOG])
+-- The first XADD trims the stream to the cap less the batch's other logs, so that the batch ends
+-- exactly at the cap: the same oldest entries go as by a trim after the last, in one trim that
+-- removes whole nodes of the stream (a trim per XADD would mark one entry deleted inside a node
+-- each time), and without a call of its own. A batch longer than the cap is trimmed again after
+-- its last entry.
+local others = #ARGV - FIRST_LOG
+local firstCap = others < MAX_LEN and MAX_LEN - others or MAX_LEN
+local first = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '=', firstCap, '*', 'p', prev, 'd', ARGV[FIRST_LOG])
 if not first then
   -- A new stream (or one deleted or evicted without its newest-id key) needs its expiry now,
   -- and its first entry names as predecessor what the task may have lost before it.
@@ -87,19 +94,17 @@ if not first then
     local before = lostBefore(key, TTL_MS)
     if before then prev = string.format('%.0f', before) .. '-0' end
   end
-  first = redis.call('XADD', key, 'MAXLEN', '=', MAX_LEN, '*', 'p', prev, 'd', ARGV[FIRST_LOG])
+  first = redis.call('XADD', key, 'MAXLEN', '=', firstCap, '*', 'p', prev, 'd', ARGV[FIRST_LOG])
 end
 prev = first
 -- The rest of a batch takes the ids after the first: `<ms>-*` has Redis give each the next seq
 -- of the first one's ms, <ms>-<seq + 1>, ..., so the reply needs only the first, and Lua builds
 -- no string per log. Their predecessor is the id before theirs, which they do not record
--- (entry.lua predecessor): an argument less per log for Redis. The batch is trimmed to the cap
--- once, after its last entry: a trim that removes whole nodes of the stream costs less than one
--- entry per XADD, and no one sees the stream in between.
-if #ARGV > FIRST_LOG then
+-- (entry.lua predecessor): an argument less per log for Redis.
+if others > 0 then
   local following = string.sub(first, 1, string.find(first, '-', 1, true)) .. '*'
   for i = FIRST_LOG + 1, #ARGV do prev = redis.call('XADD', key, following, 'd', ARGV[i]) end
-  redis.call('XTRIM', key, 'MAXLEN', '=', MAX_LEN)
+  if others >= MAX_LEN then redis.call('XTRIM', key, 'MAXLEN', '=', MAX_LEN) end
 end
 -- One message per append, '<first id>\n<body>\n<body>...' (a body has no raw newline): the
 -- others' ids follow the first, and each body holds its level (feed.ts decodes it). A 100-line

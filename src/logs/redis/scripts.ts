@@ -52,7 +52,7 @@ export interface AppendSettings {
 export function appendScript(s: AppendSettings): Script {
   const constants =
     `local PUBLISH, TTL_MS, MAX_LEN, SLACK_MS, INTERVAL_MS, TOLERANCE_MS = ` +
-    `'${s.publish}', ${s.ttlMs}, '${s.maxLen}', ${s.slackMs}, ${s.intervalMs}, ${s.toleranceMs}\n`
+    `'${s.publish}', ${s.ttlMs}, ${s.maxLen}, ${s.slackMs}, ${s.intervalMs}, ${s.toleranceMs}\n`
   return script('append', LOST_BEFORE, SUBSCRIBERS_ELSEWHERE, constants, APPEND)
 }
 
