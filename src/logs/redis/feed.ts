@@ -56,17 +56,19 @@ export function decodePublished(message: string): StoredLog[] | { status: string
 /**
  * The feed of instances that share Redis. An instance follows a task by subscribing to its
  * channel (keys.ts `logKey`), on which the append script publishes every log it stores, inside
- * the script and so in id order. Logs appended here come back this way too: one ordered source
- * keeps every instance's subscribers in id order, where delivering them on the spot could
- * overtake another instance's earlier log still on its way.
- *
- * On a cluster the channel is a shard channel, subscribed on the master serving the task's slot.
+ * the script and so in id order. Logs appended here reach this instance's watchers from the
+ * same ordered source: delivered on the spot, they could overtake another instance's earlier
+ * log still on its way.
  *
  * On a single Redis the connection that follows a task also carries this instance's appends of
- * it (`followingConnection`): when it is the channel's only subscriber, the append script
- * publishes nothing and the logs are delivered here from its reply, which Redis sends on that
- * connection in order with the channel's messages (delivery-order.ts keeps that order). A log
- * then costs Redis no message, and this instance no message to read.
+ * it (`followingConnection`), so that the reply to each comes on that one ordered source too.
+ * When the connection is the channel's only subscriber, the append script publishes nothing
+ * and the logs are delivered here from its reply (delivery-order.ts keeps them in order with
+ * the channel's messages): a task watched on one instance costs Redis no message per append,
+ * and this instance no message to read.
+ *
+ * On a cluster the channel is a shard channel, subscribed on the master serving the task's
+ * slot, on another connection than that master's commands: every append publishes.
  *
  * Pub/sub keeps no history, so a dropped connection may have lost messages: the feed then
  * replaces the connection (a fresh one, subscribed to nothing; on a cluster, every shard's) and

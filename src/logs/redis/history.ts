@@ -3,7 +3,8 @@
  * scripts.ts, each call ONE round trip.
  *
  * - append (append.lua): per log XADD, exact count trimming (once per batch), then ONE PUBLISH
- *   of the whole append on the task's channel, in id order (feed.ts decodes it). A batch's ids are
+ *   of the whole append on the task's channel, in id order (feed.ts decodes it), unless the
+ *   append came on the connection that is the channel's only subscriber (Follower). A batch's ids are
  *   consecutive (`<ms>-<seq>`, `<ms>-<seq + 1>`, ...), so the script returns only the first and,
  *   when another instance also follows the channel, the subscribers other instances announced
  *   (presence.ts). Trimming by age and the key's expiry happen on an instance's first append to

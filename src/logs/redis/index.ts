@@ -3,7 +3,8 @@
  * in one stream per task, the live feed on one pub/sub channel per task, presence in one hash per
  * task (keys.ts). Two connections per instance (on a cluster, two per master): one for commands
  * (history, status publishes, presence) and one subscribed to the channels of the tasks this
- * instance follows.
+ * instance follows, which on a single Redis also carries this instance's appends of those
+ * tasks (feed.ts).
  */
 import { withTimeout } from '../../timeout'
 import type { BackendLimits, LogBackend } from '../backend'
