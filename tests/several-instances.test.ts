@@ -51,10 +51,18 @@ describe.each(redisDeployments)('several instances on %s', (_name, startRedis) =
     }
   })
 
-  /** PUBLISH calls Redis made so far (the append script's included), on a single Redis. */
-  const publishes = async () => Number(/cmdstat_publish:calls=(\d+)/.exec(await redis.command('', 'INFO', 'commandstats'))?.[1] ?? 0)
+  /** The publishes of a task's channel (the append script's included) while `run` runs. */
+  const publishedWhile = async <T>(taskId: string, run: () => Promise<T>): Promise<[T, number]> => {
+    const channel = logKey(taskId)
+    const command = redis.sharded ? 'spublish' : 'publish'
+    const calls = async () =>
+      Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(await redis.command(channel, 'INFO', 'commandstats'))?.[1] ?? 0)
+    const before = await calls()
+    const result = await run()
+    return [result, (await calls()) - before]
+  }
 
-  test('a task only one instance follows: its own logs are published to nobody and reach its watchers; once another follows, both get them', async () => {
+  test('a task only one instance follows: on a single Redis its own logs are published to nobody (on a cluster, each append is) and reach its watchers; once another follows, both get them', async () => {
     const task = await createTask(a)
     const sub = task.subtasks[0]!.subtask_id
     const onA = await watch(a, task.task_id)
@@ -63,11 +71,11 @@ describe.each(redisDeployments)('several instances on %s', (_name, startRedis) =
       for (let i = 0; i < n; i++) ids.push((await sendLog(server, sub, { level: 'info', message: `line ${i}` })).id)
       return ids
     }
-    let before = await publishes()
-    const alone = await posted(a, 10)
     // On a single Redis, a's appends travel on the connection that follows the task, the only
-    // subscriber: nothing is published. A cluster's shard channels always are.
-    if (!redis.sharded) expect((await publishes()) - before).toBe(0)
+    // subscriber: nothing is published. On a cluster every append publishes on its shard channel.
+    const expected = redis.sharded ? 10 : 0
+    const [alone, published] = await publishedWhile(task.task_id, () => posted(a, 10))
+    expect(published).toBe(expected)
     expect((await onA.logs(10)).map((l) => l.id)).toEqual(alone)
 
     const onB = await watch(b, task.task_id)
@@ -75,9 +83,8 @@ describe.each(redisDeployments)('several instances on %s', (_name, startRedis) =
     for (const client of [onA, onB]) expect((await client.logs(10)).map((l) => l.id)).toEqual(both)
     onB.close()
     expect(await eventually(async () => (await followers(task.task_id)) === 1)).toBe(true)
-    before = await publishes()
-    const againAlone = await posted(a, 5)
-    if (!redis.sharded) expect((await publishes()) - before).toBe(0)
+    const [againAlone, publishedAgain] = await publishedWhile(task.task_id, () => posted(a, 5))
+    expect(publishedAgain).toBe(redis.sharded ? 5 : 0)
     expect((await onA.logs(5)).map((l) => l.id)).toEqual(againAlone)
     onA.close()
   })
